@@ -1,0 +1,224 @@
+//! Server configuration: every knob, its default and its validation.
+//!
+//! [`Config`] is plain data. The [`Builder`](crate::Builder) sets it field by
+//! field; [`Config::validate`] runs when the server starts, so a bad value is
+//! an [`Error::Config`] from `start()`, never a panic.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::packer::DEFAULT_MAX_BODY_LENGTH;
+
+/// How accepted sockets are spread over the event loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Balance {
+    /// Loop 0, 1, 2, … in turn. Cheapest; even for uniform connections.
+    #[default]
+    RoundRobin,
+    /// The loop with the fewest open connections (ties: lowest index).
+    /// Better when connection lifetimes vary a lot.
+    LeastConnections,
+}
+
+/// What happens to a message whose id no route handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UnknownIdPolicy {
+    /// Log at debug level and drop the message; the connection stays open.
+    #[default]
+    Drop,
+    /// Close the connection with [`CloseReason::UnknownId`](crate::CloseReason::UnknownId).
+    Close,
+}
+
+/// What happens when a send would take a connection's write queue over its
+/// high-water mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowPeerPolicy {
+    /// The send fails with [`Error::BufferFull`] and the loop stops reading
+    /// from that peer until its queue drains below half the mark.
+    #[default]
+    Backpressure,
+    /// The peer is closed with [`CloseReason::SlowPeer`](crate::CloseReason::SlowPeer)
+    /// (the send fails with [`Error::Closed`]).
+    Close,
+}
+
+/// Idle detection: kick connections that send nothing for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Granularity of the idle check (the timer wheel's tick). A silent peer
+    /// is closed between `idle_timeout` and `idle_timeout + check_interval`
+    /// after its last byte.
+    pub check_interval: Duration,
+    /// Silence after which the connection is closed with
+    /// [`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout).
+    pub idle_timeout: Duration,
+    /// Ping-before-kick: after this much silence the server sends one
+    /// message with id `ping_id` and an empty body; any byte from the peer
+    /// (typically its pong) counts as traffic. `None`: never ping.
+    pub ping_after: Option<Duration>,
+    /// Message id of the ping (see `ping_after`).
+    pub ping_id: u32,
+}
+
+/// Every setting of a server. Build one with [`Server::builder`](crate::Server::builder).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Number of event-loop threads. Default: available parallelism.
+    pub event_loops: usize,
+    /// How accepted sockets are spread over loops. Default: round-robin.
+    pub balance: Balance,
+    /// Largest body the default packer accepts or sends. Default: 1 MiB.
+    /// Ignored by a custom packer (which enforces its own).
+    pub max_body_length: usize,
+    /// Most open connections; further accepts are closed at once and
+    /// counted in `Stats::rejected`. Default: unlimited (`usize::MAX`).
+    pub max_connections: usize,
+    /// Per-connection write-queue high-water mark in bytes. Default: 4 MiB.
+    pub write_high_water: usize,
+    /// What a send over the high-water mark does. Default: backpressure.
+    pub slow_peer: SlowPeerPolicy,
+    /// Most bytes of cross-thread sends waiting in one loop's inbox.
+    /// Default: 64 MiB.
+    pub inbox_capacity: usize,
+    /// Most bytes read from one connection per loop turn before the loop
+    /// serves the others (the rest is read next turn). Default: 256 KiB.
+    pub read_budget: usize,
+    /// Size of each loop's shared read buffer. Default: 64 KiB.
+    pub read_buffer: usize,
+    /// Idle detection; `None` (the default) disables it.
+    pub heartbeat: Option<Heartbeat>,
+    /// What to do with messages no route handles. Default: drop.
+    pub unknown_id: UnknownIdPolicy,
+    /// Set TCP_NODELAY on accepted sockets. Default: true.
+    pub nodelay: bool,
+    /// Enable SO_KEEPALIVE with this idle time (and probe interval) on
+    /// accepted sockets. Default: `None` (off).
+    pub keepalive: Option<Duration>,
+    /// Listen backlog. Default: 1024.
+    pub backlog: u32,
+    /// How long a connection closed with unsent data may linger to flush
+    /// it before it is dropped. Default: 5 s.
+    pub close_linger: Duration,
+    /// Longest pause of the acceptor after EMFILE/ENFILE (it doubles from
+    /// 5 ms up to this). Default: 500 ms.
+    pub accept_backoff_max: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            event_loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            balance: Balance::RoundRobin,
+            max_body_length: DEFAULT_MAX_BODY_LENGTH,
+            max_connections: usize::MAX,
+            write_high_water: 4 << 20,
+            slow_peer: SlowPeerPolicy::Backpressure,
+            inbox_capacity: 64 << 20,
+            read_budget: 256 << 10,
+            read_buffer: 64 << 10,
+            heartbeat: None,
+            unknown_id: UnknownIdPolicy::Drop,
+            nodelay: true,
+            keepalive: None,
+            backlog: 1024,
+            close_linger: Duration::from_secs(5),
+            accept_backoff_max: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Config {
+    /// Check every value; called by `Builder::start`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first invalid field.
+    pub fn validate(&self) -> Result<()> {
+        fn bad(msg: &str) -> Result<()> {
+            Err(Error::Config(msg.to_string()))
+        }
+        if self.event_loops == 0 || self.event_loops > 1024 {
+            return bad("event_loops must be between 1 and 1024");
+        }
+        if self.max_body_length == 0 || self.max_body_length > u32::MAX as usize {
+            return bad("max_body_length must be between 1 and u32::MAX");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if self.write_high_water < 1024 {
+            return bad("write_high_water must be at least 1024 bytes");
+        }
+        if self.inbox_capacity == 0 {
+            return bad("inbox_capacity must be at least 1 byte");
+        }
+        if self.read_buffer < 1024 || self.read_budget < self.read_buffer {
+            return bad("read_buffer must be >= 1024 and read_budget >= read_buffer");
+        }
+        if self.backlog == 0 {
+            return bad("backlog must be at least 1");
+        }
+        if let Some(hb) = &self.heartbeat {
+            if hb.check_interval < Duration::from_millis(1) {
+                return bad("heartbeat check_interval must be at least 1 ms");
+            }
+            if hb.idle_timeout < hb.check_interval {
+                return bad("heartbeat idle_timeout must be >= check_interval");
+            }
+            if let Some(p) = hb.ping_after {
+                if p >= hb.idle_timeout {
+                    return bad("heartbeat ping_after must be shorter than idle_timeout");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_errors_not_panics() {
+        let cases: Vec<fn(&mut Config)> = vec![
+            |c| c.event_loops = 0,
+            |c| c.max_body_length = 0,
+            |c| c.max_connections = 0,
+            |c| c.write_high_water = 10,
+            |c| c.read_buffer = 10,
+            |c| c.backlog = 0,
+            |c| {
+                c.heartbeat = Some(Heartbeat {
+                    check_interval: Duration::from_secs(2),
+                    idle_timeout: Duration::from_secs(1),
+                    ping_after: None,
+                    ping_id: 0,
+                })
+            },
+            |c| {
+                c.heartbeat = Some(Heartbeat {
+                    check_interval: Duration::from_secs(1),
+                    idle_timeout: Duration::from_secs(3),
+                    ping_after: Some(Duration::from_secs(3)),
+                    ping_id: 0,
+                })
+            },
+        ];
+        for set in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            assert!(matches!(c.validate(), Err(Error::Config(_))), "{c:?}");
+        }
+    }
+}

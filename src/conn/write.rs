@@ -1,0 +1,169 @@
+//! A connection's write queue: encoded frames waiting for the socket.
+//!
+//! Small frames are encoded back to back into `tail` (coalescing many
+//! replies into one write); shared frames (broadcast, cross-thread sends)
+//! are queued as they are, without copying. A flush writes every pending
+//! chunk with one vectored write.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Most chunks handed to one `writev` (Linux's IOV_MAX is 1024; a few dozen
+/// already amortise the syscall).
+const MAX_IOVECS: usize = 64;
+
+#[derive(Default)]
+pub(crate) struct WriteQueue {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl WriteQueue {
+    /// Bytes waiting to be written.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Append to the coalescing buffer with `encode`. If it fails, whatever
+    /// it appended is discarded.
+    pub(crate) fn encode_with<E>(
+        &mut self,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let before = self.tail.len();
+        match encode(&mut self.tail) {
+            Ok(()) => {
+                let added = self.tail.len() - before;
+                self.len += added;
+                Ok(added)
+            }
+            Err(e) => {
+                self.tail.truncate(before);
+                Err(e)
+            }
+        }
+    }
+
+    /// Queue an already encoded, possibly shared frame without copying it.
+    pub(crate) fn push_shared(&mut self, frame: Bytes) {
+        if frame.is_empty() {
+            return;
+        }
+        self.seal();
+        self.len += frame.len();
+        self.chunks.push_back(frame);
+    }
+
+    /// Move the coalescing buffer's bytes into the chunk list.
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+    }
+
+    /// One vectored write of as much as is pending. Returns bytes written.
+    pub(crate) fn write_to(&mut self, w: &mut impl Write) -> io::Result<usize> {
+        self.seal();
+        let n = if self.chunks.len() == 1 {
+            w.write(&self.chunks[0])?
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+                *slot = IoSlice::new(chunk);
+                count += 1;
+            }
+            w.write_vectored(&slices[..count])?
+        };
+        self.consume(n);
+        Ok(n)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Drop everything pending (the connection is going away).
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.tail.clear();
+        self.len = 0;
+    }
+
+    /// Bytes of heap this queue keeps while empty (for the pool's cap).
+    pub(crate) fn retained(&self) -> usize {
+        self.tail.capacity() + self.chunks.capacity() * std::mem::size_of::<Bytes>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that accepts at most `limit` bytes per call.
+    struct Trickle {
+        out: Vec<u8>,
+        limit: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.limit);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn keeps_order_across_coalesced_and_shared_chunks() {
+        let mut q = WriteQueue::default();
+        q.encode_with(|b| {
+            b.extend_from_slice(b"ab");
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        q.push_shared(Bytes::from_static(b"cde"));
+        q.encode_with(|b| {
+            b.extend_from_slice(b"f");
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert!(q
+            .encode_with(|b| {
+                b.extend_from_slice(b"XX");
+                Err(())
+            })
+            .is_err());
+        assert_eq!(q.len(), 6);
+        let mut w = Trickle {
+            out: Vec::new(),
+            limit: 2,
+        };
+        while !q.is_empty() {
+            q.write_to(&mut w).unwrap();
+        }
+        assert_eq!(w.out, b"abcdef");
+    }
+}

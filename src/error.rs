@@ -1,0 +1,200 @@
+//! Errors and close reasons.
+//!
+//! * [`Error`] is what a netloom call returns; each variant says what the
+//!   caller should do about it.
+//! * [`PackError`] is what a [`Packer`](crate::Packer) returns when the peer
+//!   broke the wire protocol (or a message cannot be encoded).
+//! * [`CloseReason`] is handed to `on_close`: why a connection ended.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+/// `Result` with netloom's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error type of netloom's public API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection is closed or closing (or the handle is stale: its slot
+    /// now belongs to another connection). Nothing was sent; drop the handle.
+    #[error("connection closed")]
+    Closed,
+    /// The connection's write queue is over its high-water mark: the peer
+    /// reads slower than you write. Nothing was queued. Retry later, drop the
+    /// message, or close the peer; the loop stops reading from this peer
+    /// until its queue drains.
+    #[error("write queue full (peer reads too slowly)")]
+    BufferFull,
+    /// The target event loop's inbox holds more cross-thread bytes than
+    /// `Config::inbox_capacity`. Nothing was queued; slow down the producer.
+    #[error("event loop inbox full")]
+    InboxFull,
+    /// The server is shutting down or has shut down. Nothing was sent.
+    #[error("server is shut down")]
+    ShutDown,
+    /// The packer refused to encode the message (e.g. body over the limit).
+    /// Nothing was queued; this is a bug in the caller or a limit to raise.
+    #[error("encode failed: {0}")]
+    Pack(#[from] PackError),
+    /// A configuration value is invalid; the message says which and why.
+    /// Returned by the builder before any thread starts.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An operating-system error (bind, listen, thread spawn, poll).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A thread of the server panicked outside any handler (a netloom bug);
+    /// reported by `shutdown` after every other thread was joined.
+    #[error("server thread panicked: {0}")]
+    ThreadPanicked(String),
+    /// `shutdown` reached its deadline; connections still open were closed
+    /// without flushing. The server is fully stopped nonetheless.
+    #[error("shutdown deadline passed with {0} connection(s) unflushed")]
+    ShutdownTimeout(usize),
+}
+
+/// A peer broke the wire protocol, or a message cannot be encoded.
+///
+/// Returned by [`Packer`](crate::Packer) implementations. A decode error
+/// closes only the offending connection, with
+/// [`CloseReason::Protocol`] carrying this value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackError {
+    /// The frame declares a body longer than the configured maximum. Checked
+    /// before any byte is reserved for the body.
+    #[error("frame body of {len} bytes exceeds the limit of {max} bytes")]
+    TooLong {
+        /// Declared (or requested) body length.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The bytes do not form a valid frame; the text says what was wrong.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Why a connection was closed; passed to `on_close`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed its side (read returned end of file).
+    PeerClosed,
+    /// The peer sent nothing for the heartbeat's idle timeout.
+    IdleTimeout,
+    /// The peer broke the wire protocol (bad frame, body over the limit).
+    Protocol(PackError),
+    /// The peer sent a message id no route handles and the server is
+    /// configured with [`UnknownIdPolicy::Close`](crate::UnknownIdPolicy).
+    UnknownId(u32),
+    /// The peer read too slowly: its write queue went over the high-water
+    /// mark with [`SlowPeerPolicy::Close`](crate::SlowPeerPolicy).
+    SlowPeer,
+    /// A handler, middleware or hook panicked while serving this connection.
+    HandlerPanic,
+    /// `on_open` rejected the connection; the text is its reason.
+    Rejected(String),
+    /// The server closed it on request: `ctx.close()` or `ConnHandle::close()`.
+    Local,
+    /// The server is shutting down.
+    Shutdown,
+    /// A socket error; the connection could not go on.
+    Io(Arc<io::Error>),
+}
+
+impl CloseReason {
+    /// Number of distinct kinds, for per-kind counters.
+    pub(crate) const KINDS: usize = 10;
+
+    /// A small stable index per kind, used by [`Stats`](crate::Stats).
+    pub(crate) fn kind_index(&self) -> usize {
+        match self {
+            CloseReason::PeerClosed => 0,
+            CloseReason::IdleTimeout => 1,
+            CloseReason::Protocol(_) => 2,
+            CloseReason::UnknownId(_) => 3,
+            CloseReason::SlowPeer => 4,
+            CloseReason::HandlerPanic => 5,
+            CloseReason::Rejected(_) => 6,
+            CloseReason::Local => 7,
+            CloseReason::Shutdown => 8,
+            CloseReason::Io(_) => 9,
+        }
+    }
+
+    /// Short name of the kind, as used in stats and logs.
+    pub(crate) fn kind_name(index: usize) -> &'static str {
+        [
+            "peer_closed",
+            "idle_timeout",
+            "protocol",
+            "unknown_id",
+            "slow_peer",
+            "handler_panic",
+            "rejected",
+            "local",
+            "shutdown",
+            "io",
+        ][index]
+    }
+
+    /// True for reasons that mean the peer misbehaved or failed (logged at
+    /// warn rather than debug).
+    pub(crate) fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::Protocol(_)
+                | CloseReason::UnknownId(_)
+                | CloseReason::SlowPeer
+                | CloseReason::HandlerPanic
+                | CloseReason::Io(_)
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
+            CloseReason::UnknownId(id) => write!(f, "unknown message id {id}"),
+            CloseReason::SlowPeer => f.write_str("slow peer"),
+            CloseReason::HandlerPanic => f.write_str("handler panicked"),
+            CloseReason::Rejected(why) => write!(f, "rejected: {why}"),
+            CloseReason::Local => f.write_str("closed by server"),
+            CloseReason::Shutdown => f.write_str("server shutdown"),
+            CloseReason::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_indices_are_dense_and_named() {
+        let all = [
+            CloseReason::PeerClosed,
+            CloseReason::IdleTimeout,
+            CloseReason::Protocol(PackError::Malformed("x".into())),
+            CloseReason::UnknownId(7),
+            CloseReason::SlowPeer,
+            CloseReason::HandlerPanic,
+            CloseReason::Rejected("full".into()),
+            CloseReason::Local,
+            CloseReason::Shutdown,
+            CloseReason::Io(Arc::new(io::Error::other("boom"))),
+        ];
+        assert_eq!(all.len(), CloseReason::KINDS);
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(r.kind_index(), i);
+            assert!(!CloseReason::kind_name(i).is_empty());
+            assert!(!r.to_string().is_empty());
+        }
+    }
+}

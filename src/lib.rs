@@ -1,0 +1,92 @@
+//! # netloom
+//!
+//! Long-connection TCP servers (game servers, IM, push, IoT gateways) on an
+//! epoll/kqueue reactor: `N` event-loop threads, framed messages routed by
+//! numeric id through middleware to your handlers, per-connection write
+//! queues with backpressure, and a timer wheel that kicks idle peers.
+//!
+//! ```text
+//! accept (acceptor thread) ──► loop k (round-robin / least-connections)    reactor
+//! readable ──► read into the loop's scratch buffer                          reactor::event_loop
+//!          ──► Packer::decode → Message { id, seq, body }                    packer
+//!          ──► global middleware ──► group middleware ──► handler by id      middleware, router
+//!          ──► ctx.reply / send / ConnHandle::send / Hub::broadcast          context, handle
+//!          ──► Packer::encode into the connection's write queue             conn
+//!          ──► flushed at the end of the loop turn (vectored write;
+//!              WRITABLE interest only while the kernel buffer is full)      reactor::event_loop
+//! timer wheel per loop: idle kick, ping-before-kick, close linger          timer
+//! ```
+//!
+//! * [`Server::builder`] configures and starts a server ([`server`]).
+//! * [`Packer`] defines the wire format; [`LengthPacker`] is the default
+//!   (`len u32 LE | id u32 LE | body`, wire-compatible with netman's
+//!   `DataPacker`).
+//! * Handlers get a [`Context`]; middleware gets a [`Context`] and a [`Next`].
+//! * [`ConnHandle`] and [`Hub`] reach connections from any thread.
+//! * [`CloseReason`] tells `on_close` why a connection ended; [`Stats`]
+//!   counts everything.
+//!
+//! # Example
+//!
+//! An echo server on message id 0, with a global logging middleware:
+//!
+//! ```no_run
+//! use std::time::{Duration, Instant};
+//! use netloom::{Context, HandlerResult, Next, Server};
+//!
+//! fn timing(ctx: &mut Context<'_>, next: Next<'_>) -> HandlerResult {
+//!     let start = Instant::now();
+//!     let result = next.run(ctx);
+//!     log::debug!("message {} took {:?}", ctx.msg_id(), start.elapsed());
+//!     result
+//! }
+//!
+//! let handle = Server::builder()
+//!     .event_loops(4)
+//!     .max_body_length(1 << 20)
+//!     .heartbeat(Duration::from_secs(60), Duration::from_secs(180))
+//!     .on_open(|conn| log::info!("open {}", conn.id()))
+//!     .on_close(|conn, reason| log::info!("close {} {reason}", conn.id()))
+//!     .middleware(timing)
+//!     .route(0, |ctx| ctx.reply(0, ctx.body()))
+//!     .bind("127.0.0.1:6565")?
+//!     .start()?;
+//! handle.shutdown(Duration::from_secs(5))?;
+//! # Ok::<(), netloom::Error>(())
+//! ```
+//!
+//! # Threads and ordering
+//!
+//! Handlers run on the loop thread that owns the connection. Messages from
+//! one connection reach handlers one at a time, in arrival order, and
+//! replies leave in the order they were queued (also when the peer
+//! pipelines). A handler that blocks stalls its whole loop: hand slow work
+//! to your own threads and answer later through a [`ConnHandle`].
+//!
+//! See `docs/ARCHITECTURE.md` for the design decisions.
+
+#![deny(missing_docs, missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+
+mod config;
+mod conn;
+mod context;
+mod error;
+mod handle;
+mod middleware;
+mod packer;
+mod reactor;
+mod router;
+pub mod server;
+mod stats;
+mod sys;
+mod timer;
+
+pub use config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
+pub use context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
+pub use error::{CloseReason, Error, PackError, Result};
+pub use handle::{ConnHandle, ConnId, Hub};
+pub use middleware::Next;
+pub use packer::{LengthPacker, Message, Packer, DEFAULT_MAX_BODY_LENGTH, HEADER_LEN};
+pub use server::{Builder, Group, IntoOpenResult, Server, ServerHandle};
+pub use stats::Stats;

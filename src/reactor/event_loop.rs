@@ -1,0 +1,773 @@
+//! One event-loop thread: poll → read, decode, dispatch → inbox → timers →
+//! flush, until shutdown.
+//!
+//! mio is edge-triggered: every readable connection is read until
+//! `WouldBlock`, except that one connection gets at most `read_budget` bytes
+//! per turn; the rest is read next turn (its key waits in `pending`, and the
+//! poll does not sleep while anything is pending).
+
+use std::io::{self, Read};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use crossbeam_channel::Receiver;
+use mio::{Events, Interest, Poll, Token};
+
+use super::{panic_message, Command, LoopCore, CURRENT};
+use crate::config::UnknownIdPolicy;
+use crate::conn::{flag, Conn};
+use crate::context::{Context, Session, TypeMap};
+use crate::error::CloseReason;
+use crate::packer::Message;
+use crate::stats::Counters;
+use crate::timer::TimerWheel;
+
+/// The token of each loop's waker.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+
+/// Wheel tick when no heartbeat is configured (only close lingers use it).
+const DEFAULT_TICK: Duration = Duration::from_millis(100);
+
+/// A scheduled check of one connection.
+#[derive(Debug, Clone, Copy)]
+struct Timer {
+    key: u32,
+    generation: u32,
+    /// Close-linger deadline (else a heartbeat check).
+    linger: bool,
+}
+
+pub(crate) struct EventLoop {
+    core: Rc<LoopCore>,
+    poll: Poll,
+    events: Events,
+    inbox: Receiver<Command>,
+    wheel: TimerWheel<Timer>,
+    due: Vec<Timer>,
+    tick_ms: u64,
+    start: Instant,
+    /// Milliseconds since `start`, updated once per turn.
+    now_ms: u64,
+    /// Where every read lands first (shared by all connections).
+    scratch: Box<[u8]>,
+    /// Decode buffer for connections with no partial frame.
+    rx: BytesMut,
+    msgs: Vec<Message>,
+    /// Keys to read again next turn (their read budget ran out).
+    pending: Vec<usize>,
+    shutdown: Option<Instant>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(core: LoopCore, poll: Poll, inbox: Receiver<Command>) -> Self {
+        let config = &core.server.config;
+        let (tick, longest) = match &config.heartbeat {
+            Some(hb) => (hb.check_interval, hb.idle_timeout),
+            None => (DEFAULT_TICK, config.close_linger),
+        };
+        let tick_ms = (tick.as_millis() as u64).max(1);
+        let slots = (longest.as_millis() as u64 / tick_ms + 2).min(1 << 16) as usize;
+        let read_buffer = config.read_buffer;
+        EventLoop {
+            core: Rc::new(core),
+            poll,
+            events: Events::with_capacity(1024),
+            inbox,
+            wheel: TimerWheel::new(slots),
+            due: Vec::new(),
+            tick_ms,
+            start: Instant::now(),
+            now_ms: 0,
+            scratch: vec![0; read_buffer].into_boxed_slice(),
+            rx: BytesMut::new(),
+            msgs: Vec::new(),
+            pending: Vec::new(),
+            shutdown: None,
+        }
+    }
+
+    /// Run until shutdown; returns how many connections were closed with
+    /// unflushed data when the shutdown deadline passed.
+    pub(crate) fn run(mut self) -> usize {
+        CURRENT.with(|c| *c.borrow_mut() = Some(self.core.clone()));
+        let unflushed = self.turns();
+        CURRENT.with(|c| *c.borrow_mut() = None);
+        unflushed
+    }
+
+    fn turns(&mut self) -> usize {
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        loop {
+            self.update_clock();
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Not recoverable (EBADF/EINVAL on the poll fd): close all.
+                log::error!(
+                    "loop {}: poll failed: {e}; closing its connections",
+                    self.core.index
+                );
+                return self.close_all_now();
+            }
+            self.update_clock();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.drain_inbox(),
+                    Token(key) => {
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key);
+                        }
+                    }
+                }
+            }
+            for key in std::mem::take(&mut self.pending) {
+                if let Some(c) = self.core.conns.borrow_mut().get_mut(key) {
+                    c.unset(flag::PENDING_READ);
+                }
+                self.read(key);
+            }
+            self.fire_timers();
+            self.flush_dirty();
+            if let Some(deadline) = self.shutdown {
+                if self.core.conns.borrow().is_empty() {
+                    return 0;
+                }
+                if Instant::now() >= deadline {
+                    return self.close_all_now();
+                }
+            }
+        }
+    }
+
+    fn update_clock(&mut self) {
+        self.now_ms = self.start.elapsed().as_millis() as u64;
+    }
+
+    /// Loop clock as stored in connections (wrapping milliseconds).
+    fn now32(&self) -> u32 {
+        self.now_ms as u32
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.pending.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let timer = self
+            .wheel
+            .next_due()
+            .map(|tick| Duration::from_millis((tick * self.tick_ms).saturating_sub(self.now_ms)));
+        let shutdown = self
+            .shutdown
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        match (timer, shutdown) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn mark_dirty(&self, key: usize) {
+        let mut slab = self.core.conns.borrow_mut();
+        if let Some(conn) = slab.get_mut(key) {
+            if !conn.has(flag::DIRTY) {
+                conn.set(flag::DIRTY);
+                self.core.dirty.borrow_mut().push(key);
+            }
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        let core = self.core.clone();
+        let shared = core.shared();
+        shared
+            .notified
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        while let Ok(cmd) = self.inbox.try_recv() {
+            match cmd {
+                Command::Register(stream, peer) => self.open(stream, peer),
+                Command::Frame(id, frame) => {
+                    shared
+                        .inflight
+                        .fetch_sub(frame.len(), std::sync::atomic::Ordering::Relaxed);
+                    if let Err(e) = self.core.push_frame(id, frame) {
+                        log::debug!("conn {id}: cross-thread send dropped: {e}");
+                    }
+                }
+                Command::Broadcast(frame) => {
+                    shared
+                        .inflight
+                        .fetch_sub(frame.len(), std::sync::atomic::Ordering::Relaxed);
+                    self.core.broadcast(&frame);
+                }
+                Command::Close(id) => {
+                    self.core
+                        .close(id.key as usize, id.generation, CloseReason::Local)
+                }
+                Command::Snapshot(reply) => {
+                    let _ = reply.send(self.core.ids());
+                }
+                Command::Shutdown(deadline) => self.begin_shutdown(deadline),
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, deadline: Instant) {
+        self.shutdown = Some(deadline);
+        let open: Vec<(usize, u32)> = {
+            let slab = self.core.conns.borrow();
+            slab.iter().map(|(k, c)| (k, c.generation)).collect()
+        };
+        for (key, generation) in open {
+            self.core.close(key, generation, CloseReason::Shutdown);
+        }
+    }
+
+    /// Adopt an accepted socket: register it, schedule its heartbeat, run
+    /// `on_open`.
+    fn open(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        let core = self.core.clone();
+        let server = &core.server;
+        let counters = self.core.counters();
+        let generation = self.core.next_generation();
+        let key = {
+            let mut slab = self.core.conns.borrow_mut();
+            let entry = slab.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self
+                .core
+                .registry
+                .register(&mut stream, Token(key), Interest::READABLE)
+            {
+                log::warn!("loop {}: cannot register {peer}: {e}", self.core.index);
+                server
+                    .live
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            entry.insert(Conn::new(stream, peer, generation, self.now32()));
+            key
+        };
+        Counters::add(&counters.accepted, 1);
+        Counters::add(&counters.connections, 1);
+        if let Some(hb) = &server.config.heartbeat {
+            let first = hb.ping_after.unwrap_or(hb.idle_timeout);
+            self.schedule(key, generation, first.as_millis() as u64, false);
+        }
+        if self.shutdown.is_some() {
+            self.core.close(key, generation, CloseReason::Shutdown);
+            return;
+        }
+        let Some(hook) = &server.on_open else {
+            return;
+        };
+        let id = self.core.conn_id(key, generation);
+        let verdict = self.with_session(key, generation, |session| {
+            catch_unwind(AssertUnwindSafe(|| hook(session)))
+        });
+        match verdict {
+            Some(Ok(Ok(()))) | None => {}
+            Some(Ok(Err(why))) => {
+                log::debug!("conn {id} ({peer}): rejected by on_open: {why}");
+                self.core.close(key, generation, CloseReason::Rejected(why));
+            }
+            Some(Err(panic)) => {
+                log::error!(
+                    "conn {id} ({peer}): on_open panicked: {}",
+                    panic_message(&*panic)
+                );
+                self.core.close(key, generation, CloseReason::HandlerPanic);
+            }
+        }
+    }
+
+    /// Run `f` with a [`Session`] for the connection (its user data taken
+    /// out of the slab meanwhile, so `f` may freely call back into the loop).
+    fn with_session<R>(
+        &self,
+        key: usize,
+        generation: u32,
+        f: impl FnOnce(&mut Session<'_>) -> R,
+    ) -> Option<R> {
+        let (mut data, peer) = {
+            let mut slab = self.core.conns.borrow_mut();
+            let conn = slab.get_mut(key).filter(|c| c.generation == generation)?;
+            (std::mem::take(&mut conn.data), conn.peer)
+        };
+        let mut session = Session {
+            core: &self.core,
+            id: self.core.conn_id(key, generation),
+            peer,
+            data: &mut data,
+        };
+        let r = f(&mut session);
+        if let Some(conn) = self.core.conns.borrow_mut().get_mut(key) {
+            if conn.generation == generation {
+                conn.data = data;
+            }
+        }
+        Some(r)
+    }
+
+    /// Read from a connection until `WouldBlock` or its budget is spent,
+    /// dispatching every complete message in order.
+    fn read(&mut self, key: usize) {
+        let core = self.core.clone();
+        let mut budget = core.server.config.read_budget;
+        loop {
+            let mut slab = core.conns.borrow_mut();
+            let Some(conn) = slab.get_mut(key) else {
+                return;
+            };
+            if conn.has(flag::PAUSED | flag::CLOSING) {
+                return;
+            }
+            let generation = conn.generation;
+            let n = match (&conn.stream).read(&mut self.scratch) {
+                Ok(0) => {
+                    drop(slab);
+                    core.close(key, generation, CloseReason::PeerClosed);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    drop(slab);
+                    let reason = match e.kind() {
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                            CloseReason::PeerClosed
+                        }
+                        _ => CloseReason::Io(std::sync::Arc::new(e)),
+                    };
+                    core.close(key, generation, reason);
+                    return;
+                }
+            };
+            Counters::add(&core.counters().bytes_in, n as u64);
+            conn.last_active = self.now32();
+            conn.unset(flag::PINGED);
+            let failed = self.decode(conn, n);
+            drop(slab);
+
+            let mut msgs = std::mem::take(&mut self.msgs);
+            if !msgs.is_empty() {
+                Counters::add(&core.counters().messages_in, msgs.len() as u64);
+                dispatch(&core, key, generation, &mut msgs);
+            }
+            self.msgs = msgs;
+            if let Some(e) = failed {
+                let id = core.conn_id(key, generation);
+                log::warn!("conn {id}: protocol error: {e}");
+                core.close(key, generation, CloseReason::Protocol(e));
+                return;
+            }
+            budget = budget.saturating_sub(n);
+            if budget == 0 {
+                let mut slab = core.conns.borrow_mut();
+                if let Some(conn) = slab.get_mut(key) {
+                    if !conn.has(flag::PENDING_READ) {
+                        conn.set(flag::PENDING_READ);
+                        self.pending.push(key);
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    /// Decode the `n` bytes just read into `self.msgs`; keep a trailing
+    /// partial frame on the connection. Returns the protocol error, if any
+    /// (messages before the bad frame are still delivered).
+    fn decode(&mut self, conn: &mut Conn, n: usize) -> Option<crate::PackError> {
+        let packer = &*self.core.server.packer;
+        let data = &self.scratch[..n];
+        let buf = match conn.partial.as_mut() {
+            Some(p) => {
+                p.extend_from_slice(data);
+                p
+            }
+            None => {
+                self.rx.clear();
+                self.rx.extend_from_slice(data);
+                &mut self.rx
+            }
+        };
+        let mut failed = None;
+        loop {
+            match packer.decode(buf) {
+                Ok(Some(m)) => self.msgs.push(m),
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if failed.is_some() {
+            if let Some(p) = conn.partial.take() {
+                self.core.pool.borrow_mut().put_read(p);
+            }
+            return failed;
+        }
+        match conn.partial.take() {
+            Some(p) if p.is_empty() => self.core.pool.borrow_mut().put_read(p),
+            Some(p) => conn.partial = Some(p),
+            None if !self.rx.is_empty() => {
+                let mut p = self.core.pool.borrow_mut().take_read();
+                p.extend_from_slice(&self.rx);
+                self.rx.clear();
+                conn.partial = Some(p);
+            }
+            None => {}
+        }
+        None
+    }
+
+    fn schedule(&mut self, key: usize, generation: u32, after_ms: u64, linger: bool) {
+        let at_ms = self.now_ms + after_ms;
+        let tick = at_ms.div_ceil(self.tick_ms);
+        self.wheel.insert(
+            tick,
+            Timer {
+                key: key as u32,
+                generation,
+                linger,
+            },
+        );
+    }
+
+    fn fire_timers(&mut self) {
+        let now_tick = self.now_ms / self.tick_ms;
+        if now_tick <= self.wheel.current() {
+            return;
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.advance(now_tick, &mut due);
+        for t in due.drain(..) {
+            if t.linger {
+                self.linger_expired(t);
+            } else {
+                self.heartbeat(t);
+            }
+        }
+        self.due = due;
+    }
+
+    fn linger_expired(&mut self, t: Timer) {
+        let key = t.key as usize;
+        let closing = self
+            .core
+            .conns
+            .borrow()
+            .get(key)
+            .is_some_and(|c| c.generation == t.generation && c.has(flag::CLOSING));
+        if closing {
+            log::debug!(
+                "conn {}: close linger expired with data unsent",
+                self.core.conn_id(key, t.generation)
+            );
+            self.finalize(key);
+        }
+    }
+
+    /// A heartbeat check: kick, ping, or reschedule.
+    fn heartbeat(&mut self, t: Timer) {
+        let Some(hb) = self.core.server.config.heartbeat else {
+            return;
+        };
+        let key = t.key as usize;
+        let idle_timeout = hb.idle_timeout.as_millis() as u64;
+        let (idle, pinged) = {
+            let slab = self.core.conns.borrow();
+            match slab.get(key) {
+                Some(c) if c.generation == t.generation && !c.has(flag::CLOSING) => (
+                    u64::from(self.now32().wrapping_sub(c.last_active)),
+                    c.has(flag::PINGED),
+                ),
+                _ => return,
+            }
+        };
+        if idle >= idle_timeout {
+            log::debug!(
+                "conn {}: idle for {idle} ms; closing",
+                self.core.conn_id(key, t.generation)
+            );
+            self.core.close(key, t.generation, CloseReason::IdleTimeout);
+            return;
+        }
+        let mut next = idle_timeout - idle;
+        if let (Some(ping_after), false) = (hb.ping_after, pinged) {
+            let ping_after = ping_after.as_millis() as u64;
+            if idle >= ping_after {
+                if let Some(c) = self.core.conns.borrow_mut().get_mut(key) {
+                    c.set(flag::PINGED);
+                }
+                // A full queue just means the peer will be kicked instead.
+                let _ = self.core.send(key, t.generation, hb.ping_id, 0, &[]);
+            } else {
+                next = ping_after - idle;
+            }
+        }
+        self.schedule(key, t.generation, next, false);
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut *self.core.dirty.borrow_mut());
+        // Flushing may close connections whose on_close sends to others:
+        // keep going until nothing is dirty.
+        while !dirty.is_empty() {
+            for key in dirty.drain(..) {
+                self.flush(key);
+            }
+            std::mem::swap(&mut dirty, &mut *self.core.dirty.borrow_mut());
+        }
+        *self.core.dirty.borrow_mut() = dirty;
+    }
+
+    /// Write what a connection has queued; adjust interest; resume reading
+    /// once below half the high-water mark; finish a close once flushed.
+    fn flush(&mut self, key: usize) {
+        let core = self.core.clone();
+        let config = &core.server.config;
+        let mut slab = core.conns.borrow_mut();
+        let Some(conn) = slab.get_mut(key) else {
+            return;
+        };
+        conn.unset(flag::DIRTY);
+        let mut blocked = false;
+        let mut failed = None;
+        if let Some(queue) = conn.queue.as_mut() {
+            while !queue.is_empty() {
+                match queue.write_to(&mut &conn.stream) {
+                    Ok(0) => {
+                        failed = Some(io::Error::from(io::ErrorKind::WriteZero));
+                        break;
+                    }
+                    Ok(n) => Counters::add(&core.counters().bytes_out, n as u64),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = failed {
+            if !conn.has(flag::CLOSING) {
+                let reason = match e.kind() {
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                        CloseReason::PeerClosed
+                    }
+                    _ => CloseReason::Io(std::sync::Arc::new(e)),
+                };
+                conn.close_reason = Some(Box::new(reason));
+                conn.set(flag::CLOSING);
+            }
+            drop(slab);
+            self.finalize(key);
+            return;
+        }
+        if let Some(q) = conn.queue.take_if(|q| q.is_empty()) {
+            core.pool.borrow_mut().put_write(q);
+        }
+        if blocked != conn.has(flag::WRITABLE) {
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) = core
+                .registry
+                .reregister(&mut conn.stream, Token(key), interest)
+            {
+                log::warn!(
+                    "conn {}: reregister failed: {e}",
+                    core.conn_id(key, conn.generation)
+                );
+            }
+            if blocked {
+                conn.set(flag::WRITABLE);
+            } else {
+                conn.unset(flag::WRITABLE);
+            }
+        }
+        if conn.has(flag::PAUSED) && conn.queued() <= config.write_high_water / 2 {
+            conn.unset(flag::PAUSED);
+            // Edge-triggered: data that arrived while paused raises no new
+            // event, so read it next turn.
+            if !conn.has(flag::PENDING_READ) {
+                conn.set(flag::PENDING_READ);
+                self.pending.push(key);
+            }
+        }
+        if conn.has(flag::CLOSING) {
+            if conn.queued() == 0 {
+                drop(slab);
+                self.finalize(key);
+            } else if !conn.has(flag::LINGER) {
+                conn.set(flag::LINGER);
+                let generation = conn.generation;
+                drop(slab);
+                self.schedule(
+                    key,
+                    generation,
+                    config.close_linger.as_millis() as u64,
+                    true,
+                );
+            }
+        }
+    }
+
+    /// Remove a connection for good: deregister, close the socket, count,
+    /// log, run `on_close`.
+    fn finalize(&mut self, key: usize) {
+        let core = self.core.clone();
+        let Some(mut conn) = core.conns.borrow_mut().try_remove(key) else {
+            return;
+        };
+        let _ = core.registry.deregister(&mut conn.stream);
+        let mut pool = core.pool.borrow_mut();
+        if let Some(p) = conn.partial.take() {
+            pool.put_read(p);
+        }
+        if let Some(q) = conn.queue.take() {
+            pool.put_write(q);
+        }
+        drop(pool);
+        let reason = conn.close_reason.take().map_or(CloseReason::Local, |b| *b);
+        let id = core.conn_id(key, conn.generation);
+        if reason.is_failure() {
+            log::warn!("conn {id} ({}) closed: {reason}", conn.peer);
+        } else {
+            log::debug!("conn {id} ({}) closed: {reason}", conn.peer);
+        }
+        let counters = core.counters();
+        Counters::add(&counters.closed[reason.kind_index()], 1);
+        counters
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        core.server
+            .live
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let Conn {
+            stream,
+            peer,
+            mut data,
+            ..
+        } = conn;
+        drop(stream);
+        if let Some(hook) = &core.server.on_close {
+            let mut session = Session {
+                core: &core,
+                id,
+                peer,
+                data: &mut data,
+            };
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&mut session, &reason))) {
+                log::error!(
+                    "conn {id} ({peer}): on_close panicked: {}",
+                    panic_message(&*panic)
+                );
+            }
+        }
+    }
+
+    /// Shutdown deadline (or a broken poll): close everything now.
+    fn close_all_now(&mut self) -> usize {
+        let keys: Vec<(usize, bool)> = {
+            let mut slab = self.core.conns.borrow_mut();
+            slab.iter_mut()
+                .map(|(k, c)| {
+                    if c.close_reason.is_none() {
+                        c.close_reason = Some(Box::new(CloseReason::Shutdown));
+                    }
+                    (k, c.queued() > 0)
+                })
+                .collect()
+        };
+        let unflushed = keys.iter().filter(|(_, u)| *u).count();
+        for (key, _) in keys {
+            self.finalize(key);
+        }
+        unflushed
+    }
+}
+
+/// Run each message through its route, in order, catching panics. Stops at
+/// the first message after the connection starts closing.
+fn dispatch(core: &LoopCore, key: usize, generation: u32, msgs: &mut Vec<Message>) {
+    let server = &*core.server;
+    let (mut data, peer) = {
+        let mut slab = core.conns.borrow_mut();
+        match slab.get_mut(key) {
+            Some(c) if c.generation == generation => (std::mem::take(&mut c.data), c.peer),
+            _ => {
+                msgs.clear();
+                return;
+            }
+        }
+    };
+    let id = core.conn_id(key, generation);
+    for msg in msgs.drain(..) {
+        let closing = core
+            .conns
+            .borrow()
+            .get(key)
+            .is_none_or(|c| c.has(flag::CLOSING));
+        if closing {
+            continue;
+        }
+        let msg_id = msg.id;
+        let Some(route) = server.router.get(msg_id) else {
+            Counters::add(&core.counters().unknown_ids, 1);
+            match server.config.unknown_id {
+                UnknownIdPolicy::Drop => {
+                    log::debug!("conn {id} ({peer}): no route for message id {msg_id}; dropped")
+                }
+                UnknownIdPolicy::Close => {
+                    core.close(key, generation, CloseReason::UnknownId(msg_id))
+                }
+            }
+            continue;
+        };
+        let mut ctx = Context {
+            session: Session {
+                core,
+                id,
+                peer,
+                data: &mut data,
+            },
+            msg,
+            values: TypeMap::default(),
+        };
+        match catch_unwind(AssertUnwindSafe(|| route.call(&mut ctx))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                Counters::add(&core.counters().handler_errors, 1);
+                log::warn!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
+            }
+            Err(panic) => {
+                log::error!(
+                    "conn {id} ({peer}): handler for message {msg_id} panicked: {}",
+                    panic_message(&*panic)
+                );
+                core.close(key, generation, CloseReason::HandlerPanic);
+            }
+        }
+    }
+    if let Some(c) = core.conns.borrow_mut().get_mut(key) {
+        if c.generation == generation {
+            c.data = data;
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Routing by message id: each id maps to a handler and the middleware
+//! chain (global, then its group's) that runs before it.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::context::{Context, HandlerResult};
+use crate::middleware::{HandlerFn, MiddlewareFn, Next};
+
+/// Ids below this live in a vector (one index per message); larger ids in a
+/// hash map.
+const DENSE_IDS: usize = 1024;
+
+/// One route: the full middleware chain and the handler.
+#[derive(Clone)]
+pub(crate) struct Route {
+    chain: Vec<MiddlewareFn>,
+    handler: HandlerFn,
+}
+
+impl Route {
+    pub(crate) fn new(chain: Vec<MiddlewareFn>, handler: HandlerFn) -> Self {
+        Route { chain, handler }
+    }
+
+    pub(crate) fn call(&self, ctx: &mut Context<'_>) -> HandlerResult {
+        Next {
+            chain: &self.chain,
+            handler: &self.handler,
+        }
+        .run(ctx)
+    }
+}
+
+/// The frozen routing table a server runs with.
+#[derive(Default)]
+pub(crate) struct Router {
+    dense: Vec<Option<Route>>,
+    sparse: HashMap<u32, Route>,
+    fallback: Option<Route>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.len())
+            .field("fallback", &self.fallback.is_some())
+            .finish()
+    }
+}
+
+impl Router {
+    /// Add or replace the route for `id`.
+    pub(crate) fn insert(&mut self, id: u32, route: Route) {
+        let i = id as usize;
+        if i < DENSE_IDS {
+            if self.dense.len() <= i {
+                self.dense.resize(i + 1, None);
+            }
+            self.dense[i] = Some(route);
+        } else {
+            self.sparse.insert(id, route);
+        }
+    }
+
+    pub(crate) fn set_fallback(&mut self, route: Route) {
+        self.fallback = Some(route);
+    }
+
+    /// The route for `id`, else the fallback, else `None`.
+    #[inline]
+    pub(crate) fn get(&self, id: u32) -> Option<&Route> {
+        let i = id as usize;
+        let found = if i < DENSE_IDS {
+            self.dense.get(i).and_then(Option::as_ref)
+        } else {
+            self.sparse.get(&id)
+        };
+        found.or(self.fallback.as_ref())
+    }
+
+    fn len(&self) -> usize {
+        self.dense.iter().flatten().count() + self.sparse.len()
+    }
+}

@@ -1,0 +1,132 @@
+//! Counters: each loop owns a cache-line-aligned block of relaxed atomics
+//! (no sharing on the hot path); [`Stats`] is their sum, read at any time.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::error::CloseReason;
+
+/// Per-loop counters, written only by their loop (and the acceptor for
+/// `accepted`/`rejected`), read by anyone.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Counters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) closed: [AtomicU64; CloseReason::KINDS],
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) slow_peer_events: AtomicU64,
+    pub(crate) unknown_ids: AtomicU64,
+    pub(crate) handler_errors: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+}
+
+/// A snapshot of the server's counters, summed over all loops.
+///
+/// Read it with `ServerHandle::stats` or `Hub::stats`; it never pauses the
+/// loops (each field is read separately, so fields may be a moment apart).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections open now (accepted and not yet closed).
+    pub connections: u64,
+    /// Connections accepted since start (excluding `rejected`).
+    pub accepted: u64,
+    /// Accepted sockets closed at once because `max_connections` was reached.
+    pub rejected: u64,
+    /// Errors from `accept` (EMFILE, ENFILE, …).
+    pub accept_errors: u64,
+    /// Connections closed, per reason kind (see [`Stats::closed_by`]).
+    pub closed: [u64; CloseReason::KINDS],
+    /// Bytes read from peers.
+    pub bytes_in: u64,
+    /// Bytes written to peers.
+    pub bytes_out: u64,
+    /// Messages decoded from peers.
+    pub messages_in: u64,
+    /// Messages queued for peers (a broadcast counts once per recipient).
+    pub messages_out: u64,
+    /// Sends that failed or were dropped: closed or stale target, full
+    /// queue, full inbox, encode error.
+    pub send_errors: u64,
+    /// Times a connection's write queue went over its high-water mark.
+    pub slow_peer_events: u64,
+    /// Messages with an id no route handles.
+    pub unknown_ids: u64,
+    /// Handlers or middleware that returned `Err`.
+    pub handler_errors: u64,
+}
+
+impl Stats {
+    pub(crate) fn sum<'a>(all: impl Iterator<Item = &'a Counters>) -> Stats {
+        let mut s = Stats::default();
+        for c in all {
+            s.connections += c.connections.load(Relaxed);
+            s.accepted += c.accepted.load(Relaxed);
+            s.rejected += c.rejected.load(Relaxed);
+            s.accept_errors += c.accept_errors.load(Relaxed);
+            for (sum, n) in s.closed.iter_mut().zip(&c.closed) {
+                *sum += n.load(Relaxed);
+            }
+            s.bytes_in += c.bytes_in.load(Relaxed);
+            s.bytes_out += c.bytes_out.load(Relaxed);
+            s.messages_in += c.messages_in.load(Relaxed);
+            s.messages_out += c.messages_out.load(Relaxed);
+            s.send_errors += c.send_errors.load(Relaxed);
+            s.slow_peer_events += c.slow_peer_events.load(Relaxed);
+            s.unknown_ids += c.unknown_ids.load(Relaxed);
+            s.handler_errors += c.handler_errors.load(Relaxed);
+        }
+        s
+    }
+
+    /// Connections closed for reasons of the same kind as `reason`
+    /// (the payload of the reason is ignored).
+    ///
+    /// ```
+    /// let stats = netloom::Stats::default();
+    /// assert_eq!(stats.closed_by(&netloom::CloseReason::IdleTimeout), 0);
+    /// ```
+    pub fn closed_by(&self, reason: &CloseReason) -> u64 {
+        self.closed[reason.kind_index()]
+    }
+
+    /// All connections closed so far, whatever the reason.
+    pub fn closed_total(&self) -> u64 {
+        self.closed.iter().sum()
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "conns={} accepted={} rejected={} in={}B/{}msg out={}B/{}msg send_errors={} slow={}",
+            self.connections,
+            self.accepted,
+            self.rejected,
+            self.bytes_in,
+            self.messages_in,
+            self.bytes_out,
+            self.messages_out,
+            self.send_errors,
+            self.slow_peer_events
+        )?;
+        for (i, n) in self.closed.iter().enumerate().filter(|(_, n)| **n > 0) {
+            write!(f, " closed.{}={n}", CloseReason::kind_name(i))?;
+        }
+        Ok(())
+    }
+}
