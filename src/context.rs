@@ -159,6 +159,7 @@ impl Session<'_> {
     ///     log::info!("message from {}", user.name);
     /// }
     /// # }
+    /// # let _ = netloom::Server::builder().route(1, handler);
     /// ```
     pub fn data<T: 'static>(&self) -> Option<&T> {
         self.data.get()
@@ -243,6 +244,7 @@ impl Context<'_> {
     /// # fn echo(ctx: &mut netloom::Context<'_>) -> netloom::Result<()> {
     /// ctx.reply(ctx.msg_id(), ctx.body())
     /// # }
+    /// # let _ = netloom::Server::builder().route(1, echo);
     /// ```
     ///
     /// # Errors
