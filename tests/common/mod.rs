@@ -1,0 +1,111 @@
+//! Shared helpers for the integration tests: frames built from literal
+//! bytes (never with netloom's encoder), a blocking test client with
+//! timeouts, and bounded waits instead of sleeps.
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use netloom::{Builder, ServerHandle};
+
+/// How long any single wait in a test may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn init_logs() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// Bind to an ephemeral loopback port and start.
+pub fn start(builder: Builder) -> ServerHandle {
+    init_logs();
+    builder
+        .bind("127.0.0.1:0")
+        .expect("bind")
+        .start()
+        .expect("start")
+}
+
+/// A frame of the default wire format, assembled by hand:
+/// body length u32 LE, message id u32 LE, body.
+pub fn frame(id: u32, body: &[u8]) -> Vec<u8> {
+    let len = body.len() as u32;
+    let mut v = vec![
+        len as u8,
+        (len >> 8) as u8,
+        (len >> 16) as u8,
+        (len >> 24) as u8,
+        id as u8,
+        (id >> 8) as u8,
+        (id >> 16) as u8,
+        (id >> 24) as u8,
+    ];
+    v.extend_from_slice(body);
+    v
+}
+
+/// Poll `cond` until it holds or `TIMEOUT` passes (then panic with `what`).
+/// Used only where no event can be waited on (e.g. a counter to settle).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A blocking client with read/write timeouts.
+pub struct Client {
+    pub stream: TcpStream,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    pub fn send(&mut self, id: u32, body: &[u8]) {
+        self.send_raw(&frame(id, body));
+    }
+
+    /// Read one frame: (id, body). Panics on timeout or close.
+    pub fn recv(&mut self) -> (u32, Vec<u8>) {
+        self.try_recv().expect("read frame")
+    }
+
+    pub fn try_recv(&mut self) -> io::Result<(u32, Vec<u8>)> {
+        let mut head = [0u8; 8];
+        self.stream.read_exact(&mut head)?;
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let id = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body)?;
+        Ok((id, body))
+    }
+
+    /// Assert the server closes the connection (EOF or reset) within
+    /// `TIMEOUT`, discarding anything it sends before.
+    pub fn expect_closed(&mut self) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 4096];
+        loop {
+            assert!(Instant::now() < deadline, "server did not close the connection");
+            match self.stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+                    panic!("server did not close the connection within {TIMEOUT:?}")
+                }
+                Err(_) => return, // reset counts as closed
+            }
+        }
+    }
+}
