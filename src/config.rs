@@ -167,6 +167,11 @@ impl Config {
             if hb.check_interval < Duration::from_millis(1) {
                 return bad("heartbeat check_interval must be at least 1 ms");
             }
+            // Connections keep their last-activity time as wrapping u32
+            // milliseconds; idle spans must stay well inside that range.
+            if hb.idle_timeout > Duration::from_secs(24 * 24 * 3600) {
+                return bad("heartbeat idle_timeout must be at most 24 days");
+            }
             if hb.idle_timeout < hb.check_interval {
                 return bad("heartbeat idle_timeout must be >= check_interval");
             }

@@ -188,8 +188,8 @@ impl Hub {
         result
     }
 
-    /// Number of open connections (a sum of per-loop counters; never
-    /// pauses a loop).
+    /// Number of open connections: accepted and not yet closed, including
+    /// sockets on their way to a loop (one atomic read; never pauses a loop).
     pub fn connection_count(&self) -> usize {
         self.server.live.load(Ordering::Relaxed)
     }

@@ -90,3 +90,8 @@ pub use middleware::Next;
 pub use packer::{LengthPacker, Message, Packer, DEFAULT_MAX_BODY_LENGTH, HEADER_LEN};
 pub use server::{Builder, Group, IntoOpenResult, Server, ServerHandle};
 pub use stats::Stats;
+
+/// The README's code blocks, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -158,6 +158,39 @@ impl Builder {
         self
     }
 
+    /// Most bytes of cross-thread sends waiting in one loop's inbox; over it
+    /// sends fail with [`Error::InboxFull`]. Default: 64 MiB.
+    pub fn inbox_capacity(mut self, bytes: usize) -> Self {
+        self.config.inbox_capacity = bytes;
+        self
+    }
+
+    /// Most bytes read from one connection per loop turn before the loop
+    /// serves the others. Default: 256 KiB.
+    pub fn read_budget(mut self, bytes: usize) -> Self {
+        self.config.read_budget = bytes;
+        self
+    }
+
+    /// Size of each loop's shared read buffer. Default: 64 KiB.
+    pub fn read_buffer(mut self, bytes: usize) -> Self {
+        self.config.read_buffer = bytes;
+        self
+    }
+
+    /// How long a connection closed with unsent data may linger to flush
+    /// it. Default: 5 s.
+    pub fn close_linger(mut self, linger: Duration) -> Self {
+        self.config.close_linger = linger;
+        self
+    }
+
+    /// Longest pause of the acceptor after EMFILE/ENFILE. Default: 500 ms.
+    pub fn accept_backoff_max(mut self, max: Duration) -> Self {
+        self.config.accept_backoff_max = max;
+        self
+    }
+
     /// What happens to messages no route handles. Default: drop.
     pub fn unknown_id(mut self, policy: UnknownIdPolicy) -> Self {
         self.config.unknown_id = policy;
@@ -299,7 +332,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if `addr` does not resolve.
+    /// [`Error::Io`] if `addr` does not resolve, [`Error::Config`] if it
+    /// resolves to no address.
     pub fn bind(mut self, addr: impl ToSocketAddrs) -> Result<Self> {
         let before = self.addrs.len();
         self.addrs.extend(addr.to_socket_addrs()?);

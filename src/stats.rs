@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::error::CloseReason;
 
-/// Per-loop counters, written only by their loop (and the acceptor for
-/// `accepted`/`rejected`), read by anyone.
+/// Per-loop counters, written by their loop (the acceptor adds to
+/// `connections` when it assigns a socket; failed sends and acceptor-wide
+/// counts from any thread go to loop 0's block), read by anyone.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct Counters {

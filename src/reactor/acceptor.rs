@@ -149,10 +149,15 @@ impl Acceptor {
                 .min_by_key(|(_, l)| l.counters.connections.load(Ordering::Relaxed))
                 .map_or(0, |(i, _)| i),
         };
+        // Counted at assignment, not registration, so a burst of accepts
+        // spreads over loops under `LeastConnections`.
+        let counters = &server.loops[index].counters;
+        counters.connections.fetch_add(1, Ordering::Relaxed);
         if server
             .push(index, 0, Command::Register(stream, peer))
             .is_err()
         {
+            counters.connections.fetch_sub(1, Ordering::Relaxed);
             server.live.fetch_sub(1, Ordering::Relaxed);
         }
     }

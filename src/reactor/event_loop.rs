@@ -248,20 +248,24 @@ impl EventLoop {
                 server
                     .live
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                counters
+                    .connections
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
             entry.insert(Conn::new(stream, peer, generation, self.now32()));
             key
         };
         Counters::add(&counters.accepted, 1);
-        Counters::add(&counters.connections, 1);
         if let Some(hb) = &server.config.heartbeat {
             let first = hb.ping_after.unwrap_or(hb.idle_timeout);
             self.schedule(key, generation, first.as_millis() as u64, false);
         }
+        // The acceptor is joined before loops get `Shutdown`, so this only
+        // guards the contract: a socket adopted while shutting down is
+        // opened (on_open runs) and closed at once.
         if self.shutdown.is_some() {
             self.core.close(key, generation, CloseReason::Shutdown);
-            return;
         }
         let Some(hook) = &server.on_open else {
             return;
@@ -361,10 +365,8 @@ impl EventLoop {
                 dispatch(&core, key, generation, &mut msgs);
             }
             self.msgs = msgs;
-            if let Some(e) = failed {
-                let id = core.conn_id(key, generation);
-                log::warn!("conn {id}: protocol error: {e}");
-                core.close(key, generation, CloseReason::Protocol(e));
+            if let Some(reason) = failed {
+                core.close(key, generation, reason);
                 return;
             }
             budget = budget.saturating_sub(n);
@@ -382,9 +384,11 @@ impl EventLoop {
     }
 
     /// Decode the `n` bytes just read into `self.msgs`; keep a trailing
-    /// partial frame on the connection. Returns the protocol error, if any
-    /// (messages before the bad frame are still delivered).
-    fn decode(&mut self, conn: &mut Conn, n: usize) -> Option<crate::PackError> {
+    /// partial frame on the connection. Returns why the connection must
+    /// close, if it must (messages before the bad frame are still
+    /// delivered): a protocol error, or a packer that panicked or returned a
+    /// message without consuming input (which would loop forever).
+    fn decode(&mut self, conn: &mut Conn, n: usize) -> Option<CloseReason> {
         let packer = &*self.core.server.packer;
         let data = &self.scratch[..n];
         let buf = match conn.partial.as_mut() {
@@ -400,11 +404,28 @@ impl EventLoop {
         };
         let mut failed = None;
         loop {
-            match packer.decode(buf) {
-                Ok(Some(m)) => self.msgs.push(m),
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(e);
+            let before = buf.len();
+            match catch_unwind(AssertUnwindSafe(|| packer.decode(buf))) {
+                Ok(Ok(Some(m))) if buf.len() < before => self.msgs.push(m),
+                Ok(Ok(Some(_))) => {
+                    let e = crate::PackError::Malformed(
+                        "packer returned a message without consuming input".into(),
+                    );
+                    failed = Some(CloseReason::Protocol(e));
+                    break;
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    failed = Some(CloseReason::Protocol(e));
+                    break;
+                }
+                Err(panic) => {
+                    log::error!(
+                        "{}: packer panicked in decode: {}",
+                        conn.peer,
+                        panic_message(&*panic)
+                    );
+                    failed = Some(CloseReason::HandlerPanic);
                     break;
                 }
             }
@@ -665,6 +686,9 @@ impl EventLoop {
             mut data,
             ..
         } = conn;
+        if !matches!(reason, CloseReason::PeerClosed | CloseReason::Io(_)) {
+            self.discard_input(&stream);
+        }
         drop(stream);
         if let Some(hook) = &core.server.on_close {
             let mut session = Session {
@@ -678,6 +702,20 @@ impl EventLoop {
                     "conn {id} ({peer}): on_close panicked: {}",
                     panic_message(&*panic)
                 );
+            }
+        }
+    }
+
+    /// Read and drop what the peer sent that nobody will handle, so that
+    /// closing sends FIN rather than RST: with unread input the kernel
+    /// resets the connection and the peer may lose our last reply (say, the
+    /// "401" before an auth middleware closes). Bounded: at most four reads.
+    fn discard_input(&mut self, stream: &mio::net::TcpStream) {
+        let mut reader = stream;
+        for _ in 0..4 {
+            match reader.read(&mut self.scratch) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
             }
         }
     }

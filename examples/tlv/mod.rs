@@ -1,0 +1,155 @@
+//! A TLV [`Packer`] that carries a sequence number, so clients can match
+//! responses to requests.
+//!
+//! Shared by the `tlv_packer` example and by `tests/tlv.rs`, which include
+//! this file with `#[path = ...] mod tlv;`.
+//!
+//! # Wire format
+//!
+//! Every integer is a `u32` in **little-endian** byte order (as in netloom's
+//! default packer; on x86 and ARM hosts no byte swapping happens):
+//!
+//! ```text
+//!  0          4          8          12              12+len      14+len
+//!  +----------+----------+----------+---------------+-----------+
+//!  | seq      | kind     | len      | data          | "\r\n"    |
+//!  | u32 LE   | u32 LE   | u32 LE   | `len` bytes   | 0x0d 0x0a |
+//!  +----------+----------+----------+---------------+-----------+
+//! ```
+//!
+//! * `seq` becomes `Message::seq`. `Context::reply` copies it into the
+//!   answer, so the client gets its request's `seq` back.
+//! * `kind` becomes `Message::id`: the router picks the handler by it.
+//! * `len` is the length of `data` alone (header and trailer excluded). It
+//!   is checked against the packer's limit as soon as the header is in,
+//!   before a byte is reserved for the data.
+//! * The `"\r\n"` trailer catches a stream that lost its framing. Anything
+//!   else there is [`PackError::Malformed`], reported as soon as the first
+//!   wrong trailer byte arrives.
+//!
+//! For example, `seq` 7, `kind` 1, data `hi`:
+//!
+//! ```text
+//! 07 00 00 00  01 00 00 00  02 00 00 00  68 69  0d 0a
+//! ```
+
+use bytes::{Buf, BufMut, BytesMut};
+use netloom::{Message, PackError, Packer};
+
+/// Bytes before the data: `seq`, `kind` and `len`.
+pub const HEADER_LEN: usize = 12;
+
+/// The two bytes that end every frame.
+pub const TRAILER: &[u8; 2] = b"\r\n";
+
+/// Default limit on `len`: 64 KiB.
+pub const DEFAULT_MAX_DATA_LEN: usize = 64 * 1024;
+
+/// Bytes a frame adds around its data.
+const OVERHEAD: usize = HEADER_LEN + TRAILER.len();
+
+/// The largest `len` the header can carry whose frame length cannot
+/// overflow `usize` (which matters on 32-bit targets only).
+const LEN_FIELD_MAX: usize = if (u32::MAX as usize) <= usize::MAX - OVERHEAD {
+    u32::MAX as usize
+} else {
+    usize::MAX - OVERHEAD
+};
+
+/// The TLV packer: `seq | kind | len | data | "\r\n"` (see the module docs).
+///
+/// Stateless, like every netloom packer: one value serves all connections;
+/// a partial frame is simply decoded again when more bytes arrive.
+#[derive(Debug, Clone)]
+pub struct TlvPacker {
+    max_data_len: usize,
+}
+
+impl TlvPacker {
+    /// A packer that accepts and produces at most `max_data_len` bytes of
+    /// data per frame (clamped to what the `len` field can carry).
+    pub fn new(max_data_len: usize) -> Self {
+        TlvPacker {
+            max_data_len: max_data_len.min(LEN_FIELD_MAX),
+        }
+    }
+
+    /// The largest `len` this packer decodes or encodes.
+    pub fn max_data_len(&self) -> usize {
+        self.max_data_len
+    }
+
+    fn too_long(&self, len: usize) -> PackError {
+        PackError::TooLong {
+            len,
+            max: self.max_data_len,
+        }
+    }
+}
+
+impl Default for TlvPacker {
+    /// A packer with [`DEFAULT_MAX_DATA_LEN`].
+    fn default() -> Self {
+        TlvPacker::new(DEFAULT_MAX_DATA_LEN)
+    }
+}
+
+impl Packer for TlvPacker {
+    /// Decode one frame from the front of `buf`, or return `Ok(None)`
+    /// without consuming anything while it is incomplete.
+    fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, PackError> {
+        if buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let mut head = &buf[..HEADER_LEN];
+        let seq = head.get_u32_le();
+        let kind = head.get_u32_le();
+        let len = head.get_u32_le() as usize;
+        // Peer-controlled: check it before reserving anything for it.
+        if len > self.max_data_len {
+            return Err(self.too_long(len));
+        }
+        let data_end = HEADER_LEN + len;
+        let frame_len = data_end + TRAILER.len();
+
+        // Whatever part of the trailer has arrived must already be right.
+        let trailer = buf.get(data_end..).unwrap_or_default();
+        let trailer = &trailer[..trailer.len().min(TRAILER.len())];
+        if trailer != &TRAILER[..trailer.len()] {
+            return Err(PackError::Malformed(format!(
+                "frame seq={seq} kind={kind} len={len}: expected \"\\r\\n\" after the data, \
+                 got {trailer:02x?}"
+            )));
+        }
+        if buf.len() < frame_len {
+            // Bounded by the limit checked above.
+            buf.reserve(frame_len - buf.len());
+            return Ok(None);
+        }
+
+        let mut frame = buf.split_to(frame_len);
+        frame.advance(HEADER_LEN);
+        frame.truncate(len);
+        Ok(Some(Message {
+            id: kind,
+            seq,
+            body: frame.freeze(),
+        }))
+    }
+
+    /// Append one frame; `id` is written as `kind`.
+    fn encode(&self, id: u32, seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
+        let len = body.len();
+        if len > self.max_data_len {
+            return Err(self.too_long(len));
+        }
+        out.reserve(OVERHEAD + len);
+        out.put_u32_le(seq);
+        out.put_u32_le(id);
+        // Cannot truncate: `new` clamps the limit to the field's range.
+        out.put_u32_le(len as u32);
+        out.put_slice(body);
+        out.put_slice(TRAILER);
+        Ok(())
+    }
+}

@@ -1,0 +1,61 @@
+//! A server speaking a custom TLV wire format with a sequence number.
+//!
+//! ```text
+//! cargo run --release --example tlv_packer            # 127.0.0.1:6566
+//! cargo run --release --example tlv_packer -- 0.0.0.0:7000
+//! ```
+//!
+//! Frames are `seq u32 LE | kind u32 LE | len u32 LE | data | "\r\n"` (drawn
+//! in `examples/tlv/mod.rs`, which holds the packer). `kind` routes the
+//! request; every reply carries the `seq` of its request, so a client may
+//! pipeline requests and match the answers:
+//!
+//! * kind 1: echo the data;
+//! * kind 2: the data in ASCII upper case.
+//!
+//! Data longer than 64 KiB, or a frame not ending in `"\r\n"`, closes the
+//! connection (a protocol error). Set `RUST_LOG=debug` to see every open
+//! and close.
+
+#[path = "tlv/mod.rs"]
+mod tlv;
+
+use netloom::Server;
+use tlv::TlvPacker;
+
+/// Route ids (the frame's `kind`).
+const ECHO: u32 = 1;
+const UPPERCASE: u32 = 2;
+
+fn main() -> Result<(), netloom::Error> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:6566".into());
+    let packer = TlvPacker::default();
+    let max = packer.max_data_len();
+    let server = Server::builder()
+        .packer(packer)
+        .on_close(|conn, reason| log::debug!("close {}: {reason}", conn.id()))
+        // `reply` answers with the request's seq.
+        .route(ECHO, |ctx| ctx.reply(ECHO, ctx.body()))
+        .route(UPPERCASE, |ctx| {
+            ctx.reply(UPPERCASE, ctx.body().to_ascii_uppercase())
+        })
+        .bind(addr.as_str())?
+        .start()?;
+
+    let addr = server.local_addr();
+    let (ip, port) = (addr.ip(), addr.port());
+    println!("netloom TLV server listening on {addr} (data up to {max} bytes)");
+    println!("frame: seq u32 LE | kind u32 LE | len u32 LE | data | \\r\\n");
+    println!("kind 1 echoes, kind 2 upper-cases; replies carry the request's seq.");
+    println!("try it (seq=7, kind=2, len=2, data=hi; expect seq=7 and HI back):");
+    println!(
+        "  printf '\\x07\\x00\\x00\\x00\\x02\\x00\\x00\\x00\\x02\\x00\\x00\\x00hi\\r\\n' \
+         | nc -q1 {ip} {port} | xxd"
+    );
+    println!("press Ctrl-C to stop");
+    server.join();
+    Ok(())
+}
