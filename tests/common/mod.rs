@@ -97,11 +97,17 @@ impl Client {
         let deadline = Instant::now() + TIMEOUT;
         let mut buf = [0u8; 4096];
         loop {
-            assert!(Instant::now() < deadline, "server did not close the connection");
+            assert!(
+                Instant::now() < deadline,
+                "server did not close the connection"
+            );
             match self.stream.read(&mut buf) {
                 Ok(0) => return,
                 Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
                     panic!("server did not close the connection within {TIMEOUT:?}")
                 }
                 Err(_) => return, // reset counts as closed
