@@ -25,6 +25,7 @@ pub(crate) struct Counters {
     pub(crate) slow_peer_events: AtomicU64,
     pub(crate) unknown_ids: AtomicU64,
     pub(crate) handler_errors: AtomicU64,
+    pub(crate) unflushed_closes: AtomicU64,
 }
 
 impl Counters {
@@ -68,6 +69,9 @@ pub struct Stats {
     pub unknown_ids: u64,
     /// Handlers or middleware that returned `Err`.
     pub handler_errors: u64,
+    /// Connections closed with data still queued because the close linger
+    /// or the shutdown deadline ran out (that data was dropped).
+    pub unflushed_closes: u64,
 }
 
 impl Stats {
@@ -89,6 +93,7 @@ impl Stats {
             s.slow_peer_events += c.slow_peer_events.load(Relaxed);
             s.unknown_ids += c.unknown_ids.load(Relaxed);
             s.handler_errors += c.handler_errors.load(Relaxed);
+            s.unflushed_closes += c.unflushed_closes.load(Relaxed);
         }
         s
     }

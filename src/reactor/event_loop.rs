@@ -58,6 +58,8 @@ pub(crate) struct EventLoop {
     /// Keys to read again next turn (their read budget ran out).
     pending: Vec<usize>,
     shutdown: Option<Instant>,
+    /// Connections dropped with unsent data since shutdown began.
+    unflushed_in_shutdown: usize,
 }
 
 impl EventLoop {
@@ -85,6 +87,7 @@ impl EventLoop {
             msgs: Vec::new(),
             pending: Vec::new(),
             shutdown: None,
+            unflushed_in_shutdown: 0,
         }
     }
 
@@ -137,7 +140,7 @@ impl EventLoop {
             self.flush_dirty();
             if let Some(deadline) = self.shutdown {
                 if self.core.conns.borrow().is_empty() {
-                    return 0;
+                    return self.unflushed_in_shutdown;
                 }
                 if Instant::now() >= deadline {
                     return self.close_all_now();
@@ -493,6 +496,7 @@ impl EventLoop {
                 "conn {}: close linger expired with data unsent",
                 self.core.conn_id(key, t.generation)
             );
+            self.count_unflushed(1);
             self.finalize(key);
         }
     }
@@ -531,6 +535,9 @@ impl EventLoop {
                 }
                 // A full queue just means the peer will be kicked instead.
                 let _ = self.core.send(key, t.generation, hb.ping_id, 0, &[]);
+                // If the peer answers, its next ping is due `ping_after`
+                // after the answer: check again by then at the latest.
+                next = next.min(ping_after);
             } else {
                 next = ping_after - idle;
             }
@@ -734,10 +741,20 @@ impl EventLoop {
                 .collect()
         };
         let unflushed = keys.iter().filter(|(_, u)| *u).count();
+        self.count_unflushed(unflushed);
         for (key, _) in keys {
             self.finalize(key);
         }
-        unflushed
+        self.unflushed_in_shutdown
+    }
+
+    /// Connections closed with data still queued: counted in stats, and
+    /// reported by `shutdown` when it happens while shutting down.
+    fn count_unflushed(&mut self, n: usize) {
+        Counters::add(&self.core.counters().unflushed_closes, n as u64);
+        if self.shutdown.is_some() {
+            self.unflushed_in_shutdown += n;
+        }
     }
 }
 
