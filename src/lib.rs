@@ -68,6 +68,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod client;
 mod config;
 mod conn;
 mod context;
@@ -81,6 +82,7 @@ pub mod server;
 mod stats;
 mod sys;
 mod timer;
+mod transport;
 
 pub use config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
 pub use context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
@@ -90,6 +92,8 @@ pub use middleware::Next;
 pub use packer::{LengthPacker, Message, Packer, DEFAULT_MAX_BODY_LENGTH, HEADER_LEN};
 pub use server::{Builder, Group, IntoOpenResult, Server, ServerHandle};
 pub use stats::Stats;
+#[cfg(feature = "tls")]
+pub use transport::tls::TlsInfo;
 
 /// The README's code blocks, compiled as doc tests.
 #[cfg(doctest)]
