@@ -462,7 +462,8 @@ impl EventLoop {
             }
         }
         if wants_write || failed.is_some() {
-            // Handshake records or a TLS alert to send.
+            // Handshake records or a TLS alert to send, or a handshake just
+            // done with messages queued during it.
             self.core.mark_dirty(key, conn);
         }
         if failed.is_some() {

@@ -55,7 +55,9 @@ impl LayerConfig {
 pub(crate) struct Incoming {
     /// The peer closed its side at the layer level (TLS close_notify).
     pub(crate) peer_closed: bool,
-    /// The layer has output to write (handshake, alerts).
+    /// The connection needs a flush: the layer has output to write
+    /// (handshake, alerts), or the handshake just finished and what was
+    /// queued during it may go now.
     pub(crate) wants_write: bool,
 }
 
@@ -80,12 +82,15 @@ impl Layer {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
             let received = tls.receive(input, out)?;
+            // TLS 1.3 without session tickets finishes with nothing to
+            // send: still flush, or what on_open queued would wait.
+            let done = received.handshake_done.is_some();
             if let Some(info) = received.handshake_done {
                 data.insert(info);
             }
             return Ok(Incoming {
                 peer_closed: received.peer_closed,
-                wants_write: tls.wants_write(),
+                wants_write: done || tls.wants_write(),
             });
         }
         let _ = data;
