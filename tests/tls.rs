@@ -901,27 +901,51 @@ fn hooks_middleware_and_a_custom_packer_work_unchanged_over_tls() {
 #[test]
 fn shutdown_sends_close_notify() {
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(tls_builder(&cert));
+    let (opened_tx, opened) = unbounded();
+    let (builder, mut closes) = track_closes(tls_builder(&cert).on_open(move |conn| {
+        opened_tx.send((conn.peer_addr(), conn.handle())).unwrap();
+    }));
     let server = start(builder);
     let addr = server.local_addr();
     let mut ours = Client::connect_tls(addr, "localhost", client_config(&cert)).unwrap();
     ours.set_timeout(Some(TIMEOUT)).unwrap();
     assert_eq!(&ours.request(ECHO, b"hi").unwrap().body[..], b"hi");
-    let mut raw = TlsPeer::connect(addr, client_config_versions(&cert, &[&TLS12]));
-    raw.assert_echoes(b"hi");
-    // A message queued just before shutdown is flushed before close_notify.
-    raw.send(ECHO, b"last words");
-    assert_eq!(raw.recv(), (ECHO, b"last words".to_vec()));
+    let mut raw: Vec<TlsPeer> = [&[&TLS12][..], &[&TLS13][..]]
+        .into_iter()
+        .map(|versions| {
+            let mut peer = TlsPeer::connect(addr, client_config_versions(&cert, versions));
+            peer.assert_echoes(b"hi");
+            peer
+        })
+        .collect();
+    let handles: Vec<(SocketAddr, ConnHandle)> = (0..3)
+        .map(|_| opened.recv_timeout(TIMEOUT).expect("on_open"))
+        .collect();
+    // Queued just before shutdown (the loop's inbox is FIFO): written in
+    // full before close_notify.
+    let big = vec![0x3c; 600 << 10];
+    for peer in &raw {
+        let (_, handle) = handles
+            .iter()
+            .find(|(a, _)| *a == peer.local_addr())
+            .unwrap();
+        handle.send(5, b"last words").unwrap();
+        handle.send(5, &big).unwrap();
+    }
 
     server.shutdown(Duration::from_secs(5)).unwrap();
     match ours.recv() {
         Err(Error::Closed) => {}
         other => panic!("expected Error::Closed, got {other:?}"),
     }
-    // rustls reports a TCP end without close_notify as UnexpectedEof.
-    let rest = raw.read_to_end().expect("a clean TLS end (close_notify)");
-    assert!(rest.is_empty());
-    for _ in 0..2 {
+    for peer in &mut raw {
+        assert_eq!(peer.recv(), (5, b"last words".to_vec()));
+        assert!(peer.recv() == (5, big.clone()), "600 kB message differs");
+        // rustls reports a TCP end without close_notify as UnexpectedEof.
+        let rest = peer.read_to_end().expect("a clean TLS end (close_notify)");
+        assert!(rest.is_empty());
+    }
+    for _ in 0..3 {
         assert!(matches!(closes.next().1, CloseReason::Shutdown));
     }
 }
