@@ -60,7 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("netloom TLS echo server listening on {addr}");
     let ca = match &ca_file {
         Some(path) => {
-            println!("self-signed certificate for \"localhost\": {}", path.display());
+            println!(
+                "self-signed certificate for \"localhost\": {}",
+                path.display()
+            );
             format!(" -CAfile {}", path.display())
         }
         None => String::new(),
