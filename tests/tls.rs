@@ -163,6 +163,37 @@ fn tls12_and_tls13_are_negotiated_as_configured() {
 }
 
 #[test]
+fn tls13_key_updates_from_the_client_are_answered() {
+    let cert = test_cert();
+    let server = start(tls_builder(&cert));
+    let mut peer = TlsPeer::connect(
+        server.local_addr(),
+        client_config_versions(&cert, &[&TLS13]),
+    );
+    peer.assert_echoes(b"old keys");
+    for round in 0..3u8 {
+        // Asks the server to update its keys too (update_requested).
+        peer.s.conn.refresh_traffic_keys().unwrap();
+        peer.assert_echoes(&[round; 3000]);
+    }
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn tls_info_without_sni_or_alpn() {
+    let cert = test_cert();
+    let server = start(tls_builder(&cert));
+    // No ALPN offered; an IP address as the name, so no SNI.
+    let mut config = (*client_config(&cert)).clone();
+    config.alpn_protocols.clear();
+    let tcp = TcpStream::connect_timeout(&server.local_addr(), TIMEOUT).unwrap();
+    let mut peer = TlsPeer::named(tcp, Arc::new(config), "127.0.0.1");
+    peer.send(INFO, b"");
+    assert_eq!(peer.recv(), (INFO, b"TLSv1_3 - -".to_vec()));
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
 fn tls_pem_files_serve_and_bad_files_are_config_errors() {
     let cert = test_cert();
     let cert_file = TempFile::new("cert.pem", &cert.cert_pem);
@@ -469,6 +500,29 @@ fn many_small_frames_travel_in_one_record_each_way() {
 // ---------------------------------------------------------------------------
 // Ends: no close_notify, handshake timeout, plaintext, failed handshakes.
 // ---------------------------------------------------------------------------
+
+#[test]
+fn a_request_followed_by_close_notify_still_gets_its_reply() {
+    let cert = test_cert();
+    let (builder, mut closes) = track_closes(tls_builder(&cert));
+    let server = start(builder);
+    for versions in [&[&TLS12][..], &[&TLS13][..]] {
+        let mut peer =
+            TlsPeer::connect(server.local_addr(), client_config_versions(&cert, versions));
+        let addr = peer.local_addr();
+        // The request and close_notify leave in one write.
+        peer.s
+            .conn
+            .writer()
+            .write_all(&frame(ECHO, b"last request"))
+            .unwrap();
+        peer.s.conn.send_close_notify();
+        peer.s.flush().unwrap();
+        assert_eq!(peer.recv(), (ECHO, b"last request".to_vec()));
+        assert!(matches!(closes.reason_for(addr), CloseReason::PeerClosed));
+    }
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
 
 #[test]
 fn clients_closing_without_close_notify_are_peer_closed() {

@@ -22,7 +22,8 @@ pub const ALPN: &[u8] = b"netloom/1";
 /// Echo: the reply carries the request's id and body.
 pub const ECHO: u32 = 1;
 
-/// A self-signed certificate for "localhost", made at test time.
+/// A self-signed certificate for "localhost" and 127.0.0.1, made at test
+/// time.
 pub struct TestCert {
     pub cert_der: CertificateDer<'static>,
     pub key_der: Vec<u8>,
@@ -31,7 +32,8 @@ pub struct TestCert {
 }
 
 pub fn test_cert() -> TestCert {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("rcgen");
+    let names = vec!["localhost".into(), "127.0.0.1".into()];
+    let ck = rcgen::generate_simple_self_signed(names).expect("rcgen");
     TestCert {
         cert_der: ck.cert.der().clone(),
         key_der: ck.signing_key.serialize_der(),
@@ -192,12 +194,19 @@ impl TlsPeer {
         TlsPeer::over(tcp, config)
     }
 
-    /// Handshake over an already connected socket.
+    /// Handshake over an already connected socket, for "localhost".
     pub fn over(tcp: TcpStream, config: Arc<rustls::ClientConfig>) -> TlsPeer {
+        TlsPeer::named(tcp, config, "localhost")
+    }
+
+    /// Handshake over an already connected socket, checking the server's
+    /// certificate against `name` (a DNS name is sent as SNI, an IP
+    /// address is not).
+    pub fn named(tcp: TcpStream, config: Arc<rustls::ClientConfig>, name: &str) -> TlsPeer {
         tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
         tcp.set_write_timeout(Some(TIMEOUT)).unwrap();
         tcp.set_nodelay(true).unwrap();
-        let name = ServerName::try_from("localhost").unwrap();
+        let name = ServerName::try_from(name.to_owned()).unwrap();
         let conn = ClientConnection::new(config, name).unwrap();
         let mut s = StreamOwned::new(
             conn,
