@@ -107,6 +107,9 @@ pub struct Config {
     /// Longest pause of the acceptor after EMFILE/ENFILE (it doubles from
     /// 5 ms up to this). Default: 500 ms.
     pub accept_backoff_max: Duration,
+    /// A connection whose handshake (TLS) is not complete this long after
+    /// accept is closed with `CloseReason::HandshakeTimeout`. Default: 5 s.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -128,6 +131,7 @@ impl Default for Config {
             backlog: 1024,
             close_linger: Duration::from_secs(5),
             accept_backoff_max: Duration::from_millis(500),
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -159,6 +163,9 @@ impl Config {
         }
         if self.read_buffer < 1024 || self.read_budget < self.read_buffer {
             return bad("read_buffer must be >= 1024 and read_budget >= read_buffer");
+        }
+        if self.handshake_timeout < Duration::from_millis(1) {
+            return bad("handshake_timeout must be at least 1 ms");
         }
         if self.backlog == 0 {
             return bad("backlog must be at least 1");

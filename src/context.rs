@@ -46,7 +46,7 @@ impl<E: Into<BoxError>> IntoHandlerResult for std::result::Result<(), E> {
 pub(crate) struct TypeMap(Vec<(TypeId, Box<dyn Any + Send>)>);
 
 impl TypeMap {
-    fn get<T: 'static>(&self) -> Option<&T> {
+    pub(crate) fn get<T: 'static>(&self) -> Option<&T> {
         let t = TypeId::of::<T>();
         self.0
             .iter()
@@ -54,7 +54,7 @@ impl TypeMap {
             .and_then(|(_, v)| v.downcast_ref())
     }
 
-    fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
+    pub(crate) fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
         let t = TypeId::of::<T>();
         self.0
             .iter_mut()
@@ -62,7 +62,7 @@ impl TypeMap {
             .and_then(|(_, v)| v.downcast_mut())
     }
 
-    fn insert<T: Send + 'static>(&mut self, value: T) -> Option<T> {
+    pub(crate) fn insert<T: Send + 'static>(&mut self, value: T) -> Option<T> {
         let t = TypeId::of::<T>();
         let old = match self.0.iter().position(|(k, _)| *k == t) {
             Some(i) => Some(self.0.swap_remove(i).1),
@@ -72,7 +72,7 @@ impl TypeMap {
         old.and_then(|b| b.downcast().ok()).map(|b| *b)
     }
 
-    fn remove<T: 'static>(&mut self) -> Option<T> {
+    pub(crate) fn remove<T: 'static>(&mut self) -> Option<T> {
         let t = TypeId::of::<T>();
         let i = self.0.iter().position(|(k, _)| *k == t)?;
         self.0.swap_remove(i).1.downcast().ok().map(|b| *b)

@@ -103,11 +103,19 @@ pub enum CloseReason {
     Shutdown,
     /// A socket error; the connection could not go on.
     Io(Arc<io::Error>),
+    /// The TLS handshake failed (bad client hello, no common cipher, a
+    /// plaintext client on a TLS port, …); the text is rustls' error.
+    TlsHandshake(String),
+    /// The peer did not finish its handshake within the configured
+    /// handshake timeout.
+    HandshakeTimeout,
+    /// A TLS error after the handshake (bad record, decryption failure).
+    Tls(String),
 }
 
 impl CloseReason {
     /// Number of distinct kinds, for per-kind counters.
-    pub(crate) const KINDS: usize = 10;
+    pub(crate) const KINDS: usize = 13;
 
     /// A small stable index per kind, used by [`Stats`](crate::Stats).
     pub(crate) fn kind_index(&self) -> usize {
@@ -122,6 +130,9 @@ impl CloseReason {
             CloseReason::Local => 7,
             CloseReason::Shutdown => 8,
             CloseReason::Io(_) => 9,
+            CloseReason::TlsHandshake(_) => 10,
+            CloseReason::HandshakeTimeout => 11,
+            CloseReason::Tls(_) => 12,
         }
     }
 
@@ -138,6 +149,9 @@ impl CloseReason {
             "local",
             "shutdown",
             "io",
+            "tls_handshake",
+            "handshake_timeout",
+            "tls",
         ][index]
     }
 
@@ -151,6 +165,9 @@ impl CloseReason {
                 | CloseReason::SlowPeer
                 | CloseReason::HandlerPanic
                 | CloseReason::Io(_)
+                | CloseReason::TlsHandshake(_)
+                | CloseReason::HandshakeTimeout
+                | CloseReason::Tls(_)
         )
     }
 }
@@ -168,6 +185,9 @@ impl fmt::Display for CloseReason {
             CloseReason::Local => f.write_str("closed by server"),
             CloseReason::Shutdown => f.write_str("server shutdown"),
             CloseReason::Io(e) => write!(f, "i/o error: {e}"),
+            CloseReason::TlsHandshake(e) => write!(f, "TLS handshake failed: {e}"),
+            CloseReason::HandshakeTimeout => f.write_str("handshake timeout"),
+            CloseReason::Tls(e) => write!(f, "TLS error: {e}"),
         }
     }
 }
@@ -189,6 +209,9 @@ mod tests {
             CloseReason::Local,
             CloseReason::Shutdown,
             CloseReason::Io(Arc::new(io::Error::other("boom"))),
+            CloseReason::TlsHandshake("bad hello".into()),
+            CloseReason::HandshakeTimeout,
+            CloseReason::Tls("bad record".into()),
         ];
         assert_eq!(all.len(), CloseReason::KINDS);
         for (i, r) in all.iter().enumerate() {

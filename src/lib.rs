@@ -8,13 +8,16 @@
 //! ```text
 //! accept (acceptor thread) ──► loop k (round-robin / least-connections)    reactor
 //! readable ──► read into the loop's scratch buffer                          reactor::event_loop
+//!          ──► [TLS: rustls decrypts, sans-I/O]                             transport (feature "tls")
 //!          ──► Packer::decode → Message { id, seq, body }                    packer
 //!          ──► global middleware ──► group middleware ──► handler by id      middleware, router
 //!          ──► ctx.reply / send / ConnHandle::send / Hub::broadcast          context, handle
 //!          ──► Packer::encode into the connection's write queue             conn
 //!          ──► flushed at the end of the loop turn (vectored write;
-//!              WRITABLE interest only while the kernel buffer is full)      reactor::event_loop
-//! timer wheel per loop: idle kick, ping-before-kick, close linger          timer
+//!              WRITABLE interest only while the kernel buffer is full;
+//!              TLS: encrypted into records first)                           reactor::event_loop
+//! timer wheel per loop: idle kick, ping-before-kick, close linger,
+//!                       TLS handshake timeout                               timer
 //! ```
 //!
 //! * [`Server::builder`] configures and starts a server ([`server`]).
@@ -25,6 +28,10 @@
 //! * [`ConnHandle`] and [`Hub`] reach connections from any thread.
 //! * [`CloseReason`] tells `on_close` why a connection ended; [`Stats`]
 //!   counts everything.
+//! * With the `tls` feature (default), `Builder::tls` and
+//!   `Builder::tls_pem_files` serve TLS (rustls) on the same loops;
+//!   `TlsInfo` tells a connection what its handshake settled, and
+//!   `client::Client::connect_tls` connects to it.
 //!
 //! # Example
 //!
@@ -71,6 +78,7 @@
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench_internals;
+pub mod client;
 mod config;
 mod conn;
 mod context;
@@ -84,6 +92,7 @@ pub mod server;
 mod stats;
 mod sys;
 mod timer;
+mod transport;
 
 pub use config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
 pub use context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
@@ -93,6 +102,8 @@ pub use middleware::Next;
 pub use packer::{LengthPacker, Message, Packer, DEFAULT_MAX_BODY_LENGTH, HEADER_LEN};
 pub use server::{Builder, Group, IntoOpenResult, Server, ServerHandle};
 pub use stats::Stats;
+#[cfg(feature = "tls")]
+pub use transport::tls::TlsInfo;
 
 /// The README's code blocks, compiled as doc tests.
 #[cfg(doctest)]

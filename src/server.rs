@@ -91,6 +91,8 @@ struct PendingRoute {
 /// ```
 #[derive(Default)]
 pub struct Builder {
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::transport::tls::TlsAcceptor>,
     config: Config,
     ping: Option<(Duration, u32)>,
     packer: Option<Box<dyn Packer>>,
@@ -182,6 +184,13 @@ impl Builder {
     /// it. Default: 5 s.
     pub fn close_linger(mut self, linger: Duration) -> Self {
         self.config.close_linger = linger;
+        self
+    }
+
+    /// Close connections whose handshake (TLS) has not finished this long
+    /// after accept. Default: 5 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
         self
     }
 
@@ -393,7 +402,12 @@ impl Builder {
             polls.push(poll);
             inboxes.push(rx);
         }
+        let layers = crate::transport::LayerConfig {
+            #[cfg(feature = "tls")]
+            tls: self.tls,
+        };
         let server = Arc::new(ServerShared {
+            layers,
             config,
             packer,
             router,

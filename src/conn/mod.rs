@@ -11,6 +11,7 @@ use mio::net::TcpStream;
 
 use crate::context::TypeMap;
 use crate::error::CloseReason;
+use crate::transport::Layer;
 use write::WriteQueue;
 
 /// Connection flags (a bit set keeps the struct small).
@@ -46,10 +47,18 @@ pub(crate) struct Conn {
     pub(crate) close_reason: Option<Box<CloseReason>>,
     /// User data; taken out while a handler or hook holds it.
     pub(crate) data: TypeMap,
+    /// TLS (or nothing) between the socket and the packer.
+    pub(crate) layer: Layer,
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, generation: u32, now: u32) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        generation: u32,
+        now: u32,
+        layer: Layer,
+    ) -> Self {
         Conn {
             stream,
             peer,
@@ -60,6 +69,7 @@ impl Conn {
             queue: None,
             close_reason: None,
             data: TypeMap::default(),
+            layer,
         }
     }
 
@@ -94,6 +104,6 @@ mod tests {
         // The slab slot of an idle connection is most of its user-space cost
         // (the design target is 200 bytes per idle connection in all).
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 136, "Conn grew to {size} bytes");
+        assert!(size <= 144, "Conn grew to {size} bytes");
     }
 }

@@ -69,7 +69,7 @@ impl WriteQueue {
     }
 
     /// One vectored write of as much as is pending. Returns bytes written.
-    pub(crate) fn write_to(&mut self, w: &mut impl Write) -> io::Result<usize> {
+    pub(crate) fn write_to(&mut self, w: &mut (impl Write + ?Sized)) -> io::Result<usize> {
         self.seal();
         let n = if self.chunks.len() == 1 {
             w.write(&self.chunks[0])?
@@ -84,6 +84,27 @@ impl WriteQueue {
         };
         self.consume(n);
         Ok(n)
+    }
+
+    /// Offer up to `max` pending bytes, front first, to `take`, which
+    /// returns how many it accepted; stops at the first partial take.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn drain_into(&mut self, max: usize, mut take: impl FnMut(&[u8]) -> usize) {
+        self.seal();
+        let mut budget = max;
+        while budget > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let offer = &front[..front.len().min(budget)];
+            let taken = take(offer).min(offer.len());
+            let partial = taken < offer.len();
+            self.consume(taken);
+            budget -= taken;
+            if partial || taken == 0 {
+                break;
+            }
+        }
     }
 
     fn consume(&mut self, mut n: usize) {

@@ -27,16 +27,27 @@ use crate::timer::TimerWheel;
 /// The token of each loop's waker.
 pub(crate) const WAKER: Token = Token(usize::MAX);
 
-/// Wheel tick when no heartbeat is configured (only close lingers use it).
-const DEFAULT_TICK: Duration = Duration::from_millis(100);
+/// Coarsest wheel tick: handshake timeouts and close lingers are this
+/// precise; a heartbeat's check interval may make it finer.
+const MAX_TICK: Duration = Duration::from_millis(100);
+
+/// What a timer checks when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    /// Heartbeat: kick, ping or reschedule.
+    Idle,
+    /// A closing connection's flush deadline.
+    Linger,
+    /// The handshake deadline.
+    Handshake,
+}
 
 /// A scheduled check of one connection.
 #[derive(Debug, Clone, Copy)]
 struct Timer {
     key: u32,
     generation: u32,
-    /// Close-linger deadline (else a heartbeat check).
-    linger: bool,
+    kind: TimerKind,
 }
 
 pub(crate) struct EventLoop {
@@ -65,10 +76,12 @@ pub(crate) struct EventLoop {
 impl EventLoop {
     pub(crate) fn new(core: LoopCore, poll: Poll, inbox: Receiver<Command>) -> Self {
         let config = &core.server.config;
-        let (tick, longest) = match &config.heartbeat {
-            Some(hb) => (hb.check_interval, hb.idle_timeout),
-            None => (DEFAULT_TICK, config.close_linger),
-        };
+        let mut tick = MAX_TICK;
+        let mut longest = config.close_linger.max(config.handshake_timeout);
+        if let Some(hb) = &config.heartbeat {
+            tick = tick.min(hb.check_interval);
+            longest = longest.max(hb.idle_timeout);
+        }
         let tick_ms = (tick.as_millis() as u64).max(1);
         let slots = (longest.as_millis() as u64 / tick_ms + 2).min(1 << 16) as usize;
         let read_buffer = config.read_buffer;
@@ -242,12 +255,18 @@ impl EventLoop {
             let mut slab = self.core.conns.borrow_mut();
             let entry = slab.vacant_entry();
             let key = entry.key();
-            if let Err(e) = self
-                .core
-                .registry
-                .register(&mut stream, Token(key), Interest::READABLE)
-            {
-                log::warn!("loop {}: cannot register {peer}: {e}", self.core.index);
+            let layer = server.layers.layer();
+            let registered = match layer {
+                Ok(layer) => self
+                    .core
+                    .registry
+                    .register(&mut stream, Token(key), Interest::READABLE)
+                    .map(|()| layer)
+                    .map_err(|e| e.to_string()),
+                Err(reason) => Err(reason.to_string()),
+            };
+            if let Err(e) = registered {
+                log::warn!("loop {}: cannot adopt {peer}: {e}", self.core.index);
                 server
                     .live
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -256,13 +275,18 @@ impl EventLoop {
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
-            entry.insert(Conn::new(stream, peer, generation, self.now32()));
+            let layer = registered.unwrap_or_default();
+            entry.insert(Conn::new(stream, peer, generation, self.now32(), layer));
             key
         };
         Counters::add(&counters.accepted, 1);
         if let Some(hb) = &server.config.heartbeat {
             let first = hb.ping_after.unwrap_or(hb.idle_timeout);
-            self.schedule(key, generation, first.as_millis() as u64, false);
+            self.schedule(key, generation, first.as_millis() as u64, TimerKind::Idle);
+        }
+        if server.layers.has_handshake() {
+            let after = server.config.handshake_timeout.as_millis() as u64;
+            self.schedule(key, generation, after, TimerKind::Handshake);
         }
         // The acceptor is joined before loops get `Shutdown`, so this only
         // guards the contract: a socket adopted while shutting down is
@@ -359,7 +383,7 @@ impl EventLoop {
             Counters::add(&core.counters().bytes_in, n as u64);
             conn.last_active = self.now32();
             conn.unset(flag::PINGED);
-            let failed = self.decode(conn, n);
+            let failed = self.decode(key, conn, n);
             drop(slab);
 
             let mut msgs = std::mem::take(&mut self.msgs);
@@ -391,21 +415,28 @@ impl EventLoop {
     /// close, if it must (messages before the bad frame are still
     /// delivered): a protocol error, or a packer that panicked or returned a
     /// message without consuming input (which would loop forever).
-    fn decode(&mut self, conn: &mut Conn, n: usize) -> Option<CloseReason> {
+    fn decode(&mut self, key: usize, conn: &mut Conn, n: usize) -> Option<CloseReason> {
         let packer = &*self.core.server.packer;
-        let data = &self.scratch[..n];
+        let input = &self.scratch[..n];
         let buf = match conn.partial.as_mut() {
-            Some(p) => {
-                p.extend_from_slice(data);
-                p
-            }
+            Some(p) => p,
             None => {
                 self.rx.clear();
-                self.rx.extend_from_slice(data);
                 &mut self.rx
             }
         };
+        // Plain TCP copies the bytes; TLS decrypts them (and may answer).
         let mut failed = None;
+        let mut wants_write = false;
+        match conn.layer.receive(input, buf, &mut conn.data) {
+            Ok(incoming) => {
+                wants_write = incoming.wants_write;
+                if incoming.peer_closed {
+                    failed = Some(CloseReason::PeerClosed);
+                }
+            }
+            Err(reason) => failed = Some(reason),
+        }
         loop {
             let before = buf.len();
             match catch_unwind(AssertUnwindSafe(|| packer.decode(buf))) {
@@ -433,10 +464,16 @@ impl EventLoop {
                 }
             }
         }
+        if wants_write || failed.is_some() {
+            // Handshake records or a TLS alert to send, or a handshake just
+            // done with messages queued during it.
+            self.core.mark_dirty(key, conn);
+        }
         if failed.is_some() {
             if let Some(p) = conn.partial.take() {
                 self.core.pool.borrow_mut().put_read(p);
             }
+            self.rx.clear();
             return failed;
         }
         match conn.partial.take() {
@@ -453,7 +490,7 @@ impl EventLoop {
         None
     }
 
-    fn schedule(&mut self, key: usize, generation: u32, after_ms: u64, linger: bool) {
+    fn schedule(&mut self, key: usize, generation: u32, after_ms: u64, kind: TimerKind) {
         let at_ms = self.now_ms + after_ms;
         let tick = at_ms.div_ceil(self.tick_ms);
         self.wheel.insert(
@@ -461,7 +498,7 @@ impl EventLoop {
             Timer {
                 key: key as u32,
                 generation,
-                linger,
+                kind,
             },
         );
     }
@@ -474,10 +511,10 @@ impl EventLoop {
         let mut due = std::mem::take(&mut self.due);
         self.wheel.advance(now_tick, &mut due);
         for t in due.drain(..) {
-            if t.linger {
-                self.linger_expired(t);
-            } else {
-                self.heartbeat(t);
+            match t.kind {
+                TimerKind::Idle => self.heartbeat(t),
+                TimerKind::Linger => self.linger_expired(t),
+                TimerKind::Handshake => self.handshake_expired(t),
             }
         }
         self.due = due;
@@ -498,6 +535,17 @@ impl EventLoop {
             );
             self.count_unflushed(1);
             self.finalize(key);
+        }
+    }
+
+    fn handshake_expired(&mut self, t: Timer) {
+        let key = t.key as usize;
+        let late = self.core.conns.borrow().get(key).is_some_and(|c| {
+            c.generation == t.generation && !c.has(flag::CLOSING) && c.layer.is_handshaking()
+        });
+        if late {
+            self.core
+                .close(key, t.generation, CloseReason::HandshakeTimeout);
         }
     }
 
@@ -542,7 +590,7 @@ impl EventLoop {
                 next = ping_after - idle;
             }
         }
-        self.schedule(key, t.generation, next, false);
+        self.schedule(key, t.generation, next, TimerKind::Idle);
     }
 
     fn flush_dirty(&mut self) {
@@ -569,27 +617,31 @@ impl EventLoop {
         };
         conn.unset(flag::DIRTY);
         let mut blocked = false;
-        let mut failed = None;
-        if let Some(queue) = conn.queue.as_mut() {
-            while !queue.is_empty() {
-                match queue.write_to(&mut &conn.stream) {
-                    Ok(0) => {
-                        failed = Some(io::Error::from(io::ErrorKind::WriteZero));
-                        break;
-                    }
-                    Ok(n) => Counters::add(&core.counters().bytes_out, n as u64),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        blocked = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
+        let mut result = Self::write_out(conn, &mut blocked);
+        // Closing by our choice with everything written: say goodbye at the
+        // layer level too (TLS close_notify), then write that.
+        if result.is_ok() && !blocked && conn.has(flag::CLOSING) && conn.queued() == 0 {
+            let ours = !matches!(
+                conn.close_reason.as_deref(),
+                Some(
+                    CloseReason::PeerClosed
+                        | CloseReason::Io(_)
+                        | CloseReason::TlsHandshake(_)
+                        | CloseReason::Tls(_)
+                )
+            );
+            if ours {
+                conn.layer.close_notify();
+                result = result.and_then(|n| Ok(n + Self::write_out(conn, &mut blocked)?));
             }
         }
+        let failed = match result {
+            Ok(n) => {
+                Counters::add(&core.counters().bytes_out, n as u64);
+                None
+            }
+            Err(e) => Some(e),
+        };
         if let Some(e) = failed {
             if !conn.has(flag::CLOSING) {
                 let reason = match e.kind() {
@@ -639,7 +691,7 @@ impl EventLoop {
             }
         }
         if conn.has(flag::CLOSING) {
-            if conn.queued() == 0 {
+            if conn.queued() == 0 && !conn.layer.wants_write() {
                 drop(slab);
                 self.finalize(key);
             } else if !conn.has(flag::LINGER) {
@@ -650,10 +702,18 @@ impl EventLoop {
                     key,
                     generation,
                     config.close_linger.as_millis() as u64,
-                    true,
+                    TimerKind::Linger,
                 );
             }
         }
+    }
+
+    /// Write the queue through the connection's layer until done or the
+    /// socket is full. Returns bytes written.
+    fn write_out(conn: &mut Conn, blocked: &mut bool) -> io::Result<usize> {
+        let mut socket = &conn.stream;
+        conn.layer
+            .flush(conn.queue.as_deref_mut(), &mut socket, blocked)
     }
 
     /// Remove a connection for good: deregister, close the socket, count,

@@ -56,6 +56,7 @@ pub(crate) enum Command {
 
 /// What every thread of one server shares.
 pub(crate) struct ServerShared {
+    pub(crate) layers: crate::transport::LayerConfig,
     pub(crate) config: Config,
     pub(crate) packer: Box<dyn Packer>,
     pub(crate) router: Router,
@@ -194,7 +195,7 @@ impl LoopCore {
         }
     }
 
-    fn mark_dirty(&self, key: usize, conn: &mut Conn) {
+    pub(crate) fn mark_dirty(&self, key: usize, conn: &mut Conn) {
         if !conn.has(flag::DIRTY) {
             conn.set(flag::DIRTY);
             self.dirty.borrow_mut().push(key);

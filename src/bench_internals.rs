@@ -1,0 +1,230 @@
+//! Crate internals for the criterion benches in `benches/`, compiled only
+//! with the `bench-internals` feature. Not part of the public API: nothing
+//! here is stable, and a real build never enables it.
+//!
+//! * [`Wheel`] wraps the event loops' hashed timer wheel.
+//! * [`Dispatcher`] runs decoded messages through the router, the
+//!   middleware chain and an echo handler into a real connection's write
+//!   queue, exactly as a loop does between decode and flush.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+use crate::config::{Config, UnknownIdPolicy};
+use crate::conn::{flag, Conn};
+use crate::context::{Context, Session, TypeMap};
+use crate::error::CloseReason;
+use crate::middleware::{handler_fn, middleware_fn, Next};
+use crate::packer::{LengthPacker, Message};
+use crate::reactor::event_loop::WAKER;
+use crate::reactor::{LoopCore, LoopShared, ServerShared};
+use crate::router::{Route, Router};
+use crate::stats::Counters;
+use crate::timer::TimerWheel;
+
+/// The loops' timer wheel holding `u64` values.
+#[derive(Debug)]
+pub struct Wheel {
+    wheel: TimerWheel<u64>,
+    due: Vec<u64>,
+}
+
+impl Wheel {
+    /// A wheel with `slots` slots (rounded up to a power of two).
+    pub fn new(slots: usize) -> Self {
+        Wheel {
+            wheel: TimerWheel::new(slots),
+            due: Vec::new(),
+        }
+    }
+
+    /// Schedule `value` at tick `at`.
+    pub fn insert(&mut self, at: u64, value: u64) {
+        self.wheel.insert(at, value);
+    }
+
+    /// The tick the wheel has reached.
+    pub fn current(&self) -> u64 {
+        self.wheel.current()
+    }
+
+    /// Advance to tick `now`; returns how many entries fired (they are
+    /// dropped).
+    pub fn advance(&mut self, now: u64) -> usize {
+        self.due.clear();
+        self.wheel.advance(now, &mut self.due);
+        self.due.len()
+    }
+
+    /// The next tick with an entry, if any.
+    pub fn next_due(&self) -> Option<u64> {
+        self.wheel.next_due()
+    }
+}
+
+/// One loop core with one open connection, and a router whose every id
+/// echoes the body through `middleware` pass-through middleware.
+///
+/// [`dispatch`](Self::dispatch) mirrors the event loop's private
+/// `dispatch` function (route lookup, closing check, `Context`, caught
+/// panics, user data taken out and put back) line for line; the socket is a
+/// real loopback connection, but nothing is ever written to it:
+/// [`take_output`](Self::take_output) empties the write queue as a flush
+/// would, without the syscall.
+pub struct Dispatcher {
+    core: LoopCore,
+    key: usize,
+    generation: u32,
+    // Kept alive for the registry and the connection's peer.
+    _poll: mio::Poll,
+    _peer: TcpStream,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher").field("key", &self.key).finish()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher whose router sends every id (through the fallback, as
+    /// `Builder::fallback` does) to an echo handler behind `middleware`
+    /// global middleware that only call `next.run(ctx)`.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from creating the poll, the waker or the loopback pair.
+    pub fn echo(middleware: usize) -> std::io::Result<Self> {
+        let chain = (0..middleware)
+            .map(|_| middleware_fn(|ctx: &mut Context<'_>, next: Next<'_>| next.run(ctx)))
+            .collect();
+        let handler = handler_fn(|ctx: &mut Context<'_>| ctx.reply(ctx.msg_id(), ctx.body()));
+        let mut router = Router::default();
+        router.set_fallback(Route::new(chain, handler));
+
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let config = Config {
+            event_loops: 1,
+            ..Config::default()
+        };
+        let server = Arc::new(ServerShared {
+            config,
+            packer: Box::new(LengthPacker::default()),
+            router,
+            on_open: None,
+            on_close: None,
+            loops: vec![LoopShared {
+                tx,
+                waker,
+                notified: AtomicBool::new(false),
+                inflight: AtomicUsize::new(0),
+                counters: Counters::default(),
+            }],
+            live: AtomicUsize::new(1),
+            shut_down: AtomicBool::new(false),
+        });
+        let core = LoopCore::new(0, server, poll.registry().try_clone()?);
+
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let peer = TcpStream::connect(listener.local_addr()?)?;
+        let (stream, addr): (TcpStream, SocketAddr) = listener.accept()?;
+        stream.set_nonblocking(true)?;
+        let generation = core.next_generation();
+        let key = core.conns.borrow_mut().insert(Conn::new(
+            mio::net::TcpStream::from_std(stream),
+            addr,
+            generation,
+            0,
+        ));
+        Ok(Dispatcher {
+            core,
+            key,
+            generation,
+            _poll: poll,
+            _peer: peer,
+        })
+    }
+
+    /// Run `msgs` (drained) through their routes, as the loop does after a
+    /// read decoded them.
+    pub fn dispatch(&self, msgs: &mut Vec<Message>) {
+        let core = &self.core;
+        let (key, generation) = (self.key, self.generation);
+        let server = &*core.server;
+        let (mut data, peer) = {
+            let mut slab = core.conns.borrow_mut();
+            match slab.get_mut(key) {
+                Some(c) if c.generation == generation => (std::mem::take(&mut c.data), c.peer),
+                _ => {
+                    msgs.clear();
+                    return;
+                }
+            }
+        };
+        let id = core.conn_id(key, generation);
+        for msg in msgs.drain(..) {
+            let closing = core
+                .conns
+                .borrow()
+                .get(key)
+                .is_none_or(|c| c.has(flag::CLOSING));
+            if closing {
+                continue;
+            }
+            let msg_id = msg.id;
+            let Some(route) = server.router.get(msg_id) else {
+                Counters::add(&core.counters().unknown_ids, 1);
+                if server.config.unknown_id == UnknownIdPolicy::Close {
+                    core.close(key, generation, CloseReason::UnknownId(msg_id));
+                }
+                continue;
+            };
+            let mut ctx = Context {
+                session: Session {
+                    core,
+                    id,
+                    peer,
+                    data: &mut data,
+                },
+                msg,
+                values: TypeMap::default(),
+            };
+            match catch_unwind(AssertUnwindSafe(|| route.call(&mut ctx))) {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => Counters::add(&core.counters().handler_errors, 1),
+                Err(_) => core.close(key, generation, CloseReason::HandlerPanic),
+            }
+        }
+        if let Some(c) = core.conns.borrow_mut().get_mut(key) {
+            if c.generation == generation {
+                c.data = data;
+            }
+        }
+    }
+
+    /// Empty the connection's write queue into the pool (what a flush that
+    /// wrote everything does) and clear the dirty list; returns the bytes
+    /// that were queued.
+    pub fn take_output(&self) -> usize {
+        let core = &self.core;
+        core.dirty.borrow_mut().clear();
+        let mut slab = core.conns.borrow_mut();
+        let Some(conn) = slab.get_mut(self.key) else {
+            return 0;
+        };
+        conn.unset(flag::DIRTY);
+        match conn.queue.take() {
+            Some(q) => {
+                let n = q.len();
+                core.pool.borrow_mut().put_write(q);
+                n
+            }
+            None => 0,
+        }
+    }
+}

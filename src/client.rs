@@ -1,0 +1,196 @@
+//! A small blocking client that speaks the same [`Packer`] as the server:
+//! for tests, tools, bots and service-to-service calls. Plain TCP or TLS.
+//!
+//! ```no_run
+//! use netloom::client::Client;
+//!
+//! let mut client = Client::connect("127.0.0.1:6565")?;
+//! client.send(0, b"hello")?;
+//! let reply = client.recv()?;
+//! assert_eq!(&reply.body[..], b"hello");
+//! # Ok::<(), netloom::Error>(())
+//! ```
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use crate::error::{Error, Result};
+use crate::packer::{LengthPacker, Message, Packer};
+
+/// The byte stream under a [`Client`]: TCP, or TLS over TCP.
+pub(crate) trait Stream: Read + Write + Send {
+    fn tcp(&self) -> &TcpStream;
+    /// Say goodbye at the layer level (TLS close_notify), best effort.
+    fn close(&mut self) {}
+}
+
+impl Stream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// A blocking connection to a netloom (or any same-format) server.
+pub struct Client {
+    stream: Box<dyn Stream>,
+    packer: Arc<dyn Packer>,
+    received: BytesMut,
+    out: BytesMut,
+    peer: SocketAddr,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("peer", &self.peer).finish()
+    }
+}
+
+impl Client {
+    /// Connect over plain TCP, with the default [`LengthPacker`] and
+    /// TCP_NODELAY.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if no address accepts the connection.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Client> {
+        let tcp = TcpStream::connect(addr)?;
+        Client::from_tcp(tcp, |tcp| Ok(Box::new(tcp)))
+    }
+
+    /// Like [`connect`](Self::connect), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] (`TimedOut` after `timeout`).
+    pub fn connect_timeout(addr: SocketAddr, timeout: Duration) -> Result<Client> {
+        let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+        Client::from_tcp(tcp, |tcp| Ok(Box::new(tcp)))
+    }
+
+    /// Connect over TLS (rustls): `server_name` is checked against the
+    /// server's certificate by `config`'s verifier. The handshake completes
+    /// before this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the connection or the handshake fails,
+    /// [`Error::Config`] if `server_name` is not a valid DNS name or IP.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        addr: impl ToSocketAddrs,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<Client> {
+        let tcp = TcpStream::connect(addr)?;
+        Client::from_tcp(tcp, |tcp| {
+            crate::transport::tls::client_stream(tcp, server_name, config)
+        })
+    }
+
+    fn from_tcp(
+        tcp: TcpStream,
+        wrap: impl FnOnce(TcpStream) -> Result<Box<dyn Stream>>,
+    ) -> Result<Client> {
+        tcp.set_nodelay(true)?;
+        let peer = tcp.peer_addr()?;
+        Ok(Client {
+            stream: wrap(tcp)?,
+            packer: Arc::new(LengthPacker::default()),
+            received: BytesMut::new(),
+            out: BytesMut::new(),
+            peer,
+        })
+    }
+
+    /// Use another wire format (the server's packer).
+    pub fn with_packer(mut self, packer: impl Packer) -> Self {
+        self.packer = Arc::new(packer);
+        self
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Read and write timeouts (`None`: block forever, the default). A
+    /// timed-out [`recv`](Self::recv) returns [`Error::Io`] of kind
+    /// `WouldBlock` or `TimedOut` (platform-dependent) and may be retried.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if `timeout` is zero.
+    pub fn set_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        let tcp = self.stream.tcp();
+        tcp.set_read_timeout(timeout)?;
+        tcp.set_write_timeout(timeout)?;
+        Ok(())
+    }
+
+    /// Send one message (sequence number 0).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pack`] if the packer refuses it, [`Error::Io`] on a socket
+    /// error.
+    pub fn send(&mut self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
+        self.send_seq(id, 0, body)
+    }
+
+    /// Send one message with a sequence number (for packers that carry one).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_seq(&mut self, id: u32, seq: u32, body: impl AsRef<[u8]>) -> Result<()> {
+        self.out.clear();
+        self.packer.encode(id, seq, body.as_ref(), &mut self.out)?;
+        self.stream.write_all(&self.out)?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    /// Wait for the next message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when the server closed the connection,
+    /// [`Error::Pack`] if it sent bytes the packer rejects, [`Error::Io`]
+    /// on a socket error or timeout.
+    pub fn recv(&mut self) -> Result<Message> {
+        let mut chunk = [0u8; 16 << 10];
+        loop {
+            if let Some(m) = self.packer.decode(&mut self.received)? {
+                return Ok(m);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(Error::Closed),
+                Ok(n) => self.received.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Error::Closed),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Send a message and wait for the next message back.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send) and [`recv`](Self::recv).
+    pub fn request(&mut self, id: u32, body: impl AsRef<[u8]>) -> Result<Message> {
+        self.send(id, body)?;
+        self.recv()
+    }
+
+    /// Close the connection (TLS: after close_notify).
+    pub fn close(mut self) {
+        self.stream.close();
+        let _ = self.stream.tcp().shutdown(Shutdown::Both);
+    }
+}
