@@ -132,7 +132,7 @@ impl Session<'_> {
     /// [`Error::Closed`](crate::Error::Closed) if the connection is closing,
     /// [`Error::BufferFull`](crate::Error::BufferFull) over the high-water
     /// mark, [`Error::Pack`](crate::Error::Pack) if the packer refuses it.
-    pub fn send(&mut self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
+    pub fn send(&self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
         self.core.send(
             self.id.key as usize,
             self.id.generation,
@@ -145,7 +145,7 @@ impl Session<'_> {
     /// Close this connection once what is queued has been written
     /// (`on_close` gets [`CloseReason::Local`]). Messages already received
     /// but not yet handled are dropped.
-    pub fn close(&mut self) {
+    pub fn close(&self) {
         self.core
             .close(self.id.key as usize, self.id.generation, CloseReason::Local);
     }
@@ -227,9 +227,10 @@ impl Context<'_> {
         self.msg.seq
     }
 
-    /// The message body. Cheap: it shares the receive buffer.
-    pub fn body(&self) -> Bytes {
-        self.msg.body.clone()
+    /// The message body. It shares the receive buffer: `.clone()` it (a
+    /// reference-count increment, no copy) to keep it past the handler.
+    pub fn body(&self) -> &Bytes {
+        &self.msg.body
     }
 
     /// The whole message.
@@ -250,7 +251,7 @@ impl Context<'_> {
     /// # Errors
     ///
     /// As [`Session::send`].
-    pub fn reply(&mut self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
+    pub fn reply(&self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
         let s = &self.session;
         s.core.send(
             s.id.key as usize,

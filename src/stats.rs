@@ -29,9 +29,18 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Add from any thread (an atomic read-modify-write).
     #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    /// Add to a counter that only the owning loop writes: a plain load and
+    /// store, no locked instruction on the hot path. Readers on other
+    /// threads still see a consistent (if slightly old) value.
+    #[inline]
+    pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
     }
 }
 

@@ -70,6 +70,14 @@ impl WriteQueue {
 
     /// One vectored write of as much as is pending. Returns bytes written.
     pub(crate) fn write_to(&mut self, w: &mut (impl Write + ?Sized)) -> io::Result<usize> {
+        // The common case, replies coalesced in `tail` and nothing shared:
+        // write straight from it (no freeze into a chunk, no refcounting).
+        if self.chunks.is_empty() {
+            let n = w.write(&self.tail)?;
+            self.tail.advance(n);
+            self.len -= n;
+            return Ok(n);
+        }
         self.seal();
         let n = if self.chunks.len() == 1 {
             w.write(&self.chunks[0])?

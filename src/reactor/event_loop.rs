@@ -380,7 +380,7 @@ impl EventLoop {
                     return;
                 }
             };
-            Counters::add(&core.counters().bytes_in, n as u64);
+            Counters::bump(&core.counters().bytes_in, n as u64);
             conn.last_active = self.now32();
             conn.unset(flag::PINGED);
             let failed = self.decode(key, conn, n);
@@ -388,7 +388,7 @@ impl EventLoop {
 
             let mut msgs = std::mem::take(&mut self.msgs);
             if !msgs.is_empty() {
-                Counters::add(&core.counters().messages_in, msgs.len() as u64);
+                Counters::bump(&core.counters().messages_in, msgs.len() as u64);
                 dispatch(&core, key, generation, &mut msgs);
             }
             self.msgs = msgs;
@@ -637,7 +637,7 @@ impl EventLoop {
         }
         let failed = match result {
             Ok(n) => {
-                Counters::add(&core.counters().bytes_out, n as u64);
+                Counters::bump(&core.counters().bytes_out, n as u64);
                 None
             }
             Err(e) => Some(e),

@@ -262,7 +262,7 @@ impl LoopCore {
         let result = queue.encode_with(|out| packer.encode(id, seq, body, out));
         match result {
             Ok(_) => {
-                Counters::add(&self.counters().messages_out, 1);
+                Counters::bump(&self.counters().messages_out, 1);
                 self.mark_dirty(key, conn);
                 Ok(())
             }
@@ -291,7 +291,7 @@ impl LoopCore {
         conn.queue
             .get_or_insert_with(|| self.pool.borrow_mut().take_write())
             .push_shared(frame);
-        Counters::add(&self.counters().messages_out, 1);
+        Counters::bump(&self.counters().messages_out, 1);
         self.mark_dirty(key, conn);
     }
 
