@@ -227,7 +227,7 @@ fn counted_reply(ctx: &mut Context<'_>) -> netloom::Result<()> {
         }
     };
     let mut out = n.to_le_bytes().to_vec();
-    out.extend_from_slice(&ctx.body());
+    out.extend_from_slice(ctx.body());
     ctx.reply(100 + ctx.msg_id(), out)
 }
 
@@ -471,7 +471,7 @@ fn handlers_and_on_close_send_to_connections_on_other_loops() {
             .route(1, echo)
             // 60 "name": join under that name; answers with the loop index.
             .route(60, move |ctx| {
-                let name = String::from_utf8_lossy(&ctx.body()).into_owned();
+                let name = String::from_utf8_lossy(ctx.body()).into_owned();
                 joined.lock().unwrap().insert(name.clone(), ctx.handle());
                 ctx.set_data(Name(name));
                 let index = ctx.id().loop_index() as u32;
@@ -480,7 +480,7 @@ fn handlers_and_on_close_send_to_connections_on_other_loops() {
             // 61 "to:text": relay as 62 "from: text" through the target's handle.
             .route(61, move |ctx| -> netloom::HandlerResult {
                 let body = ctx.body();
-                let text = String::from_utf8_lossy(&body);
+                let text = String::from_utf8_lossy(body);
                 let (to, text) = text.split_once(':').ok_or("no target")?;
                 let from = ctx.data::<Name>().map_or("?", |n| n.0.as_str());
                 let target = say.lock().unwrap().get(to).cloned().ok_or("no such peer")?;
@@ -780,7 +780,7 @@ fn fallback_handler_receives_unknown_ids() {
             })
             .fallback(|ctx| {
                 let mut out = ctx.msg_id().to_le_bytes().to_vec();
-                out.extend_from_slice(&ctx.body());
+                out.extend_from_slice(ctx.body());
                 ctx.reply(999, out)
             }),
     );
@@ -988,7 +988,7 @@ fn on_open_can_send_a_message_before_rejecting() {
 fn handler_sees_msg_id_and_body_across_dense_and_sparse_ids() {
     let describe = |ctx: &mut Context<'_>| {
         let mut out = ctx.msg_id().to_le_bytes().to_vec();
-        out.extend_from_slice(&ctx.body());
+        out.extend_from_slice(ctx.body());
         ctx.reply(500, out)
     };
     let ids = [0, 41, 1023, 1024, 65_536, u32::MAX];

@@ -926,7 +926,7 @@ fn hooks_middleware_and_a_custom_packer_work_unchanged_over_tls() {
                     "{} {} {}",
                     ctx.get::<String>().map_or("untagged", String::as_str),
                     visits,
-                    String::from_utf8_lossy(&ctx.body())
+                    String::from_utf8_lossy(ctx.body())
                 );
                 ctx.reply(3, body)
             }),
