@@ -24,6 +24,7 @@ use crate::reactor::{LoopCore, LoopShared, ServerShared};
 use crate::router::{Route, Router};
 use crate::stats::Counters;
 use crate::timer::TimerWheel;
+use crate::transport::{Layer, LayerConfig};
 
 /// The loops' timer wheel holding `u64` values.
 #[derive(Debug)]
@@ -85,7 +86,9 @@ pub struct Dispatcher {
 
 impl fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dispatcher").field("key", &self.key).finish()
+        f.debug_struct("Dispatcher")
+            .field("key", &self.key)
+            .finish()
     }
 }
 
@@ -113,6 +116,7 @@ impl Dispatcher {
             ..Config::default()
         };
         let server = Arc::new(ServerShared {
+            layers: LayerConfig::default(),
             config,
             packer: Box::new(LengthPacker::default()),
             router,
@@ -140,6 +144,7 @@ impl Dispatcher {
             addr,
             generation,
             0,
+            Layer::default(),
         ));
         Ok(Dispatcher {
             core,

@@ -1,0 +1,84 @@
+//! `LengthPacker` decode and encode: one frame and a batch of 64, with 64 B
+//! and 4 KiB bodies (the read path decodes a whole read's worth of frames
+//! from one buffer; the write path encodes replies back to back into one).
+//!
+//! ```text
+//! cargo bench --features bench-internals --bench packer
+//! ```
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use netloom::{LengthPacker, Packer};
+
+const BATCH: usize = 64;
+const SIZES: [usize; 2] = [64, 4096];
+
+fn frames(packer: &LengthPacker, size: usize, count: usize) -> BytesMut {
+    let body = vec![0xa5u8; size];
+    let mut out = BytesMut::new();
+    for id in 0..count as u32 {
+        packer.encode(id, 0, &body, &mut out).unwrap();
+    }
+    out
+}
+
+fn decode(c: &mut Criterion) {
+    let packer = LengthPacker::default();
+    let mut group = c.benchmark_group("packer/decode");
+    for size in SIZES {
+        for count in [1, BATCH] {
+            let wire = frames(&packer, size, count);
+            group.throughput(Throughput::Elements(count as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("{size}B"), format!("x{count}")),
+                &wire,
+                |b, wire| {
+                    // The loop copies each read into its rx buffer, then
+                    // decodes until Ok(None): the same here.
+                    let mut buf = BytesMut::with_capacity(wire.len());
+                    b.iter(|| {
+                        buf.clear();
+                        buf.extend_from_slice(wire);
+                        let mut n = 0;
+                        while let Some(m) = packer.decode(&mut buf).unwrap() {
+                            n += m.body.len();
+                        }
+                        black_box(n)
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let packer = LengthPacker::default();
+    let mut group = c.benchmark_group("packer/encode");
+    for size in SIZES {
+        let body = vec![0x5au8; size];
+        for count in [1, BATCH] {
+            group.throughput(Throughput::Elements(count as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("{size}B"), format!("x{count}")),
+                &body,
+                |b, body| {
+                    let mut out = BytesMut::with_capacity((size + 8) * count);
+                    b.iter(|| {
+                        out.clear();
+                        for id in 0..count as u32 {
+                            packer.encode(id, 0, black_box(body), &mut out).unwrap();
+                        }
+                        black_box(out.len())
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode);
+criterion_main!(benches);

@@ -1,0 +1,69 @@
+//! netloom's benchmark tool: echo servers (netloom, a raw mio floor, tokio),
+//! an echo load generator that verifies every byte, side-by-side
+//! comparisons, and idle-connection memory and heartbeat cost.
+//!
+//! ```text
+//! cargo build --release --example netloom_bench
+//! B=target/release/examples/netloom_bench
+//! $B compare --quick --out docs/bench         # all three servers, ratios, charts
+//! $B idle --conns 1000,10000,19000 --heartbeat --out docs/bench
+//! $B serve netloom --loops 2                  # prints LISTENING <addr>; stops at stdin EOF
+//! $B load --addr 127.0.0.1:PORT --conns 1000 --pipeline 16 --size 64 --duration 5s
+//! ```
+//!
+//! See docs/BENCHMARKS.md for what each number means. Linux only (it reads
+//! /proc and pins threads with sched_setaffinity).
+
+mod args;
+mod chart;
+mod child;
+mod compare;
+// Shared with examples/c1000k.rs, which uses parts this binary does not.
+#[allow(dead_code)]
+mod fleet;
+mod idle;
+mod load;
+#[allow(dead_code)]
+mod os;
+mod serve;
+mod wire;
+
+use args::Args;
+
+const USAGE: &str = "\
+usage: netloom_bench <command> [options]
+
+  serve <netloom|mio|tokio> [--addr 127.0.0.1:0] [--loops N] [--heartbeat CHECK,IDLE] [--cpus LIST]
+        run one echo server; prints `LISTENING <addr>`, exits when stdin closes
+  load --addr A [--conns C] [--pipeline P] [--size S] [--duration D] [--warmup W]
+       [--sources N] [--threads T] [--cpus LIST] [--inflight-budget BYTES]
+        echo load generator; verifies every byte; non-zero exit on mismatch or loss
+  compare [--quick] [--scenario FILTER] [--loops L] [--conns C] [--pipeline P] [--size S]
+          [--duration D] [--kinds netloom,mio,tokio] [--repeat R] [--out DIR]
+          [--server-cpus 0] [--load-cpus 1]
+        every scenario against every server, side by side, with ratios and charts
+  idle [--conns 1000,10000,19000] [--kinds netloom,mio,tokio] [--heartbeat] [--out DIR]
+        server RSS per idle connection; with --heartbeat, server CPU with idle
+        connections that ping (heartbeat off vs on)
+";
+
+fn main() {
+    let mut argv = std::env::args().skip(1);
+    let cmd = argv.next().unwrap_or_default();
+    let rest: Vec<String> = argv.collect();
+    let result = match cmd.as_str() {
+        "serve" => Args::parse(rest, &[]).and_then(serve::main),
+        "load" => Args::parse(rest, &[]).and_then(load::main),
+        "compare" => Args::parse(rest, &["quick"]).and_then(compare::main),
+        "idle" => Args::parse(rest, &["heartbeat", "no-touch"]).and_then(idle::main),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown command {cmd:?}\n\n{USAGE}")),
+    };
+    if let Err(e) = result {
+        eprintln!("netloom_bench: {e}");
+        std::process::exit(1);
+    }
+}
