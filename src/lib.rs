@@ -94,6 +94,8 @@ pub use server::{Builder, Group, IntoOpenResult, Server, ServerHandle};
 pub use stats::Stats;
 #[cfg(feature = "tls")]
 pub use transport::tls::TlsInfo;
+#[cfg(feature = "ws")]
+pub use transport::ws::{self, WsMode, WsRequest};
 
 /// The README's code blocks, compiled as doc tests.
 #[cfg(doctest)]
