@@ -110,8 +110,10 @@ pub const MAX_REQUEST_HEAD: usize = 8 << 10;
 
 /// tungstenite's read buffer per open connection. Small, because it is
 /// allocated for the connection's lifetime (the idle-memory budget); it
-/// only sets the chunk size in which tungstenite copies from our buffer.
-const READ_BUFFER: usize = 256;
+/// only sets the chunk size in which tungstenite copies from our buffer
+/// (measured: 64 bytes reads a 1 MiB frame in ~0.11 ms; 0 would take
+/// ~0.6 ms and save 64 bytes per connection).
+const READ_BUFFER: usize = 64;
 /// Room for the packer's header when the default message limit is derived
 /// from `max_body_length` in packer mode.
 const PACKER_HEADROOM: usize = 1 << 10;
@@ -683,9 +685,18 @@ impl WsRequest {
                 (push(&form_decode(k)), push(&form_decode(v)))
             })
             .collect();
+        // The handshake's own headers are spent once the 101 is written;
+        // not keeping them saves ~150 bytes per connection.
+        let spent = [
+            "upgrade",
+            "connection",
+            "sec-websocket-key",
+            "sec-websocket-version",
+        ];
         let headers = request
             .headers()
             .iter()
+            .filter(|(k, _)| !spent.contains(&k.as_str()))
             .map(|(k, v)| {
                 (
                     push(k.as_str()),
@@ -740,14 +751,17 @@ impl WsRequest {
             .map(|(k, v)| (self.get(*k), self.get(*v)))
     }
 
-    /// The first value of header `name` (case-insensitive).
+    /// The first value of header `name` (case-insensitive); see
+    /// [`headers`](Self::headers) for the ones not kept.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
 
-    /// Every header in order; names in lowercase.
+    /// Every header in order; names in lowercase. The handshake's own
+    /// headers (`Upgrade`, `Connection`, `Sec-WebSocket-Key`,
+    /// `Sec-WebSocket-Version`) are not kept.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         self.headers
             .iter()
@@ -1082,7 +1096,8 @@ mod tests {
         assert_eq!(r.query("missing"), None);
         assert_eq!(r.header("x-token"), Some("abc"));
         assert_eq!(r.header("HOST"), Some("localhost"));
-        assert_eq!(r.headers().count(), 6);
+        assert_eq!(r.headers().count(), 2, "handshake headers are not kept");
+        assert_eq!(r.header("upgrade"), None);
     }
 
     #[test]
