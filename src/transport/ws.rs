@@ -992,8 +992,246 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::conn::pool::Pool;
+    use crate::conn::write::WriteQueue;
+    use crate::context::TypeMap;
     use crate::packer::LengthPacker;
+
+    /// One WebSocket session driven as the event loop drives it: bytes in,
+    /// messages and queued output out.
+    struct Harness {
+        settings: WsSettings,
+        session: WsSession,
+        queue: Option<Box<WriteQueue>>,
+        pool: RefCell<Pool>,
+        stream: BytesMut,
+        msgs: Vec<Message>,
+        data: TypeMap,
+        plain: BytesMut,
+    }
+
+    impl Harness {
+        fn new(mode: WsMode, max_message: usize) -> Harness {
+            let mut settings = WsSettings {
+                mode,
+                max_message: Some(max_message),
+                ..WsSettings::default()
+            };
+            settings.validate(&Config::default()).unwrap();
+            Harness {
+                session: settings.session(),
+                settings,
+                queue: None,
+                pool: RefCell::new(Pool::default()),
+                stream: BytesMut::new(),
+                msgs: Vec::new(),
+                data: TypeMap::default(),
+                plain: BytesMut::new(),
+            }
+        }
+
+        /// Feed bytes; accept an upgrade when one completes (as the loop
+        /// does when the hook says yes).
+        fn feed(&mut self, input: &[u8]) -> std::result::Result<(), CloseReason> {
+            let mut sink = Sink {
+                stream: &mut self.stream,
+                messages: &mut self.msgs,
+                data: &mut self.data,
+                out: QueueRef {
+                    queue: &mut self.queue,
+                    pool: &self.pool,
+                },
+                plain: &mut self.plain,
+            };
+            let incoming = self.session.receive(input, &mut sink)?;
+            if incoming.upgrade.is_some() {
+                let out = QueueRef {
+                    queue: &mut self.queue,
+                    pool: &self.pool,
+                };
+                self.session.finish_upgrade(&self.settings, Ok(()), out)?;
+                return self.feed(&[]);
+            }
+            Ok(())
+        }
+
+        fn output(&mut self) -> Vec<u8> {
+            let mut out = Vec::new();
+            if let Some(q) = self.queue.as_mut() {
+                while !q.is_empty() {
+                    q.write_to(&mut out).unwrap();
+                }
+            }
+            out
+        }
+    }
+
+    const REQUEST: &[u8] = b"GET /p?q=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+
+    /// A masked client frame.
+    fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![first];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    proptest! {
+        /// Any split of a request and its frames gives the same messages.
+        #[test]
+        fn any_split_gives_the_same_messages(
+            texts in proptest::collection::vec("\\PC{0,40}", 1..5),
+            binary in proptest::collection::vec(any::<u8>(), 0..300),
+            mask in any::<[u8; 4]>(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut wire = REQUEST.to_vec();
+            for t in &texts {
+                wire.extend(client_frame(0x81, t.as_bytes(), mask));
+            }
+            // The binary message in two fragments with a ping between.
+            let half = binary.len() / 2;
+            wire.extend(client_frame(0x02, &binary[..half], mask));
+            wire.extend(client_frame(0x89, b"p", mask));
+            wire.extend(client_frame(0x80, &binary[half..], mask));
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+            points.sort_unstable();
+            let mut h = Harness::new(WsMode::Messages, 1 << 20);
+            let mut from = 0;
+            for p in points.into_iter().chain([wire.len()]) {
+                h.feed(&wire[from..p]).unwrap();
+                from = p;
+            }
+            let mut expected: Vec<Message> =
+                texts.iter().map(|t| Message::new(TEXT, Bytes::from(t.clone()))).collect();
+            expected.push(Message::new(BINARY, Bytes::from(binary)));
+            prop_assert_eq!(&h.msgs, &expected);
+            let out = h.output();
+            prop_assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+            prop_assert!(out.ends_with(&[0x8a, 0x01, b'p']), "pong last");
+        }
+
+        /// Arbitrary bytes after the upgrade never panic; a failure always
+        /// comes with a close frame.
+        #[test]
+        fn garbage_frames_never_panic(junk in proptest::collection::vec(any::<u8>(), 0..600)) {
+            for mode in [WsMode::Messages, WsMode::Packer] {
+                let mut h = Harness::new(mode, 256);
+                h.feed(REQUEST).unwrap();
+                let head = h.output();
+                prop_assert!(head.starts_with(b"HTTP/1.1 101"));
+                match h.feed(&junk) {
+                    Ok(()) => {}
+                    Err(CloseReason::WsProtocol { code, .. }) => {
+                        // Control frames only (pongs, then the close).
+                        let out = h.output();
+                        let mut at = 0;
+                        let mut last = None;
+                        while at + 2 <= out.len() {
+                            last = Some(at);
+                            at += 2 + usize::from(out[at + 1]);
+                        }
+                        prop_assert_eq!(at, out.len());
+                        let last = last.unwrap_or(0);
+                        prop_assert_eq!(out.get(last), Some(&0x88));
+                        prop_assert_eq!(out.get(last + 2..last + 4), Some(&code.to_be_bytes()[..]));
+                    }
+                    Err(CloseReason::WsClosed { .. }) => {}
+                    Err(other) => prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+        }
+
+        /// Arbitrary bytes as an upgrade request never panic: pending,
+        /// upgraded, or refused with an HTTP status.
+        #[test]
+        fn garbage_requests_never_panic(junk in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let mut h = Harness::new(WsMode::Messages, 1024);
+            match h.feed(&junk) {
+                Ok(()) => {}
+                Err(CloseReason::BadUpgrade(_)) => {
+                    prop_assert!(h.output().starts_with(b"HTTP/1.1 4"));
+                }
+                Err(other) => prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+    }
+
+    #[test]
+    fn refused_upgrade_drops_frames_queued_meanwhile() {
+        let mut h = Harness::new(WsMode::Messages, 1024);
+        let mut sink = Sink {
+            stream: &mut h.stream,
+            messages: &mut h.msgs,
+            data: &mut h.data,
+            out: QueueRef {
+                queue: &mut h.queue,
+                pool: &h.pool,
+            },
+            plain: &mut h.plain,
+        };
+        let incoming = h.session.receive(REQUEST, &mut sink).unwrap();
+        assert!(incoming.upgrade.is_some());
+        let mut out = QueueRef {
+            queue: &mut h.queue,
+            pool: &h.pool,
+        };
+        out.get().extend(b"a frame sent by on_open");
+        let reason = h
+            .session
+            .finish_upgrade(&h.settings, Err(401), out)
+            .unwrap_err();
+        assert!(matches!(reason, CloseReason::UpgradeRejected(401)));
+        let answer = String::from_utf8(h.output()).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+            "{answer}"
+        );
+        assert!(!answer.contains("on_open"));
+    }
+
+    #[test]
+    fn frames_queued_while_upgrading_follow_the_101() {
+        let mut h = Harness::new(WsMode::Messages, 1024);
+        let mut out = QueueRef {
+            queue: &mut h.queue,
+            pool: &h.pool,
+        };
+        out.get()
+            .encode_with(|b| {
+                encode(
+                    WsMode::Messages,
+                    &LengthPacker::default(),
+                    TEXT,
+                    0,
+                    b"hi",
+                    b,
+                )
+            })
+            .unwrap();
+        h.feed(REQUEST).unwrap();
+        let out = h.output();
+        assert!(out.starts_with(b"HTTP/1.1 101"));
+        assert!(out.ends_with(b"\r\n\r\n\x81\x02hi"));
+    }
 
     #[test]
     fn rfc6455_accept_key() {
