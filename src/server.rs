@@ -188,7 +188,8 @@ impl Builder {
         self
     }
 
-    /// Close connections whose handshake (TLS) has not finished this long
+    /// Close connections whose handshake (TLS, and the WebSocket upgrade on
+    /// `bind_ws` listeners) has not finished this long
     /// after accept. Default: 5 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
