@@ -8,6 +8,9 @@
 //! ```text
 //! accept (acceptor thread) ──► loop k (round-robin / least-connections)    reactor
 //! readable ──► read into the loop's scratch buffer                          reactor::event_loop
+//!          ──► [TLS: rustls decrypts]                                        transport::tls
+//!          ──► [WebSocket: tungstenite unframes; whole messages or packer
+//!              bytes]                                                        transport::ws
 //!          ──► Packer::decode → Message { id, seq, body }                    packer
 //!          ──► global middleware ──► group middleware ──► handler by id      middleware, router
 //!          ──► ctx.reply / send / ConnHandle::send / Hub::broadcast          context, handle
@@ -25,6 +28,10 @@
 //! * [`ConnHandle`] and [`Hub`] reach connections from any thread.
 //! * [`CloseReason`] tells `on_close` why a connection ended; [`Stats`]
 //!   counts everything.
+//! * With the `tls` feature, `Builder::tls` serves TLS on every listener;
+//!   with the `ws` feature, `Builder::bind_ws` adds WebSocket listeners
+//!   (`ws://`, `wss://` with TLS) on the same loops and routes: see the
+//!   `ws` module.
 //!
 //! # Example
 //!

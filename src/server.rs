@@ -340,6 +340,8 @@ impl Builder {
 
     /// Listen on `addr` (any number of times for several addresses). Port 0
     /// picks a free port; read it back with [`ServerHandle::local_addr`].
+    /// These listeners speak the packer over TCP (or TLS); `bind_ws` (feature
+    /// `ws`) adds WebSocket listeners to the same server.
     ///
     /// # Errors
     ///
