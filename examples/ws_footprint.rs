@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example ws_footprint            # 10,000 connections of each kind
 //! cargo run --release --example ws_footprint -- 2000
+//! cargo run --release --example ws_footprint -- 10000 65536   # echo 64 KiB first
 //! ```
 //!
 //! The server counts its live heap with a counting global allocator
@@ -66,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return clients(&args[2..]);
     }
     let n: usize = args.get(1).map_or(Ok(10_000), |s| s.parse())?;
+    let first: usize = args.get(2).map_or(Ok(5), |s| s.parse())?;
     let server = Server::builder()
         .event_loops(1)
         .route(7, |ctx| ctx.reply(7, ctx.body()))
@@ -81,6 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &n.to_string(),
             &tcp.to_string(),
             &wsa.to_string(),
+            &first.to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -121,7 +124,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (tcp_bytes, tcp_blocks) = per(base, tcp);
     let (ws_bytes, ws_blocks) = per(slots, ws);
-    println!("{n} idle connections of each kind (one after the other), each after one echo:");
+    println!(
+        "{n} idle connections of each kind (one after the other), each after one echo of {first} bytes:"
+    );
     println!(
         "  plain TCP : {tcp_bytes:5.0} heap bytes/conn (the slab slot; {tcp_blocks:.2} blocks/conn)"
     );
@@ -150,6 +155,7 @@ fn clients(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = args[0].parse()?;
     let tcp: SocketAddr = args[1].parse()?;
     let wsa: SocketAddr = args[2].parse()?;
+    let first: usize = args[3].parse()?;
     let mut out = std::io::stdout();
     let stdin = std::io::stdin();
     let wait = || {
@@ -160,8 +166,9 @@ fn clients(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     wait()?;
     for _ in 0..n {
         let mut s = TcpStream::connect(tcp)?;
-        s.write_all(&packer_frame(b"hello"))?;
-        let mut reply = [0u8; 13];
+        let frame = packer_frame(&vec![b'h'; first]);
+        s.write_all(&frame)?;
+        let mut reply = vec![0u8; frame.len()];
         s.read_exact(&mut reply)?;
         keep.push(s);
     }
@@ -172,8 +179,9 @@ fn clients(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     wait()?;
     for _ in 0..n {
         let mut s = ws_connect(wsa)?;
-        s.write_all(&masked(0x81, b"hello"))?;
-        let mut reply = [0u8; 7];
+        let frame = masked(0x82, &vec![b'h'; first]);
+        s.write_all(&frame)?;
+        let mut reply = vec![0u8; frame.len() - 4];
         s.read_exact(&mut reply)?;
         keep.push(s);
     }
@@ -214,9 +222,19 @@ fn packer_frame(body: &[u8]) -> Vec<u8> {
 }
 
 fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
     let mask = [1u8, 2, 3, 4];
-    let mut f = vec![first, 0x80 | payload.len() as u8];
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
     f.extend_from_slice(&mask);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f

@@ -114,6 +114,10 @@ pub const MAX_REQUEST_HEAD: usize = 8 << 10;
 /// (measured: 64 bytes reads a 1 MiB frame in ~0.11 ms; 0 would take
 /// ~0.6 ms and save 64 bytes per connection).
 const READ_BUFFER: usize = 64;
+/// A context that parsed a frame with a payload at least this big is
+/// replaced by a fresh one once it holds no partial frame or message, so an
+/// idle connection does not keep the buffer its largest frame needed.
+const SHRINK_AFTER: u64 = 512;
 /// Room for the packer's header when the default message limit is derived
 /// from `max_body_length` in packer mode.
 const PACKER_HEADROOM: usize = 1 << 10;
@@ -208,6 +212,7 @@ enum State {
     Open {
         ctx: Box<WebSocketContext>,
         closing: bool,
+        frames: FrameTracker,
     },
     /// No WebSocket traffic any more (rejected, failed, closed).
     Done,
@@ -358,6 +363,8 @@ impl WsSession {
             Ok(()) => {
                 // Frames queued before the upgrade completed go after it.
                 out.get().push_front(Bytes::from(response));
+                let mut frames = FrameTracker::default();
+                frames.feed(&rest);
                 let ctx = WebSocketContext::from_partially_read(
                     rest,
                     Role::Server,
@@ -366,6 +373,7 @@ impl WsSession {
                 self.state = State::Open {
                     ctx: Box::new(ctx),
                     closing: false,
+                    frames,
                 };
                 Ok(())
             }
@@ -383,9 +391,15 @@ impl WsSession {
     /// Run tungstenite over `input` until it needs more bytes.
     fn read_frames(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<Incoming, CloseReason> {
         let mode = self.mode;
-        let State::Open { ctx, closing } = &mut self.state else {
+        let State::Open {
+            ctx,
+            closing,
+            frames,
+        } = &mut self.state
+        else {
             return Ok(Incoming::default());
         };
+        frames.feed(input);
         let mut io = Io {
             input,
             out: &mut sink.out,
@@ -442,6 +456,13 @@ impl WsSession {
         let wants_write = io.wrote;
         if finished || outcome.is_err() {
             self.state = State::Done;
+        } else if frames.big && frames.at_boundary() && ctx.can_write() {
+            // tungstenite has parsed every byte (its read said WouldBlock)
+            // and holds no frame, message or pending pong: start afresh to
+            // free the buffer the big frame grew.
+            let config = *ctx.get_config();
+            **ctx = WebSocketContext::new(Role::Server, Some(config));
+            frames.big = false;
         }
         outcome.map(|()| Incoming {
             wants_write,
@@ -462,7 +483,7 @@ impl WsSession {
                 out.discard();
                 self.state = State::Done;
             }
-            State::Open { ctx, closing } if !*closing => {
+            State::Open { ctx, closing, .. } if !*closing => {
                 let Some((code, text)) = close_frame_for(reason, goodbye) else {
                     self.state = State::Done;
                     return;
@@ -491,6 +512,7 @@ impl WsSession {
         if let State::Open {
             ctx,
             closing: false,
+            ..
         } = &mut self.state
         {
             let mut io = Io {
@@ -500,6 +522,76 @@ impl WsSession {
             };
             let _ = ctx.write(&mut io, WsMessage::Ping(Bytes::new()));
         }
+    }
+}
+
+/// Follows the client's byte stream frame by frame (headers only), to know
+/// when tungstenite holds no partial frame or fragmented message.
+#[derive(Default)]
+struct FrameTracker {
+    /// Payload bytes of the current frame still to come.
+    left: u64,
+    /// The current frame header, as far as received.
+    head: [u8; 14],
+    have: u8,
+    /// Inside a fragmented data message.
+    fragmented: bool,
+    /// A frame of at least `SHRINK_AFTER` bytes was seen.
+    big: bool,
+}
+
+impl FrameTracker {
+    /// Header length announced by its second byte (mask and length bits).
+    fn header_len(second: u8) -> usize {
+        let extra = match second & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        2 + extra + if second & 0x80 != 0 { 4 } else { 0 }
+    }
+
+    fn feed(&mut self, mut input: &[u8]) {
+        while !input.is_empty() {
+            if self.left > 0 {
+                let take = self.left.min(input.len() as u64);
+                self.left -= take;
+                input = &input[take as usize..];
+                continue;
+            }
+            let have = usize::from(self.have);
+            let need = if have < 2 {
+                2
+            } else {
+                Self::header_len(self.head[1])
+            };
+            let take = (need - have).min(input.len());
+            self.head[have..have + take].copy_from_slice(&input[..take]);
+            self.have += take as u8;
+            input = &input[take..];
+            let have = usize::from(self.have);
+            if have < 2 || have < Self::header_len(self.head[1]) {
+                continue;
+            }
+            let h = &self.head;
+            let len = match h[1] & 0x7f {
+                126 => u64::from(u16::from_be_bytes([h[2], h[3]])),
+                127 => u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
+                n => u64::from(n),
+            };
+            // Data frames (opcodes 0-7) open or close a fragmented message;
+            // control frames may come between fragments.
+            if h[0] & 0x08 == 0 {
+                self.fragmented = h[0] & 0x80 == 0;
+            }
+            self.big |= len >= SHRINK_AFTER;
+            self.left = len;
+            self.have = 0;
+        }
+    }
+
+    fn at_boundary(&self) -> bool {
+        self.have == 0 && self.left == 0 && !self.fragmented
     }
 }
 
@@ -1099,7 +1191,7 @@ mod tests {
         #[test]
         fn any_split_gives_the_same_messages(
             texts in proptest::collection::vec("\\PC{0,40}", 1..5),
-            binary in proptest::collection::vec(any::<u8>(), 0..300),
+            binary in proptest::collection::vec(any::<u8>(), 0..3000),
             mask in any::<[u8; 4]>(),
             cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
         ) {
@@ -1127,6 +1219,40 @@ mod tests {
             let out = h.output();
             prop_assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
             prop_assert!(out.ends_with(&[0x8a, 0x01, b'p']), "pong last");
+        }
+
+        /// The frame tracker finds the same boundaries whatever the split.
+        #[test]
+        fn frame_tracker_follows_any_split(
+            frames in proptest::collection::vec(
+                (any::<bool>(), 0u8..3, 0usize..70000, any::<bool>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut wire = Vec::new();
+            let mut fragmented = false;
+            for (fin, opcode, len, masked) in &frames {
+                let mut f = client_frame((u8::from(*fin) << 7) | opcode, &vec![0; *len], [1, 2, 3, 4]);
+                if !masked {
+                    // Drop the mask bit and key (the tracker must follow both).
+                    f[1] &= 0x7f;
+                    let at = match f[1] { 126 => 4, 127 => 10, _ => 2 };
+                    f.drain(at..at + 4);
+                }
+                wire.extend(f);
+                fragmented = !fin;
+            }
+            let at = cut.index(wire.len() + 1);
+            let mut t = FrameTracker::default();
+            t.feed(&wire[..at]);
+            t.feed(&wire[at..]);
+            prop_assert_eq!(t.at_boundary(), !fragmented);
+            prop_assert_eq!(t.big, frames.iter().any(|f| f.2 as u64 >= SHRINK_AFTER));
+            if at < wire.len() && at > 0 {
+                let mut half = FrameTracker::default();
+                half.feed(&wire[..at]);
+                let inside = half.have != 0 || half.left != 0;
+                prop_assert!(!(inside && half.at_boundary()));
+            }
         }
 
         /// Arbitrary bytes after the upgrade never panic; a failure always
