@@ -905,7 +905,7 @@ fn form_decode(s: &str) -> String {
 
 impl Builder {
     /// Listen for WebSocket connections on `addr` (`ws://`; `wss://` when
-    /// the server has [`tls`](Builder::tls)). Same routes, middleware and
+    /// the server has `tls(...)`, feature `tls`). Same routes, middleware and
     /// hooks as [`bind`](Builder::bind) listeners; see [`WsMode`] for how
     /// messages map.
     ///
