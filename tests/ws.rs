@@ -827,6 +827,7 @@ fn request_and_first_frame_in_one_packet() {
     assert!(raw.response_head().starts_with("HTTP/1.1 101"));
     assert_eq!(raw.recv(), Some((0x81, b"welcome".to_vec())));
     assert_eq!(raw.recv(), Some((0x81, b"hi".to_vec())));
+    drop(raw);
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -851,6 +852,7 @@ fn frames_fed_one_byte_at_a_time() {
         raw.write(&[b]);
     }
     assert_eq!(raw.recv(), Some((0x82, payload)));
+    drop(raw);
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -996,6 +998,7 @@ fn text_send_must_be_utf8() {
         rx.recv_timeout(TIMEOUT).unwrap(),
         "invalid UTF-8 text was sent"
     );
+    drop(raw);
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -1046,6 +1049,7 @@ fn handles_and_broadcast_reach_ws_and_tcp_clients() {
     assert_eq!(tcp.recv(), (ws::BINARY, b"bin all".to_vec()));
     ha.close_with(4100, "from afar").unwrap();
     assert_eq!(a.expect_close(), (4100, "from afar".to_string()));
+    drop((a, b));
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -1079,6 +1083,7 @@ fn slow_ws_reader_gets_backpressure() {
         let (first, payload) = raw.recv().expect("frame");
         assert_eq!((first, payload.len()), (0x82, 16 << 10));
     }
+    drop(raw);
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -1092,5 +1097,44 @@ fn ws_request_is_connection_data() {
     let mut raw = RawWs::connect(server.local_addr(), "/where?x=1");
     raw.send_frame(0x81, b"?", true);
     assert_eq!(rx.recv_timeout(TIMEOUT).unwrap().as_deref(), Some("/where"));
+    drop(raw);
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn packer_mode_handles_and_broadcast_send_packer_frames_in_binary_messages() {
+    let (handle_tx, handle_rx) = unbounded();
+    common::init_logs();
+    let server = Server::builder()
+        .event_loops(2)
+        .ws_mode(WsMode::Packer)
+        .ws_on_upgrade(move |session, _| {
+            let _ = handle_tx.send(session.handle());
+            Ok(())
+        })
+        .route(7, |ctx| ctx.reply(7, ctx.body()))
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .bind_ws("127.0.0.1:0")
+        .unwrap()
+        .start()
+        .unwrap();
+    let mut ws = RawWs::connect(server.local_addrs()[1], "/");
+    let mut tcp = common::Client::connect(server.local_addrs()[0]);
+    // A packer frame split over two binary messages, then echoed whole.
+    let frame = common::frame(7, b"over ws");
+    ws.send_frame(0x82, &frame[..3], true);
+    ws.send_frame(0x82, &frame[3..], true);
+    assert_eq!(ws.recv(), Some((0x82, frame)));
+    tcp.send(7, b"sync");
+    assert_eq!(tcp.recv(), (7, b"sync".to_vec()));
+    let handle = handle_rx.recv_timeout(TIMEOUT).unwrap();
+    handle.send(9, b"from a thread").unwrap();
+    assert_eq!(ws.recv(), Some((0x82, common::frame(9, b"from a thread"))));
+    let big = vec![5u8; 70_000];
+    server.hub().broadcast(11, &big).unwrap();
+    assert_eq!(ws.recv(), Some((0x82, common::frame(11, &big))));
+    assert_eq!(tcp.recv(), (11, big));
+    drop(ws);
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
