@@ -664,7 +664,7 @@ fn chromium_page_talks_to_the_server() {
                     ctx.close_with(4002, "server bye");
                     return Ok(());
                 }
-                let text = format!("echo: {}", String::from_utf8_lossy(&ctx.body()));
+                let text = format!("echo: {}", String::from_utf8_lossy(&ctx.body()[..]));
                 ctx.send_text(&text)
             })
             .route(ws::BINARY, |ctx| ctx.reply(ws::BINARY, ctx.body())),

@@ -10,10 +10,7 @@
 //!         if req.path() != "/chat" { Err(404) } else { Ok(()) }
 //!     })
 //!     .route(ws::TEXT, |ctx| ctx.reply(ws::TEXT, ctx.body()))
-//!     .route(ws::BINARY, |ctx| {
-//!         let body = ctx.body();
-//!         ctx.send_binary(body)
-//!     })
+//!     .route(ws::BINARY, |ctx| ctx.send_binary(ctx.body()))
 //!     .bind_ws("127.0.0.1:6568")?
 //!     .start()?;
 //! server.join();
@@ -975,8 +972,10 @@ impl Session<'_> {
     /// # Errors
     ///
     /// As [`send`](Session::send).
-    pub fn send_text(&mut self, text: &str) -> Result<()> {
-        self.send(TEXT, text)
+    pub fn send_text(&self, text: &str) -> Result<()> {
+        let id = self.id;
+        self.core
+            .send(id.key as usize, id.generation, TEXT, 0, text.as_bytes())
     }
 
     /// Send a binary message: `send(ws::BINARY, data)`. On a WebSocket
@@ -985,15 +984,17 @@ impl Session<'_> {
     /// # Errors
     ///
     /// As [`send`](Session::send).
-    pub fn send_binary(&mut self, data: impl AsRef<[u8]>) -> Result<()> {
-        self.send(BINARY, data)
+    pub fn send_binary(&self, data: impl AsRef<[u8]>) -> Result<()> {
+        let id = self.id;
+        self.core
+            .send(id.key as usize, id.generation, BINARY, 0, data.as_ref())
     }
 
     /// Close with a WebSocket close frame carrying `code` and `reason`
     /// (at most 123 bytes; a code that may not be sent becomes 1000), after
     /// what is queued; `on_close` gets [`CloseReason::Local`]. On other
     /// connections the same as [`close`](Session::close).
-    pub fn close_with(&mut self, code: u16, reason: &str) {
+    pub fn close_with(&self, code: u16, reason: &str) {
         let goodbye = Goodbye {
             code,
             reason: reason.into(),
