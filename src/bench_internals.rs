@@ -9,14 +9,12 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
-use crate::config::{Config, UnknownIdPolicy};
+use crate::config::Config;
 use crate::conn::{flag, Conn};
-use crate::context::{Context, Session, TypeMap};
-use crate::error::CloseReason;
+use crate::context::Context;
 use crate::middleware::{handler_fn, middleware_fn, Next};
 use crate::packer::{LengthPacker, Message};
 use crate::reactor::event_loop::WAKER;
@@ -158,58 +156,7 @@ impl Dispatcher {
     /// Run `msgs` (drained) through their routes, as the loop does after a
     /// read decoded them.
     pub fn dispatch(&self, msgs: &mut Vec<Message>) {
-        let core = &self.core;
-        let (key, generation) = (self.key, self.generation);
-        let server = &*core.server;
-        let (mut data, peer) = {
-            let mut slab = core.conns.borrow_mut();
-            match slab.get_mut(key) {
-                Some(c) if c.generation == generation => (std::mem::take(&mut c.data), c.peer),
-                _ => {
-                    msgs.clear();
-                    return;
-                }
-            }
-        };
-        let id = core.conn_id(key, generation);
-        for msg in msgs.drain(..) {
-            let closing = core
-                .conns
-                .borrow()
-                .get(key)
-                .is_none_or(|c| c.has(flag::CLOSING));
-            if closing {
-                continue;
-            }
-            let msg_id = msg.id;
-            let Some(route) = server.router.get(msg_id) else {
-                Counters::add(&core.counters().unknown_ids, 1);
-                if server.config.unknown_id == UnknownIdPolicy::Close {
-                    core.close(key, generation, CloseReason::UnknownId(msg_id));
-                }
-                continue;
-            };
-            let mut ctx = Context {
-                session: Session {
-                    core,
-                    id,
-                    peer,
-                    data: &mut data,
-                },
-                msg,
-                values: TypeMap::default(),
-            };
-            match catch_unwind(AssertUnwindSafe(|| route.call(&mut ctx))) {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => Counters::add(&core.counters().handler_errors, 1),
-                Err(_) => core.close(key, generation, CloseReason::HandlerPanic),
-            }
-        }
-        if let Some(c) = core.conns.borrow_mut().get_mut(key) {
-            if c.generation == generation {
-                c.data = data;
-            }
-        }
+        crate::reactor::event_loop::dispatch(&self.core, self.key, self.generation, msgs);
     }
 
     /// Empty the connection's write queue into the pool (what a flush that

@@ -107,7 +107,8 @@ pub struct Config {
     /// Longest pause of the acceptor after EMFILE/ENFILE (it doubles from
     /// 5 ms up to this). Default: 500 ms.
     pub accept_backoff_max: Duration,
-    /// A connection whose handshake (TLS) is not complete this long after
+    /// A connection whose handshake (TLS, then the WebSocket upgrade on
+    /// `bind_ws` listeners) is not complete this long after
     /// accept is closed with `CloseReason::HandshakeTimeout`. Default: 5 s.
     pub handshake_timeout: Duration,
 }

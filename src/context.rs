@@ -68,6 +68,9 @@ impl TypeMap {
             Some(i) => Some(self.0.swap_remove(i).1),
             None => None,
         };
+        // Exact growth: most connections keep one or two values, and this
+        // map lives as long as the connection.
+        self.0.reserve_exact(1);
         self.0.push((t, Box::new(value)));
         old.and_then(|b| b.downcast().ok()).map(|b| *b)
     }

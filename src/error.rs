@@ -111,11 +111,35 @@ pub enum CloseReason {
     HandshakeTimeout,
     /// A TLS error after the handshake (bad record, decryption failure).
     Tls(String),
+    /// The peer closed the WebSocket with a close frame (answered before
+    /// the connection closed). `code` 1005 means the frame had none.
+    WsClosed {
+        /// The peer's close code (1000 normal, 1001 going away, …).
+        code: u16,
+        /// The peer's close reason (may be empty).
+        reason: String,
+    },
+    /// The peer broke the WebSocket protocol; the server sent a close frame
+    /// with `code` (1002 protocol error or unmasked frame, 1003 unsupported
+    /// data, 1007 invalid UTF-8, 1009 message or frame too big) and closed.
+    WsProtocol {
+        /// The close code sent to the peer.
+        code: u16,
+        /// What was wrong (tungstenite's error text).
+        message: String,
+    },
+    /// `ws_on_upgrade` refused the WebSocket upgrade with this HTTP status
+    /// (sent to the client).
+    UpgradeRejected(u16),
+    /// The request on a WebSocket listener was not a valid WebSocket
+    /// upgrade (answered `400 Bad Request`, or `431` when too long); the
+    /// text says what was wrong.
+    BadUpgrade(String),
 }
 
 impl CloseReason {
     /// Number of distinct kinds, for per-kind counters.
-    pub(crate) const KINDS: usize = 13;
+    pub(crate) const KINDS: usize = 17;
 
     /// A small stable index per kind, used by [`Stats`](crate::Stats).
     pub(crate) fn kind_index(&self) -> usize {
@@ -133,6 +157,10 @@ impl CloseReason {
             CloseReason::TlsHandshake(_) => 10,
             CloseReason::HandshakeTimeout => 11,
             CloseReason::Tls(_) => 12,
+            CloseReason::WsClosed { .. } => 13,
+            CloseReason::WsProtocol { .. } => 14,
+            CloseReason::UpgradeRejected(_) => 15,
+            CloseReason::BadUpgrade(_) => 16,
         }
     }
 
@@ -152,6 +180,10 @@ impl CloseReason {
             "tls_handshake",
             "handshake_timeout",
             "tls",
+            "ws_closed",
+            "ws_protocol",
+            "upgrade_rejected",
+            "bad_upgrade",
         ][index]
     }
 
@@ -168,6 +200,8 @@ impl CloseReason {
                 | CloseReason::TlsHandshake(_)
                 | CloseReason::HandshakeTimeout
                 | CloseReason::Tls(_)
+                | CloseReason::WsProtocol { .. }
+                | CloseReason::BadUpgrade(_)
         )
     }
 }
@@ -188,6 +222,20 @@ impl fmt::Display for CloseReason {
             CloseReason::TlsHandshake(e) => write!(f, "TLS handshake failed: {e}"),
             CloseReason::HandshakeTimeout => f.write_str("handshake timeout"),
             CloseReason::Tls(e) => write!(f, "TLS error: {e}"),
+            CloseReason::WsClosed { code, reason } => {
+                write!(f, "WebSocket closed by peer ({code}")?;
+                if !reason.is_empty() {
+                    write!(f, " {reason:?}")?;
+                }
+                f.write_str(")")
+            }
+            CloseReason::WsProtocol { code, message } => {
+                write!(f, "WebSocket protocol error ({code}): {message}")
+            }
+            CloseReason::UpgradeRejected(status) => {
+                write!(f, "WebSocket upgrade rejected with HTTP {status}")
+            }
+            CloseReason::BadUpgrade(e) => write!(f, "bad WebSocket upgrade request: {e}"),
         }
     }
 }
@@ -212,6 +260,16 @@ mod tests {
             CloseReason::TlsHandshake("bad hello".into()),
             CloseReason::HandshakeTimeout,
             CloseReason::Tls("bad record".into()),
+            CloseReason::WsClosed {
+                code: 1000,
+                reason: "bye".into(),
+            },
+            CloseReason::WsProtocol {
+                code: 1007,
+                message: "invalid utf-8".into(),
+            },
+            CloseReason::UpgradeRejected(403),
+            CloseReason::BadUpgrade("no Upgrade header".into()),
         ];
         assert_eq!(all.len(), CloseReason::KINDS);
         for (i, r) in all.iter().enumerate() {

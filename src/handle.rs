@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use crate::error::{Error, Result};
 use crate::reactor::{self, Command, ServerShared};
 use crate::stats::{Counters, Stats};
+use crate::transport::Protocol;
 
 /// Identifies one connection for the lifetime of the server.
 ///
@@ -26,6 +27,8 @@ pub struct ConnId {
     pub(crate) loop_index: u32,
     pub(crate) key: u32,
     pub(crate) generation: u32,
+    /// What the connection speaks (so other threads can encode for it).
+    pub(crate) protocol: Protocol,
 }
 
 impl ConnId {
@@ -99,7 +102,7 @@ impl ConnHandle {
         }) {
             return r;
         }
-        let frame = server.encode(id, seq, body)?;
+        let frame = server.encode(self.id.protocol, id, seq, body)?;
         server.push(
             self.id.loop_index(),
             frame.len(),
@@ -127,7 +130,7 @@ impl ConnHandle {
             return Ok(());
         }
         self.server
-            .push(self.id.loop_index(), 0, Command::Close(self.id))
+            .push(self.id.loop_index(), 0, Command::Close(self.id, None))
     }
 
     /// A [`Hub`] for the server this connection belongs to.
@@ -159,7 +162,8 @@ impl fmt::Debug for Hub {
 impl Hub {
     /// Send one message to every open connection on every loop.
     ///
-    /// The frame is encoded once and shared by all recipients' queues. A
+    /// The frame is encoded once per protocol the server listens with (raw
+    /// TCP, WebSocket) and shared by all recipients' queues. A
     /// recipient over its high-water mark misses it (counted in
     /// `Stats::send_errors`). Returns after handing the frame to every loop;
     /// delivery is asynchronous.
@@ -174,12 +178,15 @@ impl Hub {
         if server.is_shut_down() {
             return Err(Error::ShutDown);
         }
-        let frame = server.encode(id, 0, body.as_ref())?;
+        let encoded = server
+            .layers
+            .encode_all(&*server.packer, id, 0, body.as_ref())
+            .map_err(|e| server.count_send_error(Error::Pack(e)))?;
         let mut result = Ok(());
         for index in 0..server.loops.len() {
-            let local = reactor::with_current(server, index, |core| core.broadcast(&frame));
+            let local = reactor::with_current(server, index, |core| core.broadcast(&encoded));
             if local.is_none() {
-                let r = server.push(index, frame.len(), Command::Broadcast(frame.clone()));
+                let r = server.push(index, encoded.len(), Command::Broadcast(encoded.clone()));
                 if r.is_err() {
                     result = r;
                 }
@@ -242,9 +249,18 @@ impl Hub {
 
 impl ServerShared {
     /// Encode a frame on the calling thread, for handing to a loop.
-    pub(crate) fn encode(&self, id: u32, seq: u32, body: &[u8]) -> Result<Bytes> {
+    pub(crate) fn encode(
+        &self,
+        protocol: Protocol,
+        id: u32,
+        seq: u32,
+        body: &[u8],
+    ) -> Result<Bytes> {
         let mut out = BytesMut::with_capacity(body.len() + 16);
-        match self.packer.encode(id, seq, body, &mut out) {
+        let encoded = self
+            .layers
+            .encode(protocol, &*self.packer, id, seq, body, &mut out);
+        match encoded {
             Ok(()) => Ok(out.freeze()),
             Err(e) => Err(self.count_send_error(Error::Pack(e))),
         }

@@ -8,7 +8,9 @@
 //! ```text
 //! accept (acceptor thread) ──► loop k (round-robin / least-connections)    reactor
 //! readable ──► read into the loop's scratch buffer                          reactor::event_loop
-//!          ──► [TLS: rustls decrypts, sans-I/O]                             transport (feature "tls")
+//!          ──► [TLS: rustls decrypts]                                        transport::tls
+//!          ──► [WebSocket: tungstenite unframes; whole messages or packer
+//!              bytes]                                                        transport::ws
 //!          ──► Packer::decode → Message { id, seq, body }                    packer
 //!          ──► global middleware ──► group middleware ──► handler by id      middleware, router
 //!          ──► ctx.reply / send / ConnHandle::send / Hub::broadcast          context, handle
@@ -32,6 +34,10 @@
 //!   `Builder::tls_pem_files` serve TLS (rustls) on the same loops;
 //!   `TlsInfo` tells a connection what its handshake settled, and
 //!   `client::Client::connect_tls` connects to it.
+//! * With the `tls` feature, `Builder::tls` serves TLS on every listener;
+//!   with the `ws` feature, `Builder::bind_ws` adds WebSocket listeners
+//!   (`ws://`, `wss://` with TLS) on the same loops and routes: see the
+//!   `ws` module.
 //!
 //! # Example
 //!
@@ -104,6 +110,8 @@ pub use server::{Builder, Group, IntoOpenResult, Server, ServerHandle};
 pub use stats::Stats;
 #[cfg(feature = "tls")]
 pub use transport::tls::TlsInfo;
+#[cfg(feature = "ws")]
+pub use transport::ws::{self, WsMode, WsRequest};
 
 /// The README's code blocks, compiled as doc tests.
 #[cfg(doctest)]

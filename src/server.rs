@@ -19,6 +19,7 @@ use crate::reactor::event_loop::{self, EventLoop};
 use crate::reactor::{CloseHook, Command, LoopCore, LoopShared, OpenHook, ServerShared};
 use crate::router::{Route, Router};
 use crate::stats::{Counters, Stats};
+use crate::transport::{LayerConfig, Protocol};
 
 /// Entry point: `Server::builder()`.
 #[derive(Debug)]
@@ -91,12 +92,12 @@ struct PendingRoute {
 /// ```
 #[derive(Default)]
 pub struct Builder {
-    #[cfg(feature = "tls")]
-    pub(crate) tls: Option<crate::transport::tls::TlsAcceptor>,
+    /// TLS and WebSocket settings (set by their modules' builder methods).
+    pub(crate) layers: LayerConfig,
     config: Config,
     ping: Option<(Duration, u32)>,
     packer: Option<Box<dyn Packer>>,
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<(SocketAddr, Protocol)>,
     global: Vec<MiddlewareFn>,
     routes: Vec<PendingRoute>,
     fallback: Option<HandlerFn>,
@@ -187,7 +188,8 @@ impl Builder {
         self
     }
 
-    /// Close connections whose handshake (TLS) has not finished this long
+    /// Close connections whose handshake (TLS, and the WebSocket upgrade on
+    /// `bind_ws` listeners) has not finished this long
     /// after accept. Default: 5 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
@@ -338,14 +340,26 @@ impl Builder {
 
     /// Listen on `addr` (any number of times for several addresses). Port 0
     /// picks a free port; read it back with [`ServerHandle::local_addr`].
+    /// These listeners speak the packer over TCP (or TLS); `bind_ws` (feature
+    /// `ws`) adds WebSocket listeners to the same server.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if `addr` does not resolve, [`Error::Config`] if it
     /// resolves to no address.
-    pub fn bind(mut self, addr: impl ToSocketAddrs) -> Result<Self> {
+    pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Self> {
+        self.bind_protocol(addr, Protocol::Raw)
+    }
+
+    /// Listen on `addr` for connections speaking `protocol`.
+    pub(crate) fn bind_protocol(
+        mut self,
+        addr: impl ToSocketAddrs,
+        protocol: Protocol,
+    ) -> Result<Self> {
         let before = self.addrs.len();
-        self.addrs.extend(addr.to_socket_addrs()?);
+        self.addrs
+            .extend(addr.to_socket_addrs()?.map(|a| (a, protocol)));
         if self.addrs.len() == before {
             return Err(Error::Config("bind: address resolved to nothing".into()));
         }
@@ -368,6 +382,7 @@ impl Builder {
             hb.ping_id = ping_id;
         }
         self.config.validate()?;
+        self.layers.validate(&self.config)?;
         if self.addrs.is_empty() {
             return Err(Error::Config("no address to listen on: call bind()".into()));
         }
@@ -378,12 +393,18 @@ impl Builder {
             .unwrap_or_else(|| Box::new(LengthPacker::new(config.max_body_length)));
 
         let mut listeners = Vec::new();
+        let mut protocols = Vec::new();
         let mut local_addrs = Vec::new();
-        for addr in &self.addrs {
-            let l = crate::sys::listen(*addr, config.backlog)?;
+        for &(addr, protocol) in &self.addrs {
+            let l = crate::sys::listen(addr, config.backlog)?;
             local_addrs.push(l.local_addr()?);
             listeners.push(l);
+            protocols.push(protocol);
         }
+        let mut layers = self.layers;
+        layers.listening = protocols.clone();
+        layers.listening.sort();
+        layers.listening.dedup();
 
         let mut polls = Vec::new();
         let mut loops = Vec::new();
@@ -402,10 +423,6 @@ impl Builder {
             polls.push(poll);
             inboxes.push(rx);
         }
-        let layers = crate::transport::LayerConfig {
-            #[cfg(feature = "tls")]
-            tls: self.tls,
-        };
         let server = Arc::new(ServerShared {
             layers,
             config,
@@ -448,7 +465,13 @@ impl Builder {
                 }
             }
         }
-        let acceptor = Acceptor::new(accept_poll, listeners, server, handle.accept_stop.clone());
+        let acceptor = Acceptor::new(
+            accept_poll,
+            listeners,
+            protocols,
+            server,
+            handle.accept_stop.clone(),
+        );
         match std::thread::Builder::new()
             .name("netloom-accept".into())
             .spawn(move || acceptor.run())

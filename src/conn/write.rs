@@ -61,6 +61,26 @@ impl WriteQueue {
         self.chunks.push_back(frame);
     }
 
+    /// Append bytes to the coalescing buffer (layer output: pong, close).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        self.tail.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Put `bytes` before everything queued. Only valid while nothing of
+    /// the queue has been written (a WebSocket upgrade response goes before
+    /// the frames sent while the upgrade was pending).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn push_front(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.seal();
+        self.len += bytes.len();
+        self.chunks.push_front(bytes);
+    }
+
     /// Move the coalescing buffer's bytes into the chunk list.
     fn seal(&mut self) {
         if !self.tail.is_empty() {

@@ -19,12 +19,15 @@ use mio::{Events, Poll, Token};
 use super::{Command, ServerShared};
 use crate::config::Balance;
 use crate::stats::Counters;
+use crate::transport::Protocol;
 
 pub(crate) const WAKE: Token = Token(usize::MAX);
 
 pub(crate) struct Acceptor {
     pub(crate) poll: Poll,
     pub(crate) listeners: Vec<TcpListener>,
+    /// What each listener's connections speak.
+    protocols: Vec<Protocol>,
     pub(crate) server: Arc<ServerShared>,
     pub(crate) stop: Arc<AtomicBool>,
     next: usize,
@@ -39,12 +42,14 @@ impl Acceptor {
     pub(crate) fn new(
         poll: Poll,
         listeners: Vec<TcpListener>,
+        protocols: Vec<Protocol>,
         server: Arc<ServerShared>,
         stop: Arc<AtomicBool>,
     ) -> Self {
         Acceptor {
             poll,
             listeners,
+            protocols,
             server,
             stop,
             next: 0,
@@ -91,7 +96,8 @@ impl Acceptor {
                         log::warn!("accept recovered after {} error(s)", self.burst);
                         self.burst = 0;
                     }
-                    self.hand_over(stream, peer);
+                    let protocol = self.protocols.get(i).copied().unwrap_or_default();
+                    self.hand_over(stream, peer, protocol);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e)
@@ -115,7 +121,7 @@ impl Acceptor {
         }
     }
 
-    fn hand_over(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn hand_over(&mut self, stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
         let server = &*self.server;
         let config = &server.config;
         let live = server.live.fetch_add(1, Ordering::Relaxed);
@@ -154,7 +160,7 @@ impl Acceptor {
         let counters = &server.loops[index].counters;
         counters.connections.fetch_add(1, Ordering::Relaxed);
         if server
-            .push(index, 0, Command::Register(stream, peer))
+            .push(index, 0, Command::Register(stream, peer, protocol))
             .is_err()
         {
             counters.connections.fetch_sub(1, Ordering::Relaxed);

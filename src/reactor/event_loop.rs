@@ -23,6 +23,7 @@ use crate::error::CloseReason;
 use crate::packer::Message;
 use crate::stats::Counters;
 use crate::timer::TimerWheel;
+use crate::transport::{Protocol, QueueRef, Sink, Upgrade};
 
 /// The token of each loop's waker.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -65,6 +66,8 @@ pub(crate) struct EventLoop {
     scratch: Box<[u8]>,
     /// Decode buffer for connections with no partial frame.
     rx: BytesMut,
+    /// TLS plaintext on its way to the WebSocket layer (`wss://`).
+    plain: BytesMut,
     msgs: Vec<Message>,
     /// Keys to read again next turn (their read budget ran out).
     pending: Vec<usize>,
@@ -97,6 +100,7 @@ impl EventLoop {
             now_ms: 0,
             scratch: vec![0; read_buffer].into_boxed_slice(),
             rx: BytesMut::new(),
+            plain: BytesMut::new(),
             msgs: Vec::new(),
             pending: Vec::new(),
             shutdown: None,
@@ -206,7 +210,7 @@ impl EventLoop {
             .store(false, std::sync::atomic::Ordering::SeqCst);
         while let Ok(cmd) = self.inbox.try_recv() {
             match cmd {
-                Command::Register(stream, peer) => self.open(stream, peer),
+                Command::Register(stream, peer, protocol) => self.open(stream, peer, protocol),
                 Command::Frame(id, frame) => {
                     shared
                         .inflight
@@ -215,16 +219,18 @@ impl EventLoop {
                         log::debug!("conn {id}: cross-thread send dropped: {e}");
                     }
                 }
-                Command::Broadcast(frame) => {
+                Command::Broadcast(encoded) => {
                     shared
                         .inflight
-                        .fetch_sub(frame.len(), std::sync::atomic::Ordering::Relaxed);
-                    self.core.broadcast(&frame);
+                        .fetch_sub(encoded.len(), std::sync::atomic::Ordering::Relaxed);
+                    self.core.broadcast(&encoded);
                 }
-                Command::Close(id) => {
-                    self.core
-                        .close(id.key as usize, id.generation, CloseReason::Local)
-                }
+                Command::Close(id, goodbye) => self.core.close_with(
+                    id.key as usize,
+                    id.generation,
+                    CloseReason::Local,
+                    goodbye.as_deref(),
+                ),
                 Command::Snapshot(reply) => {
                     let _ = reply.send(self.core.ids());
                 }
@@ -246,7 +252,12 @@ impl EventLoop {
 
     /// Adopt an accepted socket: register it, schedule its heartbeat, run
     /// `on_open`.
-    fn open(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+    fn open(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        protocol: Protocol,
+    ) {
         let core = self.core.clone();
         let server = &core.server;
         let counters = self.core.counters();
@@ -255,7 +266,7 @@ impl EventLoop {
             let mut slab = self.core.conns.borrow_mut();
             let entry = slab.vacant_entry();
             let key = entry.key();
-            let layer = server.layers.layer();
+            let layer = server.layers.layer(protocol);
             let registered = match layer {
                 Ok(layer) => self
                     .core
@@ -284,7 +295,7 @@ impl EventLoop {
             let first = hb.ping_after.unwrap_or(hb.idle_timeout);
             self.schedule(key, generation, first.as_millis() as u64, TimerKind::Idle);
         }
-        if server.layers.has_handshake() {
+        if server.layers.has_handshake(protocol) {
             let after = server.config.handshake_timeout.as_millis() as u64;
             self.schedule(key, generation, after, TimerKind::Handshake);
         }
@@ -297,7 +308,7 @@ impl EventLoop {
         let Some(hook) = &server.on_open else {
             return;
         };
-        let id = self.core.conn_id(key, generation);
+        let id = self.core.conn_id(key, generation, protocol);
         let verdict = self.with_session(key, generation, |session| {
             catch_unwind(AssertUnwindSafe(|| hook(session)))
         });
@@ -325,14 +336,15 @@ impl EventLoop {
         generation: u32,
         f: impl FnOnce(&mut Session<'_>) -> R,
     ) -> Option<R> {
-        let (mut data, peer) = {
+        let (mut data, peer, id) = {
             let mut slab = self.core.conns.borrow_mut();
             let conn = slab.get_mut(key).filter(|c| c.generation == generation)?;
-            (std::mem::take(&mut conn.data), conn.peer)
+            let id = self.core.id_of(key, conn);
+            (std::mem::take(&mut conn.data), conn.peer, id)
         };
         let mut session = Session {
             core: &self.core,
-            id: self.core.conn_id(key, generation),
+            id,
             peer,
             data: &mut data,
         };
@@ -355,11 +367,19 @@ impl EventLoop {
             let Some(conn) = slab.get_mut(key) else {
                 return;
             };
-            if conn.has(flag::PAUSED | flag::CLOSING) {
+            // A closing connection is read only for the peer's half of a
+            // close handshake (WebSocket close frame).
+            let closing = conn.has(flag::CLOSING);
+            if closing && !conn.layer.awaits_peer_close() || !closing && conn.has(flag::PAUSED) {
                 return;
             }
             let generation = conn.generation;
             let n = match (&conn.stream).read(&mut self.scratch) {
+                Ok(0) if closing => {
+                    conn.layer.peer_gone();
+                    core.mark_dirty(key, conn);
+                    return;
+                }
                 Ok(0) => {
                     drop(slab);
                     core.close(key, generation, CloseReason::PeerClosed);
@@ -368,6 +388,11 @@ impl EventLoop {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) if closing => {
+                    conn.layer.peer_gone();
+                    core.mark_dirty(key, conn);
+                    return;
+                }
                 Err(e) => {
                     drop(slab);
                     let reason = match e.kind() {
@@ -383,8 +408,11 @@ impl EventLoop {
             Counters::bump(&core.counters().bytes_in, n as u64);
             conn.last_active = self.now32();
             conn.unset(flag::PINGED);
-            let failed = self.decode(key, conn, n);
+            let (mut failed, upgrade) = self.decode(key, conn, n);
             drop(slab);
+            if let Some(upgrade) = upgrade {
+                failed = failed.or_else(|| self.upgrade(key, generation, upgrade));
+            }
 
             let mut msgs = std::mem::take(&mut self.msgs);
             if !msgs.is_empty() {
@@ -414,8 +442,14 @@ impl EventLoop {
     /// partial frame on the connection. Returns why the connection must
     /// close, if it must (messages before the bad frame are still
     /// delivered): a protocol error, or a packer that panicked or returned a
-    /// message without consuming input (which would loop forever).
-    fn decode(&mut self, key: usize, conn: &mut Conn, n: usize) -> Option<CloseReason> {
+    /// message without consuming input (which would loop forever); and a
+    /// WebSocket upgrade request for the application to decide on.
+    fn decode(
+        &mut self,
+        key: usize,
+        conn: &mut Conn,
+        n: usize,
+    ) -> (Option<CloseReason>, Option<Upgrade>) {
         let packer = &*self.core.server.packer;
         let input = &self.scratch[..n];
         let buf = match conn.partial.as_mut() {
@@ -425,12 +459,26 @@ impl EventLoop {
                 &mut self.rx
             }
         };
-        // Plain TCP copies the bytes; TLS decrypts them (and may answer).
+        // Plain TCP copies the bytes; TLS decrypts them (and may answer);
+        // WebSocket unframes them into messages or packer bytes (and may
+        // answer pings and close frames).
+        let mut sink = Sink {
+            stream: buf,
+            messages: &mut self.msgs,
+            data: &mut conn.data,
+            out: QueueRef {
+                queue: &mut conn.queue,
+                pool: &self.core.pool,
+            },
+            plain: &mut self.plain,
+        };
         let mut failed = None;
         let mut wants_write = false;
-        match conn.layer.receive(input, buf, &mut conn.data) {
+        let mut upgrade = None;
+        match conn.layer.receive(input, &mut sink) {
             Ok(incoming) => {
                 wants_write = incoming.wants_write;
+                upgrade = incoming.upgrade;
                 if incoming.peer_closed {
                     failed = Some(CloseReason::PeerClosed);
                 }
@@ -464,9 +512,9 @@ impl EventLoop {
                 }
             }
         }
-        if wants_write || failed.is_some() {
-            // Handshake records or a TLS alert to send, or a handshake just
-            // done with messages queued during it.
+        if wants_write || failed.is_some() || conn.has(flag::CLOSING) {
+            // Handshake records, a TLS alert, a pong or close frame to send;
+            // or a close handshake that may have just finished.
             self.core.mark_dirty(key, conn);
         }
         if failed.is_some() {
@@ -474,7 +522,7 @@ impl EventLoop {
                 self.core.pool.borrow_mut().put_read(p);
             }
             self.rx.clear();
-            return failed;
+            return (failed, upgrade);
         }
         match conn.partial.take() {
             Some(p) if p.is_empty() => self.core.pool.borrow_mut().put_read(p),
@@ -487,7 +535,46 @@ impl EventLoop {
             }
             None => {}
         }
-        None
+        (None, upgrade)
+    }
+
+    /// A WebSocket upgrade request is complete: run the application's
+    /// hook, answer the request, then decode what came with it. Returns why
+    /// the connection must close, if it must.
+    fn upgrade(&mut self, key: usize, generation: u32, upgrade: Upgrade) -> Option<CloseReason> {
+        let core = self.core.clone();
+        let layers = &core.server.layers;
+        let verdict = self.with_session(key, generation, |session| {
+            catch_unwind(AssertUnwindSafe(|| layers.decide_upgrade(upgrade, session)))
+        })?;
+        let (verdict, panicked) = match verdict {
+            Ok(v) => (v, false),
+            Err(panic) => {
+                log::error!(
+                    "conn {}: ws_on_upgrade panicked: {}",
+                    core.conn_id(key, generation, Protocol::default()),
+                    panic_message(&*panic)
+                );
+                (Err(500), true)
+            }
+        };
+        let mut slab = core.conns.borrow_mut();
+        let conn = slab.get_mut(key).filter(|c| c.generation == generation)?;
+        let out = QueueRef {
+            queue: &mut conn.queue,
+            pool: &core.pool,
+        };
+        let answered = conn.layer.finish_upgrade(layers, verdict, out);
+        core.mark_dirty(key, conn);
+        if panicked {
+            return Some(CloseReason::HandlerPanic);
+        }
+        if let Err(reason) = answered {
+            return Some(reason);
+        }
+        // Frames the client sent right behind its request.
+        let (failed, _) = self.decode(key, conn, 0);
+        failed
     }
 
     fn schedule(&mut self, key: usize, generation: u32, after_ms: u64, kind: TimerKind) {
@@ -531,7 +618,7 @@ impl EventLoop {
         if closing {
             log::debug!(
                 "conn {}: close linger expired with data unsent",
-                self.core.conn_id(key, t.generation)
+                self.core.conn_id(key, t.generation, Protocol::default())
             );
             self.count_unflushed(1);
             self.finalize(key);
@@ -569,7 +656,7 @@ impl EventLoop {
         if idle >= idle_timeout {
             log::debug!(
                 "conn {}: idle for {idle} ms; closing",
-                self.core.conn_id(key, t.generation)
+                self.core.conn_id(key, t.generation, Protocol::default())
             );
             self.core.close(key, t.generation, CloseReason::IdleTimeout);
             return;
@@ -581,8 +668,7 @@ impl EventLoop {
                 if let Some(c) = self.core.conns.borrow_mut().get_mut(key) {
                     c.set(flag::PINGED);
                 }
-                // A full queue just means the peer will be kicked instead.
-                let _ = self.core.send(key, t.generation, hb.ping_id, 0, &[]);
+                self.core.ping(key, t.generation, hb.ping_id);
                 // If the peer answers, its next ping is due `ping_after`
                 // after the answer: check again by then at the latest.
                 next = next.min(ping_after);
@@ -670,10 +756,7 @@ impl EventLoop {
                 .registry
                 .reregister(&mut conn.stream, Token(key), interest)
             {
-                log::warn!(
-                    "conn {}: reregister failed: {e}",
-                    core.conn_id(key, conn.generation)
-                );
+                log::warn!("conn {}: reregister failed: {e}", core.id_of(key, conn));
             }
             if blocked {
                 conn.set(flag::WRITABLE);
@@ -691,7 +774,9 @@ impl EventLoop {
             }
         }
         if conn.has(flag::CLOSING) {
-            if conn.queued() == 0 && !conn.layer.wants_write() {
+            let done =
+                conn.queued() == 0 && !conn.layer.wants_write() && !conn.layer.awaits_peer_close();
+            if done {
                 drop(slab);
                 self.finalize(key);
             } else if !conn.has(flag::LINGER) {
@@ -733,7 +818,7 @@ impl EventLoop {
         }
         drop(pool);
         let reason = conn.close_reason.take().map_or(CloseReason::Local, |b| *b);
-        let id = core.conn_id(key, conn.generation);
+        let id = core.id_of(key, &conn);
         if reason.is_failure() {
             log::warn!("conn {id} ({}) closed: {reason}", conn.peer);
         } else {
@@ -820,19 +905,20 @@ impl EventLoop {
 
 /// Run each message through its route, in order, catching panics. Stops at
 /// the first message after the connection starts closing.
-fn dispatch(core: &LoopCore, key: usize, generation: u32, msgs: &mut Vec<Message>) {
+pub(crate) fn dispatch(core: &LoopCore, key: usize, generation: u32, msgs: &mut Vec<Message>) {
     let server = &*core.server;
-    let (mut data, peer) = {
+    let (mut data, peer, id) = {
         let mut slab = core.conns.borrow_mut();
         match slab.get_mut(key) {
-            Some(c) if c.generation == generation => (std::mem::take(&mut c.data), c.peer),
+            Some(c) if c.generation == generation => {
+                (std::mem::take(&mut c.data), c.peer, core.id_of(key, c))
+            }
             _ => {
                 msgs.clear();
                 return;
             }
         }
     };
-    let id = core.conn_id(key, generation);
     for msg in msgs.drain(..) {
         let closing = core
             .conns

@@ -31,6 +31,7 @@ use crate::handle::ConnId;
 use crate::packer::Packer;
 use crate::router::Router;
 use crate::stats::Counters;
+use crate::transport::{Encoded, Goodbye, Protocol, QueueRef};
 
 /// `on_open`: `Err(reason)` rejects the connection.
 pub(crate) type OpenHook =
@@ -40,14 +41,15 @@ pub(crate) type CloseHook = Box<dyn Fn(&mut Session<'_>, &CloseReason) + Send + 
 
 /// A request to a loop from another thread.
 pub(crate) enum Command {
-    /// A freshly accepted socket to adopt.
-    Register(TcpStream, SocketAddr),
+    /// A freshly accepted socket to adopt, and what its listener speaks.
+    Register(TcpStream, SocketAddr, Protocol),
     /// An encoded frame for one connection.
     Frame(ConnId, Bytes),
-    /// An encoded frame for every connection of the loop.
-    Broadcast(Bytes),
-    /// Close one connection (after flushing).
-    Close(ConnId),
+    /// A message encoded for every connection of the loop.
+    Broadcast(Encoded),
+    /// Close one connection (after flushing), with a WebSocket close frame
+    /// of the application's choice.
+    Close(ConnId, Option<Box<Goodbye>>),
     /// Reply with the ids of the loop's open connections.
     Snapshot(Sender<Vec<ConnId>>),
     /// Close everything, flushing until the deadline, then exit.
@@ -187,12 +189,18 @@ impl LoopCore {
         g
     }
 
-    pub(crate) fn conn_id(&self, key: usize, generation: u32) -> ConnId {
+    pub(crate) fn conn_id(&self, key: usize, generation: u32, protocol: Protocol) -> ConnId {
         ConnId {
             loop_index: self.index as u32,
             key: key as u32,
             generation,
+            protocol,
         }
+    }
+
+    /// The id of a connection in the slab.
+    pub(crate) fn id_of(&self, key: usize, conn: &Conn) -> ConnId {
+        self.conn_id(key, conn.generation, conn.layer.protocol())
     }
 
     pub(crate) fn mark_dirty(&self, key: usize, conn: &mut Conn) {
@@ -227,7 +235,7 @@ impl LoopCore {
                 if !conn.has(flag::PAUSED) {
                     log::debug!(
                         "conn {} ({}): write queue over high-water mark ({queued} bytes); pausing reads",
-                        self.conn_id(key, conn.generation),
+                        self.id_of(key, conn),
                         conn.peer
                     );
                 }
@@ -235,7 +243,7 @@ impl LoopCore {
                 Err(self.send_error(Error::BufferFull))
             }
             SlowPeerPolicy::Close => {
-                self.begin_close(key, conn, CloseReason::SlowPeer);
+                self.begin_close(key, conn, CloseReason::SlowPeer, None);
                 Err(self.send_error(Error::Closed))
             }
         }
@@ -259,7 +267,9 @@ impl LoopCore {
             .queue
             .get_or_insert_with(|| self.pool.borrow_mut().take_write());
         let packer = &*self.server.packer;
-        let result = queue.encode_with(|out| packer.encode(id, seq, body, out));
+        let layers = &self.server.layers;
+        let protocol = conn.layer.protocol();
+        let result = queue.encode_with(|out| layers.encode(protocol, packer, id, seq, body, out));
         match result {
             Ok(_) => {
                 Counters::bump(&self.counters().messages_out, 1);
@@ -295,30 +305,79 @@ impl LoopCore {
         self.mark_dirty(key, conn);
     }
 
-    /// Queue an encoded frame on every open connection of this loop.
-    pub(crate) fn broadcast(&self, frame: &Bytes) {
+    /// Queue an encoded message on every open connection of this loop
+    /// (each gets the encoding for its protocol).
+    pub(crate) fn broadcast(&self, encoded: &Encoded) {
         let mut slab = self.conns.borrow_mut();
         for (key, conn) in slab.iter_mut() {
             if conn.has(flag::CLOSING) {
                 continue;
             }
+            let Some(frame) = encoded.get(conn.layer.protocol()) else {
+                continue;
+            };
             if self.check_high_water(key, conn, frame.len()).is_ok() {
                 self.push_shared(key, conn, frame.clone());
             }
         }
     }
 
+    /// Heartbeat ping: the layer's own (WebSocket ping frame) or a packer
+    /// message with `ping_id` and an empty body.
+    pub(crate) fn ping(&self, key: usize, generation: u32, ping_id: u32) {
+        {
+            let mut slab = self.conns.borrow_mut();
+            let Some(conn) = Self::open_conn(&mut slab, key, generation) else {
+                return;
+            };
+            let out = QueueRef {
+                queue: &mut conn.queue,
+                pool: &self.pool,
+            };
+            if conn.layer.ping(out) {
+                self.mark_dirty(key, conn);
+                return;
+            }
+        }
+        // A full queue just means the peer will be kicked instead.
+        let _ = self.send(key, generation, ping_id, 0, &[]);
+    }
+
     /// Start closing a connection: stop reading, flush, then close at the
     /// end of the turn. Later reasons do not replace the first.
     pub(crate) fn close(&self, key: usize, generation: u32, reason: CloseReason) {
+        self.close_with(key, generation, reason, None);
+    }
+
+    /// [`close`](Self::close) with the application's WebSocket close frame.
+    pub(crate) fn close_with(
+        &self,
+        key: usize,
+        generation: u32,
+        reason: CloseReason,
+        goodbye: Option<&Goodbye>,
+    ) {
         let mut slab = self.conns.borrow_mut();
         if let Some(conn) = Self::open_conn(&mut slab, key, generation) {
-            self.begin_close(key, conn, reason);
+            self.begin_close(key, conn, reason, goodbye);
         }
     }
 
-    fn begin_close(&self, key: usize, conn: &mut Conn, reason: CloseReason) {
+    fn begin_close(
+        &self,
+        key: usize,
+        conn: &mut Conn,
+        reason: CloseReason,
+        goodbye: Option<&Goodbye>,
+    ) {
         conn.set(flag::CLOSING);
+        // The layer's goodbye (a WebSocket close frame) goes after what is
+        // queued; nothing can be queued after it.
+        let out = QueueRef {
+            queue: &mut conn.queue,
+            pool: &self.pool,
+        };
+        conn.layer.begin_close(&reason, goodbye, out);
         conn.close_reason = Some(Box::new(reason));
         if let Some(p) = conn.partial.take() {
             self.pool.borrow_mut().put_read(p);
@@ -332,7 +391,7 @@ impl LoopCore {
             .borrow()
             .iter()
             .filter(|(_, c)| !c.has(flag::CLOSING))
-            .map(|(k, c)| self.conn_id(k, c.generation))
+            .map(|(k, c)| self.id_of(k, c))
             .collect()
     }
 }

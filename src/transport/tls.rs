@@ -197,7 +197,7 @@ impl Builder {
     /// # Ok::<(), netloom::Error>(())
     /// ```
     pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
-        self.tls = Some(TlsAcceptor { config });
+        self.layers.tls = Some(TlsAcceptor { config });
         self
     }
 
