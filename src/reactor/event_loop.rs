@@ -142,7 +142,13 @@ impl EventLoop {
                             self.mark_dirty(key);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(key);
+                            // Without a hang-up in the event, a short read
+                            // means the socket is drained: every later byte
+                            // raises a new edge, so skip the read that would
+                            // only return WouldBlock.
+                            let short_read_drains = !event.is_read_closed() && !event.is_error();
+                            self.read(key, short_read_drains);
+                            self.flush_if_dirty(key);
                         }
                     }
                 }
@@ -151,7 +157,8 @@ impl EventLoop {
                 if let Some(c) = self.core.conns.borrow_mut().get_mut(key) {
                     c.unset(flag::PENDING_READ);
                 }
-                self.read(key);
+                self.read(key, false);
+                self.flush_if_dirty(key);
             }
             self.fire_timers();
             self.flush_dirty();
@@ -357,9 +364,25 @@ impl EventLoop {
         Some(r)
     }
 
-    /// Read from a connection until `WouldBlock` or its budget is spent,
-    /// dispatching every complete message in order.
-    fn read(&mut self, key: usize) {
+    /// Write a connection's replies right after its read, so they do not
+    /// wait for every other connection's read (latency); replies to one
+    /// read batch still leave in one write.
+    fn flush_if_dirty(&mut self, key: usize) {
+        let dirty = self
+            .core
+            .conns
+            .borrow()
+            .get(key)
+            .is_some_and(|c| c.has(flag::DIRTY));
+        if dirty {
+            self.flush(key);
+        }
+    }
+
+    /// Read from a connection until `WouldBlock` (or, with
+    /// `short_read_drains`, a read shorter than the buffer) or until its
+    /// budget is spent, dispatching every complete message in order.
+    fn read(&mut self, key: usize, short_read_drains: bool) {
         let core = self.core.clone();
         let mut budget = core.server.config.read_budget;
         loop {
@@ -422,6 +445,9 @@ impl EventLoop {
             self.msgs = msgs;
             if let Some(reason) = failed {
                 core.close(key, generation, reason);
+                return;
+            }
+            if short_read_drains && n < self.scratch.len() {
                 return;
             }
             budget = budget.saturating_sub(n);
