@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver};
+use crossbeam_channel::unbounded;
 use netloom::{
     Builder, CloseReason, ConnHandle, ConnId, Context, Error, Next, PackError, Server,
     UnknownIdPolicy,
 };
 
-use common::{frame, start, wait_until, Client, TIMEOUT};
+use common::{frame, start, track_closes, wait_until, Client, TIMEOUT};
 
 // ---------------------------------------------------------------------------
 // Helpers local to this file.
@@ -41,55 +41,6 @@ fn echo_builder(loops: usize) -> Builder {
         .route(1, echo)
         .route(2, echo)
         .route(3, echo)
-}
-
-/// `on_close` events, matched to clients by address (the server's peer
-/// address is the client's local address).
-struct Closes {
-    rx: Receiver<(SocketAddr, CloseReason)>,
-    seen: Vec<(SocketAddr, CloseReason)>,
-}
-
-impl Closes {
-    /// The reason `on_close` got for the connection from `addr`.
-    fn reason_for(&mut self, addr: SocketAddr) -> CloseReason {
-        if let Some(i) = self.seen.iter().position(|(a, _)| *a == addr) {
-            return self.seen.remove(i).1;
-        }
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self.rx.recv_deadline(deadline) {
-                Ok((a, reason)) if a == addr => return reason,
-                Ok(other) => self.seen.push(other),
-                Err(_) => panic!("on_close did not run for {addr} within {TIMEOUT:?}"),
-            }
-        }
-    }
-
-    /// The next `on_close` event, whoever it is for.
-    fn next(&mut self) -> (SocketAddr, CloseReason) {
-        if !self.seen.is_empty() {
-            return self.seen.remove(0);
-        }
-        self.rx
-            .recv_timeout(TIMEOUT)
-            .expect("on_close did not run in time")
-    }
-}
-
-/// Install an `on_close` hook that reports (peer address, reason).
-fn track_closes(builder: Builder) -> (Builder, Closes) {
-    let (tx, rx) = unbounded();
-    let builder = builder.on_close(move |session, reason| {
-        let _ = tx.send((session.peer_addr(), reason.clone()));
-    });
-    (
-        builder,
-        Closes {
-            rx,
-            seen: Vec::new(),
-        },
-    )
 }
 
 fn local_addr(client: &Client) -> SocketAddr {

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver};
+use crossbeam_channel::unbounded;
 use netloom::client::Client;
 use netloom::{
     Builder, CloseReason, ConnHandle, Context, Error, HandlerResult, Next, Server, TlsInfo,
@@ -36,7 +36,7 @@ use rustls::pki_types::ServerName;
 use rustls::version::{TLS12, TLS13};
 use rustls::ClientConnection;
 
-use common::{frame, start, TIMEOUT};
+use common::{frame, start, track_closes, TIMEOUT};
 use tls_support::{
     assert_only_alerts, client_config, client_config_versions, have, read_until_fin, run_python,
     server_config, test_cert, Proc, TempFile, TestCert, TlsPeer, ALPN, ECHO,
@@ -72,55 +72,6 @@ fn tls_builder(c: &TestCert) -> Builder {
         .tls(Arc::new(server_config(c, rustls::ALL_VERSIONS)))
         .route(ECHO, echo)
         .route(INFO, info)
-}
-
-/// `on_close` events, matched to clients by address (the server's peer
-/// address is the client's local address).
-struct Closes {
-    rx: Receiver<(SocketAddr, CloseReason)>,
-    seen: Vec<(SocketAddr, CloseReason)>,
-}
-
-impl Closes {
-    /// The reason `on_close` got for the connection from `addr`.
-    fn reason_for(&mut self, addr: SocketAddr) -> CloseReason {
-        if let Some(i) = self.seen.iter().position(|(a, _)| *a == addr) {
-            return self.seen.remove(i).1;
-        }
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self.rx.recv_deadline(deadline) {
-                Ok((a, reason)) if a == addr => return reason,
-                Ok(other) => self.seen.push(other),
-                Err(_) => panic!("on_close did not run for {addr} within {TIMEOUT:?}"),
-            }
-        }
-    }
-
-    /// The next `on_close` event, whoever it is for.
-    fn next(&mut self) -> (SocketAddr, CloseReason) {
-        if !self.seen.is_empty() {
-            return self.seen.remove(0);
-        }
-        self.rx
-            .recv_timeout(TIMEOUT)
-            .expect("on_close did not run in time")
-    }
-}
-
-/// Install an `on_close` hook that reports (peer address, reason).
-fn track_closes(builder: Builder) -> (Builder, Closes) {
-    let (tx, rx) = unbounded();
-    let builder = builder.on_close(move |session, reason| {
-        let _ = tx.send((session.peer_addr(), reason.clone()));
-    });
-    (
-        builder,
-        Closes {
-            rx,
-            seen: Vec::new(),
-        },
-    )
 }
 
 // ---------------------------------------------------------------------------

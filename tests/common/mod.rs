@@ -7,7 +7,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use netloom::{Builder, ServerHandle};
+use crossbeam_channel::{unbounded, Receiver};
+use netloom::{Builder, CloseReason, ServerHandle};
 
 /// How long any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,4 +115,53 @@ impl Client {
             }
         }
     }
+}
+
+/// `on_close` events, matched to clients by address (the server's peer
+/// address is the client's local address).
+pub struct Closes {
+    pub rx: Receiver<(SocketAddr, CloseReason)>,
+    seen: Vec<(SocketAddr, CloseReason)>,
+}
+
+impl Closes {
+    /// The reason `on_close` got for the connection from `addr`.
+    pub fn reason_for(&mut self, addr: SocketAddr) -> CloseReason {
+        if let Some(i) = self.seen.iter().position(|(a, _)| *a == addr) {
+            return self.seen.remove(i).1;
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok((a, reason)) if a == addr => return reason,
+                Ok(other) => self.seen.push(other),
+                Err(_) => panic!("on_close did not run for {addr} within {TIMEOUT:?}"),
+            }
+        }
+    }
+
+    /// The next `on_close` event, whoever it is for.
+    pub fn next(&mut self) -> (SocketAddr, CloseReason) {
+        if !self.seen.is_empty() {
+            return self.seen.remove(0);
+        }
+        self.rx
+            .recv_timeout(TIMEOUT)
+            .expect("on_close did not run in time")
+    }
+}
+
+/// Install an `on_close` hook that reports (peer address, reason).
+pub fn track_closes(builder: Builder) -> (Builder, Closes) {
+    let (tx, rx) = unbounded();
+    let builder = builder.on_close(move |session, reason| {
+        let _ = tx.send((session.peer_addr(), reason.clone()));
+    });
+    (
+        builder,
+        Closes {
+            rx,
+            seen: Vec::new(),
+        },
+    )
 }
