@@ -148,7 +148,7 @@ impl EventLoop {
                             // only return WouldBlock.
                             let short_read_drains = !event.is_read_closed() && !event.is_error();
                             self.read(key, short_read_drains);
-                            self.flush_if_dirty(key);
+                            self.flush(key);
                         }
                     }
                 }
@@ -158,7 +158,7 @@ impl EventLoop {
                     c.unset(flag::PENDING_READ);
                 }
                 self.read(key, false);
-                self.flush_if_dirty(key);
+                self.flush(key);
             }
             self.fire_timers();
             self.flush_dirty();
@@ -362,21 +362,6 @@ impl EventLoop {
             }
         }
         Some(r)
-    }
-
-    /// Write a connection's replies right after its read, so they do not
-    /// wait for every other connection's read (latency); replies to one
-    /// read batch still leave in one write.
-    fn flush_if_dirty(&mut self, key: usize) {
-        let dirty = self
-            .core
-            .conns
-            .borrow()
-            .get(key)
-            .is_some_and(|c| c.has(flag::DIRTY));
-        if dirty {
-            self.flush(key);
-        }
     }
 
     /// Read from a connection until `WouldBlock` (or, with
@@ -718,13 +703,17 @@ impl EventLoop {
         *self.core.dirty.borrow_mut() = dirty;
     }
 
-    /// Write what a connection has queued; adjust interest; resume reading
-    /// once below half the high-water mark; finish a close once flushed.
+    /// If the connection is dirty: write what it has queued; adjust
+    /// interest; resume reading once below half the high-water mark; finish
+    /// a close once flushed. Called right after a connection's read (its
+    /// replies need not wait for every other connection's read; replies to
+    /// one read batch still leave in one write) and for the dirty list at
+    /// the end of the turn, where connections flushed early are skipped.
     fn flush(&mut self, key: usize) {
         let core = self.core.clone();
         let config = &core.server.config;
         let mut slab = core.conns.borrow_mut();
-        let Some(conn) = slab.get_mut(key) else {
+        let Some(conn) = slab.get_mut(key).filter(|c| c.has(flag::DIRTY)) else {
             return;
         };
         conn.unset(flag::DIRTY);
