@@ -155,7 +155,12 @@ fn accept_backs_off_under_emfile_and_recovers() {
     let soft = old.rlim_cur.min(8192) as RawFd;
     let high_base = soft - 2 * CLIENTS as RawFd;
     let low: Vec<RawFd> = open_fds().iter().map(|(fd, _)| *fd).collect();
-    let limit_to = low.iter().max().unwrap() + 1;
+    // The limit goes just above the highest open descriptor, but never so
+    // low that fewer than `HEADROOM` numbers stay free under it (a process
+    // whose descriptors are packed from 0 has no free number below its
+    // highest one).
+    let highest = low.iter().copied().max().unwrap_or(2);
+    let limit_to = (highest + 1).max(low.len() as RawFd + HEADROOM);
     assert!(
         high_base > limit_to + HEADROOM + 16,
         "descriptor limit {soft} too low for this test"
@@ -166,8 +171,8 @@ fn accept_backs_off_under_emfile_and_recovers() {
         .map(|i| socket_at_or_above(high_base + i as RawFd))
         .collect();
     // The process may hold a high-numbered descriptor of its own (a pipe
-    // of the test harness): plug the free numbers under the limit-to-be
-    // but `HEADROOM` of them.
+    // of the caller, as under some shells): plug the free numbers under the
+    // limit-to-be but `HEADROOM` of them.
     let holes = limit_to as usize - low.len();
     let plugs: Vec<File> = (0..holes.saturating_sub(HEADROOM as usize))
         .map(|_| File::open("/dev/null").unwrap())
