@@ -8,6 +8,7 @@ use std::ops::{Deref, DerefMut};
 
 use bytes::Bytes;
 
+use crate::conn::write::SHARE_MIN;
 use crate::error::{CloseReason, Result};
 use crate::handle::{ConnHandle, ConnId, Hub};
 use crate::packer::Message;
@@ -139,9 +140,9 @@ impl Session<'_> {
         self.core.send(
             self.id.key as usize,
             self.id.generation,
-            id,
-            0,
+            (id, 0),
             body.as_ref(),
+            None,
         )
     }
 
@@ -244,6 +245,11 @@ impl Context<'_> {
     /// Answer this message: queue `body` with message id `id` and this
     /// message's sequence number.
     ///
+    /// A large body (16 KiB or more) that is this message's body or a slice
+    /// of it (an echo, a forwarded payload) is queued by reference, without
+    /// copying, when the packer supports it
+    /// ([`Packer::encode_around`](crate::Packer::encode_around)).
+    ///
     /// ```
     /// # fn echo(ctx: &mut netloom::Context<'_>) -> netloom::Result<()> {
     /// ctx.reply(ctx.msg_id(), ctx.body())
@@ -256,13 +262,27 @@ impl Context<'_> {
     /// As [`Session::send`].
     pub fn reply(&self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
         let s = &self.session;
+        let body = body.as_ref();
+        let shared = self.shares_request(body);
         s.core.send(
             s.id.key as usize,
             s.id.generation,
-            id,
-            self.msg.seq,
-            body.as_ref(),
+            (id, self.msg.seq),
+            body,
+            shared.as_ref(),
         )
+    }
+
+    /// `body` as a reference-counted slice of this message's body, if it is
+    /// one and is large enough that not copying it pays.
+    fn shares_request(&self, body: &[u8]) -> Option<Bytes> {
+        if body.len() < SHARE_MIN {
+            return None;
+        }
+        let inside = self.msg.body.as_ptr_range();
+        let range = body.as_ptr_range();
+        (inside.start <= range.start && range.end <= inside.end)
+            .then(|| self.msg.body.slice_ref(body))
     }
 
     /// Pass a value down the chain (middleware to handler); one per type.

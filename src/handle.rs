@@ -98,7 +98,13 @@ impl ConnHandle {
             return Err(server.count_send_error(Error::ShutDown));
         }
         if let Some(r) = reactor::with_current(server, self.id.loop_index(), |core| {
-            core.send(self.id.key as usize, self.id.generation, id, seq, body)
+            core.send(
+                self.id.key as usize,
+                self.id.generation,
+                (id, seq),
+                body,
+                None,
+            )
         }) {
             return r;
         }

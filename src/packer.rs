@@ -102,6 +102,45 @@ pub trait Packer: Send + Sync + 'static {
     /// A [`PackError`] when the message cannot be represented (e.g. the body
     /// is over the limit); nothing may have been appended then.
     fn encode(&self, id: u32, seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError>;
+
+    /// Frame a body of `body_len` bytes that is written as it is, without
+    /// copying it: append what goes before the body to `before` and what
+    /// goes after it to `after`, and return `Ok(true)`.
+    ///
+    /// The reactor uses it for large replies that share the received
+    /// buffer (an echoed or forwarded body), so they are queued by
+    /// reference instead of being copied into the write queue. The default
+    /// returns `Ok(false)`: the format cannot frame a body that way, and
+    /// [`encode`](Packer::encode) is used. The bytes `encode` would produce
+    /// must equal `before`, the body, then `after`.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`](Packer::encode); nothing may have been appended then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use netloom::{LengthPacker, Packer};
+    ///
+    /// let (mut before, mut after) = (BytesMut::new(), BytesMut::new());
+    /// assert!(LengthPacker::default().encode_around(7, 0, 2, &mut before, &mut after)?);
+    /// assert_eq!(&before[..], b"\x02\x00\x00\x00\x07\x00\x00\x00");
+    /// assert!(after.is_empty());
+    /// # Ok::<(), netloom::PackError>(())
+    /// ```
+    fn encode_around(
+        &self,
+        id: u32,
+        seq: u32,
+        body_len: usize,
+        before: &mut BytesMut,
+        after: &mut BytesMut,
+    ) -> Result<bool, PackError> {
+        let _ = (id, seq, body_len, before, after);
+        Ok(false)
+    }
 }
 
 /// Default [`LengthPacker`] body limit: 1 MiB.
@@ -187,6 +226,13 @@ impl LengthPacker {
         self.max_body_length
     }
 
+    fn put_header(id: u32, body_len: usize, out: &mut BytesMut) {
+        // Cannot truncate: callers checked `body_len` against the limit,
+        // which `new` clamps to `u32::MAX`.
+        out.put_u32_le(body_len as u32);
+        out.put_u32_le(id);
+    }
+
     fn too_long(&self, len: usize) -> PackError {
         PackError::TooLong {
             len,
@@ -254,11 +300,29 @@ impl Packer for LengthPacker {
             return Err(self.too_long(len));
         }
         out.reserve(HEADER_LEN + len);
-        // Cannot truncate: `new` clamps the limit to `u32::MAX`.
-        out.put_u32_le(len as u32);
-        out.put_u32_le(id);
+        Self::put_header(id, len, out);
         out.put_slice(body);
         Ok(())
+    }
+
+    /// The header alone: the body follows as it is and nothing comes after.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`](Packer::encode).
+    fn encode_around(
+        &self,
+        id: u32,
+        _seq: u32,
+        body_len: usize,
+        before: &mut BytesMut,
+        _after: &mut BytesMut,
+    ) -> Result<bool, PackError> {
+        if body_len > self.max_body_length {
+            return Err(self.too_long(body_len));
+        }
+        Self::put_header(id, body_len, before);
+        Ok(true)
     }
 }
 
@@ -356,6 +420,27 @@ mod tests {
         assert_eq!(LengthPacker::default().decode(&mut buf), Ok(None));
         assert_eq!(&buf[..], b"\x64\x00\x00\x00\x01\x00\x00\x00partial");
         assert!(buf.capacity() >= HEADER_LEN + 100);
+    }
+
+    #[test]
+    fn encode_around_matches_encode() {
+        let packer = LengthPacker::new(16);
+        for body in [&b""[..], b"x", &[7u8; 16]] {
+            let mut whole = BytesMut::new();
+            packer.encode(9, 0, body, &mut whole).unwrap();
+            let (mut before, mut after) = (BytesMut::new(), BytesMut::new());
+            assert!(packer
+                .encode_around(9, 0, body.len(), &mut before, &mut after)
+                .unwrap());
+            before.extend_from_slice(body);
+            before.extend_from_slice(&after);
+            assert_eq!(before, whole);
+        }
+        let (mut before, mut after) = (BytesMut::new(), BytesMut::new());
+        assert!(packer
+            .encode_around(9, 0, 17, &mut before, &mut after)
+            .is_err());
+        assert!(before.is_empty() && after.is_empty());
     }
 
     #[test]

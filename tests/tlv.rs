@@ -292,6 +292,30 @@ fn pipelined_replies_carry_their_requests_seq_in_order() {
     server.shutdown(TIMEOUT).expect("clean shutdown");
 }
 
+/// Large data is echoed by reference (the packer's `encode_around`): the
+/// header before it and the trailer after it, with the request's seq.
+#[test]
+fn large_data_replies_keep_header_and_trailer() {
+    let (builder, _closes) = builder(TlvPacker::default());
+    let server = common::start(builder);
+    let mut client = Client::connect(server.local_addr());
+    let mut packer_out = BytesMut::new();
+    let big: Vec<u8> = (0..DEFAULT_MAX_DATA_LEN).map(|i| (i % 251) as u8).collect();
+    for (seq, len) in [(1u32, 20_000usize), (2, DEFAULT_MAX_DATA_LEN), (3, 17)] {
+        TlvPacker::default()
+            .encode(1, seq, &big[..len], &mut packer_out)
+            .unwrap();
+    }
+    client.send_raw(&packer_out);
+    for (seq, len) in [(1u32, 20_000usize), (2, DEFAULT_MAX_DATA_LEN), (3, 17)] {
+        assert_eq!(
+            read_frame(&mut client.stream),
+            (seq, 1, big[..len].to_vec())
+        );
+    }
+    server.shutdown(TIMEOUT).expect("clean shutdown");
+}
+
 #[test]
 fn bad_trailer_closes_with_a_protocol_error() {
     let (builder, closes) = builder(TlvPacker::default());

@@ -144,12 +144,35 @@ impl Packer for TlvPacker {
             return Err(self.too_long(len));
         }
         out.reserve(OVERHEAD + len);
-        out.put_u32_le(seq);
-        out.put_u32_le(id);
-        // Cannot truncate: `new` clamps the limit to the field's range.
-        out.put_u32_le(len as u32);
+        put_header(seq, id, len, out);
         out.put_slice(body);
         out.put_slice(TRAILER);
         Ok(())
     }
+
+    /// The header before the data and the trailer after it, so large
+    /// replies that share the request's buffer are not copied.
+    fn encode_around(
+        &self,
+        id: u32,
+        seq: u32,
+        data_len: usize,
+        before: &mut BytesMut,
+        after: &mut BytesMut,
+    ) -> Result<bool, PackError> {
+        if data_len > self.max_data_len {
+            return Err(self.too_long(data_len));
+        }
+        put_header(seq, id, data_len, before);
+        after.put_slice(TRAILER);
+        Ok(true)
+    }
+}
+
+fn put_header(seq: u32, kind: u32, len: usize, out: &mut BytesMut) {
+    out.put_u32_le(seq);
+    out.put_u32_le(kind);
+    // Cannot truncate: callers checked `len` against the limit, which
+    // `new` clamps to the field's range.
+    out.put_u32_le(len as u32);
 }

@@ -24,9 +24,22 @@ impl Pool {
         self.reads.pop().unwrap_or_default()
     }
 
+    /// Keep `buf` for another connection if its whole allocation is this
+    /// loop's alone and small; otherwise free it.
+    ///
+    /// A read buffer is usually what is left after frames were split off
+    /// its front, and their bodies (handlers may keep them; large replies
+    /// are queued by reference) share its allocation. Reclaiming the whole
+    /// allocation proves nothing else shares it and shows its real size;
+    /// pooling an unproven one would either pin a body's memory or let a
+    /// later `reserve` grow one ever larger allocation (bytes doubles a
+    /// uniquely owned buffer it cannot reclaim).
     pub(crate) fn put_read(&mut self, mut buf: BytesMut) {
         buf.clear();
-        if self.reads.len() < MAX_POOLED && buf.capacity() <= MAX_POOLED_BYTES {
+        if self.reads.len() < MAX_POOLED
+            && buf.try_reclaim(buf.capacity() + 1)
+            && buf.capacity() <= MAX_POOLED_BYTES
+        {
             self.reads.push(buf);
         }
     }
@@ -40,5 +53,34 @@ impl Pool {
         if self.writes.len() < MAX_POOLED && q.retained() <= MAX_POOLED_BYTES {
             self.writes.push(q);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffers_shared_with_a_body_or_large_are_freed() {
+        let mut pool = Pool::default();
+        // Its frame's body still alive: not pooled.
+        let mut buf = BytesMut::with_capacity(4096);
+        buf.extend_from_slice(&[1; 100]);
+        let body = buf.split_to(100).freeze();
+        pool.put_read(buf);
+        assert!(pool.reads.is_empty());
+        // The body gone: the whole allocation comes back.
+        let mut buf = BytesMut::with_capacity(4096);
+        buf.extend_from_slice(&[1; 100]);
+        drop(buf.split_to(100));
+        pool.put_read(buf);
+        assert_eq!(pool.take_read().capacity(), 4096);
+        // Large: freed.
+        let mut buf = BytesMut::with_capacity(MAX_POOLED_BYTES * 2);
+        buf.extend_from_slice(&[1; 100]);
+        drop(buf.split_to(100));
+        pool.put_read(buf);
+        assert!(pool.reads.is_empty());
+        drop(body);
     }
 }

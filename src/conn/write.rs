@@ -10,6 +10,12 @@ use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+/// A reply body of at least this many bytes that shares the receive buffer
+/// is queued by reference; below it, copying into the coalescing buffer is
+/// cheaper than another chunk (an iovec, a reference count, and a receive
+/// buffer kept alive until written).
+pub(crate) const SHARE_MIN: usize = 16 << 10;
+
 /// Most chunks handed to one `writev` (Linux's IOV_MAX is 1024; a few dozen
 /// already amortise the syscall).
 const MAX_IOVECS: usize = 64;
@@ -51,6 +57,35 @@ impl WriteQueue {
         }
     }
 
+    /// Queue `body` by reference between the bytes `frame` appends before
+    /// and after it (`Packer::encode_around`). Returns the bytes queued, or
+    /// `None`, with nothing queued, when `frame` cannot frame it so.
+    pub(crate) fn encode_around<E>(
+        &mut self,
+        body: Bytes,
+        frame: impl FnOnce(&mut BytesMut, &mut BytesMut) -> Result<bool, E>,
+    ) -> Result<Option<usize>, E> {
+        let before = self.tail.len();
+        let mut after = BytesMut::new();
+        match frame(&mut self.tail, &mut after) {
+            Ok(true) => {
+                let added = self.tail.len() - before + body.len() + after.len();
+                self.len += self.tail.len() - before;
+                self.push_shared(body);
+                self.extend(&after);
+                Ok(Some(added))
+            }
+            Ok(false) => {
+                self.tail.truncate(before);
+                Ok(None)
+            }
+            Err(e) => {
+                self.tail.truncate(before);
+                Err(e)
+            }
+        }
+    }
+
     /// Queue an already encoded, possibly shared frame without copying it.
     pub(crate) fn push_shared(&mut self, frame: Bytes) {
         if frame.is_empty() {
@@ -62,7 +97,6 @@ impl WriteQueue {
     }
 
     /// Append bytes to the coalescing buffer (layer output: pong, close).
-    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub(crate) fn extend(&mut self, bytes: &[u8]) {
         self.tail.extend_from_slice(bytes);
         self.len += bytes.len();
@@ -214,5 +248,42 @@ mod tests {
             q.write_to(&mut w).unwrap();
         }
         assert_eq!(w.out, b"abcdef");
+    }
+
+    #[test]
+    fn encode_around_queues_the_body_by_reference_in_order() {
+        let mut q = WriteQueue::default();
+        q.extend(b"<");
+        let body = Bytes::from(vec![b'b'; 3]);
+        let queued = q
+            .encode_around(body.clone(), |before, after| {
+                before.extend_from_slice(b"H");
+                after.extend_from_slice(b"T");
+                Ok::<_, ()>(true)
+            })
+            .unwrap();
+        assert_eq!(queued, Some(5));
+        // Declined or failed: nothing of it stays queued.
+        let declined = q.encode_around(body.clone(), |before, _| {
+            before.extend_from_slice(b"XX");
+            Ok::<_, ()>(false)
+        });
+        assert_eq!(declined, Ok(None));
+        assert!(q
+            .encode_around(body, |before, _| {
+                before.extend_from_slice(b"XX");
+                Err(())
+            })
+            .is_err());
+        q.extend(b">");
+        assert_eq!(q.len(), 7);
+        let mut w = Trickle {
+            out: Vec::new(),
+            limit: 3,
+        };
+        while !q.is_empty() {
+            q.write_to(&mut w).unwrap();
+        }
+        assert_eq!(w.out, b"<HbbbT>");
     }
 }

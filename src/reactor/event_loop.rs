@@ -382,7 +382,18 @@ impl EventLoop {
                 return;
             }
             let generation = conn.generation;
-            let n = match (&conn.stream).read(&mut self.scratch) {
+            // The rest of a large frame goes straight into the buffer the
+            // packer reserved for it; everything else through the scratch.
+            let direct = conn.layer.is_plain()
+                && conn
+                    .partial
+                    .as_ref()
+                    .is_some_and(|p| p.capacity() - p.len() >= self.scratch.len());
+            let (read, asked) = match conn.partial.as_mut() {
+                Some(p) if direct => (read_into_spare(&conn.stream, p), p.capacity() - p.len()),
+                _ => ((&conn.stream).read(&mut self.scratch), self.scratch.len()),
+            };
+            let n = match read {
                 Ok(0) if closing => {
                     conn.layer.peer_gone();
                     core.mark_dirty(key, conn);
@@ -416,7 +427,7 @@ impl EventLoop {
             Counters::bump(&core.counters().bytes_in, n as u64);
             conn.last_active = self.now32();
             conn.unset(flag::PINGED);
-            let (mut failed, upgrade) = self.decode(key, conn, n);
+            let (mut failed, upgrade) = self.decode(key, conn, n, direct);
             drop(slab);
             if let Some(upgrade) = upgrade {
                 failed = failed.or_else(|| self.upgrade(key, generation, upgrade));
@@ -432,7 +443,7 @@ impl EventLoop {
                 core.close(key, generation, reason);
                 return;
             }
-            if short_read_drains && n < self.scratch.len() {
+            if short_read_drains && n < asked {
                 return;
             }
             budget = budget.saturating_sub(n);
@@ -449,20 +460,22 @@ impl EventLoop {
         }
     }
 
-    /// Decode the `n` bytes just read into `self.msgs`; keep a trailing
-    /// partial frame on the connection. Returns why the connection must
-    /// close, if it must (messages before the bad frame are still
-    /// delivered): a protocol error, or a packer that panicked or returned a
-    /// message without consuming input (which would loop forever); and a
-    /// WebSocket upgrade request for the application to decide on.
+    /// Decode the `n` bytes just read (into the scratch buffer, or with
+    /// `direct` into the connection's partial frame) into `self.msgs`; keep
+    /// a trailing partial frame on the connection. Returns why the
+    /// connection must close, if it must (messages before the bad frame are
+    /// still delivered): a protocol error, or a packer that panicked or
+    /// returned a message without consuming input (which would loop
+    /// forever); and a WebSocket upgrade request for the application to
+    /// decide on.
     fn decode(
         &mut self,
         key: usize,
         conn: &mut Conn,
         n: usize,
+        direct: bool,
     ) -> (Option<CloseReason>, Option<Upgrade>) {
         let packer = &*self.core.server.packer;
-        let input = &self.scratch[..n];
         let buf = match conn.partial.as_mut() {
             Some(p) => p,
             None => {
@@ -470,32 +483,35 @@ impl EventLoop {
                 &mut self.rx
             }
         };
-        // Plain TCP copies the bytes; TLS decrypts them (and may answer);
-        // WebSocket unframes them into messages or packer bytes (and may
-        // answer pings and close frames).
-        let mut sink = Sink {
-            stream: buf,
-            messages: &mut self.msgs,
-            data: &mut conn.data,
-            out: QueueRef {
-                queue: &mut conn.queue,
-                pool: &self.core.pool,
-            },
-            plain: &mut self.plain,
-        };
         let mut failed = None;
         let mut wants_write = false;
         let mut upgrade = None;
-        match conn.layer.receive(input, &mut sink) {
-            Ok(incoming) => {
-                wants_write = incoming.wants_write;
-                upgrade = incoming.upgrade;
-                if incoming.peer_closed {
-                    failed = Some(CloseReason::PeerClosed);
+        if !direct {
+            // Plain TCP copies the bytes; TLS decrypts them (and may
+            // answer); WebSocket unframes them into messages or packer bytes
+            // (and may answer pings and close frames).
+            let mut sink = Sink {
+                stream: buf,
+                messages: &mut self.msgs,
+                data: &mut conn.data,
+                out: QueueRef {
+                    queue: &mut conn.queue,
+                    pool: &self.core.pool,
+                },
+                plain: &mut self.plain,
+            };
+            match conn.layer.receive(&self.scratch[..n], &mut sink) {
+                Ok(incoming) => {
+                    wants_write = incoming.wants_write;
+                    upgrade = incoming.upgrade;
+                    if incoming.peer_closed {
+                        failed = Some(CloseReason::PeerClosed);
+                    }
                 }
+                Err(reason) => failed = Some(reason),
             }
-            Err(reason) => failed = Some(reason),
         }
+        let spare_before = buf.capacity() - buf.len();
         loop {
             let before = buf.len();
             match catch_unwind(AssertUnwindSafe(|| packer.decode(buf))) {
@@ -535,9 +551,15 @@ impl EventLoop {
             self.rx.clear();
             return (failed, upgrade);
         }
+        let spare_after = self.rx.capacity() - self.rx.len();
         match conn.partial.take() {
             Some(p) if p.is_empty() => self.core.pool.borrow_mut().put_read(p),
             Some(p) => conn.partial = Some(p),
+            // The packer reserved room for a large frame: the connection
+            // keeps that buffer, and the rest of the frame is read into it.
+            None if spare_after > spare_before && spare_after >= self.scratch.len() => {
+                conn.partial = Some(std::mem::take(&mut self.rx));
+            }
             None if !self.rx.is_empty() => {
                 let mut p = self.core.pool.borrow_mut().take_read();
                 p.extend_from_slice(&self.rx);
@@ -584,7 +606,7 @@ impl EventLoop {
             return Some(reason);
         }
         // Frames the client sent right behind its request.
-        let (failed, _) = self.decode(key, conn, 0);
+        let (failed, _) = self.decode(key, conn, 0, false);
         failed
     }
 
@@ -920,6 +942,19 @@ impl EventLoop {
 
 /// Run each message through its route, in order, catching panics. Stops at
 /// the first message after the connection starts closing.
+/// Read from `stream` into the spare capacity of `buf` (a partial frame
+/// whose packer reserved room for the rest of it).
+fn read_into_spare(stream: &mio::net::TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let n = socket2::SockRef::from(stream).recv(buf.spare_capacity_mut())?;
+    // SAFETY: `recv` initialised the first `n` bytes of the spare capacity
+    // and returns at most its length. No safe API reads from a socket into
+    // uninitialised memory on stable Rust (`BorrowedBuf` is unstable), and
+    // zeroing the capacity first would cost a pass over up to a whole
+    // frame for every read.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 pub(crate) fn dispatch(core: &LoopCore, key: usize, generation: u32, msgs: &mut Vec<Message>) {
     let server = &*core.server;
     let (mut data, peer, id) = {

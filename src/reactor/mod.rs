@@ -249,14 +249,16 @@ impl LoopCore {
         }
     }
 
-    /// Encode a message straight into a connection's write queue.
+    /// Encode a message straight into a connection's write queue. `shared`,
+    /// when given, holds the same bytes as `body`: a packer-framed message
+    /// then queues it by reference instead of copying it.
     pub(crate) fn send(
         &self,
         key: usize,
         generation: u32,
-        id: u32,
-        seq: u32,
+        (id, seq): (u32, u32),
         body: &[u8],
+        shared: Option<&Bytes>,
     ) -> Result<()> {
         let mut slab = self.conns.borrow_mut();
         let Some(conn) = Self::open_conn(&mut slab, key, generation) else {
@@ -269,7 +271,19 @@ impl LoopCore {
         let packer = &*self.server.packer;
         let layers = &self.server.layers;
         let protocol = conn.layer.protocol();
-        let result = queue.encode_with(|out| layers.encode(protocol, packer, id, seq, body, out));
+        let by_reference = match shared {
+            Some(shared) if protocol == Protocol::Raw => queue
+                .encode_around(shared.clone(), |before, after| {
+                    packer.encode_around(id, seq, shared.len(), before, after)
+                }),
+            _ => Ok(None),
+        };
+        let result = match by_reference {
+            Ok(None) => {
+                queue.encode_with(|out| layers.encode(protocol, packer, id, seq, body, out))
+            }
+            done => done.map(|_| 0),
+        };
         match result {
             Ok(_) => {
                 Counters::bump(&self.counters().messages_out, 1);
@@ -340,7 +354,7 @@ impl LoopCore {
             }
         }
         // A full queue just means the peer will be kicked instead.
-        let _ = self.send(key, generation, ping_id, 0, &[]);
+        let _ = self.send(key, generation, (ping_id, 0), &[], None);
     }
 
     /// Start closing a connection: stop reading, flush, then close at the

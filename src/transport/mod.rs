@@ -276,6 +276,11 @@ impl Layer {
         self.0.as_mut()?.ws.as_mut()
     }
 
+    /// Plain TCP: received bytes go to the packer as they are.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// What the connection speaks.
     pub(crate) fn protocol(&self) -> Protocol {
         #[cfg(feature = "ws")]
