@@ -69,6 +69,9 @@ pub(crate) struct EventLoop {
     /// TLS plaintext on its way to the WebSocket layer (`wss://`).
     plain: BytesMut,
     msgs: Vec<Message>,
+    /// Emptied partial-frame buffers; back to the pool once the messages
+    /// split from them have been handled (their bodies share them).
+    spent: Vec<BytesMut>,
     /// Keys to read again next turn (their read budget ran out).
     pending: Vec<usize>,
     shutdown: Option<Instant>,
@@ -102,6 +105,7 @@ impl EventLoop {
             rx: BytesMut::new(),
             plain: BytesMut::new(),
             msgs: Vec::new(),
+            spent: Vec::new(),
             pending: Vec::new(),
             shutdown: None,
             unflushed_in_shutdown: 0,
@@ -439,6 +443,7 @@ impl EventLoop {
                 dispatch(&core, key, generation, &mut msgs);
             }
             self.msgs = msgs;
+            self.recycle_spent();
             if let Some(reason) = failed {
                 core.close(key, generation, reason);
                 return;
@@ -546,14 +551,14 @@ impl EventLoop {
         }
         if failed.is_some() {
             if let Some(p) = conn.partial.take() {
-                self.core.pool.borrow_mut().put_read(p);
+                self.spent.push(p);
             }
             self.rx.clear();
             return (failed, upgrade);
         }
         let spare_after = self.rx.capacity() - self.rx.len();
         match conn.partial.take() {
-            Some(p) if p.is_empty() => self.core.pool.borrow_mut().put_read(p),
+            Some(p) if p.is_empty() => self.spent.push(p),
             Some(p) => conn.partial = Some(p),
             // The packer reserved room for a large frame: the connection
             // keeps that buffer, and the rest of the frame is read into it.
@@ -569,6 +574,19 @@ impl EventLoop {
             None => {}
         }
         (None, upgrade)
+    }
+
+    /// Give emptied partial-frame buffers back to the pool, now that the
+    /// messages decoded from them are handled (the pool keeps only those
+    /// no body still shares).
+    fn recycle_spent(&mut self) {
+        if self.spent.is_empty() {
+            return;
+        }
+        let mut pool = self.core.pool.borrow_mut();
+        for p in self.spent.drain(..) {
+            pool.put_read(p);
+        }
     }
 
     /// A WebSocket upgrade request is complete: run the application's
