@@ -140,9 +140,9 @@ impl Session<'_> {
         self.core.send(
             self.id.key as usize,
             self.id.generation,
-            (id, 0),
+            id,
+            0,
             body.as_ref(),
-            None,
         )
     }
 
@@ -262,23 +262,21 @@ impl Context<'_> {
     /// As [`Session::send`].
     pub fn reply(&self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
         let s = &self.session;
+        let (key, generation) = (s.id.key as usize, s.id.generation);
         let body = body.as_ref();
-        let shared = self.shares_request(body);
-        s.core.send(
-            s.id.key as usize,
-            s.id.generation,
-            (id, self.msg.seq),
-            body,
-            shared.as_ref(),
-        )
+        if body.len() >= SHARE_MIN {
+            if let Some(shared) = self.shares_request(body) {
+                return s
+                    .core
+                    .send_shared(key, generation, id, self.msg.seq, shared);
+            }
+        }
+        s.core.send(key, generation, id, self.msg.seq, body)
     }
 
-    /// `body` as a reference-counted slice of this message's body, if it is
-    /// one and is large enough that not copying it pays.
+    /// `body` as a reference-counted slice of this message's body, if it
+    /// lies inside it.
     fn shares_request(&self, body: &[u8]) -> Option<Bytes> {
-        if body.len() < SHARE_MIN {
-            return None;
-        }
         let inside = self.msg.body.as_ptr_range();
         let range = body.as_ptr_range();
         (inside.start <= range.start && range.end <= inside.end)

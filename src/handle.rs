@@ -98,13 +98,7 @@ impl ConnHandle {
             return Err(server.count_send_error(Error::ShutDown));
         }
         if let Some(r) = reactor::with_current(server, self.id.loop_index(), |core| {
-            core.send(
-                self.id.key as usize,
-                self.id.generation,
-                (id, seq),
-                body,
-                None,
-            )
+            core.send(self.id.key as usize, self.id.generation, id, seq, body)
         }) {
             return r;
         }

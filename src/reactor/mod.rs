@@ -24,9 +24,10 @@ use slab::Slab;
 
 use crate::config::{Config, SlowPeerPolicy};
 use crate::conn::pool::Pool;
+use crate::conn::write::WriteQueue;
 use crate::conn::{flag, Conn};
 use crate::context::Session;
-use crate::error::{CloseReason, Error, Result};
+use crate::error::{CloseReason, Error, PackError, Result};
 use crate::handle::ConnId;
 use crate::packer::Packer;
 use crate::router::Router;
@@ -249,42 +250,67 @@ impl LoopCore {
         }
     }
 
-    /// Encode a message straight into a connection's write queue. `shared`,
-    /// when given, holds the same bytes as `body`: a packer-framed message
-    /// then queues it by reference instead of copying it.
+    /// Encode a message straight into a connection's write queue.
     pub(crate) fn send(
         &self,
         key: usize,
         generation: u32,
-        (id, seq): (u32, u32),
+        id: u32,
+        seq: u32,
         body: &[u8],
-        shared: Option<&Bytes>,
+    ) -> Result<()> {
+        let (packer, layers) = (&*self.server.packer, &self.server.layers);
+        self.queue_message(key, generation, body.len(), |queue, protocol| {
+            queue.encode_with(|out| layers.encode(protocol, packer, id, seq, body, out))
+        })
+    }
+
+    /// As [`send`](Self::send), for a body that shares the receive buffer:
+    /// a packer-framed message queues it by reference
+    /// (`Packer::encode_around`) instead of copying it.
+    pub(crate) fn send_shared(
+        &self,
+        key: usize,
+        generation: u32,
+        id: u32,
+        seq: u32,
+        body: Bytes,
+    ) -> Result<()> {
+        let (packer, layers) = (&*self.server.packer, &self.server.layers);
+        self.queue_message(key, generation, body.len(), |queue, protocol| {
+            if protocol == Protocol::Raw {
+                let framed = queue.encode_around(body.clone(), |before, after| {
+                    packer.encode_around(id, seq, body.len(), before, after)
+                })?;
+                if let Some(n) = framed {
+                    return Ok(n);
+                }
+            }
+            queue.encode_with(|out| layers.encode(protocol, packer, id, seq, &body, out))
+        })
+    }
+
+    /// Queue one message of `len` body bytes with `encode`, after the
+    /// connection and high-water checks; counts it and marks the
+    /// connection dirty.
+    #[inline]
+    fn queue_message(
+        &self,
+        key: usize,
+        generation: u32,
+        len: usize,
+        encode: impl FnOnce(&mut WriteQueue, Protocol) -> std::result::Result<usize, PackError>,
     ) -> Result<()> {
         let mut slab = self.conns.borrow_mut();
         let Some(conn) = Self::open_conn(&mut slab, key, generation) else {
             return Err(self.send_error(Error::Closed));
         };
-        self.check_high_water(key, conn, body.len())?;
+        self.check_high_water(key, conn, len)?;
+        let protocol = conn.layer.protocol();
         let queue = conn
             .queue
             .get_or_insert_with(|| self.pool.borrow_mut().take_write());
-        let packer = &*self.server.packer;
-        let layers = &self.server.layers;
-        let protocol = conn.layer.protocol();
-        let by_reference = match shared {
-            Some(shared) if protocol == Protocol::Raw => queue
-                .encode_around(shared.clone(), |before, after| {
-                    packer.encode_around(id, seq, shared.len(), before, after)
-                }),
-            _ => Ok(None),
-        };
-        let result = match by_reference {
-            Ok(None) => {
-                queue.encode_with(|out| layers.encode(protocol, packer, id, seq, body, out))
-            }
-            done => done.map(|_| 0),
-        };
-        match result {
+        match encode(queue, protocol) {
             Ok(_) => {
                 Counters::bump(&self.counters().messages_out, 1);
                 self.mark_dirty(key, conn);
@@ -354,7 +380,7 @@ impl LoopCore {
             }
         }
         // A full queue just means the peer will be kicked instead.
-        let _ = self.send(key, generation, (ping_id, 0), &[], None);
+        let _ = self.send(key, generation, ping_id, 0, &[]);
     }
 
     /// Start closing a connection: stop reading, flush, then close at the

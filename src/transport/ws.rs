@@ -974,13 +974,8 @@ impl Session<'_> {
     /// As [`send`](Session::send).
     pub fn send_text(&self, text: &str) -> Result<()> {
         let id = self.id;
-        self.core.send(
-            id.key as usize,
-            id.generation,
-            (TEXT, 0),
-            text.as_bytes(),
-            None,
-        )
+        self.core
+            .send(id.key as usize, id.generation, TEXT, 0, text.as_bytes())
     }
 
     /// Send a binary message: `send(ws::BINARY, data)`. On a WebSocket
@@ -991,13 +986,8 @@ impl Session<'_> {
     /// As [`send`](Session::send).
     pub fn send_binary(&self, data: impl AsRef<[u8]>) -> Result<()> {
         let id = self.id;
-        self.core.send(
-            id.key as usize,
-            id.generation,
-            (BINARY, 0),
-            data.as_ref(),
-            None,
-        )
+        self.core
+            .send(id.key as usize, id.generation, BINARY, 0, data.as_ref())
     }
 
     /// Close with a WebSocket close frame carrying `code` and `reason`
