@@ -229,8 +229,11 @@ impl LengthPacker {
     fn put_header(id: u32, body_len: usize, out: &mut BytesMut) {
         // Cannot truncate: callers checked `body_len` against the limit,
         // which `new` clamps to `u32::MAX`.
-        out.put_u32_le(body_len as u32);
-        out.put_u32_le(id);
+        let mut header = [0u8; HEADER_LEN];
+        header[..4].copy_from_slice(&(body_len as u32).to_le_bytes());
+        header[4..].copy_from_slice(&id.to_le_bytes());
+        // One append for the whole header instead of one per field.
+        out.extend_from_slice(&header);
     }
 
     fn too_long(&self, len: usize) -> PackError {

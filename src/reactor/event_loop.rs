@@ -386,14 +386,24 @@ impl EventLoop {
                 return;
             }
             let generation = conn.generation;
-            // The rest of a large frame goes straight into the buffer the
-            // packer reserved for it; everything else through the scratch.
-            let direct = conn.layer.is_plain()
+            // Plain TCP reads straight into the decode buffer: the loop's
+            // `rx` between frames, or the rest of a large frame into the
+            // buffer the packer reserved for it. A small partial frame, TLS
+            // and WebSocket read through the scratch buffer (a layer
+            // transforms the bytes; a partial frame stays small).
+            let plain = conn.layer.is_plain();
+            let direct = plain
                 && conn
                     .partial
                     .as_ref()
-                    .is_some_and(|p| p.capacity() - p.len() >= self.scratch.len());
+                    .is_none_or(|p| p.capacity() - p.len() >= self.scratch.len());
             let (read, asked) = match conn.partial.as_mut() {
+                None if direct => {
+                    self.rx.clear();
+                    self.rx.reserve(self.scratch.len());
+                    let asked = self.rx.capacity();
+                    (read_into_spare(&conn.stream, &mut self.rx), asked)
+                }
                 Some(p) if direct => (read_into_spare(&conn.stream, p), p.capacity() - p.len()),
                 _ => ((&conn.stream).read(&mut self.scratch), self.scratch.len()),
             };
@@ -466,13 +476,13 @@ impl EventLoop {
     }
 
     /// Decode the `n` bytes just read (into the scratch buffer, or with
-    /// `direct` into the connection's partial frame) into `self.msgs`; keep
-    /// a trailing partial frame on the connection. Returns why the
-    /// connection must close, if it must (messages before the bad frame are
-    /// still delivered): a protocol error, or a packer that panicked or
-    /// returned a message without consuming input (which would loop
-    /// forever); and a WebSocket upgrade request for the application to
-    /// decide on.
+    /// `direct` into the connection's partial frame or `rx`) into
+    /// `self.msgs`; keep a trailing partial frame on the connection. Returns
+    /// why the connection must close, if it must (messages before the bad
+    /// frame are still delivered): a protocol error, or a packer that
+    /// panicked or returned a message without consuming input (which would
+    /// loop forever); and a WebSocket upgrade request for the application
+    /// to decide on.
     fn decode(
         &mut self,
         key: usize,
@@ -483,6 +493,8 @@ impl EventLoop {
         let packer = &*self.core.server.packer;
         let buf = match conn.partial.as_mut() {
             Some(p) => p,
+            // Read straight into `rx`: the bytes are already there.
+            None if direct => &mut self.rx,
             None => {
                 self.rx.clear();
                 &mut self.rx
