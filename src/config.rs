@@ -88,7 +88,8 @@ pub struct Config {
     /// Most bytes read from one connection per loop turn before the loop
     /// serves the others (the rest is read next turn). Default: 256 KiB.
     pub read_budget: usize,
-    /// Size of each loop's shared read buffer. Default: 64 KiB.
+    /// Most bytes one read asks for (the size of each loop's shared read
+    /// buffers). Default: 64 KiB.
     pub read_buffer: usize,
     /// Idle detection; `None` (the default) disables it.
     pub heartbeat: Option<Heartbeat>,

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! accept (acceptor thread) ──► loop k (round-robin / least-connections)    reactor
-//! readable ──► read into the loop's scratch buffer                          reactor::event_loop
+//! readable ──► read into the loop's decode (or scratch) buffer              reactor::event_loop
 //!          ──► [TLS: rustls decrypts]                                        transport::tls
 //!          ──► [WebSocket: tungstenite unframes; whole messages or packer
 //!              bytes]                                                        transport::ws

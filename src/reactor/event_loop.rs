@@ -401,10 +401,9 @@ impl EventLoop {
                 None if direct => {
                     self.rx.clear();
                     self.rx.reserve(self.scratch.len());
-                    let asked = self.rx.capacity();
-                    (read_into_spare(&conn.stream, &mut self.rx), asked)
+                    read_into_spare(&conn.stream, &mut self.rx, self.scratch.len())
                 }
-                Some(p) if direct => (read_into_spare(&conn.stream, p), p.capacity() - p.len()),
+                Some(p) if direct => read_into_spare(&conn.stream, p, self.scratch.len()),
                 _ => ((&conn.stream).read(&mut self.scratch), self.scratch.len()),
             };
             let n = match read {
@@ -972,17 +971,26 @@ impl EventLoop {
 
 /// Run each message through its route, in order, catching panics. Stops at
 /// the first message after the connection starts closing.
-/// Read from `stream` into the spare capacity of `buf` (a partial frame
-/// whose packer reserved room for the rest of it).
-fn read_into_spare(stream: &mio::net::TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let n = socket2::SockRef::from(stream).recv(buf.spare_capacity_mut())?;
+/// Read at most `max` bytes from `stream` into the spare capacity of
+/// `buf`. Returns the result and how many bytes were asked for.
+fn read_into_spare(
+    stream: &mio::net::TcpStream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> (io::Result<usize>, usize) {
+    let spare = buf.spare_capacity_mut();
+    let asked = spare.len().min(max);
+    let n = match socket2::SockRef::from(stream).recv(&mut spare[..asked]) {
+        Ok(n) => n,
+        Err(e) => return (Err(e), asked),
+    };
     // SAFETY: `recv` initialised the first `n` bytes of the spare capacity
     // and returns at most its length. No safe API reads from a socket into
     // uninitialised memory on stable Rust (`BorrowedBuf` is unstable), and
     // zeroing the capacity first would cost a pass over up to a whole
     // frame for every read.
     unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+    (Ok(n), asked)
 }
 
 pub(crate) fn dispatch(core: &LoopCore, key: usize, generation: u32, msgs: &mut Vec<Message>) {
