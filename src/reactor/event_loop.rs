@@ -403,7 +403,9 @@ impl EventLoop {
                     self.rx.reserve(self.scratch.len());
                     read_into_spare(&conn.stream, &mut self.rx, self.scratch.len())
                 }
-                Some(p) if direct => read_into_spare(&conn.stream, p, self.scratch.len()),
+                // The whole rest of the frame in as few reads as the kernel
+                // allows: the room is bounded by the packer's body limit.
+                Some(p) if direct => read_into_spare(&conn.stream, p, usize::MAX),
                 _ => ((&conn.stream).read(&mut self.scratch), self.scratch.len()),
             };
             let n = match read {
