@@ -86,7 +86,9 @@ pub struct Config {
     /// Default: 64 MiB.
     pub inbox_capacity: usize,
     /// Most bytes read from one connection per loop turn before the loop
-    /// serves the others (the rest is read next turn). Default: 256 KiB.
+    /// serves the others (the rest is read next turn). The read that
+    /// passes it finishes first, and reading the rest of a large frame
+    /// into its reserved buffer asks for all of it. Default: 256 KiB.
     pub read_budget: usize,
     /// Most bytes one read asks for (the size of each loop's shared read
     /// buffers). Default: 64 KiB.
