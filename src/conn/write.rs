@@ -42,13 +42,12 @@ impl WriteQueue {
     pub(crate) fn encode_with<E>(
         &mut self,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
-    ) -> Result<usize, E> {
+    ) -> Result<(), E> {
         let before = self.tail.len();
         match encode(&mut self.tail) {
             Ok(()) => {
-                let added = self.tail.len() - before;
-                self.len += added;
-                Ok(added)
+                self.len += self.tail.len() - before;
+                Ok(())
             }
             Err(e) => {
                 self.tail.truncate(before);
@@ -58,26 +57,25 @@ impl WriteQueue {
     }
 
     /// Queue `body` by reference between the bytes `frame` appends before
-    /// and after it (`Packer::encode_around`). Returns the bytes queued, or
-    /// `None`, with nothing queued, when `frame` cannot frame it so.
+    /// and after it (`Packer::encode_around`). Returns `false`, with nothing
+    /// queued, when `frame` cannot frame it so.
     pub(crate) fn encode_around<E>(
         &mut self,
         body: Bytes,
         frame: impl FnOnce(&mut BytesMut, &mut BytesMut) -> Result<bool, E>,
-    ) -> Result<Option<usize>, E> {
+    ) -> Result<bool, E> {
         let before = self.tail.len();
         let mut after = BytesMut::new();
         match frame(&mut self.tail, &mut after) {
             Ok(true) => {
-                let added = self.tail.len() - before + body.len() + after.len();
                 self.len += self.tail.len() - before;
                 self.push_shared(body);
                 self.extend(&after);
-                Ok(Some(added))
+                Ok(true)
             }
             Ok(false) => {
                 self.tail.truncate(before);
-                Ok(None)
+                Ok(false)
             }
             Err(e) => {
                 self.tail.truncate(before);
@@ -262,13 +260,13 @@ mod tests {
                 Ok::<_, ()>(true)
             })
             .unwrap();
-        assert_eq!(queued, Some(5));
+        assert!(queued);
         // Declined or failed: nothing of it stays queued.
         let declined = q.encode_around(body.clone(), |before, _| {
             before.extend_from_slice(b"XX");
             Ok::<_, ()>(false)
         });
-        assert_eq!(declined, Ok(None));
+        assert_eq!(declined, Ok(false));
         assert!(q
             .encode_around(body, |before, _| {
                 before.extend_from_slice(b"XX");

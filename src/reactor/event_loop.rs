@@ -391,8 +391,7 @@ impl EventLoop {
             // buffer the packer reserved for it. A small partial frame, TLS
             // and WebSocket read through the scratch buffer (a layer
             // transforms the bytes; a partial frame stays small).
-            let plain = conn.layer.is_plain();
-            let direct = plain
+            let direct = conn.layer.is_plain()
                 && conn
                     .partial
                     .as_ref()
@@ -971,8 +970,6 @@ impl EventLoop {
     }
 }
 
-/// Run each message through its route, in order, catching panics. Stops at
-/// the first message after the connection starts closing.
 /// Read at most `max` bytes from `stream` into the spare capacity of
 /// `buf`. Returns the result and how many bytes were asked for.
 fn read_into_spare(
@@ -995,6 +992,8 @@ fn read_into_spare(
     (Ok(n), asked)
 }
 
+/// Run each message through its route, in order, catching panics. Stops at
+/// the first message after the connection starts closing.
 pub(crate) fn dispatch(core: &LoopCore, key: usize, generation: u32, msgs: &mut Vec<Message>) {
     let server = &*core.server;
     let (mut data, peer, id) = {

@@ -282,8 +282,8 @@ impl LoopCore {
                 let framed = queue.encode_around(body.clone(), |before, after| {
                     packer.encode_around(id, seq, body.len(), before, after)
                 })?;
-                if let Some(n) = framed {
-                    return Ok(n);
+                if framed {
+                    return Ok(());
                 }
             }
             queue.encode_with(|out| layers.encode(protocol, packer, id, seq, &body, out))
@@ -299,7 +299,7 @@ impl LoopCore {
         key: usize,
         generation: u32,
         len: usize,
-        encode: impl FnOnce(&mut WriteQueue, Protocol) -> std::result::Result<usize, PackError>,
+        encode: impl FnOnce(&mut WriteQueue, Protocol) -> std::result::Result<(), PackError>,
     ) -> Result<()> {
         let mut slab = self.conns.borrow_mut();
         let Some(conn) = Self::open_conn(&mut slab, key, generation) else {
@@ -311,7 +311,7 @@ impl LoopCore {
             .queue
             .get_or_insert_with(|| self.pool.borrow_mut().take_write());
         match encode(queue, protocol) {
-            Ok(_) => {
+            Ok(()) => {
                 Counters::bump(&self.counters().messages_out, 1);
                 self.mark_dirty(key, conn);
                 Ok(())
