@@ -156,7 +156,14 @@ impl Dispatcher {
     /// Run `msgs` (drained) through their routes, as the loop does after a
     /// read decoded them.
     pub fn dispatch(&self, msgs: &mut Vec<Message>) {
-        crate::reactor::event_loop::dispatch(&self.core, self.key, self.generation, msgs);
+        crate::reactor::event_loop::dispatch(
+            &self.core,
+            self.key,
+            self.generation,
+            msgs,
+            &mut Vec::new(),
+            &bytes::Bytes::new(),
+        );
     }
 
     /// Empty the connection's write queue into the pool (what a flush that

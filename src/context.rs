@@ -192,17 +192,23 @@ impl Session<'_> {
 /// middleware passes down to the handler.
 pub struct Context<'a> {
     pub(crate) session: Session<'a>,
-    pub(crate) msg: Message,
-    pub(crate) values: TypeMap,
+    pub(crate) id: u32,
+    pub(crate) seq: u32,
+    /// The body, borrowed from the loop's receive buffer (or a message).
+    pub(crate) body: &'a [u8],
+    /// What `body` lies in: sliced when the handler keeps the body.
+    pub(crate) source: &'a Bytes,
+    /// Middleware values; `None` (nothing to drop) until one is set.
+    pub(crate) values: Option<TypeMap>,
 }
 
 impl fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("conn", &self.session.id)
-            .field("msg_id", &self.msg.id)
-            .field("seq", &self.msg.seq)
-            .field("len", &self.msg.body.len())
+            .field("msg_id", &self.id)
+            .field("seq", &self.seq)
+            .field("len", &self.body.len())
             .finish()
     }
 }
@@ -223,23 +229,45 @@ impl<'a> DerefMut for Context<'a> {
 impl Context<'_> {
     /// The message id (the route that led here).
     pub fn msg_id(&self) -> u32 {
-        self.msg.id
+        self.id
     }
 
     /// The message's sequence number (0 for packers without one).
     pub fn seq(&self) -> u32 {
-        self.msg.seq
+        self.seq
     }
 
-    /// The message body. It shares the receive buffer: `.clone()` it (a
-    /// reference-count increment, no copy) to keep it past the handler.
-    pub fn body(&self) -> &Bytes {
-        &self.msg.body
+    /// The message body, borrowed for the handler's run: it lies in the
+    /// loop's receive buffer. To keep it longer, take
+    /// [`body_bytes`](Context::body_bytes) (no copy) or copy it.
+    pub fn body(&self) -> &[u8] {
+        self.body
     }
 
-    /// The whole message.
-    pub fn message(&self) -> &Message {
-        &self.msg
+    /// The body as [`Bytes`] that outlive the handler: they share the
+    /// receive buffer (a reference-count increment, no copy), which is then
+    /// not reused until they are dropped.
+    ///
+    /// ```
+    /// # fn keep(ctx: &mut netloom::Context<'_>) -> netloom::Result<()> {
+    /// let body: bytes::Bytes = ctx.body_bytes();
+    /// std::thread::spawn(move || println!("{} bytes", body.len()));
+    /// # Ok(())
+    /// # }
+    /// # let _ = netloom::Server::builder().route(1, keep);
+    /// ```
+    pub fn body_bytes(&self) -> Bytes {
+        self.source.slice_ref(self.body)
+    }
+
+    /// The whole message, with its body as in
+    /// [`body_bytes`](Context::body_bytes).
+    pub fn to_message(&self) -> Message {
+        Message {
+            id: self.id,
+            seq: self.seq,
+            body: self.body_bytes(),
+        }
     }
 
     /// Answer this message: queue `body` with message id `id` and this
@@ -266,36 +294,36 @@ impl Context<'_> {
         let body = body.as_ref();
         if body.len() >= SHARE_MIN {
             if let Some(shared) = self.shares_request(body) {
-                return s
-                    .core
-                    .send_shared(key, generation, id, self.msg.seq, shared);
+                return s.core.send_shared(key, generation, id, self.seq, shared);
             }
         }
-        s.core.send(key, generation, id, self.msg.seq, body)
+        s.core.send(key, generation, id, self.seq, body)
     }
 
     /// `body` as a reference-counted slice of this message's body, if it
     /// lies inside it.
     fn shares_request(&self, body: &[u8]) -> Option<Bytes> {
-        let inside = self.msg.body.as_ptr_range();
+        let inside = self.body.as_ptr_range();
         let range = body.as_ptr_range();
         (inside.start <= range.start && range.end <= inside.end)
-            .then(|| self.msg.body.slice_ref(body))
+            .then(|| self.source.slice_ref(body))
     }
 
     /// Pass a value down the chain (middleware to handler); one per type.
     pub fn set<T: Send + 'static>(&mut self, value: T) -> Option<T> {
-        self.values.insert(value)
+        self.values
+            .get_or_insert_with(TypeMap::default)
+            .insert(value)
     }
 
     /// A value set by a middleware earlier in the chain.
     pub fn get<T: 'static>(&self) -> Option<&T> {
-        self.values.get()
+        self.values.as_ref()?.get()
     }
 
     /// Take a value set earlier in the chain.
     pub fn take<T: 'static>(&mut self) -> Option<T> {
-        self.values.remove()
+        self.values.as_mut()?.remove()
     }
 }
 

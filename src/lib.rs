@@ -105,7 +105,7 @@ pub use context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
 pub use error::{CloseReason, Error, PackError, Result};
 pub use handle::{ConnHandle, ConnId, Hub};
 pub use middleware::Next;
-pub use packer::{LengthPacker, Message, Packer, DEFAULT_MAX_BODY_LENGTH, HEADER_LEN};
+pub use packer::{LengthPacker, Message, Packer, Peek, DEFAULT_MAX_BODY_LENGTH, HEADER_LEN};
 pub use server::{Builder, Group, IntoOpenResult, Server, ServerHandle};
 pub use stats::Stats;
 #[cfg(feature = "tls")]

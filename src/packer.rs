@@ -1,11 +1,13 @@
 //! Framing: the [`Packer`] trait and the default 8-byte [`LengthPacker`].
 //!
 //! A packer turns the byte stream of one connection into [`Message`]s and
-//! messages back into bytes. It is pure over [`BytesMut`]: no sockets, no
+//! messages back into bytes. It is pure over bytes: no sockets, no
 //! per-connection state (the reactor keeps only the unconsumed bytes of a
 //! partial frame), so one packer value serves every connection on every loop.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::ops::Range;
+
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::PackError;
 
@@ -40,21 +42,98 @@ impl Message {
     }
 }
 
+/// What [`Packer::peek`] found at the front of the received bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Peek {
+    /// A whole frame of `len` bytes starts the buffer; its body is the
+    /// bytes at `body` (within `0..len`).
+    Frame {
+        /// The message id; the router picks the handler by it.
+        id: u32,
+        /// Correlation number; 0 if the format has none.
+        seq: u32,
+        /// Where the body lies in the frame.
+        body: Range<usize>,
+        /// The whole frame's length: header, body and any trailer.
+        len: usize,
+    },
+    /// More bytes are needed. `frame_len` is the whole frame's length once
+    /// the header says it (already checked against your limit: the reactor
+    /// reserves room for it), or `None` while it is unknown.
+    Incomplete {
+        /// The whole frame's length, if known.
+        frame_len: Option<usize>,
+    },
+    /// This packer does not implement `peek`; the reactor uses
+    /// [`Packer::decode`].
+    Unsupported,
+}
+
 /// Splits a byte stream into [`Message`]s and encodes messages into bytes.
 ///
-/// Implement it for your wire format and pass it to
-/// `Builder::packer`. `decode` sees everything received and not yet consumed
-/// on one connection; it must either consume exactly one frame and return it,
-/// return `Ok(None)` leaving `buf` untouched when more bytes are needed, or
-/// return an error (the connection is then closed with
-/// [`CloseReason::Protocol`](crate::CloseReason::Protocol)).
+/// Implement it for your wire format and pass it to `Builder::packer`.
+/// Decoding comes in two shapes; implement one of them:
 ///
-/// Check every declared length against your limit *before* reserving memory
-/// for it: a peer controls those bytes.
+/// * [`peek`](Packer::peek), for formats whose header says where the body
+///   is and how long the frame is (most binary formats): look at the bytes,
+///   say where the first frame's body lies, and consume nothing. The reactor
+///   then hands bodies to handlers straight from its receive buffer, with no
+///   per-message allocation or reference count. `decode` is provided on
+///   top of it.
+/// * [`decode`](Packer::decode), for everything else (delimiters, escaping,
+///   a body that must be transformed): consume one frame from a
+///   [`BytesMut`] and return it as a [`Message`].
+///
+/// Either way, a declared length is peer-controlled: check it against your
+/// limit *before* asking for room for it. An error closes the connection
+/// with [`CloseReason::Protocol`](crate::CloseReason::Protocol).
 ///
 /// # Examples
 ///
-/// A line-based packer: every message is one `\n`-terminated line, id 0.
+/// A format with a header (a `u16` body length, big-endian, then a `u8`
+/// message id) implements `peek`:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use netloom::{PackError, Packer, Peek};
+///
+/// struct Short;
+///
+/// impl Packer for Short {
+///     fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
+///         let Some(head) = buf.get(..3) else {
+///             return Ok(Peek::Incomplete { frame_len: None });
+///         };
+///         // At most 3 + 65535 bytes: nothing to check against a limit.
+///         let len = 3 + u16::from_be_bytes([head[0], head[1]]) as usize;
+///         if buf.len() < len {
+///             return Ok(Peek::Incomplete { frame_len: Some(len) });
+///         }
+///         Ok(Peek::Frame { id: u32::from(head[2]), seq: 0, body: 3..len, len })
+///     }
+///
+///     fn encode(&self, id: u32, _seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
+///         let len = u16::try_from(body.len())
+///             .map_err(|_| PackError::TooLong { len: body.len(), max: 65535 })?;
+///         let id = u8::try_from(id).map_err(|_| PackError::Malformed(format!("id {id} > 255")))?;
+///         out.extend_from_slice(&len.to_be_bytes());
+///         out.extend_from_slice(&[id]);
+///         out.extend_from_slice(body);
+///         Ok(())
+///     }
+/// }
+///
+/// // `decode` comes with `peek`:
+/// let mut buf = BytesMut::from(&b"\x00\x02\x07hi\x00"[..]);
+/// let msg = Short.decode(&mut buf)?.expect("a whole frame");
+/// assert_eq!((msg.id, &msg.body[..]), (7, &b"hi"[..]));
+/// assert_eq!(&buf[..], b"\x00");
+/// # Ok::<(), PackError>(())
+/// ```
+///
+/// A line-based packer (every message is one `\n`-terminated line, id 0)
+/// implements `decode`:
 ///
 /// ```
 /// use bytes::{Buf, BytesMut};
@@ -87,13 +166,62 @@ impl Message {
 /// assert_eq!(Lines.decode(&mut buf).unwrap(), None);
 /// ```
 pub trait Packer: Send + Sync + 'static {
-    /// Decode one message from the front of `buf`, consuming its bytes.
+    /// Find the first frame at the front of `buf` without consuming
+    /// anything: where its body lies and how long it is, or that more bytes
+    /// are needed.
+    ///
+    /// Implement it when the frame's header tells its length; see the
+    /// trait's documentation. Answer [`Peek::Unsupported`] (the default)
+    /// always or never: the reactor then decodes with
+    /// [`decode`](Packer::decode).
     ///
     /// # Errors
     ///
     /// A [`PackError`] when the bytes cannot be a valid frame; the
     /// connection is closed with it.
-    fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, PackError>;
+    fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
+        let _ = buf;
+        Ok(Peek::Unsupported)
+    }
+
+    /// Decode one message from the front of `buf`, consuming its bytes;
+    /// `Ok(None)`, leaving `buf` as it was, while the frame is incomplete.
+    ///
+    /// Provided on top of [`peek`](Packer::peek): the frame is split off
+    /// `buf` (the body shares it, no copy), and an incomplete frame of known
+    /// length reserves room for itself. Implement it instead of `peek` when
+    /// the body is not a plain slice of the frame.
+    ///
+    /// # Errors
+    ///
+    /// A [`PackError`] when the bytes cannot be a valid frame (the
+    /// connection is closed with it), and [`PackError::Malformed`] when the
+    /// packer implements neither `peek` nor `decode`, or `peek` answered a
+    /// frame that does not fit `buf`.
+    fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, PackError> {
+        match self.peek(buf)? {
+            Peek::Frame { id, seq, body, len } => {
+                check_frame(&body, len, buf.len())?;
+                let mut frame = buf.split_to(len).freeze();
+                frame.truncate(body.end);
+                frame.advance(body.start);
+                Ok(Some(Message {
+                    id,
+                    seq,
+                    body: frame,
+                }))
+            }
+            Peek::Incomplete { frame_len } => {
+                if let Some(extra) = frame_len.and_then(|n| n.checked_sub(buf.len())) {
+                    buf.reserve(extra);
+                }
+                Ok(None)
+            }
+            Peek::Unsupported => Err(PackError::Malformed(
+                "the packer implements neither `peek` nor `decode`".into(),
+            )),
+        }
+    }
 
     /// Append the encoded message to `out`.
     ///
@@ -141,6 +269,27 @@ pub trait Packer: Send + Sync + 'static {
         let _ = (id, seq, body_len, before, after);
         Ok(false)
     }
+}
+
+/// Check a frame [`Packer::peek`] reported against the `available` bytes
+/// it was found in: it must consume input, hold its body and fit.
+pub(crate) fn check_frame(
+    body: &Range<usize>,
+    len: usize,
+    available: usize,
+) -> Result<(), PackError> {
+    if len == 0 {
+        return Err(PackError::Malformed(
+            "packer returned a message without consuming input".into(),
+        ));
+    }
+    if body.start > body.end || body.end > len || len > available {
+        return Err(PackError::Malformed(format!(
+            "packer's peek reported a frame of {len} bytes with its body at {body:?}, \
+             in {available} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Default [`LengthPacker`] body limit: 1 MiB.
@@ -252,41 +401,39 @@ impl Default for LengthPacker {
 }
 
 impl Packer for LengthPacker {
-    /// Decode one frame from the front of `buf`.
+    /// Find the first frame: its body follows the 8-byte header.
     ///
-    /// Returns `Ok(None)` without consuming anything while the header or the
-    /// body is incomplete; once the header is there, `buf` is reserved up to
-    /// the whole frame (the length has been checked against the limit).
+    /// While the header or the body is incomplete, answers
+    /// [`Peek::Incomplete`], with the whole frame's length once the header
+    /// is there (the length has been checked against the limit).
     ///
     /// # Errors
     ///
     /// [`PackError::TooLong`] when the header declares a body longer than
     /// [`max_body_length`](LengthPacker::max_body_length).
-    fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, PackError> {
-        if buf.len() < HEADER_LEN {
-            return Ok(None);
-        }
-        let mut head = &buf[..HEADER_LEN];
-        let len = head.get_u32_le() as usize;
-        let id = head.get_u32_le();
-        // Peer-controlled: check before reserving a single byte for it.
+    #[inline]
+    fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
+        let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
+            return Ok(Peek::Incomplete { frame_len: None });
+        };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let id = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        // Peer-controlled: check before anyone reserves a byte for it.
         if len > self.max_body_length {
             return Err(self.too_long(len));
         }
         let frame_len = HEADER_LEN + len;
         if buf.len() < frame_len {
-            // A capacity hint so the rest of the frame lands without
-            // reallocating; bounded by the limit checked above.
-            buf.reserve(frame_len - buf.len());
-            return Ok(None);
+            return Ok(Peek::Incomplete {
+                frame_len: Some(frame_len),
+            });
         }
-        let mut frame = buf.split_to(frame_len);
-        frame.advance(HEADER_LEN);
-        Ok(Some(Message {
+        Ok(Peek::Frame {
             id,
             seq: 0,
-            body: frame.freeze(),
-        }))
+            body: HEADER_LEN..frame_len,
+            len: frame_len,
+        })
     }
 
     /// Append `id` and `body` as one frame to `out`; `seq` is ignored (the
@@ -304,7 +451,7 @@ impl Packer for LengthPacker {
         }
         out.reserve(HEADER_LEN + len);
         Self::put_header(id, len, out);
-        out.put_slice(body);
+        out.extend_from_slice(body);
         Ok(())
     }
 
@@ -332,6 +479,7 @@ impl Packer for LengthPacker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BufMut;
     use proptest::prelude::*;
 
     fn decode_all(packer: &LengthPacker, buf: &mut BytesMut) -> Vec<Message> {

@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, BytesMut};
 use crossbeam_channel::unbounded;
 use netloom::{
-    Builder, CloseReason, ConnHandle, ConnId, Context, Error, Next, PackError, Server,
-    UnknownIdPolicy,
+    Builder, CloseReason, ConnHandle, ConnId, Context, Error, LengthPacker, Message, Next,
+    PackError, Packer, Peek, Server, UnknownIdPolicy,
 };
 
 use common::{frame, start, track_closes, wait_until, Client, TIMEOUT};
@@ -181,7 +182,7 @@ fn large_bodies_echoed_by_reference_or_kept_come_back_byte_exact() {
                 ctx.reply(2, inner)
             })
             .route(3, |ctx: &mut Context<'_>| {
-                let body = ctx.body().clone();
+                let body = ctx.body_bytes();
                 if let Some(kept) = ctx.data_mut::<Kept>() {
                     kept.0.push(body);
                 }
@@ -218,6 +219,207 @@ fn large_bodies_echoed_by_reference_or_kept_come_back_byte_exact() {
     let got = read_raw(&mut c, expected.len());
     sender.join().unwrap().expect("write all frames");
     assert!(got == expected, "replies differ from what was expected");
+}
+
+/// Bodies a handler keeps (`body_bytes`) share the loop's receive buffer:
+/// later reads must not overwrite them. Thousands of small frames arrive in
+/// many reads while every body is kept; afterwards each kept body must still
+/// be what was sent.
+#[test]
+fn bodies_kept_past_the_handler_stay_intact_while_reads_continue() {
+    let kept = Arc::new(Mutex::new(Vec::<bytes::Bytes>::new()));
+    let keep = kept.clone();
+    let server = start(
+        Server::builder()
+            .event_loops(1)
+            .route(1, move |ctx: &mut Context<'_>| {
+                keep.lock().unwrap().push(ctx.body_bytes());
+                ctx.reply(1, b"")
+            }),
+    );
+    let mut c = Client::connect(server.local_addr());
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let bodies: Vec<Vec<u8>> = (0..3000u32)
+        .map(|i| {
+            let len = xorshift(&mut seed) as usize % 100;
+            (0..len).map(|j| (j as u32 * 7 + i) as u8).collect()
+        })
+        .collect();
+    let wire: Vec<u8> = bodies.iter().flat_map(|b| frame(1, b)).collect();
+    // Where each frame ends on the wire.
+    let ends: Vec<usize> = bodies
+        .iter()
+        .scan(0, |end, b| {
+            *end += 8 + b.len();
+            Some(*end)
+        })
+        .collect();
+    // Uneven writes, each followed by the acks of the frames it completed,
+    // so the server reads many times into the buffer the kept bodies share.
+    let (mut sent, mut acked) = (0, 0);
+    while sent < wire.len() {
+        let n = (1 + xorshift(&mut seed) as usize % 3000).min(wire.len() - sent);
+        c.send_raw(&wire[sent..sent + n]);
+        sent += n;
+        while acked < ends.len() && ends[acked] <= sent {
+            assert_eq!(c.recv(), (1, Vec::new()));
+            acked += 1;
+        }
+    }
+    while acked < bodies.len() {
+        assert_eq!(c.recv(), (1, Vec::new()));
+        acked += 1;
+    }
+    let kept = kept.lock().unwrap();
+    assert_eq!(kept.len(), bodies.len());
+    for (i, (got, sent)) in kept.iter().zip(&bodies).enumerate() {
+        assert!(
+            got[..] == sent[..],
+            "kept body {i} changed: {got:?} != {sent:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Custom packers through the server.
+// ---------------------------------------------------------------------------
+
+/// Lines of at most 64 bytes, id 0: a packer with `decode` only (no `peek`).
+struct Lines;
+
+impl Packer for Lines {
+    fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, PackError> {
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(end) if end <= 64 => {
+                let line = buf.split_to(end).freeze();
+                buf.advance(1);
+                Ok(Some(Message::new(0, line)))
+            }
+            Some(end) => Err(PackError::TooLong { len: end, max: 64 }),
+            None if buf.len() > 64 => Err(PackError::TooLong {
+                len: buf.len(),
+                max: 64,
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn encode(
+        &self,
+        _id: u32,
+        _seq: u32,
+        body: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), PackError> {
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\n");
+        Ok(())
+    }
+}
+
+/// A packer that implements only `decode` (no `peek`) frames every message
+/// through it: lines split across writes come back in order, and an
+/// over-long line closes only its connection.
+#[test]
+fn a_packer_with_only_decode_serves_split_lines_in_order() {
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .packer(Lines)
+            .route(0, |ctx: &mut Context<'_>| {
+                ctx.reply(0, ctx.body().to_ascii_uppercase())
+            }),
+    );
+    let server = start(builder);
+    let mut c = Client::connect(server.local_addr());
+    let text: String = (0..200).map(|i| format!("line {i} of many\n")).collect();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rest = text.as_bytes();
+    while !rest.is_empty() {
+        let n = (1 + xorshift(&mut seed) as usize % 40).min(rest.len());
+        c.send_raw(&rest[..n]);
+        rest = &rest[n..];
+    }
+    let got = read_raw(&mut c, text.len());
+    assert_eq!(String::from_utf8(got).unwrap(), text.to_uppercase());
+
+    let mut bad = Client::connect(server.local_addr());
+    bad.send_raw(&[b'x'; 100]);
+    bad.expect_closed();
+    let reason = closes.reason_for(local_addr(&bad));
+    assert!(
+        matches!(reason, CloseReason::Protocol(PackError::TooLong { .. })),
+        "got {reason:?}"
+    );
+    c.send_raw(b"still here\n");
+    assert_eq!(read_raw(&mut c, 11), b"STILL HERE\n");
+}
+
+/// The default wire format, except that a frame whose id is 13 makes
+/// `peek` misbehave as its first body byte says: `p` panics, `r` reports a
+/// body outside the frame, `z` reports an empty frame.
+struct Moody;
+
+impl Packer for Moody {
+    fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
+        let peeked = LengthPacker::default().peek(buf)?;
+        match (&peeked, buf.get(8)) {
+            (Peek::Frame { id: 13, .. }, Some(b'p')) => panic!("moody packer"),
+            (Peek::Frame { id: 13, len, .. }, Some(b'r')) => Ok(Peek::Frame {
+                id: 13,
+                seq: 0,
+                body: 8..len + 1,
+                len: *len,
+            }),
+            (Peek::Frame { id: 13, .. }, Some(b'z')) => Ok(Peek::Frame {
+                id: 13,
+                seq: 0,
+                body: 0..0,
+                len: 0,
+            }),
+            _ => Ok(peeked),
+        }
+    }
+
+    fn encode(&self, id: u32, seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
+        LengthPacker::default().encode(id, seq, body, out)
+    }
+}
+
+/// A `peek` that panics or reports an impossible frame closes only its
+/// connection, with a typed reason, after the frames before it were
+/// handled; the server keeps serving everyone else.
+#[test]
+fn a_misbehaving_peek_closes_only_its_connection() {
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .packer(Moody)
+            .route(1, echo)
+            .route(13, echo),
+    );
+    let server = start(builder);
+    let mut good = Client::connect(server.local_addr());
+    assert_echoes(&mut good, b"before");
+    for (mood, expected) in [(b'p', "panic"), (b'r', "range"), (b'z', "empty")] {
+        let mut bad = Client::connect(server.local_addr());
+        // A good frame, then the bad one, in one write: the good one is
+        // still answered.
+        let mut wire = frame(1, b"first");
+        wire.extend_from_slice(&frame(13, &[mood]));
+        bad.send_raw(&wire);
+        assert_eq!(bad.recv(), (1, b"first".to_vec()), "{expected}");
+        bad.expect_closed();
+        let reason = closes.reason_for(local_addr(&bad));
+        match expected {
+            "panic" => assert!(matches!(reason, CloseReason::HandlerPanic), "{reason:?}"),
+            _ => assert!(
+                matches!(reason, CloseReason::Protocol(PackError::Malformed(_))),
+                "{expected}: {reason:?}"
+            ),
+        }
+        assert_echoes(&mut good, expected.as_bytes());
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -406,7 +406,7 @@ fn python_oversized_message_or_frame_closes_with_1009() {
 
 #[test]
 fn python_sees_server_close_codes() {
-    let (builder, closed) = closes(echo_builder().route(ws::TEXT, |ctx| match &ctx.body()[..] {
+    let (builder, closed) = closes(echo_builder().route(ws::TEXT, |ctx| match ctx.body() {
         b"close" => ctx.close(),
         b"close_with" => ctx.close_with(4001, "bye now"),
         _ => {}
@@ -660,11 +660,11 @@ fn chromium_page_talks_to_the_server() {
                 Ok(())
             })
             .route(ws::TEXT, |ctx| {
-                if &ctx.body()[..] == b"close me" {
+                if ctx.body() == b"close me" {
                     ctx.close_with(4002, "server bye");
                     return Ok(());
                 }
-                let text = format!("echo: {}", String::from_utf8_lossy(&ctx.body()[..]));
+                let text = format!("echo: {}", String::from_utf8_lossy(ctx.body()));
                 ctx.send_text(&text)
             })
             .route(ws::BINARY, |ctx| ctx.reply(ws::BINARY, ctx.body())),

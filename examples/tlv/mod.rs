@@ -34,7 +34,7 @@
 //! ```
 
 use bytes::{Buf, BufMut, BytesMut};
-use netloom::{Message, PackError, Packer};
+use netloom::{PackError, Packer, Peek};
 
 /// Bytes before the data: `seq`, `kind` and `len`.
 pub const HEADER_LEN: usize = 12;
@@ -95,17 +95,18 @@ impl Default for TlvPacker {
 }
 
 impl Packer for TlvPacker {
-    /// Decode one frame from the front of `buf`, or return `Ok(None)`
-    /// without consuming anything while it is incomplete.
-    fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, PackError> {
-        if buf.len() < HEADER_LEN {
-            return Ok(None);
-        }
-        let mut head = &buf[..HEADER_LEN];
+    /// Find the first frame: its data lies between the header and the
+    /// trailer. `decode` (provided by `Packer`) splits frames off with it;
+    /// the server uses it to hand handlers the data without a copy or a
+    /// reference count per frame.
+    fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
+        let Some(mut head) = buf.get(..HEADER_LEN) else {
+            return Ok(Peek::Incomplete { frame_len: None });
+        };
         let seq = head.get_u32_le();
         let kind = head.get_u32_le();
         let len = head.get_u32_le() as usize;
-        // Peer-controlled: check it before reserving anything for it.
+        // Peer-controlled: check it before anything is reserved for it.
         if len > self.max_data_len {
             return Err(self.too_long(len));
         }
@@ -123,18 +124,16 @@ impl Packer for TlvPacker {
         }
         if buf.len() < frame_len {
             // Bounded by the limit checked above.
-            buf.reserve(frame_len - buf.len());
-            return Ok(None);
+            return Ok(Peek::Incomplete {
+                frame_len: Some(frame_len),
+            });
         }
-
-        let mut frame = buf.split_to(frame_len);
-        frame.advance(HEADER_LEN);
-        frame.truncate(len);
-        Ok(Some(Message {
+        Ok(Peek::Frame {
             id: kind,
             seq,
-            body: frame.freeze(),
-        }))
+            body: HEADER_LEN..data_end,
+            len: frame_len,
+        })
     }
 
     /// Append one frame; `id` is written as `kind`.
@@ -145,8 +144,8 @@ impl Packer for TlvPacker {
         }
         out.reserve(OVERHEAD + len);
         put_header(seq, id, len, out);
-        out.put_slice(body);
-        out.put_slice(TRAILER);
+        out.extend_from_slice(body);
+        out.extend_from_slice(TRAILER);
         Ok(())
     }
 
@@ -164,7 +163,7 @@ impl Packer for TlvPacker {
             return Err(self.too_long(data_len));
         }
         put_header(seq, id, data_len, before);
-        after.put_slice(TRAILER);
+        after.extend_from_slice(TRAILER);
         Ok(true)
     }
 }

@@ -58,7 +58,7 @@ fn main() -> Result<(), netloom::Error> {
         })
         .route(ws::TEXT, |ctx| {
             let name = ctx.data::<Name>().map_or("?", |n| n.0.as_str());
-            let line = format!("{name}: {}", String::from_utf8_lossy(&ctx.body()[..]));
+            let line = format!("{name}: {}", String::from_utf8_lossy(ctx.body()));
             ctx.hub().broadcast_text(&line)
         })
         .bind_ws(ws_addr.as_str())?

@@ -7,20 +7,21 @@
 //! poll does not sleep while anything is pending).
 
 use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{panic_message, Command, LoopCore, CURRENT};
 use crate::config::UnknownIdPolicy;
 use crate::conn::{flag, Conn};
-use crate::context::{Context, Session, TypeMap};
+use crate::context::{Context, Session};
 use crate::error::CloseReason;
-use crate::packer::Message;
+use crate::packer::{check_frame, Message, Packer, Peek};
 use crate::stats::Counters;
 use crate::timer::TimerWheel;
 use crate::transport::{Protocol, QueueRef, Sink, Upgrade};
@@ -68,7 +69,12 @@ pub(crate) struct EventLoop {
     rx: BytesMut,
     /// TLS plaintext on its way to the WebSocket layer (`wss://`).
     plain: BytesMut,
+    /// Messages decoded by `Packer::decode` or made by a layer.
     msgs: Vec<Message>,
+    /// Frames found by `Packer::peek`: their bodies lie in `batch`.
+    frames: Vec<FrameRef>,
+    /// The bytes of the frames in `frames`, split off the receive buffer.
+    batch: Bytes,
     /// Emptied partial-frame buffers; back to the pool once the messages
     /// split from them have been handled (their bodies share them).
     spent: Vec<BytesMut>,
@@ -105,6 +111,8 @@ impl EventLoop {
             rx: BytesMut::new(),
             plain: BytesMut::new(),
             msgs: Vec::new(),
+            frames: Vec::new(),
+            batch: Bytes::new(),
             spent: Vec::new(),
             pending: Vec::new(),
             shutdown: None,
@@ -447,12 +455,16 @@ impl EventLoop {
                 failed = failed.or_else(|| self.upgrade(key, generation, upgrade));
             }
 
-            let mut msgs = std::mem::take(&mut self.msgs);
-            if !msgs.is_empty() {
-                Counters::bump(&core.counters().messages_in, msgs.len() as u64);
-                dispatch(&core, key, generation, &mut msgs);
+            let count = self.msgs.len() + self.frames.len();
+            if count > 0 {
+                Counters::bump(&core.counters().messages_in, count as u64);
+                let mut msgs = std::mem::take(&mut self.msgs);
+                let mut frames = std::mem::take(&mut self.frames);
+                let batch = std::mem::take(&mut self.batch);
+                dispatch(&core, key, generation, &mut msgs, &mut frames, &batch);
+                self.msgs = msgs;
+                self.frames = frames;
             }
-            self.msgs = msgs;
             self.recycle_spent();
             if let Some(reason) = failed {
                 core.close(key, generation, reason);
@@ -477,12 +489,12 @@ impl EventLoop {
 
     /// Decode the `n` bytes just read (into the scratch buffer, or with
     /// `direct` into the connection's partial frame or `rx`) into
-    /// `self.msgs`; keep a trailing partial frame on the connection. Returns
-    /// why the connection must close, if it must (messages before the bad
-    /// frame are still delivered): a protocol error, or a packer that
-    /// panicked or returned a message without consuming input (which would
-    /// loop forever); and a WebSocket upgrade request for the application
-    /// to decide on.
+    /// `self.frames` (a packer that peeks) or `self.msgs`; keep a trailing
+    /// partial frame on the connection. Returns why the connection must
+    /// close, if it must (messages before the bad frame are still
+    /// delivered): a protocol error, or a packer that panicked or returned a
+    /// message without consuming input (which would loop forever); and a
+    /// WebSocket upgrade request for the application to decide on.
     fn decode(
         &mut self,
         key: usize,
@@ -490,6 +502,15 @@ impl EventLoop {
         n: usize,
         direct: bool,
     ) -> (Option<CloseReason>, Option<Upgrade>) {
+        // Frames found earlier in this read (only before a WebSocket
+        // upgrade) become messages: `batch` is about to be replaced.
+        for f in self.frames.drain(..) {
+            self.msgs.push(Message {
+                id: f.id,
+                seq: f.seq,
+                body: self.batch.slice(f.body),
+            });
+        }
         let packer = &*self.core.server.packer;
         let buf = match conn.partial.as_mut() {
             Some(p) => p,
@@ -529,32 +550,11 @@ impl EventLoop {
             }
         }
         let spare_before = buf.capacity() - buf.len();
-        loop {
-            let before = buf.len();
-            match catch_unwind(AssertUnwindSafe(|| packer.decode(buf))) {
-                Ok(Ok(Some(m))) if buf.len() < before => self.msgs.push(m),
-                Ok(Ok(Some(_))) => {
-                    let e = crate::PackError::Malformed(
-                        "packer returned a message without consuming input".into(),
-                    );
-                    failed = Some(CloseReason::Protocol(e));
-                    break;
-                }
-                Ok(Ok(None)) => break,
-                Ok(Err(e)) => {
-                    failed = Some(CloseReason::Protocol(e));
-                    break;
-                }
-                Err(panic) => {
-                    log::error!(
-                        "{}: packer panicked in decode: {}",
-                        conn.peer,
-                        panic_message(&*panic)
-                    );
-                    failed = Some(CloseReason::HandlerPanic);
-                    break;
-                }
-            }
+        let peer = conn.peer;
+        let (decoded, missing) = split_frames(packer, buf, &mut self.frames, &mut self.batch, peer)
+            .unwrap_or_else(|| (decode_messages(packer, buf, &mut self.msgs, peer), 0));
+        if let Err(reason) = decoded {
+            failed = Some(reason);
         }
         if wants_write || failed.is_some() || conn.has(flag::CLOSING) {
             // Handshake records, a TLS alert, a pong or close frame to send;
@@ -568,17 +568,28 @@ impl EventLoop {
             self.rx.clear();
             return (failed, upgrade);
         }
+        // Room for the rest of an incomplete frame of known length is
+        // reserved only now, after the whole frames were split off: a buffer
+        // they share is not grown in place.
         let spare_after = self.rx.capacity() - self.rx.len();
+        let large = missing >= self.scratch.len()
+            // `decode` reserved room for a large frame itself.
+            || spare_after > spare_before && spare_after >= self.scratch.len();
         match conn.partial.take() {
             Some(p) if p.is_empty() => self.spent.push(p),
-            Some(p) => conn.partial = Some(p),
-            // The packer reserved room for a large frame: the connection
-            // keeps that buffer, and the rest of the frame is read into it.
-            None if spare_after > spare_before && spare_after >= self.scratch.len() => {
+            Some(mut p) => {
+                p.reserve(missing);
+                conn.partial = Some(p);
+            }
+            // A large frame: the connection keeps this buffer, and the rest
+            // of the frame is read straight into it.
+            None if large => {
+                self.rx.reserve(missing);
                 conn.partial = Some(std::mem::take(&mut self.rx));
             }
             None if !self.rx.is_empty() => {
                 let mut p = self.core.pool.borrow_mut().take_read();
+                p.reserve(self.rx.len() + missing);
                 p.extend_from_slice(&self.rx);
                 self.rx.clear();
                 conn.partial = Some(p);
@@ -970,6 +981,107 @@ impl EventLoop {
     }
 }
 
+/// A frame found by [`Packer::peek`]: its body lies in the loop's batch.
+#[derive(Debug, Clone)]
+pub(crate) struct FrameRef {
+    id: u32,
+    seq: u32,
+    body: std::ops::Range<usize>,
+}
+
+/// The `peek` path: note every whole frame at the front of `buf` in
+/// `frames` and split them off into `batch` (one split for all of them).
+/// `None` when the packer does not peek; else whether the connection must
+/// close (`Err` says why; the frames before the bad one are kept) and how
+/// many bytes the incomplete frame after them still misses (0 if unknown).
+fn split_frames(
+    packer: &dyn Packer,
+    buf: &mut BytesMut,
+    frames: &mut Vec<FrameRef>,
+    batch: &mut Bytes,
+    peer: SocketAddr,
+) -> Option<(Result<(), CloseReason>, usize)> {
+    let mut offset = 0;
+    let mut result = Ok(());
+    let mut missing = 0;
+    loop {
+        let rest = &buf[offset..];
+        match catch_unwind(AssertUnwindSafe(|| packer.peek(rest))) {
+            Ok(Ok(Peek::Frame { id, seq, body, len })) => {
+                if let Err(e) = check_frame(&body, len, rest.len()) {
+                    result = Err(CloseReason::Protocol(e));
+                    break;
+                }
+                frames.push(FrameRef {
+                    id,
+                    seq,
+                    body: offset + body.start..offset + body.end,
+                });
+                offset += len;
+            }
+            Ok(Ok(Peek::Incomplete { frame_len })) => {
+                // Bounded: the packer checked the length against its limit.
+                missing = frame_len.map_or(0, |f| f.saturating_sub(rest.len()));
+                break;
+            }
+            Ok(Ok(Peek::Unsupported)) if offset == 0 => return None,
+            Ok(Ok(Peek::Unsupported)) => {
+                result = Err(CloseReason::Protocol(crate::PackError::Malformed(
+                    "packer's peek answered Unsupported after a frame".into(),
+                )));
+                break;
+            }
+            Ok(Err(e)) => {
+                result = Err(CloseReason::Protocol(e));
+                break;
+            }
+            Err(panic) => {
+                log::error!(
+                    "{peer}: packer panicked in peek: {}",
+                    panic_message(&*panic)
+                );
+                result = Err(CloseReason::HandlerPanic);
+                break;
+            }
+        }
+    }
+    if offset > 0 {
+        *batch = buf.split_to(offset).freeze();
+    }
+    Some((result, missing))
+}
+
+/// The `decode` path: decode every whole frame at the front of `buf` into
+/// `msgs`. `Err` says why the connection must close (the messages before
+/// the bad frame are kept).
+fn decode_messages(
+    packer: &dyn Packer,
+    buf: &mut BytesMut,
+    msgs: &mut Vec<Message>,
+    peer: SocketAddr,
+) -> Result<(), CloseReason> {
+    loop {
+        let before = buf.len();
+        match catch_unwind(AssertUnwindSafe(|| packer.decode(buf))) {
+            Ok(Ok(Some(m))) if buf.len() < before => msgs.push(m),
+            Ok(Ok(Some(_))) => {
+                return Err(CloseReason::Protocol(crate::PackError::Malformed(
+                    "packer returned a message without consuming input".into(),
+                )))
+            }
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(CloseReason::Protocol(e)),
+            Err(panic) => {
+                log::error!(
+                    "{peer}: packer panicked in decode: {}",
+                    panic_message(&*panic)
+                );
+                return Err(CloseReason::HandlerPanic);
+            }
+        }
+    }
+}
+
 /// Read at most `max` bytes from `stream` into the spare capacity of
 /// `buf`. Returns the result and how many bytes were asked for.
 fn read_into_spare(
@@ -992,10 +1104,17 @@ fn read_into_spare(
     (Ok(n), asked)
 }
 
-/// Run each message through its route, in order, catching panics. Stops at
-/// the first message after the connection starts closing.
-pub(crate) fn dispatch(core: &LoopCore, key: usize, generation: u32, msgs: &mut Vec<Message>) {
-    let server = &*core.server;
+/// Run each message through its route, in order, catching panics: first
+/// `msgs`, then `frames` (whose bodies lie in `batch`). Stops at the first
+/// message after the connection starts closing.
+pub(crate) fn dispatch(
+    core: &LoopCore,
+    key: usize,
+    generation: u32,
+    msgs: &mut Vec<Message>,
+    frames: &mut Vec<FrameRef>,
+    batch: &Bytes,
+) {
     let (mut data, peer, id) = {
         let mut slab = core.conns.borrow_mut();
         match slab.get_mut(key) {
@@ -1004,60 +1123,101 @@ pub(crate) fn dispatch(core: &LoopCore, key: usize, generation: u32, msgs: &mut 
             }
             _ => {
                 msgs.clear();
+                frames.clear();
                 return;
             }
         }
     };
+    let mut session = Session {
+        core,
+        id,
+        peer,
+        data: &mut data,
+    };
     for msg in msgs.drain(..) {
-        let closing = core
-            .conns
-            .borrow()
-            .get(key)
-            .is_none_or(|c| c.has(flag::CLOSING));
-        if closing {
-            continue;
-        }
-        let msg_id = msg.id;
-        let Some(route) = server.router.get(msg_id) else {
-            Counters::add(&core.counters().unknown_ids, 1);
-            match server.config.unknown_id {
-                UnknownIdPolicy::Drop => {
-                    log::debug!("conn {id} ({peer}): no route for message id {msg_id}; dropped")
-                }
-                UnknownIdPolicy::Close => {
-                    core.close(key, generation, CloseReason::UnknownId(msg_id))
-                }
-            }
-            continue;
-        };
-        let mut ctx = Context {
-            session: Session {
-                core,
-                id,
-                peer,
-                data: &mut data,
-            },
-            msg,
-            values: TypeMap::default(),
-        };
-        match catch_unwind(AssertUnwindSafe(|| route.call(&mut ctx))) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                Counters::add(&core.counters().handler_errors, 1);
-                log::warn!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
-            }
-            Err(panic) => {
-                log::error!(
-                    "conn {id} ({peer}): handler for message {msg_id} panicked: {}",
-                    panic_message(&*panic)
-                );
-                core.close(key, generation, CloseReason::HandlerPanic);
-            }
+        if !handle(
+            &mut session,
+            generation,
+            msg.id,
+            msg.seq,
+            &msg.body,
+            &msg.body,
+        ) {
+            break;
         }
     }
+    for f in frames.drain(..) {
+        if !handle(&mut session, generation, f.id, f.seq, &batch[f.body], batch) {
+            break;
+        }
+    }
+    msgs.clear();
+    frames.clear();
     if let Some(c) = core.conns.borrow_mut().get_mut(key) {
         if c.generation == generation {
             c.data = data;
         }
     }
+}
+
+/// Run one message through its route; false once the connection is
+/// closing (nothing more is handled for it).
+#[inline(always)]
+fn handle(
+    session: &mut Session<'_>,
+    generation: u32,
+    msg_id: u32,
+    seq: u32,
+    body: &[u8],
+    source: &Bytes,
+) -> bool {
+    let core = session.core;
+    let (key, id, peer) = (session.id.key as usize, session.id, session.peer);
+    let closing = core
+        .conns
+        .borrow()
+        .get(key)
+        .is_none_or(|c| c.has(flag::CLOSING));
+    if closing {
+        return false;
+    }
+    let server = &*core.server;
+    let Some(route) = server.router.get(msg_id) else {
+        Counters::add(&core.counters().unknown_ids, 1);
+        match server.config.unknown_id {
+            UnknownIdPolicy::Drop => {
+                log::debug!("conn {id} ({peer}): no route for message id {msg_id}; dropped")
+            }
+            UnknownIdPolicy::Close => core.close(key, generation, CloseReason::UnknownId(msg_id)),
+        }
+        return true;
+    };
+    let mut ctx = Context {
+        session: Session {
+            core,
+            id,
+            peer,
+            data: &mut *session.data,
+        },
+        id: msg_id,
+        seq,
+        body,
+        source,
+        values: None,
+    };
+    match catch_unwind(AssertUnwindSafe(|| route.call(&mut ctx))) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            Counters::add(&core.counters().handler_errors, 1);
+            log::warn!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
+        }
+        Err(panic) => {
+            log::error!(
+                "conn {id} ({peer}): handler for message {msg_id} panicked: {}",
+                panic_message(&*panic)
+            );
+            core.close(key, generation, CloseReason::HandlerPanic);
+        }
+    }
+    true
 }

@@ -225,11 +225,18 @@ impl LoopCore {
 
     /// Would `extra` more bytes take `conn` over the high-water mark? If so
     /// apply the slow-peer policy and return the error for the sender.
+    #[inline]
     fn check_high_water(&self, key: usize, conn: &mut Conn, extra: usize) -> Result<()> {
         let queued = conn.queued();
         if queued == 0 || queued + extra <= self.server.config.write_high_water {
             return Ok(());
         }
+        self.over_high_water(key, conn, queued)
+    }
+
+    /// The queue is over the high-water mark: apply the slow-peer policy.
+    #[cold]
+    fn over_high_water(&self, key: usize, conn: &mut Conn, queued: usize) -> Result<()> {
         Counters::add(&self.counters().slow_peer_events, 1);
         match self.server.config.slow_peer {
             SlowPeerPolicy::Backpressure => {
