@@ -117,6 +117,7 @@ impl Dispatcher {
             layers: LayerConfig::default(),
             config,
             packer: Box::new(LengthPacker::default()),
+            length_packer: Some(LengthPacker::default()),
             router,
             on_open: None,
             on_close: None,

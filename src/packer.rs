@@ -444,6 +444,7 @@ impl Packer for LengthPacker {
     /// [`PackError::TooLong`] when `body` is longer than
     /// [`max_body_length`](LengthPacker::max_body_length); nothing is
     /// appended then.
+    #[inline]
     fn encode(&self, id: u32, _seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
         let len = body.len();
         if len > self.max_body_length {

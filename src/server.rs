@@ -388,6 +388,10 @@ impl Builder {
         }
         let config = self.config;
         let router = build_router(&self.global, self.routes, self.fallback);
+        let length_packer = self
+            .packer
+            .is_none()
+            .then(|| LengthPacker::new(config.max_body_length));
         let packer = self
             .packer
             .unwrap_or_else(|| Box::new(LengthPacker::new(config.max_body_length)));
@@ -427,6 +431,7 @@ impl Builder {
             layers,
             config,
             packer,
+            length_packer,
             router,
             on_open: self.on_open,
             on_close: self.on_close,

@@ -511,7 +511,8 @@ impl EventLoop {
                 body: self.batch.slice(f.body),
             });
         }
-        let packer = &*self.core.server.packer;
+        let server = &*self.core.server;
+        let packer = &*server.packer;
         let buf = match conn.partial.as_mut() {
             Some(p) => p,
             // Read straight into `rx`: the bytes are already there.
@@ -551,8 +552,13 @@ impl EventLoop {
         }
         let spare_before = buf.capacity() - buf.len();
         let peer = conn.peer;
-        let (decoded, missing) = split_frames(packer, buf, &mut self.frames, &mut self.batch, peer)
-            .unwrap_or_else(|| (decode_messages(packer, buf, &mut self.msgs, peer), 0));
+        let (frames, batch) = (&mut self.frames, &mut self.batch);
+        let split = match &server.length_packer {
+            Some(length) => split_frames(length, buf, frames, batch, peer),
+            None => split_frames(packer, buf, frames, batch, peer),
+        };
+        let (decoded, missing) =
+            split.unwrap_or_else(|| (decode_messages(packer, buf, &mut self.msgs, peer), 0));
         if let Err(reason) = decoded {
             failed = Some(reason);
         }
@@ -994,8 +1000,8 @@ pub(crate) struct FrameRef {
 /// `None` when the packer does not peek; else whether the connection must
 /// close (`Err` says why; the frames before the bad one are kept) and how
 /// many bytes the incomplete frame after them still misses (0 if unknown).
-fn split_frames(
-    packer: &dyn Packer,
+fn split_frames<P: Packer + ?Sized>(
+    packer: &P,
     buf: &mut BytesMut,
     frames: &mut Vec<FrameRef>,
     batch: &mut Bytes,

@@ -29,7 +29,7 @@ use crate::conn::{flag, Conn};
 use crate::context::Session;
 use crate::error::{CloseReason, Error, PackError, Result};
 use crate::handle::ConnId;
-use crate::packer::Packer;
+use crate::packer::{LengthPacker, Packer};
 use crate::router::Router;
 use crate::stats::Counters;
 use crate::transport::{Encoded, Goodbye, Protocol, QueueRef};
@@ -62,6 +62,9 @@ pub(crate) struct ServerShared {
     pub(crate) layers: crate::transport::LayerConfig,
     pub(crate) config: Config,
     pub(crate) packer: Box<dyn Packer>,
+    /// The default packer again, when it is the one in use: the hot paths
+    /// call it directly (inlined) instead of through `packer`'s vtable.
+    pub(crate) length_packer: Option<LengthPacker>,
     pub(crate) router: Router,
     pub(crate) on_open: Option<OpenHook>,
     pub(crate) on_close: Option<CloseHook>,
@@ -266,9 +269,14 @@ impl LoopCore {
         seq: u32,
         body: &[u8],
     ) -> Result<()> {
-        let (packer, layers) = (&*self.server.packer, &self.server.layers);
+        let server = &*self.server;
         self.queue_message(key, generation, body.len(), |queue, protocol| {
-            queue.encode_with(|out| layers.encode(protocol, packer, id, seq, body, out))
+            queue.encode_with(|out| match (protocol, &server.length_packer) {
+                (Protocol::Raw, Some(packer)) => packer.encode(id, seq, body, out),
+                _ => server
+                    .layers
+                    .encode(protocol, &*server.packer, id, seq, body, out),
+            })
         })
     }
 
