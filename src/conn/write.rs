@@ -39,6 +39,7 @@ impl WriteQueue {
 
     /// Append to the coalescing buffer with `encode`. If it fails, whatever
     /// it appended is discarded.
+    #[inline]
     pub(crate) fn encode_with<E>(
         &mut self,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
