@@ -1,7 +1,10 @@
 //! Router + middleware dispatch: decoded messages through the route lookup,
 //! 0 or 3 pass-through global middleware and an echo handler
 //! (`ctx.reply(ctx.msg_id(), ctx.body())`) that encodes into the
-//! connection's write queue. The socket write is not included (see
+//! connection's write queue (`dispatch`: `Message`s with `Bytes` bodies, as
+//! a packer without `peek` produces; `dispatch/read`: a whole read's
+//! frames found with `peek` and handled with borrowed bodies, as the loop
+//! does with the default packer). The socket write is not included (see
 //! `netloom::bench_internals::Dispatcher`).
 //!
 //! ```text
@@ -10,10 +13,10 @@
 
 use std::hint::black_box;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use netloom::bench_internals::Dispatcher;
-use netloom::Message;
+use netloom::{LengthPacker, Message, Packer};
 
 const BATCH: usize = 16;
 
@@ -42,5 +45,33 @@ fn dispatch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, dispatch);
+/// What the loop does after a read of 16 pipelined 64 B frames: find them
+/// with `peek`, split them off at once, dispatch with borrowed bodies.
+fn read(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dispatch/read");
+    let packer = LengthPacker::default();
+    let mut wire = BytesMut::new();
+    for id in 0..BATCH as u32 {
+        packer.encode(id, 0, &[7u8; 64], &mut wire).unwrap();
+    }
+    for middleware in [0, 3] {
+        let d = Dispatcher::echo(middleware).expect("loopback dispatcher");
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function(
+            BenchmarkId::new(format!("{middleware}mw/64B"), format!("x{BATCH}")),
+            |b| {
+                let mut buf = BytesMut::with_capacity(64 << 10);
+                b.iter(|| {
+                    buf.clear();
+                    buf.extend_from_slice(&wire);
+                    let n = d.dispatch_read(&mut buf);
+                    black_box((n, d.take_output()))
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, dispatch, read);
 criterion_main!(benches);

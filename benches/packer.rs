@@ -1,6 +1,8 @@
-//! `LengthPacker` decode and encode: one frame and a batch of 64, with 64 B
-//! and 4 KiB bodies (the read path decodes a whole read's worth of frames
-//! from one buffer; the write path encodes replies back to back into one).
+//! `LengthPacker` decode, peek and encode: one frame and a batch of 64, with
+//! 64 B and 4 KiB bodies (the read path handles a whole read's worth of
+//! frames from one buffer: `decode` splits a `Message` off per frame, `peek`
+//! finds them all and splits once, as the loop does; the write path encodes
+//! replies back to back into one buffer).
 //!
 //! ```text
 //! cargo bench --features bench-internals --bench packer
@@ -10,7 +12,7 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use netloom::{LengthPacker, Packer};
+use netloom::{LengthPacker, Packer, Peek};
 
 const BATCH: usize = 64;
 const SIZES: [usize; 2] = [64, 4096];
@@ -54,6 +56,40 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// The loop's way with a packer that peeks: find every whole frame, then
+/// split them all off in one go.
+fn peek(c: &mut Criterion) {
+    let packer = LengthPacker::default();
+    let mut group = c.benchmark_group("packer/peek");
+    for size in SIZES {
+        for count in [1, BATCH] {
+            let wire = frames(&packer, size, count);
+            group.throughput(Throughput::Elements(count as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("{size}B"), format!("x{count}")),
+                &wire,
+                |b, wire| {
+                    let mut buf = BytesMut::with_capacity(wire.len());
+                    b.iter(|| {
+                        buf.clear();
+                        buf.extend_from_slice(wire);
+                        let (mut offset, mut n) = (0, 0);
+                        while let Peek::Frame { body, len, .. } =
+                            packer.peek(&buf[offset..]).unwrap()
+                        {
+                            n += body.len();
+                            offset += len;
+                        }
+                        let batch = buf.split_to(offset).freeze();
+                        black_box((n, batch))
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
 fn encode(c: &mut Criterion) {
     let packer = LengthPacker::default();
     let mut group = c.benchmark_group("packer/encode");
@@ -80,5 +116,5 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, encode);
+criterion_group!(benches, decode, peek, encode);
 criterion_main!(benches);

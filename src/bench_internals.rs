@@ -3,21 +3,25 @@
 //! here is stable, and a real build never enables it.
 //!
 //! * [`Wheel`] wraps the event loops' hashed timer wheel.
-//! * [`Dispatcher`] runs decoded messages through the router, the
-//!   middleware chain and an echo handler into a real connection's write
-//!   queue, exactly as a loop does between decode and flush.
+//! * [`Dispatcher`] runs decoded messages, or a whole read's frames,
+//!   through the router, the middleware chain and an echo handler into a
+//!   real connection's write queue, exactly as a loop does between read
+//!   and flush.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 
 use crate::config::Config;
 use crate::conn::{flag, Conn};
 use crate::context::Context;
 use crate::middleware::{handler_fn, middleware_fn, Next};
 use crate::packer::{LengthPacker, Message};
-use crate::reactor::event_loop::WAKER;
+use crate::reactor::event_loop::{self, FrameRef, WAKER};
 use crate::reactor::{LoopCore, LoopShared, ServerShared};
 use crate::router::{Route, Router};
 use crate::stats::Counters;
@@ -77,6 +81,8 @@ pub struct Dispatcher {
     core: LoopCore,
     key: usize,
     generation: u32,
+    /// Frames found in the last read (`dispatch_read`).
+    frames: RefCell<Vec<FrameRef>>,
     // Kept alive for the registry and the connection's peer.
     _poll: mio::Poll,
     _peer: TcpStream,
@@ -149,6 +155,7 @@ impl Dispatcher {
             core,
             key,
             generation,
+            frames: RefCell::new(Vec::new()),
             _poll: poll,
             _peer: peer,
         })
@@ -157,14 +164,41 @@ impl Dispatcher {
     /// Run `msgs` (drained) through their routes, as the loop does after a
     /// read decoded them.
     pub fn dispatch(&self, msgs: &mut Vec<Message>) {
-        crate::reactor::event_loop::dispatch(
+        event_loop::dispatch(
             &self.core,
             self.key,
             self.generation,
             msgs,
             &mut Vec::new(),
-            &bytes::Bytes::new(),
+            &Bytes::new(),
         );
+    }
+
+    /// Handle one read's worth of bytes as the loop does: find the whole
+    /// frames in `read` with `LengthPacker::peek`, split them off at once,
+    /// and run them through their routes with borrowed bodies. Returns the
+    /// number of frames handled; an incomplete tail stays in `read`.
+    ///
+    /// # Panics
+    ///
+    /// On a frame `LengthPacker` rejects (a benchmark's input is valid).
+    pub fn dispatch_read(&self, read: &mut BytesMut) -> usize {
+        let mut frames = self.frames.borrow_mut();
+        let mut batch = Bytes::new();
+        let packer = LengthPacker::default();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        let found = event_loop::split_frames(&packer, read, &mut frames, &mut batch, peer);
+        assert!(matches!(found, Some((Ok(()), _))), "invalid frames");
+        let n = frames.len();
+        event_loop::dispatch(
+            &self.core,
+            self.key,
+            self.generation,
+            &mut Vec::new(),
+            &mut frames,
+            &batch,
+        );
+        n
     }
 
     /// Empty the connection's write queue into the pool (what a flush that

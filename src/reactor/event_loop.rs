@@ -1000,7 +1000,7 @@ pub(crate) struct FrameRef {
 /// `None` when the packer does not peek; else whether the connection must
 /// close (`Err` says why; the frames before the bad one are kept) and how
 /// many bytes the incomplete frame after them still misses (0 if unknown).
-fn split_frames<P: Packer + ?Sized>(
+pub(crate) fn split_frames<P: Packer + ?Sized>(
     packer: &P,
     buf: &mut BytesMut,
     frames: &mut Vec<FrameRef>,
