@@ -73,7 +73,9 @@ pub struct Config {
     /// How accepted sockets are spread over loops. Default: round-robin.
     pub balance: Balance,
     /// Largest body the default packer accepts or sends. Default: 1 MiB.
-    /// Ignored by a custom packer (which enforces its own).
+    /// A custom packer enforces its own limit; for it, this only bounds
+    /// the room the loop reserves ahead for one incomplete frame (this
+    /// plus `read_buffer`; a longer frame's buffer grows as it arrives).
     pub max_body_length: usize,
     /// Most open connections; further accepts are closed at once and
     /// counted in `Stats::rejected`. Default: unlimited (`usize::MAX`).

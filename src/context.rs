@@ -226,7 +226,7 @@ impl<'a> DerefMut for Context<'a> {
     }
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
     /// The message id (the route that led here).
     pub fn msg_id(&self) -> u32 {
         self.id
@@ -240,7 +240,7 @@ impl Context<'_> {
     /// The message body, borrowed for the handler's run: it lies in the
     /// loop's receive buffer. To keep it longer, take
     /// [`body_bytes`](Context::body_bytes) (no copy) or copy it.
-    pub fn body(&self) -> &[u8] {
+    pub fn body(&self) -> &'a [u8] {
         self.body
     }
 

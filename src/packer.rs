@@ -60,7 +60,9 @@ pub enum Peek {
     },
     /// More bytes are needed. `frame_len` is the whole frame's length once
     /// the header says it (already checked against your limit: the reactor
-    /// reserves room for it), or `None` while it is unknown.
+    /// reserves room for it, up to `max_body_length` plus one read), or
+    /// `None` while it is unknown. A `frame_len` not beyond the bytes at
+    /// hand is a protocol error.
     Incomplete {
         /// The whole frame's length, if known.
         frame_len: Option<usize>,
@@ -173,7 +175,9 @@ pub trait Packer: Send + Sync + 'static {
     /// Implement it when the frame's header tells its length; see the
     /// trait's documentation. Answer [`Peek::Unsupported`] (the default)
     /// always or never: the reactor then decodes with
-    /// [`decode`](Packer::decode).
+    /// [`decode`](Packer::decode). A packer that peeks is never asked to
+    /// `decode` by the server (a `Client` uses `decode`): if you implement
+    /// both, they must agree.
     ///
     /// # Errors
     ///
@@ -217,9 +221,7 @@ pub trait Packer: Send + Sync + 'static {
                 }
                 Ok(None)
             }
-            Peek::Unsupported => Err(PackError::Malformed(
-                "the packer implements neither `peek` nor `decode`".into(),
-            )),
+            Peek::Unsupported => Err(PackError::Malformed(NEITHER.into())),
         }
     }
 
@@ -269,6 +271,20 @@ pub trait Packer: Send + Sync + 'static {
         let _ = (id, seq, body_len, before, after);
         Ok(false)
     }
+}
+
+/// What the provided `decode` says of a packer that implements neither
+/// `peek` nor `decode`.
+const NEITHER: &str = "the packer implements neither `peek` nor `decode`";
+
+/// Whether `packer` implements `peek` or `decode` (asked with no input;
+/// a packer that panics on that is left to the reactor's checks).
+pub(crate) fn implements_decoding(packer: &dyn Packer) -> bool {
+    let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match packer.peek(&[]) {
+        Ok(Peek::Unsupported) => packer.decode(&mut BytesMut::new()).err(),
+        _ => None,
+    }));
+    !matches!(probe, Ok(Some(PackError::Malformed(m))) if m == NEITHER)
 }
 
 /// Check a frame [`Packer::peek`] reported against the `available` bytes

@@ -388,6 +388,13 @@ impl Builder {
         }
         let config = self.config;
         let router = build_router(&self.global, self.routes, self.fallback);
+        if let Some(custom) = &self.packer {
+            if !crate::packer::implements_decoding(&**custom) {
+                return Err(Error::Config(
+                    "the packer implements neither `Packer::peek` nor `Packer::decode`".into(),
+                ));
+            }
+        }
         let length_packer = self
             .packer
             .is_none()

@@ -322,14 +322,15 @@ impl Packer for Lines {
 /// over-long line closes only its connection.
 #[test]
 fn a_packer_with_only_decode_serves_split_lines_in_order() {
-    let (builder, mut closes) = track_closes(
-        Server::builder()
-            .event_loops(1)
-            .packer(Lines)
-            .route(0, |ctx: &mut Context<'_>| {
-                ctx.reply(0, ctx.body().to_ascii_uppercase())
-            }),
-    );
+    let (builder, mut closes) = track_closes(Server::builder().event_loops(1).packer(Lines).route(
+        0,
+        |ctx: &mut Context<'_>| {
+            // The body stays borrowed while the context is changed.
+            let line = ctx.body();
+            ctx.set(line.len());
+            ctx.reply(0, line.to_ascii_uppercase())
+        },
+    ));
     let server = start(builder);
     let mut c = Client::connect(server.local_addr());
     let text: String = (0..200).map(|i| format!("line {i} of many\n")).collect();
@@ -357,7 +358,9 @@ fn a_packer_with_only_decode_serves_split_lines_in_order() {
 
 /// The default wire format, except that a frame whose id is 13 makes
 /// `peek` misbehave as its first body byte says: `p` panics, `r` reports a
-/// body outside the frame, `z` reports an empty frame.
+/// body outside the frame, `z` reports an empty frame, `i` reports a frame
+/// that is there as incomplete, `h` declares a frame of `usize::MAX` bytes
+/// (a packer that forgot its limit).
 struct Moody;
 
 impl Packer for Moody {
@@ -376,6 +379,10 @@ impl Packer for Moody {
                 seq: 0,
                 body: 0..0,
                 len: 0,
+            }),
+            (Peek::Frame { id: 13, .. }, Some(b'i')) => Ok(Peek::Incomplete { frame_len: Some(1) }),
+            (Peek::Frame { id: 13, .. }, Some(b'h')) => Ok(Peek::Incomplete {
+                frame_len: Some(usize::MAX),
             }),
             _ => Ok(peeked),
         }
@@ -401,7 +408,12 @@ fn a_misbehaving_peek_closes_only_its_connection() {
     let server = start(builder);
     let mut good = Client::connect(server.local_addr());
     assert_echoes(&mut good, b"before");
-    for (mood, expected) in [(b'p', "panic"), (b'r', "range"), (b'z', "empty")] {
+    for (mood, expected) in [
+        (b'p', "panic"),
+        (b'r', "range"),
+        (b'z', "empty"),
+        (b'i', "incomplete"),
+    ] {
         let mut bad = Client::connect(server.local_addr());
         // A good frame, then the bad one, in one write: the good one is
         // still answered.
@@ -419,6 +431,49 @@ fn a_misbehaving_peek_closes_only_its_connection() {
             ),
         }
         assert_echoes(&mut good, expected.as_bytes());
+    }
+
+    // A declared length the packer did not check reserves at most
+    // max_body_length plus one read up front (no capacity-overflow panic
+    // on the loop): the connection just waits for its frame, and every
+    // connection on that loop carries on.
+    let mut waiting = Client::connect(server.local_addr());
+    let mut wire = frame(1, b"first");
+    wire.extend_from_slice(&frame(13, b"h"));
+    waiting.send_raw(&wire);
+    assert_eq!(waiting.recv(), (1, b"first".to_vec()));
+    assert_echoes(&mut good, b"after a huge declared length");
+    let mut later = Client::connect(server.local_addr());
+    assert_echoes(&mut later, b"the loop still accepts");
+    assert_eq!(server.stats().connections, 3, "{}", server.stats());
+}
+
+/// A packer that implements neither `peek` nor `decode` is refused when
+/// the server starts, not found out on every connection's first byte.
+#[test]
+fn a_packer_that_cannot_decode_is_a_config_error() {
+    struct EncodeOnly;
+    impl Packer for EncodeOnly {
+        fn encode(
+            &self,
+            id: u32,
+            seq: u32,
+            body: &[u8],
+            out: &mut BytesMut,
+        ) -> Result<(), PackError> {
+            LengthPacker::default().encode(id, seq, body, out)
+        }
+    }
+    let started = Server::builder()
+        .packer(EncodeOnly)
+        .route(1, echo)
+        .bind("127.0.0.1:0")
+        .expect("bind")
+        .start();
+    match started {
+        Err(Error::Config(why)) => assert!(why.contains("neither"), "{why}"),
+        Err(e) => panic!("expected a config error, got {e}"),
+        Ok(_) => panic!("a packer that cannot decode was accepted"),
     }
 }
 

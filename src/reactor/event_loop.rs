@@ -552,6 +552,7 @@ impl EventLoop {
         }
         let spare_before = buf.capacity() - buf.len();
         let peer = conn.peer;
+        let decoded_before = self.frames.len() + self.msgs.len();
         let (frames, batch) = (&mut self.frames, &mut self.batch);
         let split = match &server.length_packer {
             Some(length) => split_frames(length, buf, frames, batch, peer),
@@ -559,6 +560,15 @@ impl EventLoop {
         };
         let (decoded, missing) =
             split.unwrap_or_else(|| (decode_messages(packer, buf, &mut self.msgs, peer), 0));
+        // Room is reserved ahead for at most the body limit plus one read:
+        // a custom packer's declared length is the packer's to check, and
+        // past this the buffer grows only as the bytes arrive.
+        let ahead = server
+            .config
+            .max_body_length
+            .saturating_add(self.scratch.len());
+        let missing = missing.min(ahead);
+        let split_off = self.frames.len() + self.msgs.len() > decoded_before;
         if let Err(reason) = decoded {
             failed = Some(reason);
         }
@@ -583,6 +593,17 @@ impl EventLoop {
             || spare_after > spare_before && spare_after >= self.scratch.len();
         match conn.partial.take() {
             Some(p) if p.is_empty() => self.spent.push(p),
+            // Frames were split off this buffer and a small partial frame
+            // is left: it moves to a pooled buffer, so the connection does
+            // not pin an allocation the bodies share (possibly a large
+            // frame's), and this one is recycled once they are dropped.
+            Some(p) if split_off && p.len() + missing < self.scratch.len() => {
+                let mut q = self.core.pool.borrow_mut().take_read();
+                q.reserve(p.len() + missing);
+                q.extend_from_slice(&p);
+                self.spent.push(p);
+                conn.partial = Some(q);
+            }
             Some(mut p) => {
                 p.reserve(missing);
                 conn.partial = Some(p);
@@ -1026,8 +1047,17 @@ pub(crate) fn split_frames<P: Packer + ?Sized>(
                 offset += len;
             }
             Ok(Ok(Peek::Incomplete { frame_len })) => {
-                // Bounded: the packer checked the length against its limit.
-                missing = frame_len.map_or(0, |f| f.saturating_sub(rest.len()));
+                match frame_len {
+                    Some(f) if f <= rest.len() => {
+                        result = Err(CloseReason::Protocol(crate::PackError::Malformed(format!(
+                            "packer's peek reported an incomplete frame of {f} bytes \
+                             with {} bytes at hand",
+                            rest.len()
+                        ))));
+                    }
+                    Some(f) => missing = f - rest.len(),
+                    None => {}
+                }
                 break;
             }
             Ok(Ok(Peek::Unsupported)) if offset == 0 => return None,
