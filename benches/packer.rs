@@ -26,9 +26,16 @@ fn frames(packer: &LengthPacker, size: usize, count: usize) -> BytesMut {
     out
 }
 
-fn decode(c: &mut Criterion) {
+/// One read's worth of frames per iteration: the loop copies each read
+/// into its rx buffer, then `handle` takes the frames out of it; the same
+/// here. `handle` returns the body bytes it saw.
+fn read_group(
+    c: &mut Criterion,
+    name: &str,
+    handle: impl Fn(&LengthPacker, &mut BytesMut) -> usize,
+) {
     let packer = LengthPacker::default();
-    let mut group = c.benchmark_group("packer/decode");
+    let mut group = c.benchmark_group(name);
     for size in SIZES {
         for count in [1, BATCH] {
             let wire = frames(&packer, size, count);
@@ -37,17 +44,11 @@ fn decode(c: &mut Criterion) {
                 BenchmarkId::new(format!("{size}B"), format!("x{count}")),
                 &wire,
                 |b, wire| {
-                    // The loop copies each read into its rx buffer, then
-                    // decodes until Ok(None): the same here.
                     let mut buf = BytesMut::with_capacity(wire.len());
                     b.iter(|| {
                         buf.clear();
                         buf.extend_from_slice(wire);
-                        let mut n = 0;
-                        while let Some(m) = packer.decode(&mut buf).unwrap() {
-                            n += m.body.len();
-                        }
-                        black_box(n)
+                        black_box(handle(&packer, &mut buf))
                     })
                 },
             );
@@ -56,38 +57,29 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// A `Message` split off per frame until `Ok(None)`.
+fn decode(c: &mut Criterion) {
+    read_group(c, "packer/decode", |packer, buf| {
+        let mut n = 0;
+        while let Some(m) = packer.decode(buf).unwrap() {
+            n += m.body.len();
+        }
+        n
+    });
+}
+
 /// The loop's way with a packer that peeks: find every whole frame, then
 /// split them all off in one go.
 fn peek(c: &mut Criterion) {
-    let packer = LengthPacker::default();
-    let mut group = c.benchmark_group("packer/peek");
-    for size in SIZES {
-        for count in [1, BATCH] {
-            let wire = frames(&packer, size, count);
-            group.throughput(Throughput::Elements(count as u64));
-            group.bench_with_input(
-                BenchmarkId::new(format!("{size}B"), format!("x{count}")),
-                &wire,
-                |b, wire| {
-                    let mut buf = BytesMut::with_capacity(wire.len());
-                    b.iter(|| {
-                        buf.clear();
-                        buf.extend_from_slice(wire);
-                        let (mut offset, mut n) = (0, 0);
-                        while let Peek::Frame { body, len, .. } =
-                            packer.peek(&buf[offset..]).unwrap()
-                        {
-                            n += body.len();
-                            offset += len;
-                        }
-                        let batch = buf.split_to(offset).freeze();
-                        black_box((n, batch))
-                    })
-                },
-            );
+    read_group(c, "packer/peek", |packer, buf| {
+        let (mut offset, mut n) = (0, 0);
+        while let Peek::Frame { body, len, .. } = packer.peek(&buf[offset..]).unwrap() {
+            n += body.len();
+            offset += len;
         }
-    }
-    group.finish();
+        black_box(buf.split_to(offset).freeze());
+        n
+    });
 }
 
 fn encode(c: &mut Criterion) {
