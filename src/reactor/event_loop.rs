@@ -1164,29 +1164,37 @@ pub(crate) fn dispatch(
             }
         }
     };
-    let mut session = Session {
-        core,
-        id,
-        peer,
-        data: &mut data,
+    // One `Context` for the whole batch: per message only its id, seq and
+    // body change.
+    let empty = Bytes::new();
+    let mut ctx = Context {
+        session: Session {
+            core,
+            id,
+            peer,
+            data: &mut data,
+        },
+        id: 0,
+        seq: 0,
+        body: &[],
+        source: &empty,
+        values: None,
     };
-    for msg in msgs.drain(..) {
-        if !handle(
-            &mut session,
-            generation,
-            msg.id,
-            msg.seq,
-            &msg.body,
-            &msg.body,
-        ) {
+    let messages = msgs.iter().map(|m| (m.id, m.seq, &m.body[..], &m.body));
+    let found = frames
+        .iter()
+        .map(|f| (f.id, f.seq, &batch[f.body.clone()], batch));
+    for (msg_id, seq, body, source) in messages.chain(found) {
+        ctx.id = msg_id;
+        ctx.seq = seq;
+        ctx.body = body;
+        ctx.source = source;
+        ctx.values = None;
+        if !handle(&mut ctx, generation) {
             break;
         }
     }
-    for f in frames.drain(..) {
-        if !handle(&mut session, generation, f.id, f.seq, &batch[f.body], batch) {
-            break;
-        }
-    }
+    drop(ctx);
     msgs.clear();
     frames.clear();
     if let Some(c) = core.conns.borrow_mut().get_mut(key) {
@@ -1196,19 +1204,12 @@ pub(crate) fn dispatch(
     }
 }
 
-/// Run one message through its route; false once the connection is
-/// closing (nothing more is handled for it).
-#[inline(always)]
-fn handle(
-    session: &mut Session<'_>,
-    generation: u32,
-    msg_id: u32,
-    seq: u32,
-    body: &[u8],
-    source: &Bytes,
-) -> bool {
-    let core = session.core;
-    let (key, id, peer) = (session.id.key as usize, session.id, session.peer);
+/// Run the message in `ctx` through its route; false once the connection
+/// is closing (nothing more is handled for it).
+#[inline]
+fn handle(ctx: &mut Context<'_>, generation: u32) -> bool {
+    let core = ctx.session.core;
+    let (key, msg_id) = (ctx.session.id.key as usize, ctx.id);
     let closing = core
         .conns
         .borrow()
@@ -1222,26 +1223,16 @@ fn handle(
         Counters::add(&core.counters().unknown_ids, 1);
         match server.config.unknown_id {
             UnknownIdPolicy::Drop => {
+                let (id, peer) = (ctx.session.id, ctx.session.peer);
                 log::debug!("conn {id} ({peer}): no route for message id {msg_id}; dropped")
             }
             UnknownIdPolicy::Close => core.close(key, generation, CloseReason::UnknownId(msg_id)),
         }
         return true;
     };
-    let mut ctx = Context {
-        session: Session {
-            core,
-            id,
-            peer,
-            data: &mut *session.data,
-        },
-        id: msg_id,
-        seq,
-        body,
-        source,
-        values: None,
-    };
-    match catch_unwind(AssertUnwindSafe(|| route.call(&mut ctx))) {
+    let result = catch_unwind(AssertUnwindSafe(|| route.call(ctx)));
+    let (id, peer) = (&ctx.session.id, &ctx.session.peer);
+    match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             Counters::add(&core.counters().handler_errors, 1);
