@@ -391,6 +391,7 @@ impl LengthPacker {
         self.max_body_length
     }
 
+    #[inline]
     fn put_header(id: u32, body_len: usize, out: &mut BytesMut) {
         // Cannot truncate: callers checked `body_len` against the limit,
         // which `new` clamps to `u32::MAX`.
