@@ -83,6 +83,18 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
 /// Run one scenario of tests/ws/client.py; panics unless it prints "ok".
 /// Returns false (after printing SKIPPED) without Python `websockets`.
 fn py_scenario(test: &str, scenario: &str, url: &str, extra: &[&str]) -> bool {
+    py_scenario_explained(test, scenario, url, extra, String::new)
+}
+
+/// As [`py_scenario`]; on failure the panic message also carries
+/// `explain()` (e.g. the server's close reasons so far).
+fn py_scenario_explained(
+    test: &str,
+    scenario: &str,
+    url: &str,
+    extra: &[&str],
+    explain: impl FnOnce() -> String,
+) -> bool {
     let Some(py) = python() else {
         skip(test, "Python with `websockets` not found (set NETLOOM_PY)");
         return false;
@@ -91,12 +103,14 @@ fn py_scenario(test: &str, scenario: &str, url: &str, extra: &[&str]) -> bool {
     cmd.arg(CLIENT_PY).arg(scenario).arg(url).args(extra);
     let out = run_bounded(cmd, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.trim() == "ok",
-        "python scenario {scenario} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !(out.status.success() && stdout.trim() == "ok") {
+        panic!(
+            "python scenario {scenario} failed ({}):\n{stdout}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            explain()
+        );
+    }
     true
 }
 
@@ -527,7 +541,13 @@ fn python_over_wss_with_our_tls() {
     ));
     let server = start_ws(builder);
     let url = format!("wss://localhost:{}/secure", server.local_addr().port());
-    let ran = py_scenario("python_wss", "wss", &url, &[ca.to_str().unwrap()]);
+    let ran = py_scenario_explained("python_wss", "wss", &url, &[ca.to_str().unwrap()], || {
+        let reasons: Vec<String> = closed.try_iter().map(|r| format!("{r:?}")).collect();
+        format!(
+            "server close reasons so far: {reasons:?}; {}",
+            server.stats()
+        )
+    });
     let _ = std::fs::remove_dir_all(&dir);
     if !ran {
         return;
