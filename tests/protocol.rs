@@ -172,6 +172,10 @@ fn large_bodies_echoed_by_reference_or_kept_come_back_byte_exact() {
     let server = start(
         Server::builder()
             .event_loops(1)
+            // All 60 replies (about 20 MiB) may be queued while the reader
+            // thread lags: over the default 4 MiB mark the echo handler's
+            // reply would be refused (BufferFull) and never arrive.
+            .write_high_water(64 << 20)
             .on_open(|s| {
                 s.set_data(Kept::default());
             })
