@@ -598,11 +598,8 @@ impl EventLoop {
             // not pin an allocation the bodies share (possibly a large
             // frame's), and this one is recycled once they are dropped.
             Some(p) if split_off && p.len() + missing < self.scratch.len() => {
-                let mut q = self.core.pool.borrow_mut().take_read();
-                q.reserve(p.len() + missing);
-                q.extend_from_slice(&p);
+                conn.partial = Some(self.pooled_copy(&p, missing));
                 self.spent.push(p);
-                conn.partial = Some(q);
             }
             Some(mut p) => {
                 p.reserve(missing);
@@ -615,15 +612,21 @@ impl EventLoop {
                 conn.partial = Some(std::mem::take(&mut self.rx));
             }
             None if !self.rx.is_empty() => {
-                let mut p = self.core.pool.borrow_mut().take_read();
-                p.reserve(self.rx.len() + missing);
-                p.extend_from_slice(&self.rx);
+                conn.partial = Some(self.pooled_copy(&self.rx, missing));
                 self.rx.clear();
-                conn.partial = Some(p);
             }
             None => {}
         }
         (None, upgrade)
+    }
+
+    /// A partial frame's bytes copied into a buffer from the pool, with
+    /// room for the `missing` rest of the frame.
+    fn pooled_copy(&self, bytes: &[u8], missing: usize) -> BytesMut {
+        let mut p = self.core.pool.borrow_mut().take_read();
+        p.reserve(bytes.len() + missing);
+        p.extend_from_slice(bytes);
+        p
     }
 
     /// Give emptied partial-frame buffers back to the pool, now that the
