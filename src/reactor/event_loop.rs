@@ -845,7 +845,7 @@ impl EventLoop {
                     _ => CloseReason::Io(std::sync::Arc::new(e)),
                 };
                 conn.close_reason = Some(Box::new(reason));
-                conn.set(flag::CLOSING);
+                core.set_closing(conn);
             }
             drop(slab);
             self.finalize(key);
@@ -1154,18 +1154,19 @@ pub(crate) fn dispatch(
     frames: &mut Vec<FrameRef>,
     batch: &Bytes,
 ) {
-    let (mut data, peer, id) = {
+    let open = {
         let mut slab = core.conns.borrow_mut();
         match slab.get_mut(key) {
-            Some(c) if c.generation == generation => {
-                (std::mem::take(&mut c.data), c.peer, core.id_of(key, c))
+            Some(c) if c.generation == generation && !c.has(flag::CLOSING) => {
+                Some((std::mem::take(&mut c.data), c.peer, core.id_of(key, c)))
             }
-            _ => {
-                msgs.clear();
-                frames.clear();
-                return;
-            }
+            _ => None,
         }
+    };
+    let Some((mut data, peer, id)) = open else {
+        msgs.clear();
+        frames.clear();
+        return;
     };
     // One `Context` for the whole batch: per message only its id, seq and
     // body change.
@@ -1187,15 +1188,26 @@ pub(crate) fn dispatch(
     let found = frames
         .iter()
         .map(|f| (f.id, f.seq, &batch[f.body.clone()], batch));
+    let mut closings = core.closings();
     for (msg_id, seq, body, source) in messages.chain(found) {
+        // Something started closing since the last look: is it this one?
+        if core.closings() != closings {
+            closings = core.closings();
+            let closing = core
+                .conns
+                .borrow()
+                .get(key)
+                .is_none_or(|c| c.has(flag::CLOSING));
+            if closing {
+                break;
+            }
+        }
         ctx.id = msg_id;
         ctx.seq = seq;
         ctx.body = body;
         ctx.source = source;
         ctx.values = None;
-        if !handle(&mut ctx, generation) {
-            break;
-        }
+        handle(&mut ctx, generation);
     }
     drop(ctx);
     msgs.clear();
@@ -1207,20 +1219,11 @@ pub(crate) fn dispatch(
     }
 }
 
-/// Run the message in `ctx` through its route; false once the connection
-/// is closing (nothing more is handled for it).
+/// Run the message in `ctx` through its route.
 #[inline]
-fn handle(ctx: &mut Context<'_>, generation: u32) -> bool {
+fn handle(ctx: &mut Context<'_>, generation: u32) {
     let core = ctx.session.core;
     let (key, msg_id) = (ctx.session.id.key as usize, ctx.id);
-    let closing = core
-        .conns
-        .borrow()
-        .get(key)
-        .is_none_or(|c| c.has(flag::CLOSING));
-    if closing {
-        return false;
-    }
     let server = &*core.server;
     let Some(route) = server.router.get(msg_id) else {
         Counters::add(&core.counters().unknown_ids, 1);
@@ -1231,7 +1234,7 @@ fn handle(ctx: &mut Context<'_>, generation: u32) -> bool {
             }
             UnknownIdPolicy::Close => core.close(key, generation, CloseReason::UnknownId(msg_id)),
         }
-        return true;
+        return;
     };
     let result = catch_unwind(AssertUnwindSafe(|| route.call(ctx)));
     let (id, peer) = (&ctx.session.id, &ctx.session.peer);
@@ -1249,5 +1252,4 @@ fn handle(ctx: &mut Context<'_>, generation: u32) -> bool {
             core.close(key, generation, CloseReason::HandlerPanic);
         }
     }
-    true
 }

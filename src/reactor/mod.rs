@@ -160,6 +160,10 @@ pub(crate) struct LoopCore {
     /// Keys with something to flush or to close at the end of the turn.
     pub(crate) dirty: RefCell<Vec<usize>>,
     next_generation: Cell<u32>,
+    /// Moves whenever a connection of this loop starts closing: a batch
+    /// being dispatched looks its connection up again only when this moved
+    /// (a handler closed it, or another), not before every message.
+    closings: Cell<u64>,
 }
 
 impl LoopCore {
@@ -176,6 +180,7 @@ impl LoopCore {
             pool: RefCell::new(Pool::default()),
             dirty: RefCell::new(Vec::new()),
             next_generation: Cell::new(0),
+            closings: Cell::new(0),
         }
     }
 
@@ -425,7 +430,7 @@ impl LoopCore {
         reason: CloseReason,
         goodbye: Option<&Goodbye>,
     ) {
-        conn.set(flag::CLOSING);
+        self.set_closing(conn);
         // The layer's goodbye (a WebSocket close frame) goes after what is
         // queued; nothing can be queued after it.
         let out = QueueRef {
@@ -438,6 +443,18 @@ impl LoopCore {
             self.pool.borrow_mut().put_read(p);
         }
         self.mark_dirty(key, conn);
+    }
+
+    /// Mark `conn` closing (nothing more is read from it or handled).
+    pub(crate) fn set_closing(&self, conn: &mut Conn) {
+        conn.set(flag::CLOSING);
+        self.closings.set(self.closings.get().wrapping_add(1));
+    }
+
+    /// How many connections started closing so far (wrapping): compare two
+    /// readings to know whether any did in between.
+    pub(crate) fn closings(&self) -> u64 {
+        self.closings.get()
     }
 
     /// Ids of the open (not closing) connections.
