@@ -218,6 +218,8 @@ pub fn main(args: Args) -> Result<(), String> {
     println!("{}", header());
 
     let mut rows: Vec<Row> = Vec::new();
+    let mut every_run: Vec<(usize, Row)> = Vec::new();
+    let mut pairs: Vec<(Scenario, &'static str, Paired)> = Vec::new();
     let mut failures = 0;
     for sc in &opts.scenarios {
         if sc.conns * (sc.size + 8) > MAX_INFLIGHT_P1 {
@@ -236,6 +238,15 @@ pub fn main(args: Args) -> Result<(), String> {
                 runs[i].push(run_quiet(&opts, *sc, kind));
             }
         }
+        for (other, name) in OTHERS {
+            if let Some(p) = paired(&runs, &opts.kinds, other) {
+                pairs.push((*sc, name, p));
+            }
+        }
+        every_run.extend(
+            runs.iter()
+                .flat_map(|kind_runs| kind_runs.iter().cloned().enumerate()),
+        );
         let scenario_rows: Vec<Row> = runs.into_iter().map(median).collect();
         for r in &scenario_rows {
             println!("{}", line(r));
@@ -252,14 +263,27 @@ pub fn main(args: Args) -> Result<(), String> {
         if let Some(s) = ratios(&scenario_rows) {
             println!("    {s}");
         }
+        let scenario_pairs: Vec<String> = pairs
+            .iter()
+            .filter(|(s, _, _)| s == sc)
+            .map(|(_, name, p)| {
+                format!("netloom/{name}: frames/s {}, CPU/frame {}", p.frames, p.cpu)
+            })
+            .collect();
+        if !scenario_pairs.is_empty() {
+            println!(
+                "    paired by round, median [min-max]: {}",
+                scenario_pairs.join(" | ")
+            );
+        }
         rows.extend(scenario_rows);
     }
 
     println!();
-    for t in targets(&rows) {
+    for t in targets(&rows, &pairs) {
         println!("{t}");
     }
-    write_outputs(&opts.out, &command, &rows)?;
+    write_outputs(&opts.out, &command, &rows, &every_run, &pairs)?;
     println!("results: {}", opts.out.display());
     if failures > 0 {
         return Err(format!("{failures} run(s) failed verification"));
@@ -475,9 +499,67 @@ fn ratio(rows: &[Row], other: &str) -> Option<Ratio> {
     })
 }
 
+/// The baselines netloom is compared with: kind and the name printed.
+const OTHERS: &[(&str, &str)] = &[("mio", "floor"), ("tokio", "tokio")];
+
+/// A ratio's median and range over the rounds of a repeated run.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(mut v: Vec<f64>) -> Option<Spread> {
+        v.retain(|x| x.is_finite());
+        v.sort_by(|a, b| a.total_cmp(b));
+        Some(Spread {
+            median: *v.get(v.len() / 2)?,
+            min: *v.first()?,
+            max: *v.last()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2}x [{:.2}-{:.2}]", self.median, self.min, self.max)
+    }
+}
+
+/// netloom's ratios to one baseline taken round by round (each round runs
+/// every kind once, back to back), then summarised. A drifting host moves
+/// both runs of a round alike, so these ratios vary less than the ratio
+/// of the medians, which compares runs minutes apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Paired {
+    pub rounds: usize,
+    pub frames: Spread,
+    pub cpu: Spread,
+}
+
+/// Paired ratios of netloom to `other` from `runs[kind][round]`; `None`
+/// with fewer than two rounds where both succeeded.
+fn paired(runs: &[Vec<Row>], kinds: &[String], other: &str) -> Option<Paired> {
+    let at = |k: &str| kinds.iter().position(|x| x == k);
+    let (n, o) = (&runs[at("netloom")?], &runs[at(other)?]);
+    let both: Vec<(&Row, &Row)> = n.iter().zip(o).filter(|(a, b)| a.ok() && b.ok()).collect();
+    if both.len() < 2 {
+        return None;
+    }
+    let each =
+        |f: &dyn Fn(&Row, &Row) -> f64| Spread::of(both.iter().map(|(a, b)| f(a, b)).collect());
+    Some(Paired {
+        rounds: both.len(),
+        frames: each(&|a, b| a.load.frames_per_sec / b.load.frames_per_sec)?,
+        cpu: each(&|a, b| a.cpu_per_frame_us() / b.cpu_per_frame_us())?,
+    })
+}
+
 fn ratios(rows: &[Row]) -> Option<String> {
     let mut parts = Vec::new();
-    for (other, name) in [("mio", "floor"), ("tokio", "tokio")] {
+    for &(other, name) in OTHERS {
         if let Some(r) = ratio(rows, other) {
             parts.push(format!(
                 "netloom/{name}: frames/s {:.2}x, CPU/frame {:.2}x, p99 {:.2}x",
@@ -488,8 +570,10 @@ fn ratios(rows: &[Row]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" | "))
 }
 
-/// The issue's targets, checked against this run.
-fn targets(rows: &[Row]) -> Vec<String> {
+/// The issue's targets, checked against this run. With repeated rounds
+/// the headline ratios are the paired ones (the median of the per-round
+/// ratios); the ratio of the medians is shown next to them.
+fn targets(rows: &[Row], pairs: &[(Scenario, &str, Paired)]) -> Vec<String> {
     let mut out = vec!["targets:".to_string()];
     let mut by_scenario: Vec<(Scenario, Vec<Row>)> = Vec::new();
     for r in rows {
@@ -499,24 +583,47 @@ fn targets(rows: &[Row]) -> Vec<String> {
         }
     }
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
-    if let Some((_, h)) = by_scenario.iter().find(|(s, _)| s.name() == HEADLINE) {
+    if let Some((sc, h)) = by_scenario.iter().find(|(s, _)| s.name() == HEADLINE) {
+        let pair = |name: &str| {
+            pairs
+                .iter()
+                .find(|(s, n, _)| s == sc && *n == name)
+                .map(|(_, _, p)| *p)
+        };
+        // (value judged, how it is described)
+        let judged = |of_medians: f64, paired: Option<Spread>, rounds: usize| {
+            match paired {
+            Some(p) => (
+                p.median,
+                format!(
+                    "{:.2}x paired over {rounds} rounds [{:.2}-{:.2}]; ratio of medians {of_medians:.2}x",
+                    p.median, p.min, p.max
+                ),
+            ),
+            None => (of_medians, format!("{of_medians:.2}x")),
+        }
+        };
         if let Some(f) = ratio(h, "mio") {
+            let p = pair("floor");
+            let rounds = p.map_or(0, |p| p.rounds);
+            let (cpu, cpu_text) = judged(f.cpu, p.map(|p| p.cpu), rounds);
+            let (frames, frames_text) = judged(f.frames, p.map(|p| p.frames), rounds);
             out.push(format!(
-                "  {} {HEADLINE}: server CPU/frame netloom/floor {:.2}x (target <= 1.05x)",
-                verdict(f.cpu <= 1.05),
-                f.cpu
+                "  {} {HEADLINE}: server CPU/frame netloom/floor {cpu_text} (target <= 1.05x)",
+                verdict(cpu <= 1.05),
             ));
             out.push(format!(
-                "  {} {HEADLINE}: frames/s netloom/floor {:.2}x (target >= 0.95x)",
-                verdict(f.frames >= 0.95),
-                f.frames
+                "  {} {HEADLINE}: frames/s netloom/floor {frames_text} (target >= 0.95x)",
+                verdict(frames >= 0.95),
             ));
         }
         if let Some(t) = ratio(h, "tokio") {
+            let p = pair("tokio");
+            let rounds = p.map_or(0, |p| p.rounds);
+            let (cpu, cpu_text) = judged(t.cpu, p.map(|p| p.cpu), rounds);
             out.push(format!(
-                "  {} {HEADLINE}: server CPU/frame netloom/tokio {:.2}x (target <= 0.75x)",
-                verdict(t.cpu <= 0.75),
-                t.cpu
+                "  {} {HEADLINE}: server CPU/frame netloom/tokio {cpu_text} (target <= 0.75x)",
+                verdict(cpu <= 0.75),
             ));
         }
     } else {
@@ -555,47 +662,62 @@ fn targets(rows: &[Row]) -> Vec<String> {
     out
 }
 
-fn write_outputs(out: &Path, command: &str, rows: &[Row]) -> Result<(), String> {
+/// The CSV columns of one run (or of a scenario's medians).
+const CSV_HEADER: &str = "scenario,loops,conns,pipeline,pipeline_used,size,server,frames_per_sec,\
+    mb_per_sec,p50_us,p99_us,p999_us,max_us,server_cpu_us_per_frame,server_cpu_pct,\
+    server_rss_bytes,generator_cpu_pct,noise_pct,frames,lost,mismatches,conn_errors,ok";
+
+fn csv_line(r: &Row) -> String {
+    let s = r.scenario;
+    format!(
+        "{},{},{},{},{},{},{},{:.0},{:.2},{:.1},{:.1},{:.1},{:.1},{:.4},{:.1},{},{:.1},{:.1},{},{},{},{},{}",
+        s.name(),
+        s.loops,
+        s.conns,
+        s.pipeline,
+        r.load.pipeline,
+        s.size,
+        r.kind,
+        r.load.frames_per_sec,
+        r.load.mb_per_sec,
+        r.load.p50_us,
+        r.load.p99_us,
+        r.load.p999_us,
+        r.load.max_us,
+        r.cpu_per_frame_us(),
+        r.server_cpu_pct(),
+        r.server_rss,
+        100.0 * r.load.gen_cpu_secs / r.load.secs.max(1e-9),
+        r.noise_pct,
+        r.load.frames,
+        r.load.lost,
+        r.load.mismatches,
+        r.load.conn_errors,
+        r.ok()
+    )
+}
+
+fn write_outputs(
+    out: &Path,
+    command: &str,
+    rows: &[Row],
+    every_run: &[(usize, Row)],
+    pairs: &[(Scenario, &str, Paired)],
+) -> Result<(), String> {
     let w = |name: &str, text: &str| {
         let p = out.join(name);
         std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
     };
-    // CSV
-    let mut csv = String::from(
-        "scenario,loops,conns,pipeline,pipeline_used,size,server,frames_per_sec,mb_per_sec,\
-         p50_us,p99_us,p999_us,max_us,server_cpu_us_per_frame,server_cpu_pct,server_rss_bytes,\
-         generator_cpu_pct,noise_pct,frames,lost,mismatches,conn_errors,ok\n",
-    );
+    // CSV: the medians, and every run with its round
+    let mut csv = format!("{CSV_HEADER}\n");
     for r in rows {
-        let s = r.scenario;
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{:.0},{:.2},{:.1},{:.1},{:.1},{:.1},{:.4},{:.1},{},{:.1},{:.1},{},{},{},{},{}",
-            s.name(),
-            s.loops,
-            s.conns,
-            s.pipeline,
-            r.load.pipeline,
-            s.size,
-            r.kind,
-            r.load.frames_per_sec,
-            r.load.mb_per_sec,
-            r.load.p50_us,
-            r.load.p99_us,
-            r.load.p999_us,
-            r.load.max_us,
-            r.cpu_per_frame_us(),
-            r.server_cpu_pct(),
-            r.server_rss,
-            100.0 * r.load.gen_cpu_secs / r.load.secs.max(1e-9),
-            r.noise_pct,
-            r.load.frames,
-            r.load.lost,
-            r.load.mismatches,
-            r.load.conn_errors,
-            r.ok()
-        );
+        let _ = writeln!(csv, "{}", csv_line(r));
     }
+    let mut runs_csv = format!("round,{CSV_HEADER}\n");
+    for (round, r) in every_run {
+        let _ = writeln!(runs_csv, "{round},{}", csv_line(r));
+    }
+    w("runs.csv", &runs_csv)?;
     w("results.csv", &csv)?;
 
     // JSON (flat; no serde needed)
@@ -643,7 +765,7 @@ fn write_outputs(out: &Path, command: &str, rows: &[Row]) -> Result<(), String> 
     w("results.json", &json)?;
 
     // Markdown: one table per (loops, P, S) group, rows by connections.
-    w("results.md", &markdown(command, rows))?;
+    w("results.md", &markdown(command, rows, pairs))?;
 
     // Charts: throughput and CPU per frame vs connections, per group.
     for (loops, p, size) in groups(rows) {
@@ -715,7 +837,7 @@ fn groups(rows: &[Row]) -> Vec<(usize, usize, usize)> {
     g
 }
 
-fn markdown(command: &str, rows: &[Row]) -> String {
+fn markdown(command: &str, rows: &[Row], pairs: &[(Scenario, &str, Paired)]) -> String {
     let mut md = format!(
         "<!-- generated by `{command}` -->\n\nMachine: {}\n\n",
         crate::os::machine()
@@ -780,7 +902,7 @@ fn markdown(command: &str, rows: &[Row]) -> String {
         md.push('\n');
     }
     md.push_str("```text\n");
-    for t in targets(rows) {
+    for t in targets(rows, pairs) {
         md.push_str(&t);
         md.push('\n');
     }
