@@ -646,3 +646,6 @@ impl crate::client::Stream for ClientTls {
         let _ = self.0.flush();
     }
 }
+
+#[cfg(test)]
+mod tests;
