@@ -217,9 +217,9 @@ fn main() -> Result<(), BoxError> {
         tls_blocks * 16.0
     );
     println!(
-        "  ({n} TLS handshakes + echoes took {:.1} s on {TLS_THREADS} client threads; size_of::<rustls::ServerConnection>() = {} bytes)",
+        "  ({n} TLS handshakes + echoes took {:.1} s on {TLS_THREADS} client threads; size_of::<rustls::server::UnbufferedServerConnection>() = {} bytes)",
         tls_connect.as_secs_f64(),
-        std::mem::size_of::<rustls::ServerConnection>()
+        std::mem::size_of::<rustls::server::UnbufferedServerConnection>()
     );
     let tcp_rate = step("tcp-echo")?;
     let ws_rate = step("ws-echo")?;

@@ -539,7 +539,7 @@ impl EventLoop {
                 },
                 plain: &mut self.plain,
             };
-            match conn.layer.receive(&self.scratch[..n], &mut sink) {
+            match conn.layer.receive(&mut self.scratch[..n], &mut sink) {
                 Ok(incoming) => {
                     wants_write = incoming.wants_write;
                     upgrade = incoming.upgrade;

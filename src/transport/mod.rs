@@ -305,9 +305,10 @@ impl Layer {
     }
 
     /// Bytes just read from the socket: hand what they carry to `sink`.
+    /// TLS decrypts `input` in place, so its contents are garbage after.
     pub(crate) fn receive(
         &mut self,
-        input: &[u8],
+        input: &mut [u8],
         sink: &mut Sink<'_>,
     ) -> Result<Incoming, CloseReason> {
         let Some(stack) = self.0.as_deref_mut() else {
@@ -345,7 +346,7 @@ impl Layer {
     #[cfg(feature = "tls")]
     fn receive_tls(
         tls: &mut tls::TlsSession,
-        input: &[u8],
+        input: &mut [u8],
         out: &mut BytesMut,
         data: &mut TypeMap,
         incoming: &mut Incoming,

@@ -3,27 +3,62 @@
 //! plaintext into records the reactor writes. The only module that names
 //! rustls.
 //!
-//! The buffered `ServerConnection` API is driven as its docs prescribe:
-//! `read_tls` → `process_new_packets` → drain `reader()`; `writer()` →
-//! `write_tls`. Plaintext is moved into rustls only while it has no records
-//! waiting, so what rustls buffers stays within one batch (see
-//! [`TLS_BATCH`]) and the write queue's high-water mark keeps its meaning.
+//! rustls' unbuffered API (`UnbufferedServerConnection`) is driven here,
+//! so the ciphertext buffers are ours and an idle connection owns none:
+//!
+//! - **In.** `process_tls_records` runs over the bytes a read just put in
+//!   the loop's scratch buffer and decrypts them there, in place; each
+//!   [`ConnectionState`] is answered (plaintext to the caller, handshake
+//!   records and alerts to `outgoing`) until rustls rests: it needs more
+//!   bytes, has nothing to do, or is closed. What rustls leaves unconsumed
+//!   (a record cut off by the end of the read, or the fragments of a
+//!   handshake message it reassembles in place) is copied to the session's
+//!   `incoming` buffer and completed from the next read, copying only the
+//!   missing bytes of the record; the rest of that read is again decrypted
+//!   in place.
+//! - **Out.** `outgoing` holds records not yet written. Plaintext is
+//!   encrypted into it only while it is empty and the handshake is over,
+//!   at most [`TLS_BATCH`] per round, so what waits here stays within one
+//!   batch and the write queue's high-water mark keeps its meaning.
+//!
+//! Both buffers are freed as soon as they are empty: between records a
+//! connection keeps only rustls' keys and state.
 
-use std::io::{self, BufRead, Write};
+use std::cell::Cell;
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection, StreamOwned};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerConnectionData, UnbufferedServerConnection,
+};
+use rustls::sign::CertifiedKey;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+    WriteTraffic,
+};
+use rustls::{ClientConfig, ClientConnection, ServerConfig, StreamOwned};
 
 use crate::conn::write::WriteQueue;
 use crate::error::{CloseReason, Error, Result};
 use crate::server::Builder;
 
-/// Most plaintext bytes handed to rustls per flush round.
+/// Most plaintext bytes encrypted per flush round.
 pub(crate) const TLS_BATCH: usize = 64 << 10;
+
+/// A TLS record header: content type, version, length.
+const HEADER: usize = 5;
+
+/// Plaintext bytes per record (rustls' default fragment size).
+const RECORD_PAYLOAD: usize = 16 << 10;
+
+/// Room reserved per record beyond its plaintext: header, TLS 1.2 explicit
+/// nonce or TLS 1.3 content type, AEAD tag, with some to spare (a smaller
+/// `max_fragment_size` or a queued KeyUpdate just costs one retry).
+const RECORD_OVERHEAD: usize = 64;
 
 /// The server's TLS settings, shared by all loops.
 #[derive(Clone)]
@@ -32,13 +67,58 @@ pub(crate) struct TlsAcceptor {
 }
 
 impl TlsAcceptor {
+    /// Serve with `config`, changed in two ways: early data is refused
+    /// (`max_early_data_size = 0`: clients then send their first messages
+    /// after the handshake, as usual), and the certificate resolver is
+    /// wrapped in [`SniProbe`] so sessions learn the client's SNI.
+    fn new(config: Arc<ServerConfig>) -> Self {
+        let mut config = Arc::unwrap_or_clone(config);
+        config.max_early_data_size = 0;
+        config.cert_resolver = Arc::new(SniProbe(config.cert_resolver.clone()));
+        TlsAcceptor {
+            config: Arc::new(config),
+        }
+    }
+
     pub(crate) fn session(&self) -> std::result::Result<TlsSession, CloseReason> {
-        ServerConnection::new(self.config.clone())
+        UnbufferedServerConnection::new(self.config.clone())
             .map(|conn| TlsSession {
                 conn,
+                incoming: Vec::new(),
+                outgoing: Vec::new(),
+                sent: 0,
+                sni: None,
                 notified: false,
+                failed: false,
             })
             .map_err(|e| CloseReason::TlsHandshake(e.to_string()))
+    }
+}
+
+thread_local! {
+    /// The SNI of the last ClientHello [`SniProbe`] saw on this thread.
+    static SEEN_SNI: Cell<Option<Box<str>>> = const { Cell::new(None) };
+}
+
+/// Notes the SNI of every ClientHello, then lets the configured resolver
+/// choose the certificate.
+///
+/// rustls 0.23's unbuffered server connection has no `server_name()`. The
+/// resolver, though, is asked for every ClientHello (full and resumed
+/// handshakes alike), synchronously inside `process_tls_records`, on the
+/// thread driving that session: [`TlsSession::receive`] reads the name
+/// from [`SEEN_SNI`] right after.
+#[derive(Debug)]
+struct SniProbe(Arc<dyn ResolvesServerCert>);
+
+impl ResolvesServerCert for SniProbe {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        SEEN_SNI.set(client_hello.server_name().map(Box::from));
+        self.0.resolve(client_hello)
+    }
+
+    fn only_raw_public_keys(&self) -> bool {
+        self.0.only_raw_public_keys()
     }
 }
 
@@ -56,9 +136,22 @@ pub struct TlsInfo {
 
 /// One connection's TLS state.
 pub(crate) struct TlsSession {
-    conn: ServerConnection,
-    /// close_notify queued.
+    conn: UnbufferedServerConnection,
+    /// Ciphertext rustls has not consumed yet, kept in place between reads:
+    /// a partial record, or the fragments of a handshake message. Empty,
+    /// with no allocation, between records.
+    incoming: Vec<u8>,
+    /// Records to write: `outgoing[sent..]`. Freed once all are written.
+    outgoing: Vec<u8>,
+    sent: usize,
+    /// The client's SNI, from the ClientHello until the handshake completes
+    /// (then it moves into [`TlsInfo`]).
+    sni: Option<Box<str>>,
+    /// close_notify queued (or given up on: the handshake never finished).
     notified: bool,
+    /// rustls reported an error: nothing more is encrypted or decrypted;
+    /// only its alert is left to write.
+    failed: bool,
 }
 
 /// What one batch of ciphertext produced, besides plaintext.
@@ -75,43 +168,42 @@ impl TlsSession {
         self.conn.is_handshaking()
     }
 
-    /// Decrypt `input` (ciphertext just read), appending plaintext to `out`.
+    /// Decrypt `input` (ciphertext just read; decrypted in place, so its
+    /// contents are garbage afterwards), appending plaintext to `out`.
+    /// Handshake records and alerts to send wait in the session
+    /// ([`wants_write`](Self::wants_write)).
     pub(crate) fn receive(
         &mut self,
-        mut input: &[u8],
+        input: &mut [u8],
         out: &mut BytesMut,
     ) -> std::result::Result<Received, CloseReason> {
-        let was_handshaking = self.conn.is_handshaking();
         let mut received = Received::default();
-        while !input.is_empty() && !received.peer_closed {
-            match self.conn.read_tls(&mut input) {
-                Ok(0) => received.peer_closed = true,
-                Ok(_) => {}
-                Err(e) => return Err(self.failure(e.to_string())),
+        if self.failed {
+            return Ok(received);
+        }
+        let was_handshaking = self.conn.is_handshaking();
+        if was_handshaking {
+            SEEN_SNI.set(None);
+        }
+        let result = self.take_in(input, out, &mut received);
+        if was_handshaking {
+            if let Some(sni) = SEEN_SNI.take() {
+                self.sni = Some(sni);
             }
-            let state = match self.conn.process_new_packets() {
-                Ok(state) => state,
-                Err(e) => return Err(self.failure(e.to_string())),
-            };
-            received.peer_closed |= state.peer_has_closed();
-            let mut reader = self.conn.reader();
-            loop {
-                match reader.fill_buf() {
-                    Ok([]) => break,
-                    Ok(chunk) => {
-                        let n = chunk.len();
-                        out.extend_from_slice(chunk);
-                        reader.consume(n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(self.failure(e.to_string())),
-                }
-            }
+        }
+        if received.peer_closed || self.incoming.is_empty() {
+            // Nothing after close_notify is read; an empty buffer is freed.
+            self.incoming = Vec::new();
+        }
+        if let Err(e) = result {
+            self.failed = true;
+            self.incoming = Vec::new();
+            return Err(self.failure(e.to_string()));
         }
         if was_handshaking && !self.conn.is_handshaking() {
             received.handshake_done = Some(TlsInfo {
                 alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
-                sni: self.conn.server_name().map(str::to_owned),
+                sni: self.sni.take().map(String::from),
                 version: self
                     .conn
                     .protocol_version()
@@ -119,6 +211,156 @@ impl TlsSession {
             });
         }
         Ok(received)
+    }
+
+    /// Feed `input` to rustls: first into `incoming` if it holds the start
+    /// of a record, copying only what completes it; the rest in place.
+    fn take_in(
+        &mut self,
+        mut input: &mut [u8],
+        out: &mut BytesMut,
+        received: &mut Received,
+    ) -> std::result::Result<(), rustls::Error> {
+        while !self.incoming.is_empty() && !input.is_empty() && !received.peer_closed {
+            let take = self.missing().min(input.len());
+            let (head, rest) = std::mem::take(&mut input).split_at_mut(take);
+            input = rest;
+            self.incoming.extend_from_slice(head);
+            let used = Self::drive(
+                &mut self.conn,
+                &mut self.outgoing,
+                &mut self.incoming,
+                out,
+                received,
+                |_, _| Ok(()),
+            )?;
+            self.incoming.drain(..used);
+        }
+        if !self.incoming.is_empty() || input.is_empty() || received.peer_closed {
+            return Ok(());
+        }
+        let used = Self::drive(
+            &mut self.conn,
+            &mut self.outgoing,
+            input,
+            out,
+            received,
+            |_, _| Ok(()),
+        )?;
+        if !received.peer_closed {
+            self.incoming.extend_from_slice(&input[used..]);
+        }
+        Ok(())
+    }
+
+    /// How many more bytes `incoming` (not empty) needs before rustls can
+    /// take a step: the rest of the record it starts with; or, when it
+    /// already holds a whole record (fragments of a handshake message that
+    /// rustls joins in place), all there is.
+    fn missing(&self) -> usize {
+        match self.incoming.get(3..HEADER) {
+            Some(&[hi, lo]) => (HEADER + usize::from(u16::from_be_bytes([hi, lo])))
+                .checked_sub(self.incoming.len())
+                .filter(|&n| n > 0)
+                .unwrap_or(usize::MAX),
+            _ => HEADER - self.incoming.len(),
+        }
+    }
+
+    /// Run rustls over `buf` until it rests: it needs more bytes
+    /// (`BlockedHandshake`), has nothing to do (`WriteTraffic`, where
+    /// `write` may encrypt into `outgoing`), or both sides have closed.
+    /// Plaintext goes to `out`; handshake records to `outgoing`, where the
+    /// flush writes them in order (so they count as transmitted at once).
+    /// Returns how many bytes at the front of `buf` rustls is done with;
+    /// the rest must be passed again, unchanged, with more appended.
+    ///
+    /// After an error rustls may have an alert to send: it goes to
+    /// `outgoing` too.
+    fn drive(
+        conn: &mut UnbufferedServerConnection,
+        outgoing: &mut Vec<u8>,
+        buf: &mut [u8],
+        out: &mut BytesMut,
+        received: &mut Received,
+        mut write: impl FnMut(
+            &mut WriteTraffic<'_, ServerConnectionData>,
+            &mut Vec<u8>,
+        ) -> std::result::Result<(), rustls::Error>,
+    ) -> std::result::Result<usize, rustls::Error> {
+        let mut used = 0;
+        loop {
+            let UnbufferedStatus { mut discard, state } =
+                conn.process_tls_records(&mut buf[used..]);
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    Self::take_alert(conn, outgoing);
+                    return Err(e);
+                }
+            };
+            let rests = match state {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    while let Some(record) = traffic.next_record() {
+                        let record = record?;
+                        discard += record.discard;
+                        out.extend_from_slice(record.payload);
+                    }
+                    false
+                }
+                ConnectionState::EncodeTlsData(mut data) => {
+                    append(outgoing, 0, |b| data.encode(b), encode_room)
+                        .map_err(|e| rustls::Error::General(e.to_string()))?;
+                    false
+                }
+                ConnectionState::TransmitTlsData(data) => {
+                    data.done();
+                    false
+                }
+                ConnectionState::PeerClosed => {
+                    received.peer_closed = true;
+                    false
+                }
+                // Both sides said close_notify (the peer's came as
+                // `PeerClosed` first).
+                ConnectionState::Closed | ConnectionState::BlockedHandshake => true,
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    write(&mut traffic, outgoing)?;
+                    true
+                }
+                // Not reached: early data is turned off (`TlsAcceptor::new`),
+                // so clients are never invited to send it. Were it to come,
+                // it is refused rather than dropped or replayed.
+                ConnectionState::ReadEarlyData(_) => {
+                    return Err(rustls::Error::General("early data is not accepted".into()));
+                }
+                other => {
+                    return Err(rustls::Error::General(format!(
+                        "unexpected TLS state {other:?}"
+                    )));
+                }
+            };
+            used += discard;
+            if rests {
+                return Ok(used);
+            }
+        }
+    }
+
+    /// After rustls failed: move the alert it queued, if any, to
+    /// `outgoing`, so the peer learns why. rustls hands out what it queued
+    /// before it looks at any input; it is not asked for more, which would
+    /// deframe the bad bytes again.
+    fn take_alert(conn: &mut UnbufferedServerConnection, outgoing: &mut Vec<u8>) {
+        while conn.wants_write() {
+            let UnbufferedStatus { state, .. } = conn.process_tls_records(&mut []);
+            let Ok(ConnectionState::EncodeTlsData(mut data)) = state else {
+                return;
+            };
+            if append(outgoing, 0, |b| data.encode(b), encode_room).is_err() {
+                return;
+            }
+        }
     }
 
     fn failure(&self, message: String) -> CloseReason {
@@ -131,15 +373,63 @@ impl TlsSession {
 
     /// Records (handshake, data or alerts) wait to be written.
     pub(crate) fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        self.sent < self.outgoing.len()
     }
 
-    /// Queue close_notify (once).
+    /// Queue close_notify (once). Only once the handshake is over: before,
+    /// rustls has no way to send it (and the peer learns nothing from it
+    /// that the end of the stream does not say).
     pub(crate) fn close_notify(&mut self) {
-        if !self.notified {
-            self.notified = true;
-            self.conn.send_close_notify();
+        if self.notified || self.failed {
+            return;
         }
+        self.notified = true;
+        if self.conn.is_handshaking() {
+            return;
+        }
+        let queued = self.settle(|traffic, outgoing| {
+            append(
+                outgoing,
+                64,
+                |b| traffic.queue_close_notify(b),
+                encrypt_room,
+            )
+            .map_err(|e| rustls::Error::General(e.to_string()))
+        });
+        if queued.is_err() {
+            self.failed = true;
+        }
+    }
+
+    /// Take rustls to rest over what `incoming` holds (it holds no whole
+    /// record: `receive` consumed them), handing `write` the `WriteTraffic`
+    /// state if rustls offers it.
+    fn settle(
+        &mut self,
+        write: impl FnMut(
+            &mut WriteTraffic<'_, ServerConnectionData>,
+            &mut Vec<u8>,
+        ) -> std::result::Result<(), rustls::Error>,
+    ) -> std::result::Result<(), rustls::Error> {
+        let mut plain = BytesMut::new();
+        let mut received = Received::default();
+        let used = Self::drive(
+            &mut self.conn,
+            &mut self.outgoing,
+            &mut self.incoming,
+            &mut plain,
+            &mut received,
+            write,
+        )?;
+        self.incoming.drain(..used);
+        if !plain.is_empty() {
+            // `receive` always runs rustls to rest, so this cannot happen;
+            // if it did, the plaintext would have nowhere to go.
+            return Err(rustls::Error::General(
+                "TLS records left unread after receive".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Encrypt queued plaintext and write records to `w` until everything is
@@ -153,28 +443,107 @@ impl TlsSession {
     ) -> io::Result<usize> {
         let mut queue = queue;
         let mut written = 0;
-        loop {
-            if !self.conn.wants_write() && !self.conn.is_handshaking() {
+        let result = loop {
+            if !self.wants_write() {
+                self.outgoing.clear();
+                self.sent = 0;
                 let Some(q) = queue.as_deref_mut().filter(|q| !q.is_empty()) else {
-                    return Ok(written);
+                    break Ok(written);
                 };
-                let mut writer = self.conn.writer();
-                q.drain_into(TLS_BATCH, |chunk| writer.write(chunk).unwrap_or(0));
+                if let Err(e) = self.seal(q) {
+                    self.failed = true;
+                    break Err(io::Error::other(e));
+                }
+                if !self.wants_write() {
+                    break Ok(written);
+                }
             }
-            if !self.conn.wants_write() {
-                return Ok(written);
-            }
-            match self.conn.write_tls(w) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
+            match w.write(&self.outgoing[self.sent..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.sent += n;
+                    written += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     *blocked = true;
-                    return Ok(written);
+                    break Ok(written);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
             }
+        };
+        if !self.wants_write() {
+            self.outgoing = Vec::new();
+            self.sent = 0;
         }
+        result
+    }
+
+    /// Encrypt up to [`TLS_BATCH`] bytes of `queue` into `outgoing`: none
+    /// while handshaking, after close_notify or after a failure.
+    fn seal(&mut self, queue: &mut WriteQueue) -> std::result::Result<(), rustls::Error> {
+        if self.conn.is_handshaking() || self.notified || self.failed {
+            return Ok(());
+        }
+        self.settle(|traffic, outgoing| {
+            let mut failed = None;
+            queue.drain_into(TLS_BATCH, |chunk| {
+                let estimate = chunk.len() + (chunk.len() / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD;
+                match append(
+                    outgoing,
+                    estimate,
+                    |b| traffic.encrypt(chunk, b),
+                    encrypt_room,
+                ) {
+                    Ok(()) => chunk.len(),
+                    Err(e) => {
+                        failed = Some(rustls::Error::General(e.to_string()));
+                        0
+                    }
+                }
+            });
+            failed.map_or(Ok(()), Err)
+        })
+    }
+}
+
+/// Let `write` put records at the end of `outgoing`, in room for
+/// `estimate` bytes first and, if that is too small, for as many as it
+/// says it needs (`required`). Nothing is appended on failure.
+fn append<E>(
+    outgoing: &mut Vec<u8>,
+    estimate: usize,
+    mut write: impl FnMut(&mut [u8]) -> std::result::Result<usize, E>,
+    required: impl Fn(&E) -> Option<usize>,
+) -> std::result::Result<(), E> {
+    let start = outgoing.len();
+    outgoing.resize(start + estimate, 0);
+    let mut result = write(&mut outgoing[start..]);
+    if let Some(size) = result.as_ref().err().and_then(&required) {
+        outgoing.resize(start + size, 0);
+        result = write(&mut outgoing[start..]);
+    }
+    outgoing.truncate(start + result.as_ref().map_or(0, |&n| n));
+    result.map(drop)
+}
+
+/// The room an [`EncodeError`] asks for.
+fn encode_room(e: &EncodeError) -> Option<usize> {
+    match e {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(*required_size)
+        }
+        EncodeError::AlreadyEncoded => None,
+    }
+}
+
+/// The room an [`EncryptError`] asks for.
+fn encrypt_room(e: &EncryptError) -> Option<usize> {
+    match e {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(*required_size)
+        }
+        EncryptError::EncryptExhausted => None,
     }
 }
 
@@ -182,7 +551,9 @@ impl Builder {
     /// Serve TLS on every listener of this server with a rustls
     /// configuration (certificates, ALPN, client auth, versions: all set
     /// there). The negotiated ALPN protocol and SNI name are available as
-    /// [`TlsInfo`] connection data once the handshake completes.
+    /// [`TlsInfo`] connection data once the handshake completes. TLS 1.3
+    /// early data (0-RTT) is not accepted, whatever `max_early_data_size`
+    /// says: clients send after the handshake instead.
     ///
     /// # Examples
     ///
@@ -197,7 +568,7 @@ impl Builder {
     /// # Ok::<(), netloom::Error>(())
     /// ```
     pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
-        self.layers.tls = Some(TlsAcceptor { config });
+        self.layers.tls = Some(TlsAcceptor::new(config));
         self
     }
 
@@ -275,3 +646,6 @@ impl crate::client::Stream for ClientTls {
         let _ = self.0.flush();
     }
 }
+
+#[cfg(test)]
+mod tests;
