@@ -64,6 +64,9 @@ pub struct Heartbeat {
     pub ping_id: u32,
 }
 
+/// Longest [`Config::busy_poll`].
+pub(crate) const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
+
 /// Every setting of a server. Build one with [`Server::builder`](crate::Server::builder).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -116,6 +119,12 @@ pub struct Config {
     /// `bind_ws` listeners) is not complete this long after
     /// accept is closed with `CloseReason::HandshakeTimeout`. Default: 5 s.
     pub handshake_timeout: Duration,
+    /// Before a loop sleeps in the poller, it keeps polling without
+    /// sleeping for up to this long, so that bytes arriving meanwhile are
+    /// handled without a wake-up of a sleeping thread. Costs CPU while it
+    /// waits; see [`Builder::busy_poll`](crate::server::Builder::busy_poll).
+    /// Default: zero (off). At most 10 ms.
+    pub busy_poll: Duration,
 }
 
 impl Default for Config {
@@ -138,6 +147,7 @@ impl Default for Config {
             close_linger: Duration::from_secs(5),
             accept_backoff_max: Duration::from_millis(500),
             handshake_timeout: Duration::from_secs(5),
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -175,6 +185,9 @@ impl Config {
         }
         if self.backlog == 0 {
             return bad("backlog must be at least 1");
+        }
+        if self.busy_poll > MAX_BUSY_POLL {
+            return bad("busy_poll must be at most 10 ms");
         }
         if let Some(hb) = &self.heartbeat {
             if hb.check_interval < Duration::from_millis(1) {

@@ -181,6 +181,36 @@ impl Builder {
         self
     }
 
+    /// Before a loop sleeps, keep polling for up to `spin` without
+    /// sleeping. Default: zero (off); at most 10 ms, else `start` fails
+    /// with [`Error::Config`].
+    ///
+    /// A loop that sleeps and is woken by the next packet pays a thread
+    /// wake-up, tens of microseconds on a VM, on every round trip. With a
+    /// few busy connections (a game room, a gateway's upstream links) that
+    /// wake-up is most of the latency: with `busy_poll` a little longer
+    /// than the gap between packets, the loop never sleeps while traffic
+    /// flows, and each round trip skips it. The price is CPU: a loop
+    /// spends up to `spin` polling after each burst of work, so a loop
+    /// with sparse traffic shows as busy that much more often. A loop with
+    /// many connections rarely waits anyway and gains little.
+    /// docs/BENCHMARKS.md measures both cases.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let server = netloom::Server::builder()
+    ///     .busy_poll(Duration::from_micros(50))
+    ///     .route(1, |ctx| ctx.reply(1, ctx.body()))
+    ///     .bind("127.0.0.1:6565")?
+    ///     .start()?;
+    /// # Ok::<(), netloom::Error>(())
+    /// ```
+    pub fn busy_poll(mut self, spin: Duration) -> Self {
+        self.config.busy_poll = spin;
+        self
+    }
+
     /// How long a connection closed with unsent data may linger to flush
     /// it. Default: 5 s.
     pub fn close_linger(mut self, linger: Duration) -> Self {

@@ -134,7 +134,7 @@ impl EventLoop {
         loop {
             self.update_clock();
             let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Err(e) = self.wait(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -181,6 +181,28 @@ impl EventLoop {
                 if Instant::now() >= deadline {
                     return self.close_all_now();
                 }
+            }
+        }
+    }
+
+    /// Wait for events, at most `timeout`: with `busy_poll` set, poll
+    /// without sleeping for up to that long first (never past `timeout`).
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        let spin = self.core.server.config.busy_poll;
+        if spin.is_zero() || timeout == Some(Duration::ZERO) {
+            return self.poll.poll(events, timeout);
+        }
+        let spin = timeout.map_or(spin, |t| t.min(spin));
+        let start = Instant::now();
+        loop {
+            self.poll.poll(events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                return Ok(());
+            }
+            let spun = start.elapsed();
+            if spun >= spin {
+                let rest = timeout.map(|t| t.saturating_sub(spun));
+                return self.poll.poll(events, rest);
             }
         }
     }

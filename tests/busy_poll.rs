@@ -1,0 +1,123 @@
+//! `Builder::busy_poll`: the loop polls without sleeping for a while
+//! before it sleeps. It must still serve, stop spinning once traffic
+//! stops, and never hold back a timer.
+//!
+//! The idle test measures the process's CPU time, so these tests live in
+//! their own test binary and run one at a time under [`SERIAL`].
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use netloom::{CloseReason, Context, Error, Server};
+
+use common::{start, track_closes, Client};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn echo(ctx: &mut Context<'_>) -> netloom::Result<()> {
+    ctx.reply(ctx.msg_id(), ctx.body())
+}
+
+/// User + system CPU time of the whole process (every thread).
+fn cpu_time() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(rc, 0, "getrusage: {}", io::Error::last_os_error());
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[test]
+fn a_busy_polling_loop_serves_then_sleeps_once_traffic_stops() {
+    let _serial = serial();
+    let server = start(
+        Server::builder()
+            .event_loops(1)
+            .busy_poll(Duration::from_millis(2))
+            .route(1, echo),
+    );
+    let mut client = Client::connect(server.local_addr());
+    for i in 0..200u32 {
+        let body = i.to_le_bytes();
+        client.send(1, &body);
+        assert_eq!(client.recv(), (1, body.to_vec()));
+    }
+
+    // Traffic has stopped: after at most one spin of 2 ms the loop sleeps
+    // (no timers are set), so the process is almost idle. A loop that kept
+    // spinning would use the whole window.
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = cpu_time() - cpu_before;
+    let wall = started.elapsed();
+    assert!(
+        cpu < wall / 5,
+        "process used {cpu:?} of CPU in {wall:?} with no traffic"
+    );
+
+    // And it wakes up for the next message.
+    client.send(1, b"again");
+    assert_eq!(client.recv(), (1, b"again".to_vec()));
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn busy_polling_does_not_hold_back_the_heartbeat() {
+    let _serial = serial();
+    let idle = Duration::from_millis(300);
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            // The longest spin, longer than the heartbeat's check interval.
+            .busy_poll(Duration::from_millis(10))
+            .heartbeat(Duration::from_millis(5), idle)
+            .route(1, echo),
+    );
+    let server = start(builder);
+    let mut client = Client::connect(server.local_addr());
+    client.send(1, b"hi");
+    assert_eq!(client.recv(), (1, b"hi".to_vec()));
+    let quiet_since = Instant::now();
+    client.expect_closed();
+    let after = quiet_since.elapsed();
+    assert!(
+        matches!(closes.next().1, CloseReason::IdleTimeout),
+        "closed for another reason"
+    );
+    // Kicked once idle, and not held back by the spins (a loop that slept
+    // without its timer's deadline would never kick it).
+    assert!(
+        after >= idle - Duration::from_millis(20),
+        "kicked early: {after:?}"
+    );
+    assert!(after < idle * 5, "kicked late: {after:?}");
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_busy_poll_over_ten_milliseconds_is_a_config_error() {
+    let _serial = serial();
+    let result = Server::builder()
+        .busy_poll(Duration::from_millis(11))
+        .route(1, echo)
+        .bind("127.0.0.1:0")
+        .and_then(|b| b.start());
+    match result {
+        Err(Error::Config(why)) => assert!(why.contains("busy_poll"), "{why}"),
+        Err(other) => panic!("expected a config error, got {other}"),
+        Ok(_) => panic!("busy_poll of 11 ms accepted"),
+    }
+}
