@@ -110,6 +110,12 @@ pub fn fmt_size(n: usize) -> String {
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     let bad = || format!("bad duration: {s}");
+    if let Some(us) = t.strip_suffix("us") {
+        return us
+            .parse::<u64>()
+            .map(std::time::Duration::from_micros)
+            .map_err(|_| bad());
+    }
     match t.strip_suffix("ms") {
         Some(ms) => ms
             .parse::<u64>()

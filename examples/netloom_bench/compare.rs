@@ -102,6 +102,8 @@ struct Options {
     inflight_budget: usize,
     max_noise: f64,
     retries: usize,
+    /// `--busy-poll` for the netloom server (zero: off, its default).
+    busy_poll: Duration,
 }
 
 fn options(args: &Args) -> Result<Options, String> {
@@ -123,6 +125,7 @@ fn options(args: &Args) -> Result<Options, String> {
         "inflight-budget",
         "max-noise",
         "retries",
+        "busy-poll",
     ])?;
     let quick = args.flag("quick");
     let n = crate::os::cpus();
@@ -190,6 +193,10 @@ fn options(args: &Args) -> Result<Options, String> {
         inflight_budget: parse_size(args.str("inflight-budget").unwrap_or("256MiB"))?,
         max_noise: args.get("max-noise", 5.0)?,
         retries: args.get("retries", 3)?,
+        busy_poll: match args.str("busy-poll") {
+            None => Duration::ZERO,
+            Some(s) => parse_duration(s)?,
+        },
     })
 }
 
@@ -215,6 +222,12 @@ pub fn main(args: Args) -> Result<(), String> {
         opts.retries,
         opts.max_noise
     );
+    if !opts.busy_poll.is_zero() {
+        println!(
+            "# netloom with busy_poll {:?} (the other servers as always)",
+            opts.busy_poll
+        );
+    }
     println!("{}", header());
 
     let mut rows: Vec<Row> = Vec::new();
@@ -308,7 +321,15 @@ fn run_one(opts: &Options, sc: Scenario, kind: &str) -> Row {
         noise_pct: 0.0,
         error: None,
     };
-    let child = match ServerChild::spawn(kind, sc.loops, &opts.server_cpus, &[]) {
+    let extra: Vec<String> = if kind == "netloom" && !opts.busy_poll.is_zero() {
+        vec![
+            "--busy-poll".into(),
+            format!("{}us", opts.busy_poll.as_micros()),
+        ]
+    } else {
+        Vec::new()
+    };
+    let child = match ServerChild::spawn(kind, sc.loops, &opts.server_cpus, &extra) {
         Ok(c) => c,
         Err(e) => {
             row.error = Some(e);

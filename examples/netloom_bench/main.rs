@@ -33,15 +33,17 @@ use args::Args;
 const USAGE: &str = "\
 usage: netloom_bench <command> [options]
 
-  serve <netloom|mio|tokio> [--addr 127.0.0.1:0] [--loops N] [--heartbeat CHECK,IDLE] [--cpus LIST]
+  serve <netloom|mio|tokio> [--addr 127.0.0.1:0] [--loops N] [--heartbeat CHECK,IDLE]
+        [--busy-poll DUR] [--cpus LIST]
         run one echo server; prints `LISTENING <addr>`, exits when stdin closes
   load --addr A [--conns C] [--pipeline P] [--size S] [--duration D] [--warmup W]
        [--sources N] [--threads T] [--cpus LIST] [--inflight-budget BYTES]
         echo load generator; verifies every byte; non-zero exit on mismatch or loss
   compare [--quick] [--scenario FILTER] [--loops L] [--conns C] [--pipeline P] [--size S]
           [--duration D] [--kinds netloom,mio,tokio] [--repeat R] [--out DIR]
-          [--server-cpus 0] [--load-cpus 1]
+          [--server-cpus 0] [--load-cpus 1] [--busy-poll DUR]
         every scenario against every server, side by side, with ratios and charts
+        (--busy-poll: netloom's Builder::busy_poll, e.g. 50us; off by default)
   idle [--conns 1000,10000,19000] [--kinds netloom,mio,tokio] [--heartbeat] [--out DIR]
         server RSS per idle connection; with --heartbeat, server CPU with idle
         connections that ping (heartbeat off vs on)

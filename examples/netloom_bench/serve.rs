@@ -28,11 +28,18 @@ use crate::args::{parse_duration, Args};
 pub const MAX_BODY: usize = 1 << 20;
 
 pub fn main(args: Args) -> Result<(), String> {
-    args.check(&["addr", "loops", "heartbeat", "cpus", "max-secs"])?;
+    args.check(&[
+        "addr",
+        "loops",
+        "heartbeat",
+        "cpus",
+        "max-secs",
+        "busy-poll",
+    ])?;
     let kind = args
         .positional
         .first()
-        .ok_or("usage: serve <netloom|mio|tokio> [--addr A] [--loops N] [--heartbeat CHECK,IDLE] [--cpus LIST]")?
+        .ok_or("usage: serve <netloom|mio|tokio> [--addr A] [--loops N] [--heartbeat CHECK,IDLE] [--busy-poll DUR] [--cpus LIST]")?
         .clone();
     let addr: SocketAddr = args.get("addr", SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let loops: usize = args.get("loops", 1)?;
@@ -47,13 +54,17 @@ pub fn main(args: Args) -> Result<(), String> {
             Some((parse_duration(c)?, parse_duration(i)?))
         }
     };
+    let busy_poll = match args.str("busy-poll") {
+        None => Duration::ZERO,
+        Some(s) => parse_duration(s)?,
+    };
     crate::os::pin_current_thread(&cpus).map_err(|e| format!("pin to {cpus:?}: {e}"))?;
     let _ = crate::os::raise_fd_limit();
 
     let mut netloom_handle = None;
     let local = match kind.as_str() {
         "netloom" => {
-            let h = netloom_server(addr, loops, heartbeat)?;
+            let h = netloom_server(addr, loops, heartbeat, busy_poll)?;
             let a = h.local_addr();
             netloom_handle = Some(h);
             a
@@ -64,6 +75,9 @@ pub fn main(args: Args) -> Result<(), String> {
     };
     if heartbeat.is_some() && kind != "netloom" {
         return Err("--heartbeat is only implemented by the netloom server".into());
+    }
+    if !busy_poll.is_zero() && kind != "netloom" {
+        return Err("--busy-poll is only implemented by the netloom server".into());
     }
     println!("LISTENING {local}");
     io::stdout().flush().map_err(|e| e.to_string())?;
@@ -96,9 +110,11 @@ fn netloom_server(
     addr: SocketAddr,
     loops: usize,
     heartbeat: Option<(Duration, Duration)>,
+    busy_poll: Duration,
 ) -> Result<netloom::ServerHandle, String> {
     let mut b = netloom::Server::builder()
         .event_loops(loops)
+        .busy_poll(busy_poll)
         .max_body_length(MAX_BODY)
         // The generator keeps at most 16 frames of 1 MiB in flight per
         // connection; with the default 4 MiB mark an echo handler would
