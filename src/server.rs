@@ -204,6 +204,7 @@ impl Builder {
     ///     .route(1, |ctx| ctx.reply(1, ctx.body()))
     ///     .bind("127.0.0.1:6565")?
     ///     .start()?;
+    /// server.join();
     /// # Ok::<(), netloom::Error>(())
     /// ```
     pub fn busy_poll(mut self, spin: Duration) -> Self {
