@@ -55,6 +55,9 @@ pub struct Row {
     pub load: LoadReport,
     pub server_cpu_secs: f64,
     pub server_rss: u64,
+    /// Voluntary context switches of the server's threads in the window
+    /// (each one a sleep in the poller, paid for by a wake-up).
+    pub server_sleeps: u64,
     /// User time other programs (and the hypervisor, as steal) took on the
     /// server and generator CPUs during the window, in % of those CPUs
     /// (see `--max-noise`).
@@ -69,6 +72,14 @@ impl Row {
             return f64::NAN;
         }
         self.server_cpu_secs * 1e6 / self.load.frames as f64
+    }
+
+    /// Server sleeps (voluntary context switches) per 1,000 echoed frames.
+    pub fn sleeps_per_kframe(&self) -> f64 {
+        if self.load.frames == 0 {
+            return f64::NAN;
+        }
+        self.server_sleeps as f64 * 1e3 / self.load.frames as f64
     }
 
     /// Server CPU use in the window, % of one core.
@@ -318,6 +329,7 @@ fn run_one(opts: &Options, sc: Scenario, kind: &str) -> Row {
         load: LoadReport::default(),
         server_cpu_secs: 0.0,
         server_rss: 0,
+        server_sleeps: 0,
         noise_pct: 0.0,
         error: None,
     };
@@ -360,6 +372,7 @@ fn run_one(opts: &Options, sc: Scenario, kind: &str) -> Row {
         .copied()
         .collect();
     let (mut cpu0, mut cpu1, mut rss) = (None, None, None);
+    let (mut sleeps0, mut sleeps1) = (None, None);
     let (mut busy0, mut busy1) = (None, None);
     let (mut ours0, mut ours1) = (
         (Duration::ZERO, Duration::ZERO),
@@ -380,9 +393,11 @@ fn run_one(opts: &Options, sc: Scenario, kind: &str) -> Row {
             busy0 = crate::os::cpus_time(&watched);
             ours0 = ours();
             cpu0 = crate::os::cpu_time(pid);
+            sleeps0 = crate::os::voluntary_switches(pid);
         }
         Phase::MeasureEnd => {
             cpu1 = crate::os::cpu_time(pid);
+            sleeps1 = crate::os::voluntary_switches(pid);
             ours1 = ours();
             busy1 = crate::os::cpus_time(&watched);
             rss = crate::os::rss(pid);
@@ -399,6 +414,9 @@ fn run_one(opts: &Options, sc: Scenario, kind: &str) -> Row {
         _ => {}
     }
     row.server_rss = rss.unwrap_or(0);
+    if let (Some(a), Some(b)) = (sleeps0, sleeps1) {
+        row.server_sleeps = b.saturating_sub(a);
+    }
     if let (Some(b0), Some(b1)) = (busy0, busy1) {
         let secs = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64();
         // Others' user time, or others' user + system time, whichever is
@@ -459,6 +477,8 @@ fn median(mut runs: Vec<Row>) -> Row {
     out.load.frames = f(&|r| r.load.frames as f64) as u64;
     out.server_cpu_secs = cpf * out.load.frames as f64 / 1e6;
     out.server_rss = f(&|r| r.server_rss as f64) as u64;
+    let spk = f(&|r| r.sleeps_per_kframe());
+    out.server_sleeps = (spk * out.load.frames as f64 / 1e3).round() as u64;
     out.noise_pct = f(&|r| r.noise_pct);
     out.load.lost = runs.iter().map(|r| r.load.lost).sum();
     out.load.mismatches = runs.iter().map(|r| r.load.mismatches).sum();
@@ -469,7 +489,7 @@ fn median(mut runs: Vec<Row>) -> Row {
 
 fn header() -> String {
     format!(
-        "{:<22} {:<11} {:>3} {:>11} {:>9} {:>8} {:>8} {:>9} {:>10} {:>7} {:>9} {:>6} {:>6}",
+        "{:<22} {:<11} {:>3} {:>11} {:>9} {:>8} {:>8} {:>9} {:>10} {:>7} {:>10} {:>9} {:>6} {:>6}",
         "scenario",
         "server",
         "P",
@@ -480,6 +500,7 @@ fn header() -> String {
         "p999 us",
         "srv us/fr",
         "srv %",
+        "sleeps/kfr",
         "srv RSS",
         "gen %",
         "noise%"
@@ -488,7 +509,7 @@ fn header() -> String {
 
 fn line(r: &Row) -> String {
     format!(
-        "{:<22} {:<11} {:>3} {:>11.0} {:>9.1} {:>8.0} {:>8.0} {:>9.0} {:>10.3} {:>7.1} {:>8.1}M {:>6.0} {:>6.1}",
+        "{:<22} {:<11} {:>3} {:>11.0} {:>9.1} {:>8.0} {:>8.0} {:>9.0} {:>10.3} {:>7.1} {:>10.1} {:>8.1}M {:>6.0} {:>6.1}",
         r.scenario.name(),
         label(&r.kind),
         r.load.pipeline,
@@ -499,6 +520,7 @@ fn line(r: &Row) -> String {
         r.load.p999_us,
         r.cpu_per_frame_us(),
         r.server_cpu_pct(),
+        r.sleeps_per_kframe(),
         r.server_rss as f64 / (1 << 20) as f64,
         100.0 * r.load.gen_cpu_secs / r.load.secs.max(1e-9),
         r.noise_pct,
@@ -698,12 +720,12 @@ fn targets(rows: &[Row], pairs: &[(Scenario, &str, Paired)]) -> Vec<String> {
 /// The CSV columns of one run (or of a scenario's medians).
 const CSV_HEADER: &str = "scenario,loops,conns,pipeline,pipeline_used,size,server,frames_per_sec,\
     mb_per_sec,p50_us,p99_us,p999_us,max_us,server_cpu_us_per_frame,server_cpu_pct,\
-    server_rss_bytes,generator_cpu_pct,noise_pct,frames,lost,mismatches,conn_errors,ok";
+    server_sleeps_per_kframe,server_rss_bytes,generator_cpu_pct,noise_pct,frames,lost,mismatches,conn_errors,ok";
 
 fn csv_line(r: &Row) -> String {
     let s = r.scenario;
     format!(
-        "{},{},{},{},{},{},{},{:.0},{:.2},{:.1},{:.1},{:.1},{:.1},{:.4},{:.1},{},{:.1},{:.1},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{:.0},{:.2},{:.1},{:.1},{:.1},{:.1},{:.4},{:.1},{:.2},{},{:.1},{:.1},{},{},{},{},{}",
         s.name(),
         s.loops,
         s.conns,
@@ -719,6 +741,7 @@ fn csv_line(r: &Row) -> String {
         r.load.max_us,
         r.cpu_per_frame_us(),
         r.server_cpu_pct(),
+        r.sleeps_per_kframe(),
         r.server_rss,
         100.0 * r.load.gen_cpu_secs / r.load.secs.max(1e-9),
         r.noise_pct,
@@ -773,7 +796,8 @@ fn write_outputs(
             "    {{\"scenario\": \"{}\", \"loops\": {}, \"conns\": {}, \"pipeline\": {}, \
              \"pipeline_used\": {}, \"size\": {}, \"server\": \"{}\", \"frames_per_sec\": {}, \
              \"mb_per_sec\": {}, \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \
-             \"server_cpu_us_per_frame\": {}, \"server_cpu_pct\": {}, \"server_rss_bytes\": {}, \
+             \"server_cpu_us_per_frame\": {}, \"server_cpu_pct\": {}, \"server_sleeps_per_kframe\": {}, \
+             \"server_rss_bytes\": {}, \
              \"ok\": {}}}{}",
             s.name(),
             s.loops,
@@ -789,6 +813,7 @@ fn write_outputs(
             num(r.load.p999_us),
             num(r.cpu_per_frame_us()),
             num(r.server_cpu_pct()),
+            num(r.sleeps_per_kframe()),
             r.server_rss,
             r.ok(),
             if i + 1 < rows.len() { "," } else { "" }

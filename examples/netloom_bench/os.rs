@@ -153,6 +153,29 @@ fn status_kb(pid: u32, key: &str) -> Option<u64> {
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
+/// Voluntary context switches of process `pid`, summed over its threads
+/// (`voluntary_ctxt_switches` of /proc/<pid>/task/*/status): how often its
+/// threads blocked, which for an event loop is how often it went to sleep
+/// in the poller and had to be woken for the next packet.
+pub fn voluntary_switches(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut sum = 0;
+    for task in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue; // the thread ended meanwhile
+        };
+        sum += switches_in(&status)?;
+    }
+    Some(sum)
+}
+
+/// The `voluntary_ctxt_switches` count of one /proc status file.
+fn switches_in(status: &str) -> Option<u64> {
+    let key = "voluntary_ctxt_switches:";
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].trim().parse().ok()
+}
+
 /// Open descriptors of process `pid` (entries of /proc/<pid>/fd).
 pub fn fd_count(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
@@ -203,4 +226,22 @@ fn status_meminfo(key: &str) -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocking_thread_counts_a_voluntary_switch() {
+        let own = || {
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            switches_in(&status).unwrap()
+        };
+        let before = own();
+        // The sleep is what is measured: blocking is a voluntary switch.
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(own() > before);
+        assert!(voluntary_switches(std::process::id()).unwrap() > 0);
+    }
 }
