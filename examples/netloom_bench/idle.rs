@@ -66,6 +66,7 @@ pub fn main(args: Args) -> Result<(), String> {
         "out",
         "server-cpus",
         "load-cpus",
+        "busy-poll",
     ])?;
     let counts: Vec<usize> = args.list("conns", vec![1000, 10000, 19000])?;
     let kinds: Vec<String> = args.list(
@@ -148,12 +149,16 @@ pub fn main(args: Args) -> Result<(), String> {
         let every = parse_duration(args.str("ping-interval").unwrap_or("10s"))?;
         let check = parse_duration(args.str("hb-check").unwrap_or("1s"))?;
         let measure = parse_duration(args.str("measure").unwrap_or("20s"))?;
+        let busy_poll = parse_duration(args.str("busy-poll").unwrap_or("0s"))?;
         println!();
         println!(
             "heartbeat: {max} connections, each sends a PING every {every:?}; \
              heartbeat check every {check:?}, idle timeout {:?}; CPU over {measure:?}",
             every * 3
         );
+        if !busy_poll.is_zero() {
+            println!("  netloom with busy_poll {busy_poll:?} (the other servers as always)");
+        }
         // The same ping traffic on every kind (the floor and tokio have no
         // heartbeat: they show what the pings alone cost), then netloom
         // with its heartbeat on.
@@ -163,7 +168,18 @@ pub fn main(args: Args) -> Result<(), String> {
         }
         for (kind, hb) in variants {
             let srcs = sources.unwrap_or(crate::wire::auto_sources(max));
-            let r = heartbeat_one(&kind, hb, max, srcs, every, check, measure, &server_cpus)?;
+            let spin = if kind == "netloom" {
+                busy_poll
+            } else {
+                Duration::ZERO
+            };
+            let timing = HbTiming {
+                every,
+                check,
+                measure,
+                busy_poll: spin,
+            };
+            let r = heartbeat_one(&kind, hb, max, srcs, &timing, &server_cpus)?;
             println!(
                 "  {:<11} heartbeat {:<3}: {} conns, server CPU {:.2}% of a core ({} pings, {} closed)",
                 label(&kind),
@@ -253,26 +269,39 @@ fn plan(addr: std::net::SocketAddr, conns: usize, sources: usize) -> ConnectPlan
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The heartbeat run's timing: ping interval, heartbeat check, measurement
+/// window, and the server's busy polling (netloom only; zero: off).
+struct HbTiming {
+    every: Duration,
+    check: Duration,
+    measure: Duration,
+    busy_poll: Duration,
+}
+
 fn heartbeat_one(
     kind: &str,
     heartbeat: bool,
     n: usize,
     sources: usize,
-    every: Duration,
-    check: Duration,
-    measure: Duration,
+    timing: &HbTiming,
     cpus: &[usize],
 ) -> Result<HbRow, String> {
+    let HbTiming {
+        every,
+        check,
+        measure,
+        busy_poll,
+    } = *timing;
     let idle = every * 3;
-    let extra = if heartbeat {
-        vec![
-            "--heartbeat".to_string(),
-            format!("{}ms,{}ms", check.as_millis(), idle.as_millis()),
-        ]
-    } else {
-        Vec::new()
-    };
+    let mut extra = Vec::new();
+    if heartbeat {
+        extra.push("--heartbeat".to_string());
+        extra.push(format!("{}ms,{}ms", check.as_millis(), idle.as_millis()));
+    }
+    if !busy_poll.is_zero() {
+        extra.push("--busy-poll".to_string());
+        extra.push(format!("{}us", busy_poll.as_micros()));
+    }
     let child = ServerChild::spawn(kind, 1, cpus, &extra)?;
     let pid = child.pid;
     let mut fleet = fleet::connect(&plan(child.addr, n, sources), &mut |p| {

@@ -45,8 +45,9 @@ usage: netloom_bench <command> [options]
         every scenario against every server, side by side, with ratios and charts
         (--busy-poll: netloom's Builder::busy_poll, e.g. 50us; off by default)
   idle [--conns 1000,10000,19000] [--kinds netloom,mio,tokio] [--heartbeat] [--out DIR]
+       [--ping-interval 10s] [--hb-check 1s] [--measure 20s] [--busy-poll DUR]
         server RSS per idle connection; with --heartbeat, server CPU with idle
-        connections that ping (heartbeat off vs on)
+        connections that ping (heartbeat off vs on; --busy-poll for netloom there)
 ";
 
 fn main() {
