@@ -8,13 +8,12 @@
 
 mod common;
 
-use std::io;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use netloom::{CloseReason, Context, Error, Server};
 
-use common::{start, track_closes, Client};
+use common::{cpu_time, start, track_closes, Client};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -24,19 +23,6 @@ fn serial() -> MutexGuard<'static, ()> {
 
 fn echo(ctx: &mut Context<'_>) -> netloom::Result<()> {
     ctx.reply(ctx.msg_id(), ctx.body())
-}
-
-/// User + system CPU time of the whole process (every thread).
-fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    assert_eq!(rc, 0, "getrusage: {}", io::Error::last_os_error());
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 #[test]

@@ -21,7 +21,7 @@ use crossbeam_channel::{unbounded, Receiver};
 use netloom::{Builder, CloseReason, ConnId, Context, Server};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use common::{wait_until, Client, TIMEOUT};
+use common::{cpu_time, wait_until, Client, TIMEOUT};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -86,19 +86,6 @@ impl Drop for LimitGuard {
         // SAFETY: restoring the limit read before; it is within the hard limit.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &self.old) };
     }
-}
-
-/// User + system CPU time of the whole process (every thread).
-fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    assert_eq!(rc, 0, "getrusage: {}", io::Error::last_os_error());
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// An unconnected TCP socket whose descriptor number is at least `at`, so
