@@ -52,6 +52,15 @@ pub(crate) const TLS_BATCH: usize = 64 << 10;
 /// A TLS record header: content type, version, length.
 const HEADER: usize = 5;
 
+/// Most bytes `incoming` may hold: one handshake message of the most
+/// rustls accepts (64 KiB, its own limit in the buffered API) plus one
+/// whole record of the largest size TLS allows (16 KiB of payload, 2 KiB
+/// of expansion, the header). rustls' unbuffered API joins a fragmented
+/// handshake message in the caller's buffer and leaves the limit to the
+/// caller: without it, a peer sending a large message in one-byte
+/// records would make a connection hold several times the message.
+const MAX_INCOMING: usize = 0xffff + (16 << 10) + 2048 + HEADER;
+
 /// Plaintext bytes per record (rustls' default fragment size).
 const RECORD_PAYLOAD: usize = 16 << 10;
 
@@ -235,6 +244,7 @@ impl TlsSession {
                 |_, _| Ok(()),
             )?;
             self.incoming.drain(..used);
+            Self::check_incoming(&self.incoming)?;
         }
         if !self.incoming.is_empty() || input.is_empty() || received.peer_closed {
             return Ok(());
@@ -248,7 +258,21 @@ impl TlsSession {
             |_, _| Ok(()),
         )?;
         if !received.peer_closed {
-            self.incoming.extend_from_slice(&input[used..]);
+            let rest = &input[used..];
+            Self::check_incoming(rest)?;
+            self.incoming.extend_from_slice(rest);
+        }
+        Ok(())
+    }
+
+    /// Refuse to keep more than [`MAX_INCOMING`] bytes of unfinished records
+    /// between reads (while rustls works on a read, `incoming` may briefly
+    /// hold that read too).
+    fn check_incoming(kept: &[u8]) -> std::result::Result<(), rustls::Error> {
+        if kept.len() > MAX_INCOMING {
+            return Err(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::MessageTooLarge,
+            ));
         }
         Ok(())
     }

@@ -321,3 +321,32 @@ fn a_full_socket_holds_back_all_but_one_batch() {
     assert_eq!(pair.server_sends(Some(&mut queue)), message);
     pair.assert_idle();
 }
+
+#[test]
+fn a_handshake_message_in_tiny_records_is_refused_at_the_buffer_limit() {
+    let (acceptor, _) = pki();
+    // A ClientHello that says it is 65,535 bytes long, sent one byte per
+    // record: six bytes on the wire per byte of message, 393 KB in all.
+    // rustls joins the fragments in our buffer and only judges the message
+    // once it is whole, so the buffer's own limit must stop it first.
+    let record = |byte: u8| [0x16, 0x03, 0x01, 0x00, 0x01, byte];
+    let mut wire: Vec<u8> = [0x01, 0x00, 0xff, 0xff]
+        .into_iter()
+        .flat_map(record)
+        .collect();
+    wire.extend((0..0xffff).flat_map(|i| record(i as u8)));
+    let mut session = acceptor.session().unwrap();
+    let mut fed = 0;
+    let failed = wire.chunks(4096).find_map(|chunk| {
+        fed += chunk.len();
+        let result = session.receive(&mut chunk.to_vec(), &mut BytesMut::new());
+        assert!(session.incoming.len() <= MAX_INCOMING);
+        result.err()
+    });
+    match failed {
+        Some(CloseReason::TlsHandshake(msg)) => assert!(!msg.is_empty()),
+        other => panic!("expected TlsHandshake, got {other:?}"),
+    }
+    assert!(fed <= MAX_INCOMING + 4096, "refused after {fed} bytes");
+    assert_eq!(session.incoming.capacity(), 0);
+}
