@@ -191,8 +191,9 @@ impl Builder {
     /// wake-up is most of the latency: with `busy_poll` a little longer
     /// than the gap between packets, the loop never sleeps while traffic
     /// flows, and each round trip skips it. The price is CPU: a loop
-    /// spends up to `spin` polling after each burst of work, so a loop
-    /// with sparse traffic shows as busy that much more often. A loop with
+    /// spends up to `spin` polling after each burst of packets (not after
+    /// turns that only fired timers), so a loop with sparse traffic shows
+    /// as busy that much more often. A loop with
     /// many connections rarely waits anyway and gains little.
     /// docs/BENCHMARKS.md measures both cases.
     ///

@@ -131,10 +131,14 @@ impl EventLoop {
 
     fn turns(&mut self) -> usize {
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        // Whether the last wait returned events: only then may the next
+        // one busy-poll (a turn that only fired timers does not spin).
+        let mut active = false;
         loop {
             self.update_clock();
             let timeout = self.poll_timeout();
-            if let Err(e) = self.wait(&mut events, timeout) {
+            let spin = spin_budget(self.core.server.config.busy_poll, timeout, active);
+            if let Err(e) = self.wait(&mut events, timeout, spin) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -146,6 +150,7 @@ impl EventLoop {
                 return self.close_all_now();
             }
             self.update_clock();
+            active = !events.is_empty();
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.drain_inbox(),
@@ -185,14 +190,17 @@ impl EventLoop {
         }
     }
 
-    /// Wait for events, at most `timeout`: with `busy_poll` set, poll
-    /// without sleeping for up to that long first (never past `timeout`).
-    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        let spin = self.core.server.config.busy_poll;
-        if spin.is_zero() || timeout == Some(Duration::ZERO) {
+    /// Wait for events, at most `timeout`, polling without sleeping for
+    /// the first `spin` of it (see [`spin_budget`]).
+    fn wait(
+        &mut self,
+        events: &mut Events,
+        timeout: Option<Duration>,
+        spin: Duration,
+    ) -> io::Result<()> {
+        if spin.is_zero() {
             return self.poll.poll(events, timeout);
         }
-        let spin = timeout.map_or(spin, |t| t.min(spin));
         let start = Instant::now();
         loop {
             self.poll.poll(events, Some(Duration::ZERO))?;
@@ -1273,5 +1281,40 @@ fn handle(ctx: &mut Context<'_>, generation: u32) {
             );
             core.close(key, generation, CloseReason::HandlerPanic);
         }
+    }
+}
+
+/// How long a loop may poll without sleeping before it sleeps: `busy_poll`,
+/// never past the wait's `timeout` (a due timer), and only after a wait
+/// that returned events (`active`): a turn that found nothing to do, only
+/// timers to fire, goes back to sleep at once, so an idle server with many
+/// timers does not spin between them.
+fn spin_budget(busy_poll: Duration, timeout: Option<Duration>, active: bool) -> Duration {
+    if !active {
+        return Duration::ZERO;
+    }
+    timeout.map_or(busy_poll, |t| t.min(busy_poll))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spin_stops_at_the_next_timer_and_only_follows_events() {
+        let ms = Duration::from_millis;
+        // Off stays off.
+        assert_eq!(spin_budget(Duration::ZERO, None, true), Duration::ZERO);
+        // After events: the whole spin, unless a timer is due sooner.
+        assert_eq!(spin_budget(ms(10), None, true), ms(10));
+        assert_eq!(spin_budget(ms(10), Some(ms(30)), true), ms(10));
+        assert_eq!(spin_budget(ms(10), Some(ms(1)), true), ms(1));
+        assert_eq!(
+            spin_budget(ms(10), Some(Duration::ZERO), true),
+            Duration::ZERO
+        );
+        // After a wait that found nothing (only timers fired): no spin.
+        assert_eq!(spin_budget(ms(10), None, false), Duration::ZERO);
+        assert_eq!(spin_budget(ms(10), Some(ms(1)), false), Duration::ZERO);
     }
 }
