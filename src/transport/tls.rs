@@ -1,7 +1,8 @@
 //! TLS with rustls, sans-I/O: the reactor reads ciphertext into its own
 //! buffer and hands it here; we hand back plaintext, and encrypt queued
 //! plaintext into records the reactor writes. The only module that names
-//! rustls.
+//! rustls: the session is here; the acceptor (server settings and the SNI
+//! probe), the `Builder` methods and the client stream are in submodules.
 //!
 //! rustls' unbuffered API (`UnbufferedServerConnection`) is driven here,
 //! so the ciphertext buffers are ours and an idle connection owns none:
@@ -24,27 +25,17 @@
 //! Both buffers are freed as soon as they are empty: between records a
 //! connection keeps only rustls' keys and state.
 
-use std::cell::Cell;
 use std::io::{self, Write};
-use std::path::Path;
-use std::sync::Arc;
 
 use bytes::BytesMut;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{
-    ClientHello, ResolvesServerCert, ServerConnectionData, UnbufferedServerConnection,
-};
-use rustls::sign::CertifiedKey;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
     WriteTraffic,
 };
-use rustls::{ClientConfig, ClientConnection, ServerConfig, StreamOwned};
 
 use crate::conn::write::WriteQueue;
-use crate::error::{CloseReason, Error, Result};
-use crate::server::Builder;
+use crate::error::CloseReason;
 
 /// Most plaintext bytes encrypted per flush round.
 pub(crate) const TLS_BATCH: usize = 64 << 10;
@@ -68,68 +59,6 @@ const RECORD_PAYLOAD: usize = 16 << 10;
 /// nonce or TLS 1.3 content type, AEAD tag, with some to spare (a smaller
 /// `max_fragment_size` or a queued KeyUpdate just costs one retry).
 const RECORD_OVERHEAD: usize = 64;
-
-/// The server's TLS settings, shared by all loops.
-#[derive(Clone)]
-pub(crate) struct TlsAcceptor {
-    config: Arc<ServerConfig>,
-}
-
-impl TlsAcceptor {
-    /// Serve with `config`, changed in two ways: early data is refused
-    /// (`max_early_data_size = 0`: clients then send their first messages
-    /// after the handshake, as usual), and the certificate resolver is
-    /// wrapped in [`SniProbe`] so sessions learn the client's SNI.
-    fn new(config: Arc<ServerConfig>) -> Self {
-        let mut config = Arc::unwrap_or_clone(config);
-        config.max_early_data_size = 0;
-        config.cert_resolver = Arc::new(SniProbe(config.cert_resolver.clone()));
-        TlsAcceptor {
-            config: Arc::new(config),
-        }
-    }
-
-    pub(crate) fn session(&self) -> std::result::Result<TlsSession, CloseReason> {
-        UnbufferedServerConnection::new(self.config.clone())
-            .map(|conn| TlsSession {
-                conn,
-                incoming: Vec::new(),
-                outgoing: Vec::new(),
-                sent: 0,
-                sni: None,
-                notified: false,
-                failed: false,
-            })
-            .map_err(|e| CloseReason::TlsHandshake(e.to_string()))
-    }
-}
-
-thread_local! {
-    /// The SNI of the last ClientHello [`SniProbe`] saw on this thread.
-    static SEEN_SNI: Cell<Option<Box<str>>> = const { Cell::new(None) };
-}
-
-/// Notes the SNI of every ClientHello, then lets the configured resolver
-/// choose the certificate.
-///
-/// rustls 0.23's unbuffered server connection has no `server_name()`. The
-/// resolver, though, is asked for every ClientHello (full and resumed
-/// handshakes alike), synchronously inside `process_tls_records`, on the
-/// thread driving that session: [`TlsSession::receive`] reads the name
-/// from [`SEEN_SNI`] right after.
-#[derive(Debug)]
-struct SniProbe(Arc<dyn ResolvesServerCert>);
-
-impl ResolvesServerCert for SniProbe {
-    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        SEEN_SNI.set(client_hello.server_name().map(Box::from));
-        self.0.resolve(client_hello)
-    }
-
-    fn only_raw_public_keys(&self) -> bool {
-        self.0.only_raw_public_keys()
-    }
-}
 
 /// What the TLS handshake settled, stored as connection data once the
 /// handshake completes: read it with `session.data::<TlsInfo>()`.
@@ -571,105 +500,13 @@ fn encrypt_room(e: &EncryptError) -> Option<usize> {
     }
 }
 
-impl Builder {
-    /// Serve TLS on every listener of this server with a rustls
-    /// configuration (certificates, ALPN, client auth, versions: all set
-    /// there). The negotiated ALPN protocol and SNI name are available as
-    /// [`TlsInfo`] connection data once the handshake completes. TLS 1.3
-    /// early data (0-RTT) is not accepted, whatever `max_early_data_size`
-    /// says: clients send after the handshake instead.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn config() -> std::sync::Arc<rustls::ServerConfig> { unimplemented!() }
-    /// let server = netloom::Server::builder()
-    ///     .tls(config())
-    ///     .route(0, |ctx| ctx.reply(0, ctx.body()))
-    ///     .bind("127.0.0.1:6565")?
-    ///     .start()?;
-    /// server.join();
-    /// # Ok::<(), netloom::Error>(())
-    /// ```
-    pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
-        self.layers.tls = Some(TlsAcceptor::new(config));
-        self
-    }
+mod acceptor;
+mod builder;
+mod client;
 
-    /// Serve TLS with a certificate chain and private key read from PEM
-    /// files, TLS 1.2 and 1.3, no client authentication; ALPN as given
-    /// (may be empty).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] if a file cannot be read or parsed, or the key
-    /// does not match the certificate.
-    pub fn tls_pem_files(
-        self,
-        cert_chain: impl AsRef<Path>,
-        private_key: impl AsRef<Path>,
-        alpn: &[&[u8]],
-    ) -> Result<Self> {
-        let certs = CertificateDer::pem_file_iter(cert_chain.as_ref())
-            .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| Error::Config(format!("{}: {e}", cert_chain.as_ref().display())))?;
-        let key = PrivateKeyDer::from_pem_file(private_key.as_ref())
-            .map_err(|e| Error::Config(format!("{}: {e}", private_key.as_ref().display())))?;
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::Config(e.to_string()))?
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .map_err(|e| Error::Config(format!("certificate and key: {e}")))?;
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(self.tls(Arc::new(config)))
-    }
-}
-
-/// A blocking TLS client stream (for [`Client`](crate::client::Client)).
-pub(crate) fn client_stream(
-    tcp: std::net::TcpStream,
-    server_name: &str,
-    config: Arc<ClientConfig>,
-) -> Result<Box<dyn crate::client::Stream>> {
-    let name = ServerName::try_from(server_name.to_owned())
-        .map_err(|e| Error::Config(format!("server name {server_name:?}: {e}")))?;
-    let conn = ClientConnection::new(config, name).map_err(|e| Error::Io(io::Error::other(e)))?;
-    let mut stream = StreamOwned::new(conn, tcp);
-    // Finish the handshake now so errors surface from `connect`.
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
-    }
-    Ok(Box::new(ClientTls(stream)))
-}
-
-struct ClientTls(StreamOwned<ClientConnection, std::net::TcpStream>);
-
-impl io::Read for ClientTls {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl io::Write for ClientTls {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl crate::client::Stream for ClientTls {
-    fn tcp(&self) -> &std::net::TcpStream {
-        &self.0.sock
-    }
-    fn close(&mut self) {
-        self.0.conn.send_close_notify();
-        let _ = self.0.flush();
-    }
-}
+pub(crate) use acceptor::TlsAcceptor;
+use acceptor::SEEN_SNI;
+pub(crate) use client::client_stream;
 
 #[cfg(test)]
 mod tests;

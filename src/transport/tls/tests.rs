@@ -4,10 +4,14 @@
 //! flight.
 
 use std::io::Read;
+use std::sync::Arc;
 
-use rustls::pki_types::PrivatePkcs8KeyDer;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::version::{TLS12, TLS13};
-use rustls::{HandshakeKind, RootCertStore, SupportedProtocolVersion};
+use rustls::{
+    ClientConfig, ClientConnection, HandshakeKind, RootCertStore, ServerConfig,
+    SupportedProtocolVersion,
+};
 
 use super::*;
 

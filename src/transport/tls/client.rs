@@ -1,0 +1,53 @@
+//! The blocking TLS client stream behind `Client::connect_tls`.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use crate::error::{Error, Result};
+
+/// A blocking TLS client stream (for [`Client`](crate::client::Client)).
+pub(crate) fn client_stream(
+    tcp: std::net::TcpStream,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+) -> Result<Box<dyn crate::client::Stream>> {
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| Error::Config(format!("server name {server_name:?}: {e}")))?;
+    let conn = ClientConnection::new(config, name).map_err(|e| Error::Io(io::Error::other(e)))?;
+    let mut stream = StreamOwned::new(conn, tcp);
+    // Finish the handshake now so errors surface from `connect`.
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(Box::new(ClientTls(stream)))
+}
+
+struct ClientTls(StreamOwned<ClientConnection, std::net::TcpStream>);
+
+impl io::Read for ClientTls {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl io::Write for ClientTls {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl crate::client::Stream for ClientTls {
+    fn tcp(&self) -> &std::net::TcpStream {
+        &self.0.sock
+    }
+    fn close(&mut self) {
+        self.0.conn.send_close_notify();
+        let _ = self.0.flush();
+    }
+}
