@@ -3,27 +3,16 @@
 //! stops, and never hold back a timer.
 //!
 //! The idle test measures the process's CPU time, so these tests live in
-//! their own test binary and run one at a time under [`SERIAL`].
+//! their own test binary and run one at a time under `common::serial()`.
 #![cfg(target_os = "linux")]
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use netloom::{CloseReason, Context, Error, Server};
+use netloom::{CloseReason, Error, Server};
 
-use common::{cpu_time, start, track_closes, Client};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn echo(ctx: &mut Context<'_>) -> netloom::Result<()> {
-    ctx.reply(ctx.msg_id(), ctx.body())
-}
+use common::{cpu_time, echo, serial, start, track_closes, Client};
 
 #[test]
 fn a_busy_polling_loop_serves_then_sleeps_once_traffic_stops() {

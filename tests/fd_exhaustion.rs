@@ -4,7 +4,7 @@
 //!
 //! These tests change process-wide state (`RLIMIT_NOFILE`) and count
 //! process-wide resources (`/proc/self/fd`, CPU time), so they live in their
-//! own test binary and run one at a time under [`SERIAL`].
+//! own test binary and run one at a time under `common::serial()`.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -14,24 +14,13 @@ use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::{Builder, CloseReason, ConnId, Context, Server};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use common::{cpu_time, wait_until, Client, TIMEOUT};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn echo(ctx: &mut Context<'_>) -> netloom::Result<()> {
-    ctx.reply(ctx.msg_id(), ctx.body())
-}
+use common::{cpu_time, echo, serial, wait_until, Client, TIMEOUT};
 
 /// Open descriptors of this process, with what they point to.
 fn open_fds() -> Vec<(RawFd, String)> {

@@ -5,10 +5,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
-use netloom::{Builder, CloseReason, ServerHandle};
+use netloom::{Builder, CloseReason, Context, ServerHandle};
 
 /// How long any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -177,4 +178,17 @@ pub fn cpu_time() -> Duration {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Tests that change or measure process-wide state (CPU time, the fd
+/// limit) hold this while they run, so they run one at a time within
+/// their test binary.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A handler that replies with the request's id and body.
+pub fn echo(ctx: &mut Context<'_>) -> netloom::Result<()> {
+    ctx.reply(ctx.msg_id(), ctx.body())
 }
