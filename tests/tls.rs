@@ -618,6 +618,37 @@ fn plaintext_clients_on_a_tls_port_are_closed_cleanly() {
 }
 
 #[test]
+fn a_handshake_message_trickled_in_tiny_records_is_cut_off() {
+    let cert = test_cert();
+    let (builder, mut closes) = track_closes(tls_builder(&cert));
+    let server = start(builder);
+    let addr = server.local_addr();
+    let mut tls = TlsPeer::connect(addr, client_config(&cert));
+    tls.assert_echoes(b"before");
+    // A ClientHello that says it is 65,535 bytes long, one byte per
+    // record (6 bytes on the wire each). Send 150 KB of it: past the
+    // server's 82 KiB cap on unfinished records, far from the end of the
+    // message. Without the cap the server would keep it all and wait for
+    // the rest until the handshake timeout.
+    let record = |byte: u8| [0x16, 0x03, 0x01, 0x00, 0x01, byte];
+    let wire: Vec<u8> = [0x01, 0x00, 0xff, 0xff]
+        .into_iter()
+        .chain((0..25_000).map(|i| i as u8))
+        .flat_map(record)
+        .collect();
+    let mut peer = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    let p = peer.local_addr().unwrap();
+    // The server may close (and reset) before the last bytes are written.
+    let _ = peer.write_all(&wire);
+    match closes.reason_for(p) {
+        CloseReason::TlsHandshake(msg) => assert!(!msg.is_empty()),
+        other => panic!("expected TlsHandshake, got {other:?}"),
+    }
+    tls.assert_echoes(b"after");
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
 fn failed_client_handshakes_are_errors_on_both_sides() {
     let cert = test_cert();
     let (builder, mut closes) = track_closes(
