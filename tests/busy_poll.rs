@@ -49,6 +49,64 @@ fn a_busy_polling_loop_serves_then_sleeps_once_traffic_stops() {
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
+/// CPython's `socket` as the peer: 500 round trips of the default framing
+/// (u32 LE body length, u32 LE id, body), each echo checked byte for byte.
+/// Every socket call times out after 10 s, so the script ends by itself.
+const PY_ROUND_TRIPS: &str = r#"
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def read_exact(n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            sys.exit("server closed")
+        buf += chunk
+    return buf
+for i in range(500):
+    body = struct.pack("<I", i) * (1 + i % 64)
+    s.sendall(struct.pack("<II", len(body), 1) + body)
+    length, mid = struct.unpack("<II", read_exact(8))
+    assert (length, mid) == (len(body), 1), (i, length, mid)
+    assert read_exact(length) == body, i
+print("ok", i + 1)
+"#;
+
+#[test]
+fn python_round_trips_through_a_busy_polling_loop() {
+    let _serial = serial();
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 is not installed under CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: python3 is not installed");
+        return;
+    }
+    let server = start(
+        Server::builder()
+            .event_loops(1)
+            .busy_poll(Duration::from_micros(50))
+            .route(1, echo),
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", PY_ROUND_TRIPS])
+        .arg(server.local_addr().port().to_string())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 500");
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
 #[test]
 fn busy_polling_does_not_hold_back_the_heartbeat() {
     let _serial = serial();
