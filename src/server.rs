@@ -193,9 +193,9 @@ impl Builder {
     /// flows, and each round trip skips it. The price is CPU: a loop
     /// spends up to `spin` polling after each burst of packets (not after
     /// turns that only fired timers), so a loop with sparse traffic shows
-    /// as busy that much more often. A loop with
-    /// many connections rarely waits anyway and gains little.
-    /// docs/BENCHMARKS.md measures both cases.
+    /// as busy that much more often. A loop with many connections rarely
+    /// waits anyway and gains little. docs/BENCHMARKS.md measures both
+    /// cases.
     ///
     /// ```no_run
     /// use std::time::Duration;
