@@ -1,7 +1,7 @@
 //! A TLV [`Packer`] that carries a sequence number, so clients can match
 //! responses to requests.
 //!
-//! Shared by the `tlv_packer` example and by `tests/tlv.rs`, which include
+//! Shared by the `tlv_packer` example and by `tests/it/tlv.rs`, which include
 //! this file with `#[path = ...] mod tlv;`.
 //!
 //! # Wire format

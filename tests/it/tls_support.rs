@@ -1,4 +1,4 @@
-//! Helpers for `tests/tls.rs`: certificates made at test time, temp files,
+//! Helpers for `tests/it/tls.rs`: certificates made at test time, temp files,
 //! a raw rustls client that counts TLS records, and child processes
 //! (openssl, python3) with bounded waits.
 #![allow(dead_code)]

@@ -5,10 +5,6 @@
 //!
 //! Frames are written as literal bytes, never with the packer under test.
 
-mod common;
-#[path = "../examples/tlv/mod.rs"]
-mod tlv;
-
 use std::io::Read;
 use std::net::TcpStream;
 use std::sync::mpsc;
@@ -17,8 +13,8 @@ use bytes::BytesMut;
 use netloom::{Builder, CloseReason, ConnHandle, Message, PackError, Packer, Server};
 use proptest::prelude::*;
 
-use common::{Client, TIMEOUT};
-use tlv::{TlvPacker, DEFAULT_MAX_DATA_LEN, HEADER_LEN, TRAILER};
+use crate::common::{Client, TIMEOUT};
+use crate::tlv_packer::{TlvPacker, DEFAULT_MAX_DATA_LEN, HEADER_LEN, TRAILER};
 
 /// seq 7, kind 1, data "hi".
 const HI: &[u8] = b"\x07\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00hi\r\n";
@@ -264,7 +260,7 @@ fn recv_close(rx: &mpsc::Receiver<CloseReason>) -> CloseReason {
 #[test]
 fn pipelined_replies_carry_their_requests_seq_in_order() {
     let (builder, _closes) = builder(TlvPacker::default());
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut client = Client::connect(server.local_addr());
 
     // One write, five requests; kind 9 has no route and is dropped.
@@ -297,7 +293,7 @@ fn pipelined_replies_carry_their_requests_seq_in_order() {
 #[test]
 fn large_data_replies_keep_header_and_trailer() {
     let (builder, _closes) = builder(TlvPacker::default());
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut client = Client::connect(server.local_addr());
     let mut packer_out = BytesMut::new();
     let big: Vec<u8> = (0..DEFAULT_MAX_DATA_LEN).map(|i| (i % 251) as u8).collect();
@@ -319,7 +315,7 @@ fn large_data_replies_keep_header_and_trailer() {
 #[test]
 fn bad_trailer_closes_with_a_protocol_error() {
     let (builder, closes) = builder(TlvPacker::default());
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut client = Client::connect(server.local_addr());
 
     // A good request, then one whose trailer is "\n\r".
@@ -340,7 +336,7 @@ fn bad_trailer_closes_with_a_protocol_error() {
 #[test]
 fn over_long_len_closes_on_the_header_alone() {
     let (builder, closes) = builder(TlvPacker::new(16));
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut client = Client::connect(server.local_addr());
 
     // Only the header, declaring 4 GiB - 1 of data: the server must not
@@ -361,7 +357,7 @@ fn over_long_len_closes_on_the_header_alone() {
 fn send_seq_from_another_thread_reaches_the_peer() {
     let (builder, _closes) = builder(TlvPacker::default());
     let (handles_tx, handles) = mpsc::channel::<ConnHandle>();
-    let server = common::start(builder.on_open(move |conn| {
+    let server = crate::common::start(builder.on_open(move |conn| {
         let _ = handles_tx.send(conn.handle());
     }));
     let mut client = Client::connect(server.local_addr());

@@ -7,8 +7,6 @@
 //! or a bounded `wait_until`; the few sleeps are load (a client's pacing)
 //! or race generation, never synchronisation.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -21,7 +19,7 @@ use netloom::{
     Builder, CloseReason, Config, ConnHandle, ConnId, Context, Error, Server, SlowPeerPolicy,
 };
 
-use common::{frame, wait_until, Client, TIMEOUT};
+use crate::common::{echo, frame, wait_until, Client, TIMEOUT};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -41,10 +39,6 @@ static HEAVY: Mutex<()> = Mutex::new(());
 
 fn heavy() -> MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn echo(ctx: &mut Context<'_>) -> netloom::Result<()> {
-    ctx.reply(ctx.msg_id(), ctx.body())
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -151,7 +145,7 @@ fn heartbeat_kicks_idle_peer_within_bound() {
             .heartbeat(check, idle)
             .route(1, echo),
     );
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut client = Client::connect(server.local_addr());
     let id = hooks.opened(&client);
 
@@ -200,7 +194,7 @@ fn heartbeat_keeps_active_peer() {
             .heartbeat(ms(50), ms(200))
             .route(1, echo),
     );
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut active = Client::connect(server.local_addr());
     let idle = Client::connect(server.local_addr());
     let active_id = hooks.opened(&active);
@@ -249,7 +243,7 @@ fn heartbeat_pings_before_kicking() {
             .ping_before_kick(ping_after, PING)
             .route(1, echo),
     );
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
 
     // Taken before connecting: the server's clock for a peer starts later.
     let answering_t0 = Instant::now();
@@ -349,7 +343,7 @@ fn heartbeat_pings_again_after_each_answer() {
     let (check, ping_after) = (ms(50), ms(150));
     // A long idle timeout makes a ping that waits for the old kick deadline
     // stand out from scheduling noise.
-    let server = common::start(
+    let server = crate::common::start(
         Server::builder()
             .event_loops(1)
             .heartbeat(check, ms(1000))
@@ -420,7 +414,7 @@ fn flood_server(policy: SlowPeerPolicy) -> (Builder, Receiver<(usize, Option<Err
 #[test]
 fn never_reading_peer_gets_backpressure() {
     let (builder, floods) = flood_server(SlowPeerPolicy::Backpressure);
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut slow = Client::connect(server.local_addr());
     let mut other = Client::connect(server.local_addr());
 
@@ -463,7 +457,7 @@ fn never_reading_peer_gets_backpressure() {
 fn never_reading_peer_is_closed_with_close_policy() {
     let (builder, floods) = flood_server(SlowPeerPolicy::Close);
     let (builder, mut hooks) = with_hooks(builder);
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut slow = Client::connect(server.local_addr());
     let mut other = Client::connect(server.local_addr());
     let slow_id = hooks.opened(&slow);
@@ -536,7 +530,7 @@ fn never_reading_peer_keeps_memory_bounded() {
 
     let reply: Arc<[u8]> = (0..REPLY).map(|i| i as u8).collect();
     let reply_in_handler = reply.clone();
-    let server = common::start(
+    let server = crate::common::start(
         Server::builder()
             .event_loops(1)
             .write_high_water(256 << 10)
@@ -634,7 +628,7 @@ fn max_connections_rejects_then_recovers() {
             .max_connections(3)
             .route(1, echo),
     );
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut clients: Vec<Client> = (0..3)
         .map(|_| Client::connect(server.local_addr()))
         .collect();
@@ -682,7 +676,7 @@ fn max_connections_rejects_then_recovers() {
 fn shutdown_closes_every_connection_once() {
     const N: usize = 100;
     let (builder, mut hooks) = with_hooks(Server::builder().event_loops(2).route(1, echo));
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let hub = server.hub();
     let mut clients: Vec<Client> = (0..N)
         .map(|_| Client::connect(server.local_addr()))
@@ -737,7 +731,7 @@ fn shutdown_flushes_replies_queued_before_it() {
                 Ok::<(), Error>(())
             }),
     );
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let hub = server.hub();
     let mut client = Client::connect(server.local_addr());
     let id = hooks.opened(&client);
@@ -814,7 +808,7 @@ fn shutdown_deadline_bounds_a_peer_that_never_reads() {
     let deadline = ms(300);
     let (builder, queued) = bulk_reply_server(16, Config::default());
     let (builder, mut hooks) = with_hooks(builder);
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let mut client = Client::connect(server.local_addr());
     let id = hooks.opened(&client);
     client.send(1, b"");
@@ -852,7 +846,7 @@ fn shutdown_reports_data_dropped_by_close_linger() {
     config.close_linger = ms(100);
     let (builder, queued) = bulk_reply_server(16, config);
     let (builder, mut hooks) = with_hooks(builder);
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let hub = server.hub();
     let mut client = Client::connect(server.local_addr());
     let id = hooks.opened(&client);
@@ -904,7 +898,7 @@ fn handles_outlive_their_connection() {
                 ctx.reply(7, [code])
             }),
     );
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let hub = server.hub();
 
     let mut a = Client::connect(server.local_addr());
@@ -968,7 +962,7 @@ fn on_close_runs_once_when_reasons_race() {
             .heartbeat(ms(5), ms(25))
             .route(1, |ctx: &mut Context<'_>| ctx.close()),
     );
-    let server = common::start(builder);
+    let server = crate::common::start(builder);
     let addr = server.local_addr();
     let hub = server.hub();
     let close_request = frame(1, b"");

@@ -5,21 +5,15 @@
 //! Certificates are generated at test time with rcgen; the PEM files that
 //! openssl and Python need are written under the system temp directory with
 //! unique names and removed afterwards. Frames are assembled by hand
-//! (`common::frame`), never with netloom's encoder. Nothing sleeps to
+//! (`crate::common::frame`), never with netloom's encoder. Nothing sleeps to
 //! synchronise: tests wait on channels fed by hooks and handlers, on reads
 //! with timeouts, or on a child's output, always with a bound.
 //!
 //! openssl and python3 are installed by `.ci/run`; a test that needs one
 //! of them fails under CI (`CI` set) if it is missing, and is skipped with a
 //! message elsewhere.
-#![cfg(feature = "tls")]
 
-mod common;
-mod tls_support;
 #[allow(dead_code)]
-#[path = "../examples/tlv/mod.rs"]
-mod tlv;
-
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
@@ -36,18 +30,14 @@ use rustls::pki_types::ServerName;
 use rustls::version::{TLS12, TLS13};
 use rustls::ClientConnection;
 
-use common::{frame, start, track_closes, TIMEOUT};
-use tls_support::{
+use crate::common::{echo, frame, start, track_closes, TIMEOUT};
+use crate::tls_support::{
     assert_only_alerts, client_config, client_config_versions, have, read_until_fin, run_python,
     server_config, test_cert, Proc, TempFile, TestCert, TlsPeer, ALPN, ECHO,
 };
 
 /// Replies with "version alpn sni" from the connection's [`TlsInfo`].
 const INFO: u32 = 9;
-
-fn echo(ctx: &mut Context<'_>) -> netloom::Result<()> {
-    ctx.reply(ctx.msg_id(), ctx.body())
-}
 
 /// Reply with what the handshake settled, as "version alpn sni".
 fn info(ctx: &mut Context<'_>) -> netloom::Result<()> {
@@ -892,7 +882,7 @@ fn hooks_middleware_and_a_custom_packer_work_unchanged_over_tls() {
     let (builder, mut closes) = track_closes(
         Server::builder()
             .event_loops(2)
-            .packer(tlv::TlvPacker::default())
+            .packer(crate::tlv_packer::TlvPacker::default())
             .tls(Arc::new(server_config(&cert, rustls::ALL_VERSIONS)))
             .on_open(|conn| {
                 conn.set_data(Visits(0));
@@ -916,7 +906,7 @@ fn hooks_middleware_and_a_custom_packer_work_unchanged_over_tls() {
     let server = start(builder);
     let mut client = Client::connect_tls(server.local_addr(), "localhost", client_config(&cert))
         .unwrap()
-        .with_packer(tlv::TlvPacker::default());
+        .with_packer(crate::tlv_packer::TlvPacker::default());
     client.set_timeout(Some(TIMEOUT)).unwrap();
     for seq in [7u32, 8, 1000] {
         client.send_seq(3, seq, format!("seq {seq}")).unwrap();

@@ -3,11 +3,9 @@
 //! to peers that break the protocol.
 //!
 //! Every frame a client sends is written from literal bytes (or assembled
-//! by hand with `common::frame`), never with netloom's encoder. Nothing
+//! by hand with `crate::common::frame`), never with netloom's encoder. Nothing
 //! sleeps to synchronise: tests wait on channels fed by hooks and handlers,
-//! on blocking reads with timeouts, or (for counters) `common::wait_until`.
-
-mod common;
+//! on blocking reads with timeouts, or (for counters) `crate::common::wait_until`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
@@ -24,17 +22,13 @@ use netloom::{
     PackError, Packer, Peek, Server, UnknownIdPolicy,
 };
 
-use common::{frame, start, track_closes, wait_until, Client, TIMEOUT};
+use crate::common::{echo, frame, start, track_closes, wait_until, Client, TIMEOUT};
 
 // ---------------------------------------------------------------------------
 // Helpers local to this file.
 // ---------------------------------------------------------------------------
 
 /// Reply with the request's id and body.
-fn echo(ctx: &mut Context<'_>) -> netloom::Result<()> {
-    ctx.reply(ctx.msg_id(), ctx.body())
-}
-
 /// A server echoing ids 1, 2 and 3 on `loops` event loops.
 fn echo_builder(loops: usize) -> Builder {
     Server::builder()

@@ -1,14 +1,11 @@
 //! WebSocket listeners over real loopback sockets, against clients nobody
-//! on the team wrote: Python's `websockets` (tests/ws/client.py), headless
+//! on the team wrote: Python's `websockets` (tests/it/ws_client.py), headless
 //! Chromium, curl; plus a raw client for the protocol's corner cases.
 //!
 //! Python: `NETLOOM_PY` names an interpreter with `websockets` (`.ci/run`
 //! makes a venv), else `python3` if it has it. Chromium: `chromium` on the
 //! PATH. Without them a test prints SKIPPED, unless
 //! `NETLOOM_REQUIRE_CLIENTS=1` (set by `.ci/run`), where it fails.
-#![cfg(feature = "ws")]
-
-mod common;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,9 +17,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::{ws, Builder, CloseReason, Server, ServerHandle, WsMode, WsRequest};
 
-use common::TIMEOUT;
+use crate::common::TIMEOUT;
 
-const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ws/client.py");
+const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/ws_client.py");
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -80,7 +77,7 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
     }
 }
 
-/// Run one scenario of tests/ws/client.py; panics unless it prints "ok".
+/// Run one scenario of tests/it/ws_client.py; panics unless it prints "ok".
 /// Returns false (after printing SKIPPED) without Python `websockets`.
 fn py_scenario(test: &str, scenario: &str, url: &str, extra: &[&str]) -> bool {
     py_scenario_explained(test, scenario, url, extra, String::new)
@@ -115,7 +112,7 @@ fn py_scenario_explained(
 }
 
 fn start_ws(builder: Builder) -> ServerHandle {
-    common::init_logs();
+    crate::common::init_logs();
     builder
         .event_loops(2)
         .bind_ws("127.0.0.1:0")
@@ -468,7 +465,7 @@ fn python_packer_mode_serves_the_same_routes_as_tcp() {
             .ws_mode(WsMode::Packer)
             .route(7, |ctx| ctx.reply(7, ctx.body())),
     );
-    common::init_logs();
+    crate::common::init_logs();
     let server = builder
         .event_loops(2)
         .bind("127.0.0.1:0")
@@ -478,7 +475,7 @@ fn python_packer_mode_serves_the_same_routes_as_tcp() {
         .start()
         .unwrap();
     // The same route over raw TCP.
-    let mut tcp = common::Client::connect(server.local_addrs()[0]);
+    let mut tcp = crate::common::Client::connect(server.local_addrs()[0]);
     tcp.send(7, b"tcp");
     assert_eq!(tcp.recv(), (7, b"tcp".to_vec()));
     let url = format!("ws://{}/", server.local_addrs()[1]);
@@ -1036,7 +1033,7 @@ fn handles_and_broadcast_reach_ws_and_tcp_clients() {
             Ok(())
         })
         .route(ws::TEXT, |ctx| ctx.reply(ws::TEXT, ctx.body()));
-    common::init_logs();
+    crate::common::init_logs();
     let server = builder
         .bind("127.0.0.1:0")
         .unwrap()
@@ -1047,7 +1044,7 @@ fn handles_and_broadcast_reach_ws_and_tcp_clients() {
     let ws_addr = server.local_addrs()[1];
     let mut a = RawWs::connect(ws_addr, "/a");
     let mut b = RawWs::connect(ws_addr, "/b");
-    let mut tcp = common::Client::connect(server.local_addrs()[0]);
+    let mut tcp = crate::common::Client::connect(server.local_addrs()[0]);
     // Make sure the TCP client is registered before broadcasting.
     tcp.send(ws::TEXT, b"sync");
     assert_eq!(tcp.recv(), (ws::TEXT, b"sync".to_vec()));
@@ -1124,7 +1121,7 @@ fn ws_request_is_connection_data() {
 #[test]
 fn packer_mode_handles_and_broadcast_send_packer_frames_in_binary_messages() {
     let (handle_tx, handle_rx) = unbounded();
-    common::init_logs();
+    crate::common::init_logs();
     let server = Server::builder()
         .event_loops(2)
         .ws_mode(WsMode::Packer)
@@ -1140,9 +1137,9 @@ fn packer_mode_handles_and_broadcast_send_packer_frames_in_binary_messages() {
         .start()
         .unwrap();
     let mut ws = RawWs::connect(server.local_addrs()[1], "/");
-    let mut tcp = common::Client::connect(server.local_addrs()[0]);
+    let mut tcp = crate::common::Client::connect(server.local_addrs()[0]);
     // A packer frame split over two binary messages, then echoed whole.
-    let frame = common::frame(7, b"over ws");
+    let frame = crate::common::frame(7, b"over ws");
     ws.send_frame(0x82, &frame[..3], true);
     ws.send_frame(0x82, &frame[3..], true);
     assert_eq!(ws.recv(), Some((0x82, frame)));
@@ -1150,10 +1147,13 @@ fn packer_mode_handles_and_broadcast_send_packer_frames_in_binary_messages() {
     assert_eq!(tcp.recv(), (7, b"sync".to_vec()));
     let handle = handle_rx.recv_timeout(TIMEOUT).unwrap();
     handle.send(9, b"from a thread").unwrap();
-    assert_eq!(ws.recv(), Some((0x82, common::frame(9, b"from a thread"))));
+    assert_eq!(
+        ws.recv(),
+        Some((0x82, crate::common::frame(9, b"from a thread")))
+    );
     let big = vec![5u8; 70_000];
     server.hub().broadcast(11, &big).unwrap();
-    assert_eq!(ws.recv(), Some((0x82, common::frame(11, &big))));
+    assert_eq!(ws.recv(), Some((0x82, crate::common::frame(11, &big))));
     assert_eq!(tcp.recv(), (11, big));
     drop(ws);
     server.shutdown(Duration::from_secs(5)).unwrap();

@@ -1,0 +1,19 @@
+//! netloom's integration tests, one binary: every module talks to a real
+//! server over loopback sockets (and, where one exists, through a peer
+//! nobody on the team wrote). The tests that change process-wide state (the
+//! descriptor limit, CPU time) live in their own binaries beside this one.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[cfg(feature = "tls")]
+mod tls_support;
+#[path = "../../examples/tlv/mod.rs"]
+mod tlv_packer;
+
+mod lifecycle;
+mod protocol;
+#[cfg(feature = "tls")]
+mod tls;
+mod tlv;
+#[cfg(feature = "ws")]
+mod ws;
