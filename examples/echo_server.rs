@@ -34,6 +34,5 @@ fn main() -> Result<(), netloom::Error> {
         addr.port()
     );
     println!("press Ctrl-C to stop");
-    server.join();
-    Ok(())
+    server.join()
 }

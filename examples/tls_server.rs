@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .handshake_timeout(Duration::from_secs(5))
         .on_close(|conn, reason| {
             // TlsInfo is there once the handshake completed.
-            match conn.data::<TlsInfo>() {
+            match conn.data().get::<TlsInfo>() {
                 Some(tls) => log::debug!(
                     "close {} ({}, ALPN {:?}, SNI {:?}): {reason}",
                     conn.id(),
@@ -75,8 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          -quiet -no_ign_eof | xxd"
     );
     println!("press Ctrl-C to stop");
-    server.join();
-    Ok(())
+    Ok(server.join()?)
 }
 
 /// A rustls configuration with a fresh self-signed certificate for

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Frames are `seq u32 LE | kind u32 LE | len u32 LE | data | "\r\n"` (drawn
-//! in `examples/tlv/mod.rs`, which holds the packer). `kind` routes the
+//! in the docs of `netloom::TlvPacker`). `kind` routes the
 //! request; every reply carries the `seq` of its request, so a client may
 //! pipeline requests and match the answers:
 //!
@@ -17,11 +17,7 @@
 //! connection (a protocol error). Set `RUST_LOG=debug` to see every open
 //! and close.
 
-#[path = "tlv/mod.rs"]
-mod tlv;
-
-use netloom::Server;
-use tlv::TlvPacker;
+use netloom::{Server, TlvPacker};
 
 /// Route ids (the frame's `kind`).
 const ECHO: u32 = 1;
@@ -56,6 +52,5 @@ fn main() -> Result<(), netloom::Error> {
          | nc -q1 {ip} {port} | xxd"
     );
     println!("press Ctrl-C to stop");
-    server.join();
-    Ok(())
+    server.join()
 }

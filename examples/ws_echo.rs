@@ -48,6 +48,5 @@ fn main() -> Result<(), netloom::Error> {
     println!("netloom WebSocket echo server on ws://{addr}/");
     println!("try it:  python3 -m websockets ws://{addr}/echo");
     println!("press Ctrl-C to stop");
-    server.join();
-    Ok(())
+    server.join()
 }

@@ -11,22 +11,24 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
+use crate::codec::reader::{split_frames, Batch};
+use crate::codec::{LengthPacker, Message, ServerPacker};
 use crate::config::Config;
+use crate::conn::table::ConnTable;
 use crate::conn::{flag, Conn};
-use crate::context::Context;
-use crate::middleware::{handler_fn, middleware_fn, Next};
-use crate::packer::{LengthPacker, Message};
-use crate::reactor::event_loop::{self, FrameRef, WAKER};
-use crate::reactor::{LoopCore, LoopShared, ServerShared};
-use crate::router::{Route, Router};
-use crate::stats::Counters;
+use crate::dispatch::context::Context;
+use crate::dispatch::hooks::Hooks;
+use crate::dispatch::middleware::{handler_fn, middleware_fn, Next};
+use crate::dispatch::router::{Route, Router};
+use crate::dispatch::App;
+use crate::reactor::event_loop::WAKER;
+use crate::runtime::{LoopCore, LoopShared, Runtime};
 use crate::timer::TimerWheel;
-use crate::transport::{Layer, LayerConfig};
+use crate::transport::{Layer, Wire};
 
 /// The loops' timer wheel holding `u64` values.
 #[derive(Debug)]
@@ -71,19 +73,20 @@ impl Wheel {
 /// One loop core with one open connection, and a router whose every id
 /// echoes the body through `middleware` pass-through middleware.
 ///
-/// [`dispatch`](Self::dispatch) mirrors the event loop's private
-/// `dispatch` function (route lookup, closing check, `Context`, caught
-/// panics, user data taken out and put back) line for line; the socket is a
-/// real loopback connection, but nothing is ever written to it:
+/// [`dispatch`](Self::dispatch) runs the loop's own `App::dispatch` (route
+/// lookup, closing check, `Context`, caught panics, user data lent and put
+/// back); the socket is a real loopback connection, but nothing is ever
+/// written to it:
 /// [`take_output`](Self::take_output) empties the write queue as a flush
 /// would, without the syscall.
 pub struct Dispatcher {
     core: LoopCore,
+    app: App,
     key: usize,
     generation: u32,
-    /// Frames found in the last read (`dispatch_read`).
-    frames: RefCell<Vec<FrameRef>>,
-    // Kept alive for the registry and the connection's peer.
+    /// The batch of the last read (`dispatch_read`).
+    batch: RefCell<Batch>,
+    // Kept alive for the wakers and the connection's peer.
     _poll: mio::Poll,
     _peer: TcpStream,
 }
@@ -103,7 +106,7 @@ impl Dispatcher {
     ///
     /// # Errors
     ///
-    /// I/O errors from creating the poll, the waker or the loopback pair.
+    /// I/O errors from creating the poll, the wakers or the loopback pair.
     pub fn echo(middleware: usize) -> std::io::Result<Self> {
         let chain = (0..middleware)
             .map(|_| middleware_fn(|ctx: &mut Context<'_>, next: Next<'_>| next.run(ctx)))
@@ -111,40 +114,40 @@ impl Dispatcher {
         let handler = handler_fn(|ctx: &mut Context<'_>| ctx.reply(ctx.msg_id(), ctx.body()));
         let mut router = Router::default();
         router.set_fallback(Route::new(chain, handler));
-
-        let poll = mio::Poll::new()?;
-        let waker = mio::Waker::new(poll.registry(), WAKER)?;
-        let (tx, _rx) = crossbeam_channel::unbounded();
         let config = Config {
             event_loops: 1,
             ..Config::default()
         };
-        let server = Arc::new(ServerShared {
-            layers: LayerConfig::default(),
-            config,
-            packer: Box::new(LengthPacker::default()),
-            length_packer: Some(LengthPacker::default()),
+        let app = App {
             router,
-            on_open: None,
-            on_close: None,
-            loops: vec![LoopShared {
-                tx,
-                waker,
-                notified: AtomicBool::new(false),
-                inflight: AtomicUsize::new(0),
-                counters: Counters::default(),
-            }],
-            live: AtomicUsize::new(1),
-            shut_down: AtomicBool::new(false),
-        });
-        let core = LoopCore::new(0, server, poll.registry().try_clone()?);
+            unknown_id: config.unknown_id,
+            hooks: Hooks::default(),
+        };
+
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let accept_waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let packer = ServerPacker::Length(LengthPacker::default());
+        let wire =
+            Wire::new(packer, None, None, Vec::new(), &config).map_err(std::io::Error::other)?;
+        let shared = LoopShared::new(tx, waker);
+        let (counters, roster) = (shared.counters.clone(), shared.roster.clone());
+        let runtime = Arc::new(Runtime::new(
+            config,
+            Arc::new(wire),
+            vec![shared],
+            accept_waker,
+        ));
+        let table = ConnTable::new(0, runtime.wire.clone(), &runtime.config, counters, roster);
+        let core = LoopCore { runtime, table };
 
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let peer = TcpStream::connect(listener.local_addr()?)?;
         let (stream, addr): (TcpStream, SocketAddr) = listener.accept()?;
         stream.set_nonblocking(true)?;
-        let generation = core.next_generation();
-        let key = core.conns.borrow_mut().insert(Conn::new(
+        let generation = core.table.next_generation();
+        let key = core.table.insert(Conn::new(
             mio::net::TcpStream::from_std(stream),
             addr,
             generation,
@@ -153,9 +156,10 @@ impl Dispatcher {
         ));
         Ok(Dispatcher {
             core,
+            app,
             key,
             generation,
-            frames: RefCell::new(Vec::new()),
+            batch: RefCell::new(Batch::default()),
             _poll: poll,
             _peer: peer,
         })
@@ -164,14 +168,13 @@ impl Dispatcher {
     /// Run `msgs` (drained) through their routes, as the loop does after a
     /// read decoded them.
     pub fn dispatch(&self, msgs: &mut Vec<Message>) {
-        event_loop::dispatch(
-            &self.core,
-            self.key,
-            self.generation,
-            msgs,
-            &mut Vec::new(),
-            &Bytes::new(),
-        );
+        let mut batch = self.batch.borrow_mut();
+        batch.clear();
+        std::mem::swap(&mut batch.msgs, msgs);
+        self.app
+            .dispatch(&self.core, self.key, self.generation, &batch);
+        std::mem::swap(&mut batch.msgs, msgs);
+        msgs.clear();
     }
 
     /// Handle one read's worth of bytes as the loop does: find the whole
@@ -183,21 +186,15 @@ impl Dispatcher {
     ///
     /// On a frame `LengthPacker` rejects (a benchmark's input is valid).
     pub fn dispatch_read(&self, read: &mut BytesMut) -> usize {
-        let mut frames = self.frames.borrow_mut();
-        let mut batch = Bytes::new();
+        let mut batch = self.batch.borrow_mut();
+        batch.clear();
         let packer = LengthPacker::default();
         let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-        let found = event_loop::split_frames(&packer, read, &mut frames, &mut batch, peer);
+        let found = split_frames(&packer, read, &mut batch, peer);
         assert!(matches!(found, Some((Ok(()), _))), "invalid frames");
-        let n = frames.len();
-        event_loop::dispatch(
-            &self.core,
-            self.key,
-            self.generation,
-            &mut Vec::new(),
-            &mut frames,
-            &batch,
-        );
+        let n = batch.len();
+        self.app
+            .dispatch(&self.core, self.key, self.generation, &batch);
         n
     }
 
@@ -205,9 +202,9 @@ impl Dispatcher {
     /// wrote everything does) and clear the dirty list; returns the bytes
     /// that were queued.
     pub fn take_output(&self) -> usize {
-        let core = &self.core;
-        core.dirty.borrow_mut().clear();
-        let mut slab = core.conns.borrow_mut();
+        let table = &self.core.table;
+        table.dirty.borrow_mut().clear();
+        let mut slab = table.conns.borrow_mut();
         let Some(conn) = slab.get_mut(self.key) else {
             return 0;
         };
@@ -215,7 +212,7 @@ impl Dispatcher {
         match conn.queue.take() {
             Some(q) => {
                 let n = q.len();
-                core.pool.borrow_mut().put_write(q);
+                table.pool.borrow_mut().put_write(q);
                 n
             }
             None => 0,

@@ -19,11 +19,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use crate::codec::{LengthPacker, Message, Packer};
 use crate::error::{Error, Result};
-use crate::packer::{LengthPacker, Message, Packer};
+#[cfg(feature = "tls")]
+use crate::transport::tls::{ClientConfig, ClientTls};
 
 /// The byte stream under a [`Client`]: TCP, or TLS over TCP.
-pub(crate) trait Stream: Read + Write + Send {
+trait Stream: Read + Write + Send {
     fn tcp(&self) -> &TcpStream;
     /// Say goodbye at the layer level (TLS close_notify), best effort.
     fn close(&mut self) {}
@@ -32,6 +34,16 @@ pub(crate) trait Stream: Read + Write + Send {
 impl Stream for TcpStream {
     fn tcp(&self) -> &TcpStream {
         self
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Stream for ClientTls {
+    fn tcp(&self) -> &TcpStream {
+        ClientTls::tcp(self)
+    }
+    fn close(&mut self) {
+        ClientTls::close(self);
     }
 }
 
@@ -81,14 +93,15 @@ impl Client {
     /// [`Error::Io`] if the connection or the handshake fails,
     /// [`Error::Config`] if `server_name` is not a valid DNS name or IP.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn connect_tls(
         addr: impl ToSocketAddrs,
         server_name: &str,
-        config: Arc<rustls::ClientConfig>,
+        config: Arc<ClientConfig>,
     ) -> Result<Client> {
         let tcp = TcpStream::connect(addr)?;
         Client::from_tcp(tcp, |tcp| {
-            crate::transport::tls::client_stream(tcp, server_name, config)
+            Ok(Box::new(ClientTls::connect(tcp, server_name, config)?))
         })
     }
 

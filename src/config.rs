@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use crate::codec::LengthPacker;
 use crate::error::{Error, Result};
-use crate::packer::DEFAULT_MAX_BODY_LENGTH;
 
 /// How accepted sockets are spread over the event loops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -122,7 +122,7 @@ pub struct Config {
     /// Before a loop sleeps in the poller, it keeps polling without
     /// sleeping for up to this long, so that bytes arriving meanwhile are
     /// handled without a wake-up of a sleeping thread. Costs CPU while it
-    /// waits; see [`Builder::busy_poll`](crate::server::Builder::busy_poll).
+    /// waits; see [`Builder::busy_poll`](crate::Builder::busy_poll).
     /// Default: zero (off). At most 10 ms.
     pub busy_poll: Duration,
 }
@@ -132,7 +132,7 @@ impl Default for Config {
         Config {
             event_loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
             balance: Balance::RoundRobin,
-            max_body_length: DEFAULT_MAX_BODY_LENGTH,
+            max_body_length: LengthPacker::DEFAULT_MAX_BODY_LENGTH,
             max_connections: usize::MAX,
             write_high_water: 4 << 20,
             slow_peer: SlowPeerPolicy::Backpressure,

@@ -187,6 +187,39 @@ impl CloseReason {
         ][index]
     }
 
+    /// The reason for a socket error: a reset or broken pipe means the
+    /// peer went away; anything else is an I/O failure.
+    pub(crate) fn from_io(e: io::Error) -> CloseReason {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => CloseReason::PeerClosed,
+            _ => CloseReason::Io(Arc::new(e)),
+        }
+    }
+
+    /// What this reason says about the connection's transport, which
+    /// decides what the server still sends and reads on the way out.
+    pub(crate) fn ending(&self) -> Ending {
+        match self {
+            CloseReason::PeerClosed | CloseReason::Io(_) => Ending::Gone,
+            CloseReason::TlsHandshake(_) | CloseReason::Tls(_) => Ending::TlsFailed,
+            CloseReason::HandshakeTimeout
+            | CloseReason::WsClosed { .. }
+            | CloseReason::WsProtocol { .. }
+            | CloseReason::UpgradeRejected(_)
+            | CloseReason::BadUpgrade(_) => Ending::LayerDone,
+            CloseReason::IdleTimeout
+            | CloseReason::Protocol(_)
+            | CloseReason::UnknownId(_)
+            | CloseReason::SlowPeer
+            | CloseReason::HandlerPanic
+            | CloseReason::Rejected(_)
+            | CloseReason::Local
+            | CloseReason::Shutdown => Ending::Ours,
+        }
+    }
+
     /// True for reasons that mean the peer misbehaved or failed (logged at
     /// warn rather than debug).
     pub(crate) fn is_failure(&self) -> bool {
@@ -204,6 +237,41 @@ impl CloseReason {
                 | CloseReason::BadUpgrade(_)
         )
     }
+}
+
+/// How a connection's transport stands when it closes (see
+/// [`CloseReason::ending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The peer is gone or the socket failed: nothing more can be sent, and
+    /// there is nothing to read.
+    Gone,
+    /// The TLS layer failed: no TLS goodbye can be sent (rustls already
+    /// queued its alert).
+    TlsFailed,
+    /// A layer already ended its own protocol (a WebSocket close frame was
+    /// exchanged, an HTTP error answered the upgrade, the handshake timed
+    /// out): only the transport's goodbye (TLS close_notify) is left.
+    LayerDone,
+    /// The server closes a working connection: every layer says goodbye
+    /// (WebSocket close frame, then TLS close_notify) after what is queued.
+    Ours,
+}
+
+impl Ending {
+    /// The transport can still carry a goodbye (TLS close_notify).
+    pub(crate) fn can_say_goodbye(self) -> bool {
+        matches!(self, Ending::Ours | Ending::LayerDone)
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)")
 }
 
 impl fmt::Display for CloseReason {

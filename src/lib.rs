@@ -6,23 +6,29 @@
 //! queues with backpressure, and a timer wheel that kicks idle peers.
 //!
 //! ```text
-//! accept (acceptor thread) ──► loop k (round-robin / least-connections)    reactor
-//! readable ──► read into the loop's decode (or scratch) buffer              reactor::event_loop
+//! accept (acceptor thread) ──► loop k (round-robin / least-connections)    reactor::acceptor
+//! readable ──► read into the loop's buffers (no buffer while idle)          reactor::event_loop, codec::reader
 //!          ──► [TLS: rustls decrypts]                                        transport::tls
 //!          ──► [WebSocket: tungstenite unframes; whole messages or packer
 //!              bytes]                                                        transport::ws
-//!          ──► Packer::decode → Message { id, seq, body }                    packer
-//!          ──► global middleware ──► group middleware ──► handler by id      middleware, router
-//!          ──► ctx.reply / send / ConnHandle::send / Hub::broadcast          context, handle
-//!          ──► Packer::encode into the connection's write queue             conn
+//!          ──► Packer::peek / decode → messages                              codec
+//!          ──► global middleware ──► group middleware ──► handler by id      dispatch
+//!          ──► ctx.reply / send / ConnHandle::send / Hub::broadcast          dispatch::context, runtime
+//!          ──► Packer::encode into the connection's write queue             conn::table, transport::wire
 //!          ──► flushed at the end of the loop turn (vectored write;
 //!              WRITABLE interest only while the kernel buffer is full;
-//!              TLS: encrypted into records first)                           reactor::event_loop
+//!              TLS: encrypted into records first)                           reactor::event_loop, buf
 //! timer wheel per loop: idle kick, ping-before-kick, close linger,
 //!                       TLS handshake timeout                               timer
 //! ```
 //!
-//! * [`Server::builder`] configures and starts a server ([`server`]).
+//! The modules form one-way layers, each using only those below it:
+//! `sys`, `error`, `ext`, `id`, `stats`, `timer` → `buf` → `codec` →
+//! `config` → `transport` → `conn` → `runtime` → `dispatch` → `reactor` →
+//! `server` → `builder` → `client`, `ws` (see `docs/ARCHITECTURE.md`; a
+//! test keeps it so).
+//!
+//! * [`Server::builder`] configures and starts a server.
 //! * [`Packer`] defines the wire format; [`LengthPacker`] is the default
 //!   (`len u32 LE | id u32 LE | body`, wire-compatible with netman's
 //!   `DataPacker`).
@@ -31,13 +37,12 @@
 //! * [`CloseReason`] tells `on_close` why a connection ended; [`Stats`]
 //!   counts everything.
 //! * With the `tls` feature (default), `Builder::tls` and
-//!   `Builder::tls_pem_files` serve TLS (rustls) on the same loops;
-//!   `TlsInfo` tells a connection what its handshake settled, and
-//!   `client::Client::connect_tls` connects to it.
-//! * With the `tls` feature, `Builder::tls` serves TLS on every listener;
-//!   with the `ws` feature, `Builder::bind_ws` adds WebSocket listeners
-//!   (`ws://`, `wss://` with TLS) on the same loops and routes: see the
-//!   `ws` module.
+//!   `Builder::tls_pem_files` serve TLS (rustls) on every listener, on the
+//!   same loops; `TlsInfo` tells a connection what its handshake settled,
+//!   and `client::Client::connect_tls` connects to it.
+//! * With the `ws` feature (default), `Builder::bind_ws` adds WebSocket
+//!   listeners (`ws://`, `wss://` with TLS) on the same loops and routes:
+//!   see the `ws` module.
 //!
 //! # Example
 //!
@@ -78,40 +83,56 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the design decisions.
 
-#![deny(missing_docs, missing_debug_implementations)]
+#![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
+// The one exception, a read into uninitialised spare capacity, is in `sys`.
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench_internals;
+mod buf;
+mod builder;
 pub mod client;
+mod codec;
 mod config;
 mod conn;
-mod context;
+mod dispatch;
 mod error;
-mod handle;
-mod middleware;
-mod packer;
+mod ext;
+mod id;
 mod reactor;
-mod router;
-pub mod server;
+mod runtime;
+mod server;
 mod stats;
 mod sys;
 mod timer;
 mod transport;
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+pub mod ws;
 
+/// The `bytes` crate, whose [`BytesMut`](bytes::BytesMut) and
+/// [`Bytes`](bytes::Bytes) the [`Packer`] trait and the `*_bytes` sends
+/// use: no need to depend on it separately.
+pub use bytes;
+
+pub use builder::{Builder, Group, Server};
+pub use codec::{LengthPacker, Message, Packer, Peek, TlvPacker};
 pub use config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
-pub use context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
+pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
+pub use dispatch::hooks::IntoOpenResult;
+pub use dispatch::middleware::Next;
 pub use error::{CloseReason, Error, PackError, Result};
-pub use handle::{ConnHandle, ConnId, Hub};
-pub use middleware::Next;
-pub use packer::{LengthPacker, Message, Packer, Peek, DEFAULT_MAX_BODY_LENGTH, HEADER_LEN};
-pub use server::{Builder, Group, IntoOpenResult, Server, ServerHandle};
+pub use ext::Extensions;
+pub use id::ConnId;
+pub use runtime::{ConnHandle, Hub};
+pub use server::{ServerHandle, ShutdownHandle};
 pub use stats::Stats;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use transport::tls::TlsInfo;
-#[cfg(feature = "ws")]
-pub use transport::ws::{self, WsMode, WsRequest};
 
 /// The README's code blocks, compiled as doc tests.
 #[cfg(doctest)]

@@ -59,8 +59,8 @@ pub struct Stats {
     pub rejected: u64,
     /// Errors from `accept` (EMFILE, ENFILE, …).
     pub accept_errors: u64,
-    /// Connections closed, per reason kind (see [`Stats::closed_by`]).
-    pub closed: [u64; CloseReason::KINDS],
+    /// Connections closed, per reason kind (read with [`Stats::closed_by`]).
+    closed: [u64; CloseReason::KINDS],
     /// Bytes read from peers.
     pub bytes_in: u64,
     /// Bytes written to peers.
@@ -121,6 +121,20 @@ impl Stats {
     /// All connections closed so far, whatever the reason.
     pub fn closed_total(&self) -> u64 {
         self.closed.iter().sum()
+    }
+
+    /// Connections closed so far per kind of reason, by the kind's short
+    /// name (`"peer_closed"`, `"idle_timeout"`, …), every kind included.
+    ///
+    /// ```
+    /// let stats = netloom::Stats::default();
+    /// assert!(stats.closed_by_kind().any(|(kind, n)| kind == "idle_timeout" && n == 0));
+    /// ```
+    pub fn closed_by_kind(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.closed
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (CloseReason::kind_name(i), n))
     }
 }
 

@@ -1,10 +1,12 @@
 //! Everything platform-specific, in one place. mio already picks epoll
-//! (Linux) or kqueue (macOS, BSD); what is left are socket options.
+//! (Linux) or kqueue (macOS, BSD); what is left are socket options, and the
+//! crate's one `unsafe` block: a read into uninitialised spare capacity.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 /// Enable SO_KEEPALIVE: first probe after `period` of silence, then every
@@ -36,4 +38,24 @@ pub(crate) fn listen(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::Tcp
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     socket.set_nonblocking(true)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// Read at most `max` bytes from `stream` into the spare capacity of
+/// `buf`, which grows by what was read. Never reallocates.
+#[allow(unsafe_code)]
+pub(crate) fn read_into_spare(
+    stream: &mio::net::TcpStream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let asked = spare.len().min(max);
+    let n = SockRef::from(stream).recv(&mut spare[..asked])?;
+    // SAFETY: `recv` initialised the first `n` bytes of the spare capacity
+    // and returns at most its length. No safe API reads from a socket into
+    // uninitialised memory on stable Rust (`BorrowedBuf` is unstable), and
+    // zeroing the capacity first would cost a pass over up to a whole
+    // frame for every read.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }

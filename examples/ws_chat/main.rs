@@ -47,17 +47,17 @@ fn main() -> Result<(), netloom::Error> {
             // Queued now, delivered right after the upgrade response.
             let joined = format!("* {name} joined");
             session.hub().broadcast_text(&joined).map_err(|_| 503u16)?;
-            session.set_data(Name(name));
+            session.data_mut().insert(Name(name));
             Ok(())
         })
         .on_close(|session, reason| {
-            if let Some(Name(name)) = session.data::<Name>() {
+            if let Some(Name(name)) = session.data().get::<Name>() {
                 log::info!("{name} left: {reason}");
                 let _ = session.hub().broadcast_text(&format!("* {name} left"));
             }
         })
         .route(ws::TEXT, |ctx| {
-            let name = ctx.data::<Name>().map_or("?", |n| n.0.as_str());
+            let name = ctx.data().get::<Name>().map_or("?", |n| n.0.as_str());
             let line = format!("{name}: {}", String::from_utf8_lossy(ctx.body()));
             ctx.hub().broadcast_text(&line)
         })
@@ -75,8 +75,7 @@ fn main() -> Result<(), netloom::Error> {
     println!("chat server on ws://{}/chat", server.local_addr());
     println!("open http://{http_addr}/ in a few browser windows");
     println!("press Ctrl-C to stop");
-    server.join();
-    Ok(())
+    server.join()
 }
 
 /// Answer any GET with the page (one request per connection).

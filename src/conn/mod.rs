@@ -1,18 +1,19 @@
-//! One connection's state on its loop: socket, partial frame, write queue,
-//! heartbeat clock and user data. Idle, it holds no buffer at all.
+//! Connections on their loop: one connection's state ([`Conn`]), the
+//! loop's table of them with the write path ([`table`]), and the roster
+//! other threads read to list them ([`roster`]).
 
-pub(crate) mod pool;
-pub(crate) mod write;
+pub(crate) mod roster;
+pub(crate) mod table;
 
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use mio::net::TcpStream;
 
-use crate::context::TypeMap;
+use crate::buf::queue::WriteQueue;
 use crate::error::CloseReason;
+use crate::ext::Extensions;
 use crate::transport::Layer;
-use write::WriteQueue;
 
 /// Connection flags (a bit set keeps the struct small).
 pub(crate) mod flag {
@@ -32,6 +33,8 @@ pub(crate) mod flag {
     pub(crate) const LINGER: u8 = 1 << 6;
 }
 
+/// One connection's state: socket, partial frame, write queue, heartbeat
+/// clock, user data and layers. Idle, it holds no buffer at all.
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
@@ -46,8 +49,8 @@ pub(crate) struct Conn {
     /// Why the connection is closing, once it is.
     pub(crate) close_reason: Option<Box<CloseReason>>,
     /// User data; taken out while a handler or hook holds it.
-    pub(crate) data: TypeMap,
-    /// TLS (or nothing) between the socket and the packer.
+    pub(crate) data: Extensions,
+    /// TLS, WebSocket, or nothing between the socket and the packer.
     pub(crate) layer: Layer,
 }
 
@@ -68,7 +71,7 @@ impl Conn {
             partial: None,
             queue: None,
             close_reason: None,
-            data: TypeMap::default(),
+            data: Extensions::new(),
             layer,
         }
     }

@@ -9,15 +9,15 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Poll, Token};
 
-use super::{Command, ServerShared};
 use crate::config::Balance;
+use crate::runtime::{Command, Runtime};
 use crate::stats::Counters;
 use crate::transport::Protocol;
 
@@ -28,8 +28,7 @@ pub(crate) struct Acceptor {
     pub(crate) listeners: Vec<TcpListener>,
     /// What each listener's connections speak.
     protocols: Vec<Protocol>,
-    pub(crate) server: Arc<ServerShared>,
-    pub(crate) stop: Arc<AtomicBool>,
+    runtime: Arc<Runtime>,
     next: usize,
     /// Accept errors in the current burst (0: no burst).
     burst: u64,
@@ -43,15 +42,13 @@ impl Acceptor {
         poll: Poll,
         listeners: Vec<TcpListener>,
         protocols: Vec<Protocol>,
-        server: Arc<ServerShared>,
-        stop: Arc<AtomicBool>,
+        runtime: Arc<Runtime>,
     ) -> Self {
         Acceptor {
             poll,
             listeners,
             protocols,
-            server,
-            stop,
+            runtime,
             next: 0,
             burst: 0,
             rejected_unlogged: 0,
@@ -59,7 +56,10 @@ impl Acceptor {
         }
     }
 
+    /// Accept until shutdown (or a broken poll); then tell the runtime,
+    /// which tells the loops (also if this thread panics).
     pub(crate) fn run(mut self) {
+        let _stopped = Stopped(self.runtime.clone());
         let mut events = Events::with_capacity(64);
         let mut backoff: Option<Duration> = None;
         loop {
@@ -69,7 +69,7 @@ impl Acceptor {
                     return;
                 }
             }
-            if self.stop.load(Ordering::Acquire) {
+            if self.runtime.is_shut_down() {
                 return;
             }
             // Try every listener: after a back-off there is no event to say
@@ -79,7 +79,7 @@ impl Acceptor {
                 failed |= self.accept_all(i);
             }
             backoff = if failed {
-                let max = self.server.config.accept_backoff_max;
+                let max = self.runtime.config.accept_backoff_max;
                 Some(backoff.map_or(Duration::from_millis(5), |b| (b * 2).min(max)))
             } else {
                 None
@@ -108,7 +108,7 @@ impl Acceptor {
                             | io::ErrorKind::ConnectionReset
                     ) => {}
                 Err(e) => {
-                    Counters::add(&self.server.loops[0].counters.accept_errors, 1);
+                    Counters::add(&self.runtime.loops[0].counters.accept_errors, 1);
                     if self.burst == 0 {
                         log::warn!(
                             "accept failed: {e}; backing off and retrying (logged once per burst)"
@@ -122,7 +122,7 @@ impl Acceptor {
     }
 
     fn hand_over(&mut self, stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
-        let server = &*self.server;
+        let server = &*self.runtime;
         let config = &server.config;
         let live = server.live.fetch_add(1, Ordering::Relaxed);
         if live >= config.max_connections {
@@ -178,11 +178,20 @@ impl Acceptor {
         {
             log::warn!(
                 "max_connections ({}) reached: closed {} new connection(s), latest from {peer}",
-                self.server.config.max_connections,
+                self.runtime.config.max_connections,
                 self.rejected_unlogged
             );
             self.rejected_unlogged = 0;
             self.rejected_logged_at = Some(now);
         }
+    }
+}
+
+/// Tells the runtime the acceptor stopped, however its thread ends.
+struct Stopped(Arc<Runtime>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.acceptor_stopped();
     }
 }

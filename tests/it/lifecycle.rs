@@ -922,7 +922,7 @@ fn handles_outlive_their_connection() {
         }),
         Err(e) => panic!("send to a closed connection: {e}"),
     }
-    a_handle.close().unwrap();
+    a_handle.close();
 
     // The slot is reused (one loop): the stale handle must not reach B.
     let mut b = Client::connect(server.local_addr());
@@ -944,7 +944,8 @@ fn handles_outlive_their_connection() {
     for h in [&a_handle, &b_handle] {
         assert!(matches!(h.send(5, b"x"), Err(Error::ShutDown)));
         assert!(matches!(h.send_seq(5, 1, b"x"), Err(Error::ShutDown)));
-        assert!(matches!(h.close(), Err(Error::ShutDown)));
+        // Closing once the server is down is a no-op (it is closed).
+        h.close();
     }
     assert!(matches!(hub.broadcast(5, b"x"), Err(Error::ShutDown)));
     assert_eq!(hub.connection_count(), 0);
@@ -1001,18 +1002,18 @@ fn on_close_runs_once_when_reasons_race() {
         match i % 3 {
             0 => {
                 let _ = s.write_all(&close_request);
-                let _ = handle.close();
+                handle.close();
                 drop(s);
             }
             1 => {
-                let _ = handle.close();
+                handle.close();
                 let _ = s.write_all(&close_request);
                 drop(s);
             }
             _ => {
                 let _ = s.write_all(&close_request);
                 drop(s);
-                let _ = handle.close();
+                handle.close();
             }
         }
     }

@@ -7,9 +7,8 @@
 mod common;
 #[cfg(feature = "tls")]
 mod tls_support;
-#[path = "../../examples/tlv/mod.rs"]
-mod tlv_packer;
 
+mod layering;
 mod lifecycle;
 mod protocol;
 #[cfg(feature = "tls")]

@@ -171,7 +171,7 @@ fn large_bodies_echoed_by_reference_or_kept_come_back_byte_exact() {
             // reply would be refused (BufferFull) and never arrive.
             .write_high_water(64 << 20)
             .on_open(|s| {
-                s.set_data(Kept::default());
+                s.data_mut().insert(Kept::default());
             })
             .route(1, echo)
             .route(2, |ctx: &mut Context<'_>| {
@@ -181,7 +181,7 @@ fn large_bodies_echoed_by_reference_or_kept_come_back_byte_exact() {
             })
             .route(3, |ctx: &mut Context<'_>| {
                 let body = ctx.body_bytes();
-                if let Some(kept) = ctx.data_mut::<Kept>() {
+                if let Some(kept) = ctx.data_mut().get_mut::<Kept>() {
                     kept.0.push(body);
                 }
                 ctx.reply(3, ctx.body())
@@ -325,7 +325,7 @@ fn a_packer_with_only_decode_serves_split_lines_in_order() {
         |ctx: &mut Context<'_>| {
             // The body stays borrowed while the context is changed.
             let line = ctx.body();
-            ctx.set(line.len());
+            ctx.values_mut().insert(line.len());
             ctx.reply(0, line.to_ascii_uppercase())
         },
     ));
@@ -484,13 +484,13 @@ struct Counter(u64);
 
 /// Reply on `100 + msg_id` with (per-connection counter u64 LE, body).
 fn counted_reply(ctx: &mut Context<'_>) -> netloom::Result<()> {
-    let n = match ctx.data_mut::<Counter>() {
+    let n = match ctx.data_mut().get_mut::<Counter>() {
         Some(c) => {
             c.0 += 1;
             c.0
         }
         None => {
-            ctx.set_data(Counter(0));
+            ctx.data_mut().insert(Counter(0));
             0
         }
     };
@@ -667,7 +667,7 @@ fn handle_sends_from_another_thread_and_fails_or_counts_after_close() {
 
     // Closing through a handle from this thread: the client sees EOF and
     // on_close gets Local.
-    fresh[0].close().unwrap();
+    fresh[0].close();
     assert_eof(&mut b);
     assert!(matches!(
         closes.reason_for(local_addr(&b)),
@@ -741,7 +741,7 @@ fn handlers_and_on_close_send_to_connections_on_other_loops() {
             .route(60, move |ctx| {
                 let name = String::from_utf8_lossy(ctx.body()).into_owned();
                 joined.lock().unwrap().insert(name.clone(), ctx.handle());
-                ctx.set_data(Name(name));
+                ctx.data_mut().insert(Name(name));
                 let index = ctx.id().loop_index() as u32;
                 ctx.reply(60, index.to_le_bytes())
             })
@@ -750,7 +750,7 @@ fn handlers_and_on_close_send_to_connections_on_other_loops() {
                 let body = ctx.body();
                 let text = String::from_utf8_lossy(body);
                 let (to, text) = text.split_once(':').ok_or("no target")?;
-                let from = ctx.data::<Name>().map_or("?", |n| n.0.as_str());
+                let from = ctx.data().get::<Name>().map_or("?", |n| n.0.as_str());
                 let target = say.lock().unwrap().get(to).cloned().ok_or("no such peer")?;
                 target.send(62, format!("{from}: {text}"))?;
                 ctx.reply(61, b"sent")?;
@@ -758,7 +758,7 @@ fn handlers_and_on_close_send_to_connections_on_other_loops() {
             })
             // Tell everyone else who left, from the leaver's loop.
             .on_close(move |session, _| {
-                let Some(name) = session.data::<Name>().map(|n| n.0.clone()) else {
+                let Some(name) = session.data().get::<Name>().map(|n| n.0.clone()) else {
                     return;
                 };
                 let others: Vec<ConnHandle> = {
@@ -897,9 +897,9 @@ fn auth_middleware_short_circuits_and_passes_values_to_the_handler() {
     let logins = Arc::new(AtomicUsize::new(0));
     let login_count = logins.clone();
     let auth = |ctx: &mut Context<'_>, next: Next<'_>| -> netloom::HandlerResult {
-        match ctx.data::<LoggedIn>().map(|l| l.0) {
+        match ctx.data().get::<LoggedIn>().map(|l| l.0) {
             Some(uid) => {
-                ctx.set(UserId(uid));
+                ctx.values_mut().insert(UserId(uid));
                 next.run(ctx)
             }
             None => {
@@ -915,14 +915,14 @@ fn auth_middleware_short_circuits_and_passes_values_to_the_handler() {
             .route(21, move |ctx| {
                 login_count.fetch_add(1, Ordering::SeqCst);
                 let uid = u64::from_le_bytes(ctx.body()[..].try_into()?);
-                ctx.set_data(LoggedIn(uid));
+                ctx.data_mut().insert(LoggedIn(uid));
                 ctx.reply(21, b"welcome")?;
                 Ok::<(), netloom::BoxError>(())
             })
             .group([auth], |g| {
                 g.route(20, move |ctx| {
                     seen.fetch_add(1, Ordering::SeqCst);
-                    let uid = ctx.get::<UserId>().map(|u| u.0);
+                    let uid = ctx.values().get::<UserId>().map(|u| u.0);
                     ctx.reply(20, format!("secret for {uid:?}"))
                 })
             }),
@@ -965,14 +965,16 @@ fn user_data_set_in_on_open_is_seen_by_handlers_and_on_close() {
             .event_loops(2)
             .on_open(|session| {
                 let port = session.peer_addr().port();
-                session.set_data(OpenedAs(port));
+                session.data_mut().insert(OpenedAs(port));
             })
             .on_close(move |session, _| {
-                let _ =
-                    closed_tx.send((session.peer_addr(), session.data::<OpenedAs>().map(|d| d.0)));
+                let _ = closed_tx.send((
+                    session.peer_addr(),
+                    session.data().get::<OpenedAs>().map(|d| d.0),
+                ));
             })
             .route(30, |ctx| {
-                let port = ctx.data::<OpenedAs>().map_or(0, |d| d.0);
+                let port = ctx.data().get::<OpenedAs>().map_or(0, |d| d.0);
                 ctx.reply(30, port.to_le_bytes())
             }),
     );

@@ -41,7 +41,7 @@ const INFO: u32 = 9;
 
 /// Reply with what the handshake settled, as "version alpn sni".
 fn info(ctx: &mut Context<'_>) -> netloom::Result<()> {
-    let text = match ctx.data::<TlsInfo>() {
+    let text = match ctx.data().get::<TlsInfo>() {
         Some(i) => format!(
             "{} {} {}",
             i.version,
@@ -871,7 +871,7 @@ fn handles_and_broadcast_reach_tls_peers_from_other_threads() {
 
 /// Tags the request so the handler can prove the middleware ran.
 fn tag(ctx: &mut Context<'_>, next: Next<'_>) -> HandlerResult {
-    ctx.set(String::from("tagged"));
+    ctx.values_mut().insert(String::from("tagged"));
     next.run(ctx)
 }
 
@@ -882,21 +882,23 @@ fn hooks_middleware_and_a_custom_packer_work_unchanged_over_tls() {
     let (builder, mut closes) = track_closes(
         Server::builder()
             .event_loops(2)
-            .packer(crate::tlv_packer::TlvPacker::default())
+            .packer(netloom::TlvPacker::default())
             .tls(Arc::new(server_config(&cert, rustls::ALL_VERSIONS)))
             .on_open(|conn| {
-                conn.set_data(Visits(0));
+                conn.data_mut().insert(Visits(0));
             })
             .middleware(tag)
             .route(3, |ctx| {
                 let visits = {
-                    let v = ctx.data_mut::<Visits>().expect("set in on_open");
+                    let v = ctx.data_mut().get_mut::<Visits>().expect("set in on_open");
                     v.0 += 1;
                     v.0
                 };
                 let body = format!(
                     "{} {} {}",
-                    ctx.get::<String>().map_or("untagged", String::as_str),
+                    ctx.values()
+                        .get::<String>()
+                        .map_or("untagged", String::as_str),
                     visits,
                     String::from_utf8_lossy(ctx.body())
                 );
@@ -906,7 +908,7 @@ fn hooks_middleware_and_a_custom_packer_work_unchanged_over_tls() {
     let server = start(builder);
     let mut client = Client::connect_tls(server.local_addr(), "localhost", client_config(&cert))
         .unwrap()
-        .with_packer(crate::tlv_packer::TlvPacker::default());
+        .with_packer(netloom::TlvPacker::default());
     client.set_timeout(Some(TIMEOUT)).unwrap();
     for seq in [7u32, 8, 1000] {
         client.send_seq(3, seq, format!("seq {seq}")).unwrap();

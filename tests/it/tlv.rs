@@ -10,11 +10,10 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 
 use bytes::BytesMut;
-use netloom::{Builder, CloseReason, ConnHandle, Message, PackError, Packer, Server};
+use netloom::{Builder, CloseReason, ConnHandle, Message, PackError, Packer, Server, TlvPacker};
 use proptest::prelude::*;
 
 use crate::common::{Client, TIMEOUT};
-use crate::tlv_packer::{TlvPacker, DEFAULT_MAX_DATA_LEN, HEADER_LEN, TRAILER};
 
 /// seq 7, kind 1, data "hi".
 const HI: &[u8] = b"\x07\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00hi\r\n";
@@ -94,7 +93,7 @@ fn byte_by_byte_needs_more_and_consumes_nothing() {
 #[test]
 fn wrong_trailer_is_malformed_as_soon_as_it_arrives() {
     let packer = TlvPacker::default();
-    let head = &HI[..HEADER_LEN + 2]; // header and data, no trailer
+    let head = &HI[..TlvPacker::HEADER_LEN + 2]; // header and data, no trailer
     for bad in [&b"\n"[..], b"\n\r", b"\rX", b"\r\r", b"X\r\n", b"\x08\x00"] {
         let mut buf = BytesMut::from(head);
         buf.extend_from_slice(bad);
@@ -113,7 +112,7 @@ fn wrong_trailer_is_malformed_as_soon_as_it_arrives() {
 fn over_long_len_is_rejected_before_allocating() {
     let packer = TlvPacker::new(16);
     assert_eq!(packer.max_data_len(), 16);
-    let mut buf = BytesMut::with_capacity(HEADER_LEN);
+    let mut buf = BytesMut::with_capacity(TlvPacker::HEADER_LEN);
     buf.extend_from_slice(b"\x01\x00\x00\x00\x01\x00\x00\x00\xff\xff\xff\xff");
     let capacity = buf.capacity();
     assert_eq!(
@@ -146,7 +145,10 @@ fn encode_over_limit_appends_nothing() {
         Err(PackError::TooLong { len: 5, max: 4 })
     );
     assert_eq!(&out[..], b"keep");
-    assert_eq!(TlvPacker::default().max_data_len(), DEFAULT_MAX_DATA_LEN);
+    assert_eq!(
+        TlvPacker::default().max_data_len(),
+        TlvPacker::DEFAULT_MAX_DATA_LEN
+    );
 }
 
 proptest! {
@@ -201,7 +203,7 @@ proptest! {
             wire.extend_from_slice(&1u32.to_le_bytes());
             wire.extend_from_slice(&(data.len() as u32).to_le_bytes());
             wire.extend_from_slice(data);
-            wire.extend_from_slice(TRAILER);
+            wire.extend_from_slice(TlvPacker::TRAILER);
         }
         let at = at % wire.len();
         wire[at] = byte;
@@ -210,7 +212,7 @@ proptest! {
             match packer.decode(&mut wire) {
                 Ok(Some(m)) => {
                     prop_assert!(m.body.len() <= 16);
-                    prop_assert_eq!(before - wire.len(), HEADER_LEN + m.body.len() + TRAILER.len());
+                    prop_assert_eq!(before - wire.len(), TlvPacker::HEADER_LEN + m.body.len() + TlvPacker::TRAILER.len());
                 }
                 Ok(None) => {
                     prop_assert_eq!(wire.len(), before);
@@ -241,13 +243,13 @@ fn builder(packer: TlvPacker) -> (Builder, mpsc::Receiver<CloseReason>) {
 
 /// Read one TLV frame: (seq, kind, data). Panics on timeout or close.
 fn read_frame(stream: &mut TcpStream) -> (u32, u32, Vec<u8>) {
-    let mut head = [0u8; HEADER_LEN];
+    let mut head = [0u8; TlvPacker::HEADER_LEN];
     stream.read_exact(&mut head).expect("read header");
     let field = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().unwrap());
     let (seq, kind, len) = (field(0), field(4), field(8) as usize);
-    let mut rest = vec![0u8; len + TRAILER.len()];
+    let mut rest = vec![0u8; len + TlvPacker::TRAILER.len()];
     stream.read_exact(&mut rest).expect("read data and trailer");
-    assert_eq!(&rest[len..], TRAILER, "reply without trailer");
+    assert_eq!(&rest[len..], TlvPacker::TRAILER, "reply without trailer");
     rest.truncate(len);
     (seq, kind, rest)
 }
@@ -296,14 +298,24 @@ fn large_data_replies_keep_header_and_trailer() {
     let server = crate::common::start(builder);
     let mut client = Client::connect(server.local_addr());
     let mut packer_out = BytesMut::new();
-    let big: Vec<u8> = (0..DEFAULT_MAX_DATA_LEN).map(|i| (i % 251) as u8).collect();
-    for (seq, len) in [(1u32, 20_000usize), (2, DEFAULT_MAX_DATA_LEN), (3, 17)] {
+    let big: Vec<u8> = (0..TlvPacker::DEFAULT_MAX_DATA_LEN)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    for (seq, len) in [
+        (1u32, 20_000usize),
+        (2, TlvPacker::DEFAULT_MAX_DATA_LEN),
+        (3, 17),
+    ] {
         TlvPacker::default()
             .encode(1, seq, &big[..len], &mut packer_out)
             .unwrap();
     }
     client.send_raw(&packer_out);
-    for (seq, len) in [(1u32, 20_000usize), (2, DEFAULT_MAX_DATA_LEN), (3, 17)] {
+    for (seq, len) in [
+        (1u32, 20_000usize),
+        (2, TlvPacker::DEFAULT_MAX_DATA_LEN),
+        (3, 17),
+    ] {
         assert_eq!(
             read_frame(&mut client.stream),
             (seq, 1, big[..len].to_vec())
@@ -349,7 +361,7 @@ fn over_long_len_closes_on_the_header_alone() {
         }
         other => panic!("closed with {other}, want a too-long error"),
     }
-    assert_eq!(server.stats().bytes_in, HEADER_LEN as u64);
+    assert_eq!(server.stats().bytes_in, TlvPacker::HEADER_LEN as u64);
     server.shutdown(TIMEOUT).expect("clean shutdown");
 }
 

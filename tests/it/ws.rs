@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
-use netloom::{ws, Builder, CloseReason, Server, ServerHandle, WsMode, WsRequest};
+use netloom::ws::{self, WsMode, WsRequest};
+use netloom::{Builder, CloseReason, Server, ServerHandle};
 
 use crate::common::TIMEOUT;
 
@@ -328,7 +329,9 @@ fn python_query_parameters_path_and_headers() {
         Server::builder()
             .ws_on_upgrade(move |session, req| {
                 let _ = tx.send(req.path().to_string());
-                session.set_data(req.query("name").unwrap_or("").to_string());
+                session
+                    .data_mut()
+                    .insert(req.query("name").unwrap_or("").to_string());
                 Ok(())
             })
             .route(ws::TEXT, |ctx| {
@@ -343,7 +346,7 @@ fn python_query_parameters_path_and_headers() {
                 let answer = format!(
                     "{}|{}|{}|{}",
                     req.path(),
-                    ctx.data::<String>().map_or("", String::as_str),
+                    ctx.data().get::<String>().map_or("", String::as_str),
                     numbers.join(","),
                     req.header("x-token").unwrap_or("")
                 );
@@ -530,7 +533,8 @@ fn python_over_wss_with_our_tls() {
     let (builder, closed) = closes(echo_builder().tls(Arc::new(config)).ws_on_upgrade(
         move |session, req| {
             let sni = session
-                .data::<netloom::TlsInfo>()
+                .data()
+                .get::<netloom::TlsInfo>()
                 .and_then(|i| i.sni.clone());
             let _ = info_tx.send((sni, req.path().to_string()));
             Ok(())
@@ -1064,7 +1068,7 @@ fn handles_and_broadcast_reach_ws_and_tcp_clients() {
     }
     assert_eq!(tcp.recv(), (ws::TEXT, b"to all".to_vec()));
     assert_eq!(tcp.recv(), (ws::BINARY, b"bin all".to_vec()));
-    ha.close_with(4100, "from afar").unwrap();
+    ha.close_with(4100, "from afar");
     assert_eq!(a.expect_close(), (4100, "from afar".to_string()));
     drop((a, b));
     server.shutdown(Duration::from_secs(5)).unwrap();
@@ -1108,7 +1112,7 @@ fn slow_ws_reader_gets_backpressure() {
 fn ws_request_is_connection_data() {
     let (tx, rx) = unbounded::<Option<String>>();
     let server = start_ws(Server::builder().route(ws::TEXT, move |ctx| {
-        let path = ctx.data::<WsRequest>().map(|r| r.path().to_string());
+        let path = ctx.data().get::<WsRequest>().map(|r| r.path().to_string());
         let _ = tx.send(path);
     }));
     let mut raw = RawWs::connect(server.local_addr(), "/where?x=1");

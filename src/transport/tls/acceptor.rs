@@ -1,14 +1,17 @@
 //! The server's TLS settings, and the probe that tells sessions the SNI.
 
 use std::cell::Cell;
+use std::path::Path;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 use super::TlsSession;
-use crate::error::CloseReason;
+use crate::error::{CloseReason, Error, Result};
 
 /// The server's TLS settings, shared by all loops.
 #[derive(Clone)]
@@ -21,13 +24,41 @@ impl TlsAcceptor {
     /// (`max_early_data_size = 0`: clients then send their first messages
     /// after the handshake, as usual), and the certificate resolver is
     /// wrapped in [`SniProbe`] so sessions learn the client's SNI.
-    pub(super) fn new(config: Arc<ServerConfig>) -> Self {
+    pub(crate) fn new(config: Arc<ServerConfig>) -> Self {
         let mut config = Arc::unwrap_or_clone(config);
         config.max_early_data_size = 0;
         config.cert_resolver = Arc::new(SniProbe(config.cert_resolver.clone()));
         TlsAcceptor {
             config: Arc::new(config),
         }
+    }
+
+    /// Serve a certificate chain and private key read from PEM files, TLS
+    /// 1.2 and 1.3, no client authentication, ALPN as given (may be empty).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if a file cannot be read or parsed, or the key
+    /// does not match the certificate.
+    pub(crate) fn from_pem_files(
+        cert_chain: &Path,
+        private_key: &Path,
+        alpn: &[&[u8]],
+    ) -> Result<Self> {
+        let certs = CertificateDer::pem_file_iter(cert_chain)
+            .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| Error::Config(format!("{}: {e}", cert_chain.display())))?;
+        let key = PrivateKeyDer::from_pem_file(private_key)
+            .map_err(|e| Error::Config(format!("{}: {e}", private_key.display())))?;
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| Error::Config(e.to_string()))?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| Error::Config(format!("certificate and key: {e}")))?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(TlsAcceptor::new(Arc::new(config)))
     }
 
     pub(crate) fn session(&self) -> std::result::Result<TlsSession, CloseReason> {

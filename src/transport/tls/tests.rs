@@ -88,7 +88,7 @@ impl Pair {
         }
         for read in wire.chunks_mut(self.chunk) {
             let received = self.server.receive(read, &mut self.plain).unwrap();
-            self.info = received.handshake_done.or(self.info.take());
+            self.info = received.tls_info.or(self.info.take());
             self.peer_closed |= received.peer_closed;
         }
     }
@@ -97,9 +97,8 @@ impl Pair {
     /// plaintext the client read.
     fn server_sends(&mut self, queue: Option<&mut WriteQueue>) -> Vec<u8> {
         let mut wire = Vec::new();
-        let mut blocked = false;
-        self.server.flush(queue, &mut wire, &mut blocked).unwrap();
-        assert!(!blocked);
+        let flushed = self.server.flush(queue, &mut wire).unwrap();
+        assert!(!flushed.blocked);
         let mut wire = &wire[..];
         let mut got = Vec::new();
         while !wire.is_empty() {
@@ -227,9 +226,7 @@ fn key_updates_from_the_client_are_answered() {
         let mut queue = WriteQueue::default();
         queue.extend(&[round; 2]);
         let mut wire = Vec::new();
-        pair.server
-            .flush(Some(&mut queue), &mut wire, &mut false)
-            .unwrap();
+        pair.server.flush(Some(&mut queue), &mut wire).unwrap();
         assert_eq!(records(&wire), 2);
         pair.client.read_tls(&mut &wire[..]).unwrap();
         pair.client.process_new_packets().unwrap();
@@ -288,7 +285,7 @@ fn junk_is_a_handshake_error_answered_with_an_alert() {
         }
         assert_eq!(session.incoming.capacity(), 0);
         let mut wire = Vec::new();
-        session.flush(None, &mut wire, &mut false).unwrap();
+        session.flush(None, &mut wire).unwrap();
         assert_eq!(wire.first(), Some(&0x15), "an alert record");
         assert_eq!(session.outgoing.capacity(), 0);
     }
@@ -315,10 +312,9 @@ fn a_full_socket_holds_back_all_but_one_batch() {
     let mut queue = WriteQueue::default();
     queue.extend(&message);
     for _ in 0..2 {
-        let mut blocked = false;
-        let written = pair.server.flush(Some(&mut queue), &mut Full, &mut blocked);
-        assert_eq!(written.unwrap(), 0);
-        assert!(blocked);
+        let flushed = pair.server.flush(Some(&mut queue), &mut Full).unwrap();
+        assert_eq!(flushed.written, 0);
+        assert!(flushed.blocked);
         assert!(pair.server.wants_write());
         assert_eq!(queue.len(), 3 * TLS_BATCH);
     }

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::context::{Context, HandlerResult};
-use crate::middleware::{HandlerFn, MiddlewareFn, Next};
+use super::context::{Context, HandlerResult};
+use super::middleware::{HandlerFn, MiddlewareFn, Next};
 
 /// Ids below this live in a vector (one index per message); larger ids in a
 /// hash map.

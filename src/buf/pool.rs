@@ -3,7 +3,7 @@
 
 use bytes::BytesMut;
 
-use super::write::WriteQueue;
+use super::queue::WriteQueue;
 
 /// Pooled buffers larger than this are freed instead of kept.
 const MAX_POOLED_BYTES: usize = 256 << 10;

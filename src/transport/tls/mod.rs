@@ -1,8 +1,9 @@
 //! TLS with rustls, sans-I/O: the reactor reads ciphertext into its own
 //! buffer and hands it here; we hand back plaintext, and encrypt queued
 //! plaintext into records the reactor writes. The only module that names
-//! rustls: the session is here; the acceptor (server settings and the SNI
-//! probe), the `Builder` methods and the client stream are in submodules.
+//! rustls: the session is here; the acceptor (server settings, loading PEM
+//! files, the SNI probe) and the blocking client's stream are in
+//! submodules.
 //!
 //! rustls' unbuffered API (`UnbufferedServerConnection`) is driven here,
 //! so the ciphertext buffers are ours and an idle connection owns none:
@@ -29,12 +30,11 @@ use std::io::{self, Write};
 
 use bytes::BytesMut;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
-    WriteTraffic,
-};
+use rustls::unbuffered::{ConnectionState, UnbufferedStatus, WriteTraffic};
 
-use crate::conn::write::WriteQueue;
+use super::Incoming;
+use crate::buf::queue::WriteQueue;
+use crate::buf::{write_until_blocked, Flushed};
 use crate::error::CloseReason;
 
 /// Most plaintext bytes encrypted per flush round.
@@ -61,7 +61,7 @@ const RECORD_PAYLOAD: usize = 16 << 10;
 const RECORD_OVERHEAD: usize = 64;
 
 /// What the TLS handshake settled, stored as connection data once the
-/// handshake completes: read it with `session.data::<TlsInfo>()`.
+/// handshake completes: read it with `session.data().get::<TlsInfo>()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsInfo {
     /// The ALPN protocol agreed on, if any.
@@ -94,11 +94,11 @@ pub(crate) struct TlsSession {
 
 /// What one batch of ciphertext produced, besides plaintext.
 #[derive(Debug, Default)]
-pub(crate) struct Received {
+struct Received {
     /// The peer sent close_notify.
-    pub(crate) peer_closed: bool,
+    peer_closed: bool,
     /// The handshake completed during this batch.
-    pub(crate) handshake_done: Option<TlsInfo>,
+    handshake_done: Option<TlsInfo>,
 }
 
 impl TlsSession {
@@ -114,10 +114,10 @@ impl TlsSession {
         &mut self,
         input: &mut [u8],
         out: &mut BytesMut,
-    ) -> std::result::Result<Received, CloseReason> {
+    ) -> std::result::Result<Incoming, CloseReason> {
         let mut received = Received::default();
         if self.failed {
-            return Ok(received);
+            return Ok(Incoming::default());
         }
         let was_handshaking = self.conn.is_handshaking();
         if was_handshaking {
@@ -148,7 +148,14 @@ impl TlsSession {
                     .map_or_else(String::new, |v| format!("{v:?}")),
             });
         }
-        Ok(received)
+        // TLS 1.3 without session tickets finishes with nothing to send:
+        // still flush, or what on_open queued would wait.
+        Ok(Incoming {
+            peer_closed: received.peer_closed,
+            wants_write: received.handshake_done.is_some() || self.wants_write(),
+            tls_info: received.handshake_done,
+            upgrade: None,
+        })
     }
 
     /// Feed `input` to rustls: first into `incoming` if it holds the start
@@ -386,45 +393,31 @@ impl TlsSession {
     }
 
     /// Encrypt queued plaintext and write records to `w` until everything is
-    /// written or `w` would block. Returns bytes written; `Ok` with
-    /// `*blocked == true` when the socket is full.
+    /// written or `w` would block (`blocked`).
     pub(crate) fn flush(
         &mut self,
-        queue: Option<&mut WriteQueue>,
+        mut queue: Option<&mut WriteQueue>,
         w: &mut dyn Write,
-        blocked: &mut bool,
-    ) -> io::Result<usize> {
-        let mut queue = queue;
-        let mut written = 0;
-        let result = loop {
+    ) -> io::Result<Flushed> {
+        let result = write_until_blocked(w, |w| {
             if !self.wants_write() {
                 self.outgoing.clear();
                 self.sent = 0;
-                let Some(q) = queue.as_deref_mut().filter(|q| !q.is_empty()) else {
-                    break Ok(written);
-                };
+                let q = queue.as_deref_mut().filter(|q| !q.is_empty())?;
                 if let Err(e) = self.seal(q) {
                     self.failed = true;
-                    break Err(io::Error::other(e));
+                    return Some(Err(io::Error::other(e)));
                 }
                 if !self.wants_write() {
-                    break Ok(written);
+                    return None;
                 }
             }
-            match w.write(&self.outgoing[self.sent..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.sent += n;
-                    written += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    *blocked = true;
-                    break Ok(written);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
+            let written = w.write(&self.outgoing[self.sent..]);
+            if let Ok(n) = written {
+                self.sent += n;
             }
-        };
+            Some(written)
+        });
         if !self.wants_write() {
             self.outgoing = Vec::new();
             self.sent = 0;
@@ -460,53 +453,17 @@ impl TlsSession {
     }
 }
 
-/// Let `write` put records at the end of `outgoing`, in room for
-/// `estimate` bytes first and, if that is too small, for as many as it
-/// says it needs (`required`). Nothing is appended on failure.
-fn append<E>(
-    outgoing: &mut Vec<u8>,
-    estimate: usize,
-    mut write: impl FnMut(&mut [u8]) -> std::result::Result<usize, E>,
-    required: impl Fn(&E) -> Option<usize>,
-) -> std::result::Result<(), E> {
-    let start = outgoing.len();
-    outgoing.resize(start + estimate, 0);
-    let mut result = write(&mut outgoing[start..]);
-    if let Some(size) = result.as_ref().err().and_then(&required) {
-        outgoing.resize(start + size, 0);
-        result = write(&mut outgoing[start..]);
-    }
-    outgoing.truncate(start + result.as_ref().map_or(0, |&n| n));
-    result.map(drop)
-}
-
-/// The room an [`EncodeError`] asks for.
-fn encode_room(e: &EncodeError) -> Option<usize> {
-    match e {
-        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
-            Some(*required_size)
-        }
-        EncodeError::AlreadyEncoded => None,
-    }
-}
-
-/// The room an [`EncryptError`] asks for.
-fn encrypt_room(e: &EncryptError) -> Option<usize> {
-    match e {
-        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
-            Some(*required_size)
-        }
-        EncryptError::EncryptExhausted => None,
-    }
-}
-
 mod acceptor;
-mod builder;
 mod client;
+mod room;
 
 pub(crate) use acceptor::TlsAcceptor;
 use acceptor::SEEN_SNI;
-pub(crate) use client::client_stream;
+pub(crate) use client::ClientTls;
+use room::{append, encode_room, encrypt_room};
+/// The rustls configurations the public API takes (named here, so that
+/// only this module names rustls).
+pub(crate) use rustls::{ClientConfig, ServerConfig};
 
 #[cfg(test)]
 mod tests;

@@ -10,8 +10,8 @@ use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-/// A reply body of at least this many bytes that shares the receive buffer
-/// is queued by reference; below it, copying into the coalescing buffer is
+/// A body of at least this many bytes that is shared (a slice of the
+/// receive buffer, or `Bytes` the application gave) is queued by reference; below it, copying into the coalescing buffer is
 /// cheaper than another chunk (an iovec, a reference count, and a receive
 /// buffer kept alive until written).
 pub(crate) const SHARE_MIN: usize = 16 << 10;
@@ -19,6 +19,23 @@ pub(crate) const SHARE_MIN: usize = 16 << 10;
 /// Most chunks handed to one `writev` (Linux's IOV_MAX is 1024; a few dozen
 /// already amortise the syscall).
 const MAX_IOVECS: usize = 64;
+
+/// One encoded message shared by every queue it goes to (a broadcast): the
+/// packer's bytes before and after a body sent as it is, or the whole frame
+/// in `head`. Cloning it costs a reference count per non-empty piece.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedFrame {
+    pub(crate) head: Bytes,
+    pub(crate) body: Bytes,
+    pub(crate) tail: Bytes,
+}
+
+impl SharedFrame {
+    /// Bytes in all.
+    pub(crate) fn len(&self) -> usize {
+        self.head.len() + self.body.len() + self.tail.len()
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct WriteQueue {
@@ -93,6 +110,13 @@ impl WriteQueue {
         self.seal();
         self.len += frame.len();
         self.chunks.push_back(frame);
+    }
+
+    /// Queue a shared frame's pieces by reference.
+    pub(crate) fn push_frame(&mut self, frame: &SharedFrame) {
+        self.push_shared(frame.head.clone());
+        self.push_shared(frame.body.clone());
+        self.push_shared(frame.tail.clone());
     }
 
     /// Append bytes to the coalescing buffer (layer output: pong, close).

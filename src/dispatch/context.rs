@@ -1,18 +1,19 @@
 //! What handlers, middleware and hooks see: [`Session`] (one connection)
 //! and [`Context`] (one message on one connection).
 
-use std::any::{Any, TypeId};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 
 use bytes::Bytes;
 
-use crate::conn::write::SHARE_MIN;
+use crate::buf::Payload;
+use crate::codec::Message;
 use crate::error::{CloseReason, Result};
-use crate::handle::{ConnHandle, ConnId, Hub};
-use crate::packer::Message;
-use crate::reactor::LoopCore;
+use crate::ext::Extensions;
+use crate::id::ConnId;
+use crate::runtime::{ConnHandle, Hub, LoopCore};
+use crate::transport::Goodbye;
 
 /// Error type handlers and middleware may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -41,57 +42,16 @@ impl<E: Into<BoxError>> IntoHandlerResult for std::result::Result<(), E> {
     }
 }
 
-/// A small map from type to value: per-connection user data and
-/// per-message middleware values. Allocates nothing while empty.
-#[derive(Default)]
-pub(crate) struct TypeMap(Vec<(TypeId, Box<dyn Any + Send>)>);
-
-impl TypeMap {
-    pub(crate) fn get<T: 'static>(&self) -> Option<&T> {
-        let t = TypeId::of::<T>();
-        self.0
-            .iter()
-            .find(|(k, _)| *k == t)
-            .and_then(|(_, v)| v.downcast_ref())
-    }
-
-    pub(crate) fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
-        let t = TypeId::of::<T>();
-        self.0
-            .iter_mut()
-            .find(|(k, _)| *k == t)
-            .and_then(|(_, v)| v.downcast_mut())
-    }
-
-    pub(crate) fn insert<T: Send + 'static>(&mut self, value: T) -> Option<T> {
-        let t = TypeId::of::<T>();
-        let old = match self.0.iter().position(|(k, _)| *k == t) {
-            Some(i) => Some(self.0.swap_remove(i).1),
-            None => None,
-        };
-        // Exact growth: most connections keep one or two values, and this
-        // map lives as long as the connection.
-        self.0.reserve_exact(1);
-        self.0.push((t, Box::new(value)));
-        old.and_then(|b| b.downcast().ok()).map(|b| *b)
-    }
-
-    pub(crate) fn remove<T: 'static>(&mut self) -> Option<T> {
-        let t = TypeId::of::<T>();
-        let i = self.0.iter().position(|(k, _)| *k == t)?;
-        self.0.swap_remove(i).1.downcast().ok().map(|b| *b)
-    }
-}
-
 /// One connection as seen from its own loop thread: by `on_open`,
 /// `on_close`, and (through [`Context`]'s `Deref`) by handlers.
 ///
-/// Holds the connection's typed user data: at most one value per type.
+/// Holds the connection's typed user data ([`data`](Session::data)): at
+/// most one value per type, living as long as the connection.
 pub struct Session<'a> {
     pub(crate) core: &'a LoopCore,
     pub(crate) id: ConnId,
     pub(crate) peer: SocketAddr,
-    pub(crate) data: &'a mut TypeMap,
+    pub(crate) data: &'a mut Extensions,
 }
 
 impl fmt::Debug for Session<'_> {
@@ -118,14 +78,14 @@ impl Session<'_> {
     pub fn handle(&self) -> ConnHandle {
         ConnHandle {
             id: self.id,
-            server: self.core.server.clone(),
+            runtime: self.core.runtime.clone(),
         }
     }
 
     /// Server-wide operations (broadcast, connection list, stats).
     pub fn hub(&self) -> Hub {
         Hub {
-            server: self.core.server.clone(),
+            runtime: self.core.runtime.clone(),
         }
     }
 
@@ -137,53 +97,78 @@ impl Session<'_> {
     /// [`Error::BufferFull`](crate::Error::BufferFull) over the high-water
     /// mark, [`Error::Pack`](crate::Error::Pack) if the packer refuses it.
     pub fn send(&self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
-        self.core.send(
-            self.id.key as usize,
-            self.id.generation,
-            id,
-            0,
-            body.as_ref(),
-        )
+        self.send_payload(id, 0, Payload::Slice(body.as_ref()))
+    }
+
+    /// Like [`send`](Self::send), for a body held as [`Bytes`]: a large one
+    /// (16 KiB or more) is queued by reference, without a copy, when the
+    /// packer can frame it so
+    /// ([`Packer::encode_around`](crate::Packer::encode_around)).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_bytes(&self, id: u32, body: Bytes) -> Result<()> {
+        self.send_payload(id, 0, Payload::Shared(body))
+    }
+
+    #[inline]
+    pub(crate) fn send_payload(&self, id: u32, seq: u32, body: Payload<'_>) -> Result<()> {
+        let me = self.id;
+        self.core.table.send(me.key(), me.generation, id, seq, body)
     }
 
     /// Close this connection once what is queued has been written
     /// (`on_close` gets [`CloseReason::Local`]). Messages already received
     /// but not yet handled are dropped.
     pub fn close(&self) {
-        self.core
-            .close(self.id.key as usize, self.id.generation, CloseReason::Local);
+        self.close_with_goodbye(None);
     }
 
-    /// This connection's user data of type `T`, if set.
+    /// Close with a WebSocket close frame carrying `code` and `reason`
+    /// (at most 123 bytes; a code that may not be sent becomes 1000), after
+    /// what is queued; `on_close` gets [`CloseReason::Local`]. On other
+    /// connections the same as [`close`](Session::close).
+    pub fn close_with(&self, code: u16, reason: &str) {
+        self.close_with_goodbye(Some(&Goodbye {
+            code,
+            reason: reason.into(),
+        }));
+    }
+
+    fn close_with_goodbye(&self, goodbye: Option<&Goodbye>) {
+        let me = self.id;
+        self.core
+            .table
+            .close_with(me.key(), me.generation, CloseReason::Local, goodbye);
+    }
+
+    /// This connection's user data: at most one value per type, kept until
+    /// the connection closes (still readable in `on_close`).
     ///
     /// ```
     /// # fn handler(ctx: &mut netloom::Context<'_>) {
     /// struct User { name: String }
-    /// if let Some(user) = ctx.data::<User>() {
+    /// if let Some(user) = ctx.data().get::<User>() {
     ///     log::info!("message from {}", user.name);
     /// }
     /// # }
     /// # let _ = netloom::Server::builder().route(1, handler);
     /// ```
-    pub fn data<T: 'static>(&self) -> Option<&T> {
-        self.data.get()
+    pub fn data(&self) -> &Extensions {
+        self.data
     }
 
-    /// Mutable access to this connection's user data of type `T`.
-    pub fn data_mut<T: 'static>(&mut self) -> Option<&mut T> {
-        self.data.get_mut()
-    }
-
-    /// Store user data of type `T` on the connection, returning the old
-    /// value of that type. It lives until the connection closes (it is still
-    /// readable in `on_close`).
-    pub fn set_data<T: Send + 'static>(&mut self, value: T) -> Option<T> {
-        self.data.insert(value)
-    }
-
-    /// Remove and return the user data of type `T`.
-    pub fn remove_data<T: 'static>(&mut self) -> Option<T> {
-        self.data.remove()
+    /// Mutable access to this connection's user data.
+    ///
+    /// ```
+    /// let builder = netloom::Server::builder().on_open(|session| {
+    ///     session.data_mut().insert(std::time::Instant::now());
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn data_mut(&mut self) -> &mut Extensions {
+        self.data
     }
 }
 
@@ -198,8 +183,8 @@ pub struct Context<'a> {
     pub(crate) body: &'a [u8],
     /// What `body` lies in: sliced when the handler keeps the body.
     pub(crate) source: &'a Bytes,
-    /// Middleware values; `None` (nothing to drop) until one is set.
-    pub(crate) values: Option<TypeMap>,
+    /// Values middleware passes down; emptied between messages.
+    pub(crate) values: Extensions,
 }
 
 impl fmt::Debug for Context<'_> {
@@ -288,59 +273,66 @@ impl<'a> Context<'a> {
     /// # Errors
     ///
     /// As [`Session::send`].
+    #[inline]
     pub fn reply(&self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
-        let s = &self.session;
-        let (key, generation) = (s.id.key as usize, s.id.generation);
         let body = body.as_ref();
-        if body.len() >= SHARE_MIN {
-            if let Some(shared) = self.shares_request(body) {
-                return s.core.send_shared(key, generation, id, self.seq, shared);
-            }
-        }
-        s.core.send(key, generation, id, self.seq, body)
+        let payload = match self.shares_request(body) {
+            Some(shared) => Payload::Shared(shared),
+            None => Payload::Slice(body),
+        };
+        self.session.send_payload(id, self.seq, payload)
     }
 
-    /// `body` as a reference-counted slice of this message's body, if it
-    /// lies inside it.
+    /// Like [`reply`](Self::reply), for a body held as [`Bytes`] (see
+    /// [`Session::send_bytes`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send`].
+    pub fn reply_bytes(&self, id: u32, body: Bytes) -> Result<()> {
+        self.session
+            .send_payload(id, self.seq, Payload::Shared(body))
+    }
+
+    /// `body` as a reference-counted slice of this message's body, if it is
+    /// large enough to be worth sharing and lies inside it.
+    #[inline]
     fn shares_request(&self, body: &[u8]) -> Option<Bytes> {
+        if body.len() < crate::buf::queue::SHARE_MIN {
+            return None;
+        }
         let inside = self.body.as_ptr_range();
         let range = body.as_ptr_range();
         (inside.start <= range.start && range.end <= inside.end)
             .then(|| self.source.slice_ref(body))
     }
 
-    /// Pass a value down the chain (middleware to handler); one per type.
-    pub fn set<T: Send + 'static>(&mut self, value: T) -> Option<T> {
-        self.values
-            .get_or_insert_with(TypeMap::default)
-            .insert(value)
+    /// The values middleware earlier in the chain passed down (one per
+    /// type), for this message only.
+    ///
+    /// ```
+    /// use netloom::{Context, HandlerResult, Next};
+    ///
+    /// struct UserId(u64);
+    ///
+    /// fn auth(ctx: &mut Context<'_>, next: Next<'_>) -> HandlerResult {
+    ///     ctx.values_mut().insert(UserId(7));
+    ///     next.run(ctx)
+    /// }
+    ///
+    /// fn handler(ctx: &mut Context<'_>) -> netloom::Result<()> {
+    ///     let uid = ctx.values().get::<UserId>().map_or(0, |u| u.0);
+    ///     ctx.reply(1, uid.to_string())
+    /// }
+    /// # let _ = netloom::Server::builder().middleware(auth).route(1, handler);
+    /// ```
+    pub fn values(&self) -> &Extensions {
+        &self.values
     }
 
-    /// A value set by a middleware earlier in the chain.
-    pub fn get<T: 'static>(&self) -> Option<&T> {
-        self.values.as_ref()?.get()
-    }
-
-    /// Take a value set earlier in the chain.
-    pub fn take<T: 'static>(&mut self) -> Option<T> {
-        self.values.as_mut()?.remove()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn typemap_one_value_per_type() {
-        let mut m = TypeMap::default();
-        assert_eq!(m.insert(1u32), None);
-        assert_eq!(m.insert("a"), None);
-        assert_eq!(m.insert(2u32), Some(1));
-        assert_eq!(m.get::<u32>(), Some(&2));
-        *m.get_mut::<&str>().unwrap() = "b";
-        assert_eq!(m.remove::<&str>(), Some("b"));
-        assert_eq!(m.get::<&str>(), None);
-        assert_eq!(m.get::<u64>(), None);
+    /// Mutable access to this message's values (see
+    /// [`values`](Self::values)).
+    pub fn values_mut(&mut self) -> &mut Extensions {
+        &mut self.values
     }
 }

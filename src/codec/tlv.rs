@@ -1,8 +1,5 @@
-//! A TLV [`Packer`] that carries a sequence number, so clients can match
-//! responses to requests.
-//!
-//! Shared by the `tlv_packer` example and by `tests/it/tlv.rs`, which include
-//! this file with `#[path = ...] mod tlv;`.
+//! [`TlvPacker`]: a TLV format that carries a sequence number, so clients
+//! can match responses to requests.
 //!
 //! # Wire format
 //!
@@ -33,20 +30,12 @@
 //! 07 00 00 00  01 00 00 00  02 00 00 00  68 69  0d 0a
 //! ```
 
+use super::{Packer, Peek};
+use crate::error::PackError;
 use bytes::{Buf, BufMut, BytesMut};
-use netloom::{PackError, Packer, Peek};
-
-/// Bytes before the data: `seq`, `kind` and `len`.
-pub const HEADER_LEN: usize = 12;
-
-/// The two bytes that end every frame.
-pub const TRAILER: &[u8; 2] = b"\r\n";
-
-/// Default limit on `len`: 64 KiB.
-pub const DEFAULT_MAX_DATA_LEN: usize = 64 * 1024;
 
 /// Bytes a frame adds around its data.
-const OVERHEAD: usize = HEADER_LEN + TRAILER.len();
+const OVERHEAD: usize = TlvPacker::HEADER_LEN + TlvPacker::TRAILER.len();
 
 /// The largest `len` the header can carry whose frame length cannot
 /// overflow `usize` (which matters on 32-bit targets only).
@@ -66,6 +55,15 @@ pub struct TlvPacker {
 }
 
 impl TlvPacker {
+    /// Bytes before the data: `seq`, `kind` and `len`.
+    pub const HEADER_LEN: usize = 12;
+
+    /// The two bytes that end every frame.
+    pub const TRAILER: &'static [u8; 2] = b"\r\n";
+
+    /// Default limit on `len`: 64 KiB.
+    pub const DEFAULT_MAX_DATA_LEN: usize = 64 * 1024;
+
     /// A packer that accepts and produces at most `max_data_len` bytes of
     /// data per frame (clamped to what the `len` field can carry).
     pub fn new(max_data_len: usize) -> Self {
@@ -88,9 +86,9 @@ impl TlvPacker {
 }
 
 impl Default for TlvPacker {
-    /// A packer with [`DEFAULT_MAX_DATA_LEN`].
+    /// A packer with [`Self::DEFAULT_MAX_DATA_LEN`].
     fn default() -> Self {
-        TlvPacker::new(DEFAULT_MAX_DATA_LEN)
+        TlvPacker::new(TlvPacker::DEFAULT_MAX_DATA_LEN)
     }
 }
 
@@ -100,7 +98,7 @@ impl Packer for TlvPacker {
     /// the server uses it to hand handlers the data without a copy or a
     /// reference count per frame.
     fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
-        let Some(mut head) = buf.get(..HEADER_LEN) else {
+        let Some(mut head) = buf.get(..TlvPacker::HEADER_LEN) else {
             return Ok(Peek::Incomplete { frame_len: None });
         };
         let seq = head.get_u32_le();
@@ -110,13 +108,13 @@ impl Packer for TlvPacker {
         if len > self.max_data_len {
             return Err(self.too_long(len));
         }
-        let data_end = HEADER_LEN + len;
-        let frame_len = data_end + TRAILER.len();
+        let data_end = TlvPacker::HEADER_LEN + len;
+        let frame_len = data_end + TlvPacker::TRAILER.len();
 
         // Whatever part of the trailer has arrived must already be right.
         let trailer = buf.get(data_end..).unwrap_or_default();
-        let trailer = &trailer[..trailer.len().min(TRAILER.len())];
-        if trailer != &TRAILER[..trailer.len()] {
+        let trailer = &trailer[..trailer.len().min(TlvPacker::TRAILER.len())];
+        if trailer != &TlvPacker::TRAILER[..trailer.len()] {
             return Err(PackError::Malformed(format!(
                 "frame seq={seq} kind={kind} len={len}: expected \"\\r\\n\" after the data, \
                  got {trailer:02x?}"
@@ -131,7 +129,7 @@ impl Packer for TlvPacker {
         Ok(Peek::Frame {
             id: kind,
             seq,
-            body: HEADER_LEN..data_end,
+            body: TlvPacker::HEADER_LEN..data_end,
             len: frame_len,
         })
     }
@@ -145,7 +143,7 @@ impl Packer for TlvPacker {
         out.reserve(OVERHEAD + len);
         put_header(seq, id, len, out);
         out.extend_from_slice(body);
-        out.extend_from_slice(TRAILER);
+        out.extend_from_slice(TlvPacker::TRAILER);
         Ok(())
     }
 
@@ -163,7 +161,7 @@ impl Packer for TlvPacker {
             return Err(self.too_long(data_len));
         }
         put_header(seq, id, data_len, before);
-        after.extend_from_slice(TRAILER);
+        after.extend_from_slice(TlvPacker::TRAILER);
         Ok(true)
     }
 }

@@ -3,7 +3,7 @@
 //! A middleware gets the [`Context`] and a [`Next`]. It can act before
 //! calling `next.run(ctx)`, after it, or instead of it (short-circuit:
 //! reply, close, and return without calling `next`). Values it stores with
-//! [`Context::set`] reach the handler through [`Context::get`].
+//! [`Context::values_mut`] reach the handler through [`Context::values`].
 //!
 //! ```
 //! use netloom::{Context, HandlerResult, Next};
@@ -11,9 +11,9 @@
 //! struct UserId(u64);
 //!
 //! fn auth(ctx: &mut Context<'_>, next: Next<'_>) -> HandlerResult {
-//!     match ctx.data::<UserId>().map(|u| u.0) {
+//!     match ctx.data().get::<UserId>().map(|u| u.0) {
 //!         Some(uid) => {
-//!             ctx.set(UserId(uid));
+//!             ctx.values_mut().insert(UserId(uid));
 //!             next.run(ctx)
 //!         }
 //!         None => {
@@ -29,7 +29,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::context::{Context, HandlerResult, IntoHandlerResult};
+use super::context::{Context, HandlerResult, IntoHandlerResult};
 
 /// A stored middleware.
 pub(crate) type MiddlewareFn =

@@ -1,0 +1,399 @@
+//! Configuring a server: [`Server::builder`] gives a [`Builder`]; routes
+//! sharing middleware are declared in a [`Group`] (`builder/group.rs`);
+//! the TLS and WebSocket settings have their own files
+//! (`builder/tls.rs`, `builder/ws.rs`). [`Builder::start`] hands the
+//! result to `server.rs`, which spawns the threads.
+
+mod group;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "ws")]
+mod ws;
+
+pub use group::Group;
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec::{implements_decoding, LengthPacker, Packer, ServerPacker};
+use crate::config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
+use crate::dispatch::context::{Context, IntoHandlerResult, Session};
+use crate::dispatch::hooks::{Hooks, IntoOpenResult};
+use crate::dispatch::middleware::{handler_fn, middleware_fn, Next};
+use crate::dispatch::App;
+use crate::error::{CloseReason, Error, Result};
+use crate::server::{self, ServerHandle};
+use crate::transport::tls::TlsAcceptor;
+use crate::transport::ws::WsSettings;
+use crate::transport::{Protocol, Wire};
+use group::Routes;
+
+/// Entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Start configuring a server. See [`Builder`].
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+/// Configures and starts a server.
+///
+/// Every setting has a documented default (see [`Config`]); values are
+/// checked by [`start`](Builder::start), which returns
+/// [`Error::Config`] rather than panicking.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use netloom::Server;
+///
+/// let server = Server::builder()
+///     .event_loops(2)
+///     .heartbeat(Duration::from_secs(10), Duration::from_secs(30))
+///     .route(0, |ctx| ctx.reply(0, ctx.body()))
+///     .bind("127.0.0.1:6565")?
+///     .start()?;
+/// server.join()?;
+/// # Ok::<(), netloom::Error>(())
+/// ```
+#[derive(Default)]
+pub struct Builder {
+    config: Config,
+    ping: Option<(Duration, u32)>,
+    packer: Option<Box<dyn Packer>>,
+    addrs: Vec<(SocketAddr, Protocol)>,
+    routes: Routes,
+    hooks: Hooks,
+    /// TLS settings (`builder/tls.rs`).
+    tls: Option<TlsAcceptor>,
+    /// WebSocket settings (`builder/ws.rs`).
+    ws: Option<WsSettings>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("addrs", &self.addrs)
+            .field("routes", &self.routes.len())
+            .field("custom_packer", &self.packer.is_some())
+            .finish()
+    }
+}
+
+impl Builder {
+    /// Replace the whole configuration (settings made before are lost).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Number of event-loop threads. Default: available parallelism.
+    pub fn event_loops(mut self, n: usize) -> Self {
+        self.config.event_loops = n;
+        self
+    }
+
+    /// How accepted sockets are spread over loops. Default: round-robin.
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.config.balance = balance;
+        self
+    }
+
+    /// Largest body the default packer accepts or sends (checked against
+    /// the header before any allocation). Default: 1 MiB.
+    pub fn max_body_length(mut self, bytes: usize) -> Self {
+        self.config.max_body_length = bytes;
+        self
+    }
+
+    /// Most open connections; over it, new connections are accepted and
+    /// closed at once (counted in `Stats::rejected`). Default: unlimited.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Per-connection write-queue high-water mark. Default: 4 MiB.
+    pub fn write_high_water(mut self, bytes: usize) -> Self {
+        self.config.write_high_water = bytes;
+        self
+    }
+
+    /// What a send over the high-water mark does. Default: backpressure.
+    pub fn slow_peer(mut self, policy: SlowPeerPolicy) -> Self {
+        self.config.slow_peer = policy;
+        self
+    }
+
+    /// Most bytes of cross-thread sends waiting in one loop's inbox; over it
+    /// sends fail with [`Error::InboxFull`]. Default: 64 MiB.
+    pub fn inbox_capacity(mut self, bytes: usize) -> Self {
+        self.config.inbox_capacity = bytes;
+        self
+    }
+
+    /// Most bytes read from one connection per loop turn before the loop
+    /// serves the others. Default: 256 KiB.
+    pub fn read_budget(mut self, bytes: usize) -> Self {
+        self.config.read_budget = bytes;
+        self
+    }
+
+    /// Size of each loop's shared read buffer. Default: 64 KiB.
+    pub fn read_buffer(mut self, bytes: usize) -> Self {
+        self.config.read_buffer = bytes;
+        self
+    }
+
+    /// Before a loop sleeps, keep polling for up to `spin` without
+    /// sleeping. Default: zero (off); at most 10 ms, else `start` fails
+    /// with [`Error::Config`].
+    ///
+    /// A loop that sleeps and is woken by the next packet pays a thread
+    /// wake-up, tens of microseconds on a VM, on every round trip. With a
+    /// few busy connections (a game room, a gateway's upstream links) that
+    /// wake-up is most of the latency: with `busy_poll` a little longer
+    /// than the gap between packets, the loop never sleeps while traffic
+    /// flows, and each round trip skips it. The price is CPU: a loop
+    /// spends up to `spin` polling after each burst of packets (not after
+    /// turns that only fired timers), so a loop with sparse traffic shows
+    /// as busy that much more often. A loop with many connections rarely
+    /// waits anyway and gains little. docs/BENCHMARKS.md measures both
+    /// cases.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let server = netloom::Server::builder()
+    ///     .busy_poll(Duration::from_micros(50))
+    ///     .route(1, |ctx| ctx.reply(1, ctx.body()))
+    ///     .bind("127.0.0.1:6565")?
+    ///     .start()?;
+    /// server.join()?;
+    /// # Ok::<(), netloom::Error>(())
+    /// ```
+    pub fn busy_poll(mut self, spin: Duration) -> Self {
+        self.config.busy_poll = spin;
+        self
+    }
+
+    /// How long a connection closed with unsent data may linger to flush
+    /// it. Default: 5 s.
+    pub fn close_linger(mut self, linger: Duration) -> Self {
+        self.config.close_linger = linger;
+        self
+    }
+
+    /// Close connections whose handshake (TLS, and the WebSocket upgrade on
+    /// `bind_ws` listeners) has not finished this long
+    /// after accept. Default: 5 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Longest pause of the acceptor after EMFILE/ENFILE. Default: 500 ms.
+    pub fn accept_backoff_max(mut self, max: Duration) -> Self {
+        self.config.accept_backoff_max = max;
+        self
+    }
+
+    /// What happens to messages no route handles. Default: drop.
+    pub fn unknown_id(mut self, policy: UnknownIdPolicy) -> Self {
+        self.config.unknown_id = policy;
+        self
+    }
+
+    /// Close connections that send nothing for `idle_timeout`, checking every
+    /// `check_interval` (as netman's heartbeat). Off by default.
+    pub fn heartbeat(mut self, check_interval: Duration, idle_timeout: Duration) -> Self {
+        self.config.heartbeat = Some(Heartbeat {
+            check_interval,
+            idle_timeout,
+            ping_after: None,
+            ping_id: 0,
+        });
+        self
+    }
+
+    /// Ping before kicking: after `after` of silence send one message with id
+    /// `ping_id` and an empty body; the peer's answer (any byte) counts as
+    /// traffic. Needs [`heartbeat`](Self::heartbeat), with `after` shorter
+    /// than its idle timeout.
+    pub fn ping_before_kick(mut self, after: Duration, ping_id: u32) -> Self {
+        self.ping = Some((after, ping_id));
+        self
+    }
+
+    /// TCP_NODELAY on accepted sockets. Default: on.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.config.nodelay = on;
+        self
+    }
+
+    /// SO_KEEPALIVE with this idle time and probe interval. Default: off.
+    pub fn keepalive(mut self, period: Duration) -> Self {
+        self.config.keepalive = Some(period);
+        self
+    }
+
+    /// Listen backlog. Default: 1024.
+    pub fn backlog(mut self, n: u32) -> Self {
+        self.config.backlog = n;
+        self
+    }
+
+    /// Use a custom wire format instead of [`LengthPacker`].
+    pub fn packer(mut self, packer: impl Packer) -> Self {
+        self.packer = Some(Box::new(packer));
+        self
+    }
+
+    /// Run for every new connection, on its loop thread, before any of its
+    /// messages. Return `()`/`true` to accept, `false` or `Err(reason)` to
+    /// reject. A rejected connection is closed (after flushing anything the
+    /// hook sent) and `on_close` runs for it with [`CloseReason::Rejected`].
+    pub fn on_open<F, R>(mut self, f: F) -> Self
+    where
+        F: Fn(&mut Session<'_>) -> R + Send + Sync + 'static,
+        R: IntoOpenResult,
+    {
+        self.hooks.on_open = Some(Box::new(move |s: &mut Session<'_>| f(s).into_open_result()));
+        self
+    }
+
+    /// Run exactly once for every connection `on_open` ran for, whatever
+    /// ends it, with the reason. The connection's user data is still there;
+    /// sends to it fail.
+    pub fn on_close<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&mut Session<'_>, &CloseReason) + Send + Sync + 'static,
+    {
+        self.hooks.on_close = Some(Box::new(f));
+        self
+    }
+
+    /// Add a global middleware: it runs for every routed message, before
+    /// group middleware, in the order added (wherever `route` calls are).
+    pub fn middleware<F, R>(mut self, f: F) -> Self
+    where
+        F: Fn(&mut Context<'_>, Next<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.routes.global.push(middleware_fn(f));
+        self
+    }
+
+    /// Route message id `id` to `handler`. A later route for the same id
+    /// replaces the earlier one.
+    pub fn route<F, R>(mut self, id: u32, handler: F) -> Self
+    where
+        F: Fn(&mut Context<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.routes
+            .add(id, Arc::from(Vec::new()), handler_fn(handler));
+        self
+    }
+
+    /// Handler for messages whose id has no route (it runs after the global
+    /// middleware). Without one, [`UnknownIdPolicy`] applies.
+    pub fn fallback<F, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(&mut Context<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.routes.fallback = Some(handler_fn(handler));
+        self
+    }
+
+    /// Declare routes that share middleware: `middleware` (then any added
+    /// with [`Group::middleware`]) runs after the global middleware and
+    /// before each of the group's handlers.
+    pub fn group<I, M, R>(mut self, middleware: I, f: impl FnOnce(Group) -> Group) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Fn(&mut Context<'_>, Next<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        let group = f(Group::with(
+            middleware.into_iter().map(middleware_fn).collect(),
+        ));
+        self.routes.add_group(group);
+        self
+    }
+
+    /// Listen on `addr` (any number of times for several addresses). Port 0
+    /// picks a free port; read it back with [`ServerHandle::local_addr`].
+    /// These listeners speak the packer over TCP (or TLS); `bind_ws` (feature
+    /// `ws`) adds WebSocket listeners to the same server.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if `addr` does not resolve, [`Error::Config`] if it
+    /// resolves to no address.
+    pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Self> {
+        self.bind_protocol(addr, Protocol::Raw)
+    }
+
+    /// Listen on `addr` for connections speaking `protocol`.
+    pub(crate) fn bind_protocol(
+        mut self,
+        addr: impl ToSocketAddrs,
+        protocol: Protocol,
+    ) -> Result<Self> {
+        let before = self.addrs.len();
+        self.addrs
+            .extend(addr.to_socket_addrs()?.map(|a| (a, protocol)));
+        if self.addrs.len() == before {
+            return Err(Error::Config("bind: address resolved to nothing".into()));
+        }
+        Ok(self)
+    }
+
+    /// Validate the configuration, bind the listeners and start the loop
+    /// and acceptor threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid setting or no `bind`,
+    /// [`Error::Io`] if a listener cannot be bound or a thread not spawned.
+    pub fn start(mut self) -> Result<ServerHandle> {
+        if let Some((after, ping_id)) = self.ping {
+            let Some(hb) = self.config.heartbeat.as_mut() else {
+                return Err(Error::Config("ping_before_kick needs heartbeat".into()));
+            };
+            hb.ping_after = Some(after);
+            hb.ping_id = ping_id;
+        }
+        self.config.validate()?;
+        if self.addrs.is_empty() {
+            return Err(Error::Config("no address to listen on: call bind()".into()));
+        }
+        let config = self.config;
+        let packer = match self.packer {
+            Some(custom) if !implements_decoding(&*custom) => {
+                return Err(Error::Config(
+                    "the packer implements neither `Packer::peek` nor `Packer::decode`".into(),
+                ))
+            }
+            Some(custom) => ServerPacker::Custom(custom),
+            None => ServerPacker::Length(LengthPacker::new(config.max_body_length)),
+        };
+        let protocols = self.addrs.iter().map(|&(_, p)| p).collect();
+        let wire = Wire::new(packer, self.tls, self.ws, protocols, &config)?;
+        let app = App {
+            router: self.routes.build(),
+            unknown_id: config.unknown_id,
+            hooks: self.hooks,
+        };
+        server::spawn(config, wire, app, &self.addrs)
+    }
+}

@@ -1,0 +1,161 @@
+//! The application, kept out of the plumbing: routes ([`router`]),
+//! middleware ([`middleware`]), what handlers see ([`context`]), hooks
+//! ([`hooks`]), and [`App::dispatch`], which runs a read's messages
+//! through them.
+
+pub(crate) mod context;
+pub(crate) mod hooks;
+pub(crate) mod middleware;
+pub(crate) mod router;
+#[cfg(feature = "ws")]
+mod ws;
+
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use bytes::Bytes;
+
+use crate::codec::reader::Batch;
+use crate::config::UnknownIdPolicy;
+use crate::error::{panic_message, CloseReason};
+use crate::ext::Extensions;
+use crate::id::ConnId;
+use crate::runtime::LoopCore;
+use crate::stats::Counters;
+use context::{Context, Session};
+use hooks::Hooks;
+use router::Router;
+
+/// The application a server runs: routes, the unknown-id policy, hooks.
+pub(crate) struct App {
+    pub(crate) router: Router,
+    pub(crate) unknown_id: UnknownIdPolicy,
+    pub(crate) hooks: Hooks,
+}
+
+impl App {
+    /// Run each message of `batch` through its route, in order, catching
+    /// panics. Stops at the first message after the connection starts
+    /// closing.
+    pub(crate) fn dispatch(&self, core: &LoopCore, key: usize, generation: u32, batch: &Batch) {
+        if core.table.is_closing(key) {
+            return;
+        }
+        lend(core, key, generation, |id, peer, data| {
+            // One `Context` for the whole batch: per message only its id,
+            // seq and body change.
+            let empty = Bytes::new();
+            let mut ctx = Context {
+                session: Session {
+                    core,
+                    id,
+                    peer,
+                    data,
+                },
+                id: 0,
+                seq: 0,
+                body: &[],
+                source: &empty,
+                values: Extensions::new(),
+            };
+            let mut closings = core.table.closings();
+            for (msg_id, seq, body, source) in batch.iter() {
+                // Something started closing since the last look: is it
+                // this one?
+                if core.table.closings() != closings {
+                    closings = core.table.closings();
+                    if core.table.is_closing(key) {
+                        break;
+                    }
+                }
+                ctx.id = msg_id;
+                ctx.seq = seq;
+                ctx.body = body;
+                ctx.source = source;
+                if !ctx.values.is_empty() {
+                    ctx.values.clear();
+                }
+                self.handle(&mut ctx, generation);
+            }
+        });
+    }
+
+    /// Run the message in `ctx` through its route.
+    #[inline]
+    fn handle(&self, ctx: &mut Context<'_>, generation: u32) {
+        let core = ctx.session.core;
+        let (key, msg_id) = (ctx.session.id.key(), ctx.id);
+        let Some(route) = self.router.get(msg_id) else {
+            Counters::add(&core.table.counters().unknown_ids, 1);
+            match self.unknown_id {
+                UnknownIdPolicy::Drop => {
+                    let (id, peer) = (ctx.session.id, ctx.session.peer);
+                    log::debug!("conn {id} ({peer}): no route for message id {msg_id}; dropped")
+                }
+                UnknownIdPolicy::Close => {
+                    core.table
+                        .close(key, generation, CloseReason::UnknownId(msg_id))
+                }
+            }
+            return;
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| route.call(ctx)));
+        let (id, peer) = (&ctx.session.id, &ctx.session.peer);
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                Counters::add(&core.table.counters().handler_errors, 1);
+                log::warn!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
+            }
+            Err(panic) => {
+                log::error!(
+                    "conn {id} ({peer}): handler for message {msg_id} panicked: {}",
+                    panic_message(&*panic)
+                );
+                core.table.close(key, generation, CloseReason::HandlerPanic);
+            }
+        }
+    }
+}
+
+/// Run `f` with a [`Session`] for the connection at `key` of `generation`
+/// (`None` if it is gone).
+pub(crate) fn with_session<R>(
+    core: &LoopCore,
+    key: usize,
+    generation: u32,
+    f: impl FnOnce(&mut Session<'_>) -> R,
+) -> Option<R> {
+    lend(core, key, generation, |id, peer, data| {
+        f(&mut Session {
+            core,
+            id,
+            peer,
+            data,
+        })
+    })
+}
+
+/// Lend the connection's user data to `f`: it is taken out of the table
+/// meanwhile, so `f` (user code) may call back into the loop, and put back
+/// after, unless the connection was removed meanwhile.
+fn lend<R>(
+    core: &LoopCore,
+    key: usize,
+    generation: u32,
+    f: impl FnOnce(ConnId, SocketAddr, &mut Extensions) -> R,
+) -> Option<R> {
+    let (mut data, peer, id) = {
+        let mut slab = core.table.conns.borrow_mut();
+        let conn = slab.get_mut(key).filter(|c| c.generation == generation)?;
+        let id = core.table.id_of(key, conn);
+        (std::mem::take(&mut conn.data), conn.peer, id)
+    };
+    let r = f(id, peer, &mut data);
+    if let Some(conn) = core.table.conns.borrow_mut().get_mut(key) {
+        if conn.generation == generation {
+            conn.data = data;
+        }
+    }
+    Some(r)
+}

@@ -1,0 +1,133 @@
+//! The write side of a turn: write what connections queued, register for
+//! WRITABLE only while the kernel buffer is full, resume reading below half
+//! the high-water mark, and finish closes once everything is written.
+
+use std::time::Duration;
+
+use mio::{Interest, Token};
+
+use super::timers::TimerKind;
+use super::EventLoop;
+use crate::buf::{Flushed, LazyQueue};
+use crate::conn::{flag, Conn};
+use crate::error::CloseReason;
+use crate::stats::Counters;
+
+impl EventLoop {
+    pub(super) fn mark_dirty(&self, key: usize) {
+        let mut slab = self.core.table.conns.borrow_mut();
+        if let Some(conn) = slab.get_mut(key) {
+            self.core.table.mark_dirty(key, conn);
+        }
+    }
+
+    pub(super) fn flush_dirty(&mut self) {
+        let core = self.core.clone();
+        let dirty = &core.table.dirty;
+        let mut keys = std::mem::take(&mut *dirty.borrow_mut());
+        // Flushing may close connections whose on_close sends to others:
+        // keep going until nothing is dirty.
+        while !keys.is_empty() {
+            for key in keys.drain(..) {
+                self.flush(key);
+            }
+            std::mem::swap(&mut keys, &mut *dirty.borrow_mut());
+        }
+        *dirty.borrow_mut() = keys;
+    }
+
+    /// If the connection is dirty: write what it has queued; adjust
+    /// interest; resume reading once below half the high-water mark; finish
+    /// a close once flushed. Called right after a connection's read (its
+    /// replies need not wait for every other connection's read; replies to
+    /// one read batch still leave in one write) and for the dirty list at
+    /// the end of the turn, where connections flushed early are skipped.
+    pub(super) fn flush(&mut self, key: usize) {
+        let core = self.core.clone();
+        let config = &core.runtime.config;
+        let table = &core.table;
+        let mut slab = table.conns.borrow_mut();
+        let Some(conn) = slab.get_mut(key).filter(|c| c.has(flag::DIRTY)) else {
+            return;
+        };
+        conn.unset(flag::DIRTY);
+        let mut result = write_out(conn);
+        // Closing by our choice with everything written: say goodbye at the
+        // layer level too (TLS close_notify), then write that.
+        let written_all = result.as_ref().is_ok_and(|f| !f.blocked);
+        if written_all && conn.has(flag::CLOSING) && conn.queued() == 0 {
+            let goodbye = conn
+                .close_reason
+                .as_deref()
+                .is_some_and(|r| r.ending().can_say_goodbye());
+            if goodbye {
+                conn.layer.close_notify();
+                result = result.and_then(|f| Ok(f.then(write_out(conn)?)));
+            }
+        }
+        let flushed = match result {
+            Ok(f) => f,
+            Err(e) => {
+                if !conn.has(flag::CLOSING) {
+                    conn.close_reason = Some(Box::new(CloseReason::from_io(e)));
+                    table.set_closing(conn);
+                }
+                drop(slab);
+                self.finalize(key);
+                return;
+            }
+        };
+        Counters::bump(&table.counters().bytes_out, flushed.written as u64);
+        LazyQueue {
+            queue: &mut conn.queue,
+            pool: &table.pool,
+        }
+        .release_if_empty();
+        if flushed.blocked != conn.has(flag::WRITABLE) {
+            let interest = if flushed.blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let registry = self.poll.registry();
+            if let Err(e) = registry.reregister(&mut conn.stream, Token(key), interest) {
+                log::warn!("conn {}: reregister failed: {e}", table.id_of(key, conn));
+            }
+            if flushed.blocked {
+                conn.set(flag::WRITABLE);
+            } else {
+                conn.unset(flag::WRITABLE);
+            }
+        }
+        if conn.has(flag::PAUSED) && conn.queued() <= config.write_high_water / 2 {
+            conn.unset(flag::PAUSED);
+            // Edge-triggered: data that arrived while paused raises no new
+            // event, so read it next turn.
+            if !conn.has(flag::PENDING_READ) {
+                conn.set(flag::PENDING_READ);
+                self.pending.push(key);
+            }
+        }
+        if conn.has(flag::CLOSING) {
+            let done =
+                conn.queued() == 0 && !conn.layer.wants_write() && !conn.layer.awaits_peer_close();
+            if done {
+                drop(slab);
+                self.finalize(key);
+            } else if !conn.has(flag::LINGER) {
+                conn.set(flag::LINGER);
+                let generation = conn.generation;
+                drop(slab);
+                let linger: Duration = config.close_linger;
+                self.schedule(key, generation, linger, TimerKind::Linger);
+            }
+        }
+    }
+}
+
+/// Write the queue through the connection's layers until done or the
+/// socket is full.
+fn write_out(conn: &mut Conn) -> std::io::Result<Flushed> {
+    let mut socket = &conn.stream;
+    conn.layer.flush(conn.queue.as_deref_mut(), &mut socket)
+}

@@ -1,0 +1,177 @@
+//! A connection's birth and death on the loop: adopt a socket and run
+//! `on_open`; remove a connection for good and run `on_close`; shutdown.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use super::timers::TimerKind;
+use super::EventLoop;
+use crate::buf::LazyQueue;
+use crate::conn::Conn;
+use crate::dispatch::context::Session;
+use crate::dispatch::with_session;
+use crate::error::{CloseReason, Ending};
+use crate::stats::Counters;
+use crate::transport::Protocol;
+
+impl EventLoop {
+    /// Adopt an accepted socket: register it, schedule its heartbeat and
+    /// handshake deadline, run `on_open`.
+    pub(super) fn open(&mut self, mut stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
+        let core = self.core.clone();
+        let (runtime, table) = (&core.runtime, &core.table);
+        let generation = table.next_generation();
+        let key = table.conns.borrow().vacant_key();
+        let adopted = runtime
+            .wire
+            .layer(protocol)
+            .map_err(|r| r.to_string())
+            .and_then(|layer| {
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(key), Interest::READABLE)
+                    .map(|()| layer)
+                    .map_err(|e| e.to_string())
+            });
+        let layer = match adopted {
+            Ok(layer) => layer,
+            Err(e) => {
+                log::warn!("loop {}: cannot adopt {peer}: {e}", table.index());
+                runtime.live.fetch_sub(1, Ordering::Relaxed);
+                table.counters().connections.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let conn = Conn::new(stream, peer, generation, self.timers.now32(), layer);
+        let inserted = table.insert(conn);
+        debug_assert_eq!(inserted, key);
+        Counters::add(&table.counters().accepted, 1);
+        if let Some(hb) = &runtime.config.heartbeat {
+            let first = hb.ping_after.unwrap_or(hb.idle_timeout);
+            self.schedule(key, generation, first, TimerKind::Idle);
+        }
+        if runtime.wire.has_handshake(protocol) {
+            let after = runtime.config.handshake_timeout;
+            self.schedule(key, generation, after, TimerKind::Handshake);
+        }
+        // The acceptor stops before loops are told to shut down, so this
+        // only guards the contract: a socket adopted while shutting down is
+        // opened (on_open runs) and closed at once.
+        if self.shutdown.is_some() {
+            table.close(key, generation, CloseReason::Shutdown);
+        }
+        let app = &self.app;
+        if let Some(Err(reason)) = with_session(&core, key, generation, |s| app.hooks.open(s)) {
+            table.close(key, generation, reason);
+        }
+    }
+
+    pub(super) fn begin_shutdown(&mut self, deadline: Instant) {
+        self.shutdown = Some(deadline);
+        let open: Vec<(usize, u32)> = {
+            let slab = self.core.table.conns.borrow();
+            slab.iter().map(|(k, c)| (k, c.generation)).collect()
+        };
+        for (key, generation) in open {
+            self.core
+                .table
+                .close(key, generation, CloseReason::Shutdown);
+        }
+    }
+
+    /// Remove a connection for good: deregister, close the socket, count,
+    /// log, run `on_close`.
+    pub(super) fn finalize(&mut self, key: usize) {
+        let core = self.core.clone();
+        let table = &core.table;
+        let Some(mut conn) = table.remove(key) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some(p) = conn.partial.take() {
+            table.pool.borrow_mut().put_read(p);
+        }
+        LazyQueue {
+            queue: &mut conn.queue,
+            pool: &table.pool,
+        }
+        .discard();
+        let reason = conn.close_reason.take().map_or(CloseReason::Local, |b| *b);
+        let id = table.id_of(key, &conn);
+        if reason.is_failure() {
+            log::warn!("conn {id} ({}) closed: {reason}", conn.peer);
+        } else {
+            log::debug!("conn {id} ({}) closed: {reason}", conn.peer);
+        }
+        let counters = table.counters();
+        Counters::add(&counters.closed[reason.kind_index()], 1);
+        counters.connections.fetch_sub(1, Ordering::Relaxed);
+        core.runtime.live.fetch_sub(1, Ordering::Relaxed);
+        let Conn {
+            stream,
+            peer,
+            mut data,
+            ..
+        } = conn;
+        if reason.ending() != Ending::Gone {
+            self.discard_input(&stream);
+        }
+        drop(stream);
+        let mut session = Session {
+            core: &core,
+            id,
+            peer,
+            data: &mut data,
+        };
+        self.app.hooks.close(&mut session, &reason);
+    }
+
+    /// Read and drop what the peer sent that nobody will handle, so that
+    /// closing sends FIN rather than RST: with unread input the kernel
+    /// resets the connection and the peer may lose our last reply (say, the
+    /// "401" before an auth middleware closes). Bounded: at most four reads.
+    fn discard_input(&mut self, stream: &TcpStream) {
+        let mut reader = stream;
+        for _ in 0..4 {
+            match reader.read(self.reader.scratch()) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    }
+
+    /// Shutdown deadline (or a broken poll): close everything now.
+    pub(super) fn close_all_now(&mut self) -> usize {
+        let keys: Vec<(usize, bool)> = {
+            let mut slab = self.core.table.conns.borrow_mut();
+            slab.iter_mut()
+                .map(|(k, c)| {
+                    if c.close_reason.is_none() {
+                        c.close_reason = Some(Box::new(CloseReason::Shutdown));
+                    }
+                    (k, c.queued() > 0)
+                })
+                .collect()
+        };
+        let unflushed = keys.iter().filter(|(_, u)| *u).count();
+        self.count_unflushed(unflushed);
+        for (key, _) in keys {
+            self.finalize(key);
+        }
+        self.unflushed_in_shutdown
+    }
+
+    /// Connections closed with data still queued: counted in stats, and
+    /// reported by `shutdown` when it happens while shutting down.
+    pub(super) fn count_unflushed(&mut self, n: usize) {
+        Counters::add(&self.core.table.counters().unflushed_closes, n as u64);
+        if self.shutdown.is_some() {
+            self.unflushed_in_shutdown += n;
+        }
+    }
+}

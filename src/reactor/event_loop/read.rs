@@ -1,0 +1,201 @@
+//! The read side of a turn: read a connection (within its budget), pass
+//! the bytes through its layers and the frame reader, dispatch the
+//! messages, and answer a WebSocket upgrade.
+
+use std::io::{self, Read};
+
+use super::EventLoop;
+use crate::buf::LazyQueue;
+use crate::codec::reader::Landing;
+use crate::conn::{flag, Conn};
+use crate::dispatch::with_session;
+use crate::error::CloseReason;
+use crate::stats::Counters;
+use crate::sys;
+use crate::transport::{ws, Sink};
+
+/// What one read's bytes asked of the loop besides their messages.
+#[derive(Default)]
+struct Decoded {
+    /// Why the connection must close, once its messages are handled.
+    failed: Option<CloseReason>,
+    /// A WebSocket upgrade request for the application to decide on.
+    upgrade: Option<Box<ws::WsRequest>>,
+}
+
+impl EventLoop {
+    /// Read from a connection until `WouldBlock` (or, with
+    /// `short_read_drains`, a read shorter than asked) or until its budget
+    /// is spent, dispatching every complete message in order.
+    pub(super) fn read(&mut self, key: usize, short_read_drains: bool) {
+        let core = self.core.clone();
+        let table = &core.table;
+        let mut budget = core.runtime.config.read_budget;
+        loop {
+            let mut slab = table.conns.borrow_mut();
+            let Some(conn) = slab.get_mut(key) else {
+                return;
+            };
+            // A closing connection is read only for the peer's half of a
+            // close handshake (WebSocket close frame).
+            let closing = conn.has(flag::CLOSING);
+            if closing && !conn.layer.awaits_peer_close() || !closing && conn.has(flag::PAUSED) {
+                return;
+            }
+            let generation = conn.generation;
+            let landing = self
+                .reader
+                .landing(&mut conn.partial, conn.layer.is_plain());
+            let (asked, direct) = (landing.asked(), landing.is_direct());
+            let read = match landing {
+                Landing::Spare { buf, max } => sys::read_into_spare(&conn.stream, buf, max),
+                Landing::Scratch(buf) => (&conn.stream).read(buf),
+            };
+            let n = match read {
+                Ok(n) if n > 0 => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // End of file or a socket error while waiting for the
+                // peer's close frame: the handshake is over.
+                _ if closing => {
+                    conn.layer.peer_gone();
+                    table.mark_dirty(key, conn);
+                    return;
+                }
+                Ok(_) => {
+                    drop(slab);
+                    table.close(key, generation, CloseReason::PeerClosed);
+                    return;
+                }
+                Err(e) => {
+                    drop(slab);
+                    table.close(key, generation, CloseReason::from_io(e));
+                    return;
+                }
+            };
+            Counters::bump(&table.counters().bytes_in, n as u64);
+            conn.last_active = self.timers.now32();
+            conn.unset(flag::PINGED);
+            let mut decoded = self.decode(key, conn, n, direct);
+            drop(slab);
+            if let Some(upgrade) = decoded.upgrade.take() {
+                decoded.failed = decoded
+                    .failed
+                    .or_else(|| self.upgrade(key, generation, *upgrade));
+            }
+            let batch = self.reader.take_batch();
+            if batch.len() > 0 {
+                Counters::bump(&table.counters().messages_in, batch.len() as u64);
+                self.app.dispatch(&core, key, generation, &batch);
+            }
+            self.reader.finish(batch, &table.pool);
+            if let Some(reason) = decoded.failed {
+                table.close(key, generation, reason);
+                return;
+            }
+            if short_read_drains && n < asked {
+                return;
+            }
+            budget = budget.saturating_sub(n);
+            if budget == 0 {
+                if let Some(conn) = table.conns.borrow_mut().get_mut(key) {
+                    if !conn.has(flag::PENDING_READ) {
+                        conn.set(flag::PENDING_READ);
+                        self.pending.push(key);
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    /// Turn the `n` bytes just read (`direct`: straight into the stream
+    /// buffer) into messages in the reader's batch: through the layers
+    /// (TLS decrypts and may answer; WebSocket unframes into messages or
+    /// packer bytes and may answer pings and close frames), then the
+    /// packer.
+    fn decode(&mut self, key: usize, conn: &mut Conn, n: usize, direct: bool) -> Decoded {
+        let table = &self.core.table;
+        let Conn {
+            partial,
+            layer,
+            queue,
+            peer,
+            data,
+            ..
+        } = conn;
+        let mut decoded = Decoded::default();
+        let mut wants_write = false;
+        let plain = &mut self.plain;
+        let result = self.reader.decode(
+            table.wire().packer(),
+            partial,
+            &table.pool,
+            n,
+            direct,
+            *peer,
+            |input, stream, messages| {
+                let mut sink = Sink {
+                    stream,
+                    messages,
+                    out: LazyQueue {
+                        queue,
+                        pool: &table.pool,
+                    },
+                    plain,
+                };
+                let incoming = layer.receive(input, &mut sink)?;
+                wants_write = incoming.wants_write;
+                decoded.upgrade = incoming.upgrade;
+                if let Some(info) = incoming.tls_info {
+                    data.insert(info);
+                }
+                if incoming.peer_closed {
+                    return Err(CloseReason::PeerClosed);
+                }
+                Ok(())
+            },
+        );
+        if let Err(reason) = result {
+            decoded.failed = Some(reason);
+        }
+        if wants_write || decoded.failed.is_some() || conn.has(flag::CLOSING) {
+            // Handshake records, a TLS alert, a pong or close frame to send;
+            // or a close handshake that may have just finished.
+            table.mark_dirty(key, conn);
+        }
+        decoded
+    }
+
+    /// A WebSocket upgrade request is complete: ask the application, answer
+    /// the request, then decode what came with it. Returns why the
+    /// connection must close, if it must.
+    fn upgrade(
+        &mut self,
+        key: usize,
+        generation: u32,
+        request: ws::WsRequest,
+    ) -> Option<CloseReason> {
+        let core = self.core.clone();
+        let table = &core.table;
+        let app = &self.app;
+        let (verdict, failed) =
+            with_session(&core, key, generation, |s| app.hooks.upgrade(s, request))?;
+        let mut slab = table.conns.borrow_mut();
+        let conn = slab.get_mut(key).filter(|c| c.generation == generation)?;
+        let out = LazyQueue {
+            queue: &mut conn.queue,
+            pool: &table.pool,
+        };
+        let answered = conn.layer.finish_upgrade(table.wire(), verdict, out);
+        table.mark_dirty(key, conn);
+        if failed.is_some() {
+            return failed;
+        }
+        if let Err(reason) = answered {
+            return Some(reason);
+        }
+        // Frames the client sent right behind its request.
+        self.decode(key, conn, 0, false).failed
+    }
+}

@@ -1,0 +1,213 @@
+//! The loop's timers: the clock, the hashed timer wheel, and what each
+//! timer checks when it fires (heartbeat, close linger, handshake
+//! deadline). The wheel's next deadline is the poll timeout, so an idle
+//! loop sleeps and a due timer is never late by a whole interval.
+
+use std::time::{Duration, Instant};
+
+use super::EventLoop;
+use crate::config::Config;
+use crate::conn::flag;
+use crate::error::CloseReason;
+use crate::timer::TimerWheel;
+
+/// Coarsest wheel tick: handshake timeouts and close lingers are this
+/// precise; a heartbeat's check interval may make it finer.
+const MAX_TICK: Duration = Duration::from_millis(100);
+
+/// What a timer checks when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TimerKind {
+    /// Heartbeat: kick, ping or reschedule.
+    Idle,
+    /// A closing connection's flush deadline.
+    Linger,
+    /// The handshake deadline.
+    Handshake,
+}
+
+/// A scheduled check of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timer {
+    key: u32,
+    generation: u32,
+    kind: TimerKind,
+}
+
+/// The loop's clock and timer wheel.
+pub(super) struct Timers {
+    wheel: TimerWheel<Timer>,
+    due: Vec<Timer>,
+    tick_ms: u64,
+    start: Instant,
+    /// Milliseconds since `start`, updated once per turn.
+    now_ms: u64,
+}
+
+impl Timers {
+    pub(super) fn new(config: &Config) -> Timers {
+        let mut tick = MAX_TICK;
+        let mut longest = config.close_linger.max(config.handshake_timeout);
+        if let Some(hb) = &config.heartbeat {
+            tick = tick.min(hb.check_interval);
+            longest = longest.max(hb.idle_timeout);
+        }
+        let tick_ms = (tick.as_millis() as u64).max(1);
+        let slots = (longest.as_millis() as u64 / tick_ms + 2).min(1 << 16) as usize;
+        Timers {
+            wheel: TimerWheel::new(slots),
+            due: Vec::new(),
+            tick_ms,
+            start: Instant::now(),
+            now_ms: 0,
+        }
+    }
+
+    pub(super) fn update_clock(&mut self) {
+        self.now_ms = self.start.elapsed().as_millis() as u64;
+    }
+
+    /// The clock as stored in connections (wrapping milliseconds).
+    pub(super) fn now32(&self) -> u32 {
+        self.now_ms as u32
+    }
+
+    /// How long until the next timer may be due.
+    pub(super) fn until_next(&self) -> Option<Duration> {
+        self.wheel
+            .next_due()
+            .map(|tick| Duration::from_millis((tick * self.tick_ms).saturating_sub(self.now_ms)))
+    }
+
+    pub(super) fn schedule(
+        &mut self,
+        key: usize,
+        generation: u32,
+        after: Duration,
+        kind: TimerKind,
+    ) {
+        let at_ms = self.now_ms + after.as_millis() as u64;
+        let tick = at_ms.div_ceil(self.tick_ms);
+        let timer = Timer {
+            key: key as u32,
+            generation,
+            kind,
+        };
+        self.wheel.insert(tick, timer);
+    }
+
+    /// The timers due now (give the vector back with `restore`).
+    fn take_due(&mut self) -> Vec<Timer> {
+        let mut due = std::mem::take(&mut self.due);
+        let now_tick = self.now_ms / self.tick_ms;
+        if now_tick > self.wheel.current() {
+            self.wheel.advance(now_tick, &mut due);
+        }
+        due
+    }
+
+    fn restore(&mut self, mut due: Vec<Timer>) {
+        due.clear();
+        self.due = due;
+    }
+}
+
+impl EventLoop {
+    pub(super) fn schedule(
+        &mut self,
+        key: usize,
+        generation: u32,
+        after: Duration,
+        kind: TimerKind,
+    ) {
+        self.timers.schedule(key, generation, after, kind);
+    }
+
+    pub(super) fn fire_timers(&mut self) {
+        let mut due = self.timers.take_due();
+        for t in due.drain(..) {
+            match t.kind {
+                TimerKind::Idle => self.heartbeat(t),
+                TimerKind::Linger => self.linger_expired(t),
+                TimerKind::Handshake => self.handshake_expired(t),
+            }
+        }
+        self.timers.restore(due);
+    }
+
+    fn linger_expired(&mut self, t: Timer) {
+        let key = t.key as usize;
+        let closing = self
+            .core
+            .table
+            .conns
+            .borrow()
+            .get(key)
+            .is_some_and(|c| c.generation == t.generation && c.has(flag::CLOSING));
+        if closing {
+            log::debug!(
+                "conn {}: close linger expired with data unsent",
+                self.core.table.id(key, t.generation)
+            );
+            self.count_unflushed(1);
+            self.finalize(key);
+        }
+    }
+
+    fn handshake_expired(&mut self, t: Timer) {
+        let key = t.key as usize;
+        let late = self.core.table.conns.borrow().get(key).is_some_and(|c| {
+            c.generation == t.generation && !c.has(flag::CLOSING) && c.layer.is_handshaking()
+        });
+        if late {
+            self.core
+                .table
+                .close(key, t.generation, CloseReason::HandshakeTimeout);
+        }
+    }
+
+    /// A heartbeat check: kick, ping, or reschedule.
+    fn heartbeat(&mut self, t: Timer) {
+        let Some(hb) = self.core.runtime.config.heartbeat else {
+            return;
+        };
+        let key = t.key as usize;
+        let idle_timeout = hb.idle_timeout.as_millis() as u64;
+        let (idle, pinged) = {
+            let slab = self.core.table.conns.borrow();
+            match slab.get(key) {
+                Some(c) if c.generation == t.generation && !c.has(flag::CLOSING) => (
+                    u64::from(self.timers.now32().wrapping_sub(c.last_active)),
+                    c.has(flag::PINGED),
+                ),
+                _ => return,
+            }
+        };
+        let table = &self.core.table;
+        if idle >= idle_timeout {
+            log::debug!(
+                "conn {}: idle for {idle} ms; closing",
+                table.id(key, t.generation)
+            );
+            table.close(key, t.generation, CloseReason::IdleTimeout);
+            return;
+        }
+        let mut next = idle_timeout - idle;
+        if let (Some(ping_after), false) = (hb.ping_after, pinged) {
+            let ping_after = ping_after.as_millis() as u64;
+            if idle >= ping_after {
+                if let Some(c) = table.conns.borrow_mut().get_mut(key) {
+                    c.set(flag::PINGED);
+                }
+                table.ping(key, t.generation, hb.ping_id);
+                // If the peer answers, its next ping is due `ping_after`
+                // after the answer: check again by then at the latest.
+                next = next.min(ping_after);
+            } else {
+                next = ping_after - idle;
+            }
+        }
+        let next = Duration::from_millis(next);
+        self.schedule(key, t.generation, next, TimerKind::Idle);
+    }
+}

@@ -1,0 +1,67 @@
+//! [`LoopCore`]: the loop running on this thread, reachable by handles used
+//! from inside it (a handler sending through a `ConnHandle` writes straight
+//! into the queue instead of the inbox).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::{LoopShared, Runtime};
+use crate::conn::table::ConnTable;
+
+/// A loop's connections and the runtime they belong to. Built on the loop
+/// thread and never leaves it (user data need not be `Send`).
+pub(crate) struct LoopCore {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) table: ConnTable,
+}
+
+impl LoopCore {
+    /// How other threads reach this loop.
+    pub(crate) fn shared(&self) -> &LoopShared {
+        &self.runtime.loops[self.table.index()]
+    }
+}
+
+thread_local! {
+    /// The loop running on this thread, if any.
+    static CURRENT: RefCell<Option<Rc<LoopCore>>> = const { RefCell::new(None) };
+}
+
+/// Makes a loop this thread's current loop until dropped.
+#[derive(Debug)]
+pub(crate) struct CurrentLoop(());
+
+impl CurrentLoop {
+    pub(crate) fn enter(core: Rc<LoopCore>) -> CurrentLoop {
+        CURRENT.with(|c| *c.borrow_mut() = Some(core));
+        CurrentLoop(())
+    }
+}
+
+impl Drop for CurrentLoop {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| c.borrow_mut().take());
+    }
+}
+
+/// Run `f` on loop `index` of `runtime` if the calling thread is that
+/// loop.
+pub(crate) fn with_current<R>(
+    runtime: &Arc<Runtime>,
+    index: usize,
+    f: impl FnOnce(&LoopCore) -> R,
+) -> Option<R> {
+    CURRENT
+        .try_with(|cur| {
+            let cur = cur.borrow();
+            let core = cur.as_ref()?;
+            if core.table.index() == index && Arc::ptr_eq(&core.runtime, runtime) {
+                Some(f(core))
+            } else {
+                None
+            }
+        })
+        .ok()
+        .flatten()
+}

@@ -1,0 +1,195 @@
+//! What the threads of one server share, and how they reach each other:
+//! [`Runtime`] (settings, the loops' inboxes, wakers and counters, the
+//! shutdown signal), [`LoopCore`] (the loop running on this thread, for
+//! handles used from inside it), and the handles the application holds
+//! ([`ConnHandle`], [`Hub`]).
+//!
+//! The application (routes, middleware, hooks) is not here: it is
+//! `dispatch`'s, one layer up. The runtime moves bytes and commands.
+
+mod handle;
+mod local;
+#[cfg(feature = "ws")]
+mod ws;
+
+pub use handle::{ConnHandle, Hub};
+pub(crate) use local::{with_current, CurrentLoop, LoopCore};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use mio::net::TcpStream;
+
+use crate::config::Config;
+use crate::conn::roster::Roster;
+use crate::error::{Error, Result};
+use crate::id::ConnId;
+use crate::stats::Counters;
+use crate::transport::{Encoded, Goodbye, Protocol, Wire};
+
+/// A request to a loop from another thread.
+pub(crate) enum Command {
+    /// A freshly accepted socket to adopt, and what its listener speaks.
+    Register(TcpStream, SocketAddr, Protocol),
+    /// A message for one connection, encoded by the loop.
+    Send {
+        to: ConnId,
+        id: u32,
+        seq: u32,
+        body: Bytes,
+    },
+    /// A message encoded for every connection of the loop but one.
+    Broadcast(Encoded, Option<ConnId>),
+    /// Close one connection (after flushing), with a WebSocket close frame
+    /// of the application's choice.
+    Close(ConnId, Option<Box<Goodbye>>),
+    /// Close everything, flushing until the deadline, then exit.
+    Shutdown(Instant),
+}
+
+/// What every thread of one server shares.
+pub(crate) struct Runtime {
+    pub(crate) config: Config,
+    pub(crate) wire: Arc<Wire>,
+    pub(crate) loops: Vec<LoopShared>,
+    /// Open connections over all loops (checked against max_connections).
+    pub(crate) live: AtomicUsize,
+    shut_down: AtomicBool,
+    stop: Mutex<Stop>,
+    /// Wakes the acceptor to see the shutdown.
+    accept_waker: mio::Waker,
+}
+
+/// The shutdown handshake between whoever asks for it and the acceptor:
+/// the loops are told only once the acceptor has stopped, so no socket
+/// reaches a loop after it was told.
+#[derive(Default)]
+struct Stop {
+    deadline: Option<Instant>,
+    acceptor_gone: bool,
+}
+
+impl Runtime {
+    pub(crate) fn new(
+        config: Config,
+        wire: Arc<Wire>,
+        loops: Vec<LoopShared>,
+        accept_waker: mio::Waker,
+    ) -> Self {
+        Runtime {
+            config,
+            wire,
+            loops,
+            live: AtomicUsize::new(0),
+            shut_down: AtomicBool::new(false),
+            stop: Mutex::new(Stop::default()),
+            accept_waker,
+        }
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    /// Begin shutting down (once; later calls do nothing): the acceptor
+    /// stops, then every loop closes its connections, flushing until
+    /// `deadline`.
+    pub(crate) fn request_shutdown(&self, deadline: Instant) {
+        let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        if stop.deadline.is_some() {
+            return;
+        }
+        stop.deadline = Some(deadline);
+        self.shut_down.store(true, Ordering::Release);
+        if stop.acceptor_gone {
+            self.tell_loops(deadline);
+        } else if let Err(e) = self.accept_waker.wake() {
+            log::error!("cannot wake the acceptor: {e}");
+        }
+    }
+
+    /// The acceptor has stopped (for good): tell the loops if shutdown was
+    /// asked for.
+    pub(crate) fn acceptor_stopped(&self) {
+        let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        stop.acceptor_gone = true;
+        if let Some(deadline) = stop.deadline {
+            self.tell_loops(deadline);
+        }
+    }
+
+    fn tell_loops(&self, deadline: Instant) {
+        for lp in &self.loops {
+            if lp.tx.send(Command::Shutdown(deadline)).is_ok() {
+                lp.notify();
+            }
+        }
+    }
+
+    /// Hand a command to loop `index`, charging `bytes` to its inbox.
+    pub(crate) fn push(&self, index: usize, bytes: usize, cmd: Command) -> Result<()> {
+        let Some(lp) = self.loops.get(index) else {
+            return Err(self.count_send_error(Error::Closed));
+        };
+        if bytes > 0 {
+            let before = lp.inflight.fetch_add(bytes, Ordering::Relaxed);
+            if before + bytes > self.config.inbox_capacity {
+                lp.inflight.fetch_sub(bytes, Ordering::Relaxed);
+                return Err(self.count_send_error(Error::InboxFull));
+            }
+        }
+        if lp.tx.send(cmd).is_err() {
+            lp.inflight.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(self.count_send_error(Error::ShutDown));
+        }
+        lp.notify();
+        Ok(())
+    }
+
+    /// Count a failed send (on loop 0's counters: any block serves) and
+    /// return the error.
+    pub(crate) fn count_send_error(&self, e: Error) -> Error {
+        if let Some(l) = self.loops.first() {
+            Counters::add(&l.counters.send_errors, 1);
+        }
+        e
+    }
+}
+
+/// How other threads reach one loop.
+pub(crate) struct LoopShared {
+    pub(crate) tx: Sender<Command>,
+    pub(crate) waker: mio::Waker,
+    /// Set by senders, cleared by the loop before it drains the inbox: at
+    /// most one wake-up syscall per batch of commands.
+    pub(crate) notified: AtomicBool,
+    /// Bytes of messages in the inbox (bounded by `inbox_capacity`).
+    pub(crate) inflight: AtomicUsize,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) roster: Arc<Roster>,
+}
+
+impl LoopShared {
+    pub(crate) fn new(tx: Sender<Command>, waker: mio::Waker) -> Self {
+        LoopShared {
+            tx,
+            waker,
+            notified: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            counters: Arc::default(),
+            roster: Arc::default(),
+        }
+    }
+
+    pub(crate) fn notify(&self) {
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.waker.wake() {
+                log::error!("cannot wake event loop: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! [`Layer`]: what one connection's bytes pass through between the socket
+//! and the packer.
+
+use std::io::{self, Write};
+
+use super::{tls, ws, Goodbye, Incoming, Sink, Wire};
+use crate::buf::queue::WriteQueue;
+use crate::buf::{self, Flushed, LazyQueue};
+use crate::error::CloseReason;
+use crate::transport::Protocol;
+
+/// Nothing (plain TCP), TLS, WebSocket, or WebSocket over TLS. One pointer
+/// in the connection; plain TCP allocates nothing.
+#[derive(Default)]
+pub(crate) struct Layer(Option<Box<Stack>>);
+
+/// The layers of one connection, bottom (TLS) to top (WebSocket).
+struct Stack {
+    tls: Option<Box<tls::TlsSession>>,
+    ws: Option<ws::WsSession>,
+}
+
+impl Layer {
+    pub(super) fn new(tls: Option<Box<tls::TlsSession>>, ws: Option<ws::WsSession>) -> Layer {
+        if tls.is_none() && ws.is_none() {
+            return Layer(None);
+        }
+        Layer(Some(Box::new(Stack { tls, ws })))
+    }
+
+    fn tls_mut(&mut self) -> Option<&mut tls::TlsSession> {
+        self.0.as_mut()?.tls.as_deref_mut()
+    }
+
+    fn ws(&self) -> Option<&ws::WsSession> {
+        self.0.as_ref()?.ws.as_ref()
+    }
+
+    fn ws_mut(&mut self) -> Option<&mut ws::WsSession> {
+        self.0.as_mut()?.ws.as_mut()
+    }
+
+    /// Plain TCP: received bytes go to the packer as they are.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// What the connection speaks.
+    pub(crate) fn protocol(&self) -> Protocol {
+        match self.ws() {
+            Some(_) => Protocol::WebSocket,
+            None => Protocol::Raw,
+        }
+    }
+
+    /// Still handshaking (TLS, or the WebSocket upgrade): no application
+    /// data flows yet.
+    pub(crate) fn is_handshaking(&self) -> bool {
+        let Some(stack) = self.0.as_deref() else {
+            return false;
+        };
+        stack.tls.as_ref().is_some_and(|t| t.is_handshaking())
+            || stack.ws.as_ref().is_some_and(|w| w.is_upgrading())
+    }
+
+    /// Bytes just read from the socket: hand what they carry to `sink`.
+    /// TLS decrypts `input` in place, so its contents are garbage after.
+    pub(crate) fn receive(
+        &mut self,
+        input: &mut [u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<Incoming, CloseReason> {
+        let Some(stack) = self.0.as_deref_mut() else {
+            sink.stream.extend_from_slice(input);
+            return Ok(Incoming::default());
+        };
+        match (&mut stack.tls, &mut stack.ws) {
+            (Some(tls), Some(ws)) => {
+                let mut plain = std::mem::take(sink.plain);
+                let result = tls
+                    .receive(input, &mut plain)
+                    .and_then(|below| Ok(below.and(ws.receive(&plain, sink)?)));
+                plain.clear();
+                *sink.plain = plain;
+                result
+            }
+            (Some(tls), None) => tls.receive(input, sink.stream),
+            (None, Some(ws)) => ws.receive(input, sink),
+            (None, None) => {
+                sink.stream.extend_from_slice(input);
+                Ok(Incoming::default())
+            }
+        }
+    }
+
+    /// The application's verdict on a WebSocket upgrade: answer it (101, or
+    /// the rejection status).
+    ///
+    /// # Errors
+    ///
+    /// The close reason when the upgrade was rejected.
+    pub(crate) fn finish_upgrade(
+        &mut self,
+        wire: &Wire,
+        verdict: std::result::Result<(), u16>,
+        out: LazyQueue<'_>,
+    ) -> Result<(), CloseReason> {
+        match (self.ws_mut(), wire.ws()) {
+            (Some(ws), Some(settings)) => ws.finish_upgrade(settings, verdict, out),
+            _ => Ok(()),
+        }
+    }
+
+    /// The connection starts closing for `reason`: queue the layer's
+    /// goodbye after what is queued (a WebSocket close frame), or drop what
+    /// can never be sent.
+    pub(crate) fn begin_close(
+        &mut self,
+        reason: &CloseReason,
+        goodbye: Option<&Goodbye>,
+        out: LazyQueue<'_>,
+    ) {
+        if let Some(ws) = self.ws_mut() {
+            ws.begin_close(reason, goodbye, out);
+        }
+    }
+
+    /// Closing and waiting for the peer's half of a close handshake (a
+    /// WebSocket close frame): keep reading until it comes.
+    pub(crate) fn awaits_peer_close(&self) -> bool {
+        self.ws().is_some_and(ws::WsSession::awaits_peer_close)
+    }
+
+    /// The transport is gone (end of file, socket error): wait for nothing.
+    pub(crate) fn peer_gone(&mut self) {
+        if let Some(ws) = self.ws_mut() {
+            ws.peer_gone();
+        }
+    }
+
+    /// Send the heartbeat ping of this layer (a WebSocket ping frame), or
+    /// return false to let the caller send the packer's ping message.
+    pub(crate) fn ping(&mut self, out: LazyQueue<'_>) -> bool {
+        match self.ws_mut() {
+            Some(ws) => {
+                ws.ping(out);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The connection is closing by our choice and everything queued is
+    /// written: say goodbye at the transport level (TLS close_notify), once
+    /// the WebSocket close handshake (if any) is over.
+    pub(crate) fn close_notify(&mut self) {
+        if self.awaits_peer_close() {
+            return;
+        }
+        if let Some(tls) = self.tls_mut() {
+            tls.close_notify();
+        }
+    }
+
+    /// Something other than the write queue waits to be written.
+    pub(crate) fn wants_write(&self) -> bool {
+        self.0
+            .as_ref()
+            .and_then(|s| s.tls.as_ref())
+            .is_some_and(|t| t.wants_write())
+    }
+
+    /// Write the queue (through the layers) to `w` until done or `w` would
+    /// block. The queue is held back while a WebSocket upgrade is pending
+    /// (the 101 response goes first).
+    pub(crate) fn flush(
+        &mut self,
+        queue: Option<&mut WriteQueue>,
+        w: &mut dyn Write,
+    ) -> io::Result<Flushed> {
+        let Some(stack) = self.0.as_deref_mut() else {
+            return buf::write_queue(queue, w);
+        };
+        let upgrading = stack.ws.as_ref().is_some_and(|ws| ws.is_upgrading());
+        let queue = queue.filter(|_| !upgrading);
+        match &mut stack.tls {
+            Some(tls) => tls.flush(queue, w),
+            None => buf::write_queue(queue, w),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Close codes: the close frame the server sends for each way a connection
+//! ends, and for each WebSocket failure.
+
+use tungstenite::error::Error as WsError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
+use tungstenite::protocol::WebSocketContext;
+
+use super::session::Io;
+use crate::error::{CloseReason, PackError};
+use crate::transport::Goodbye;
+
+/// Send a close frame for a failure and stop; the reason for `on_close`.
+pub(super) fn fail(
+    ctx: &mut WebSocketContext,
+    io: &mut Io<'_, '_>,
+    code: CloseCode,
+    why: String,
+) -> CloseReason {
+    let short = match code {
+        CloseCode::Size => "message too big",
+        CloseCode::Invalid => "invalid UTF-8",
+        CloseCode::Protocol => "protocol error",
+        CloseCode::Unsupported => "unsupported data",
+        _ => "internal error",
+    };
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(short),
+    };
+    let _ = ctx.close(io, Some(frame));
+    CloseReason::WsProtocol {
+        code: code.into(),
+        message: why,
+    }
+}
+
+/// The close code for a tungstenite read error.
+pub(super) fn failure_code(e: &WsError) -> CloseCode {
+    match e {
+        WsError::Capacity(_) => CloseCode::Size,
+        WsError::Utf8(_) => CloseCode::Invalid,
+        WsError::Protocol(_) => CloseCode::Protocol,
+        _ => CloseCode::Error,
+    }
+}
+
+/// The close frame the server sends when it closes for `reason`; `None`
+/// when no frame can or need be sent.
+pub(super) fn close_frame_for(
+    reason: &CloseReason,
+    goodbye: Option<&Goodbye>,
+) -> Option<(CloseCode, String)> {
+    let (code, text): (u16, &str) = match reason {
+        CloseReason::Local => match goodbye {
+            Some(g) => return Some(sanitize(g)),
+            None => (1000, ""),
+        },
+        CloseReason::Shutdown => (1001, "going away"),
+        CloseReason::IdleTimeout => (1000, "idle timeout"),
+        CloseReason::SlowPeer => (1008, "slow peer"),
+        CloseReason::HandlerPanic => (1011, "internal error"),
+        CloseReason::UnknownId(_) => (1003, "unsupported message"),
+        CloseReason::Rejected(_) => (1008, "rejected"),
+        CloseReason::Protocol(PackError::TooLong { .. }) => (1009, "message too big"),
+        CloseReason::Protocol(_) => (1002, "protocol error"),
+        CloseReason::PeerClosed
+        | CloseReason::Io(_)
+        | CloseReason::TlsHandshake(_)
+        | CloseReason::Tls(_)
+        | CloseReason::HandshakeTimeout
+        | CloseReason::WsClosed { .. }
+        | CloseReason::WsProtocol { .. }
+        | CloseReason::UpgradeRejected(_)
+        | CloseReason::BadUpgrade(_) => return None,
+    };
+    Some((CloseCode::from(code), text.to_owned()))
+}
+
+/// An application close frame with a code a peer accepts and a reason that
+/// fits a control frame (123 bytes).
+pub(super) fn sanitize(g: &Goodbye) -> (CloseCode, String) {
+    let code = CloseCode::from(g.code);
+    let code = if code.is_allowed() {
+        code
+    } else {
+        log::warn!("close code {} may not be sent; sending 1000", g.code);
+        CloseCode::Normal
+    };
+    let mut end = g.reason.len().min(123);
+    while !g.reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    (code, g.reason[..end].to_owned())
+}

@@ -1,0 +1,336 @@
+//! [`WsSession`]: one connection's WebSocket state, from the upgrade
+//! request to the close handshake, driving tungstenite's
+//! `WebSocketContext` over an in-memory adapter.
+
+use std::io::{self, Read, Write};
+
+use bytes::Bytes;
+use tungstenite::error::Error as WsError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
+use tungstenite::protocol::{Role, WebSocketContext};
+use tungstenite::Message as WsMessage;
+
+use super::close::{close_frame_for, fail, failure_code};
+use super::handshake;
+use super::tracker::FrameTracker;
+use super::{WsMode, WsSettings, BINARY, TEXT};
+use crate::buf::LazyQueue;
+use crate::codec::Message;
+use crate::error::CloseReason;
+use crate::transport::{Goodbye, Incoming, Sink};
+
+/// One connection's WebSocket state.
+pub(crate) struct WsSession {
+    mode: WsMode,
+    state: State,
+}
+
+enum State {
+    /// Reading the HTTP upgrade request: the bytes so far.
+    Request(Vec<u8>),
+    /// The request is valid; the application decides. `response` is the
+    /// 101 answer, `rest` what the client sent after the request.
+    Deciding { response: Vec<u8>, rest: Vec<u8> },
+    /// Upgraded. `closing`: we sent a close frame and wait for the peer's.
+    Open {
+        ctx: Box<WebSocketContext>,
+        closing: bool,
+        frames: FrameTracker,
+    },
+    /// No WebSocket traffic any more (rejected, failed, closed).
+    Done,
+}
+
+/// The in-memory stream tungstenite runs over: reads the bytes of this
+/// batch, then says `WouldBlock`; writes append to the write queue.
+pub(super) struct Io<'a, 'b> {
+    pub(super) input: &'a [u8],
+    pub(super) out: &'a mut LazyQueue<'b>,
+    pub(super) wrote: bool,
+}
+
+impl Read for Io<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input = &self.input[n..];
+        Ok(n)
+    }
+}
+
+impl Write for Io<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !buf.is_empty() {
+            self.out.get().extend(buf);
+            self.wrote = true;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl WsSession {
+    pub(super) fn new(mode: WsMode) -> WsSession {
+        WsSession {
+            mode,
+            state: State::Request(Vec::new()),
+        }
+    }
+
+    /// The upgrade is not complete yet (no frames flow; the write queue is
+    /// held back).
+    pub(crate) fn is_upgrading(&self) -> bool {
+        matches!(self.state, State::Request(_) | State::Deciding { .. })
+    }
+
+    pub(crate) fn awaits_peer_close(&self) -> bool {
+        matches!(self.state, State::Open { closing: true, .. })
+    }
+
+    pub(crate) fn peer_gone(&mut self) {
+        self.state = State::Done;
+    }
+
+    /// Bytes received (after TLS): the upgrade request, then frames.
+    pub(crate) fn receive(
+        &mut self,
+        input: &[u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<Incoming, CloseReason> {
+        match &mut self.state {
+            State::Request(head) => {
+                head.extend_from_slice(input);
+                self.parse_request(sink)
+            }
+            // The verdict comes before the next read; keep order anyway.
+            State::Deciding { rest, .. } => {
+                rest.extend_from_slice(input);
+                Ok(Incoming::default())
+            }
+            State::Open { .. } => self.read_frames(input, sink),
+            State::Done => Ok(Incoming::default()),
+        }
+    }
+
+    fn parse_request(&mut self, sink: &mut Sink<'_>) -> Result<Incoming, CloseReason> {
+        let State::Request(head) = &self.state else {
+            return Ok(Incoming::default());
+        };
+        match handshake::parse(head) {
+            Ok(None) => Ok(Incoming::default()),
+            Ok(Some(upgrade)) => {
+                let rest = head[upgrade.size..].to_vec();
+                self.state = State::Deciding {
+                    response: upgrade.response,
+                    rest,
+                };
+                Ok(Incoming {
+                    upgrade: Some(Box::new(upgrade.request)),
+                    ..Incoming::default()
+                })
+            }
+            Err(refusal) => Err(self.refuse(refusal, &mut sink.out)),
+        }
+    }
+
+    /// Answer the upgrade request with an HTTP error and stop. Anything
+    /// queued meanwhile is dropped: it was meant for a WebSocket.
+    fn refuse(&mut self, refusal: handshake::Refusal, out: &mut LazyQueue<'_>) -> CloseReason {
+        out.discard();
+        out.get()
+            .extend(&handshake::refusal_response(refusal.status));
+        self.state = State::Done;
+        refusal.reason()
+    }
+
+    /// The application's verdict: answer 101 and start framing, or refuse.
+    pub(crate) fn finish_upgrade(
+        &mut self,
+        settings: &WsSettings,
+        verdict: std::result::Result<(), u16>,
+        mut out: LazyQueue<'_>,
+    ) -> Result<(), CloseReason> {
+        let (response, rest) = match std::mem::replace(&mut self.state, State::Done) {
+            State::Deciding { response, rest } => (response, rest),
+            // Closed meanwhile (by the hook itself): nothing to answer.
+            other => {
+                self.state = other;
+                return Ok(());
+            }
+        };
+        match verdict {
+            Ok(()) => {
+                // Frames queued before the upgrade completed go after it.
+                out.get().push_front(Bytes::from(response));
+                let mut frames = FrameTracker::default();
+                frames.feed(&rest);
+                let ctx = WebSocketContext::from_partially_read(
+                    rest,
+                    Role::Server,
+                    Some(settings.config),
+                );
+                self.state = State::Open {
+                    ctx: Box::new(ctx),
+                    closing: false,
+                    frames,
+                };
+                Ok(())
+            }
+            Err(status) => {
+                let status = if (400..=599).contains(&status) {
+                    status
+                } else {
+                    403
+                };
+                let refusal = handshake::Refusal {
+                    status,
+                    why: String::new(),
+                };
+                Err(self.refuse(refusal, &mut out))
+            }
+        }
+    }
+
+    /// Run tungstenite over `input` until it needs more bytes.
+    fn read_frames(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<Incoming, CloseReason> {
+        let mode = self.mode;
+        let State::Open {
+            ctx,
+            closing,
+            frames,
+        } = &mut self.state
+        else {
+            return Ok(Incoming::default());
+        };
+        frames.feed(input);
+        let mut io = Io {
+            input,
+            out: &mut sink.out,
+            wrote: false,
+        };
+        let mut finished = false;
+        let mut outcome = Ok(());
+        loop {
+            let message = match ctx.read(&mut io) {
+                Ok(m) => m,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                    finished = true;
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(fail(ctx, &mut io, failure_code(&e), e.to_string()));
+                    break;
+                }
+            };
+            match message {
+                // After our close frame, data is no longer delivered.
+                WsMessage::Text(_) | WsMessage::Binary(_) if *closing => {}
+                WsMessage::Text(text) => match mode {
+                    WsMode::Messages => sink.messages.push(Message::new(TEXT, Bytes::from(text))),
+                    WsMode::Packer => {
+                        let why = "text messages are not accepted".to_string();
+                        outcome = Err(fail(ctx, &mut io, CloseCode::Unsupported, why));
+                        break;
+                    }
+                },
+                WsMessage::Binary(data) => match mode {
+                    WsMode::Messages => sink.messages.push(Message::new(BINARY, data)),
+                    WsMode::Packer => sink.stream.extend_from_slice(&data),
+                },
+                WsMessage::Close(frame) => {
+                    finished = true;
+                    if !*closing {
+                        // Write tungstenite's echo of the close frame; it
+                        // then reports the connection closed.
+                        let _ = ctx.flush(&mut io);
+                        let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                            (u16::from(f.code), f.reason.as_str().to_owned())
+                        });
+                        outcome = Err(CloseReason::WsClosed { code, reason });
+                    }
+                    break;
+                }
+                // Pongs to pings are queued by tungstenite and written on
+                // its next call.
+                WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
+            }
+        }
+        let wants_write = io.wrote;
+        if finished || outcome.is_err() {
+            self.state = State::Done;
+        } else if frames.big && frames.at_boundary() && ctx.can_write() {
+            // tungstenite has parsed every byte (its read said WouldBlock)
+            // and holds no frame, message or pending pong: start afresh to
+            // free the buffer the big frame grew.
+            let config = *ctx.get_config();
+            **ctx = WebSocketContext::new(Role::Server, Some(config));
+            frames.big = false;
+        }
+        outcome.map(|()| Incoming {
+            wants_write,
+            ..Incoming::default()
+        })
+    }
+
+    /// The connection starts closing: queue our close frame after what is
+    /// queued, or drop what can never be sent.
+    pub(crate) fn begin_close(
+        &mut self,
+        reason: &CloseReason,
+        goodbye: Option<&Goodbye>,
+        mut out: LazyQueue<'_>,
+    ) {
+        match &mut self.state {
+            State::Request(_) | State::Deciding { .. } => {
+                out.discard();
+                self.state = State::Done;
+            }
+            State::Open { ctx, closing, .. } if !*closing => {
+                let Some((code, text)) = close_frame_for(reason, goodbye) else {
+                    self.state = State::Done;
+                    return;
+                };
+                let frame = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(text),
+                };
+                let mut io = Io {
+                    input: &[],
+                    out: &mut out,
+                    wrote: false,
+                };
+                match ctx.close(&mut io, Some(frame)) {
+                    Ok(()) => *closing = true,
+                    Err(_) => self.state = State::Done,
+                }
+            }
+            State::Open { .. } | State::Done => {}
+        }
+    }
+
+    /// Heartbeat: a ping frame (nothing before the upgrade or while
+    /// closing).
+    pub(crate) fn ping(&mut self, mut out: LazyQueue<'_>) {
+        if let State::Open {
+            ctx,
+            closing: false,
+            ..
+        } = &mut self.state
+        {
+            let mut io = Io {
+                input: &[],
+                out: &mut out,
+                wrote: false,
+            };
+            let _ = ctx.write(&mut io, WsMessage::Ping(Bytes::new()));
+        }
+    }
+}
