@@ -27,9 +27,11 @@ fn main() -> Result<(), netloom::Error> {
         .start()?;
     let addr = server.local_addr();
     println!("netloom echo server listening on {addr}");
-    println!("try it (frame: len=5, id=1, body=hello):");
+    // Python's standard library only: send one frame (len=5, id=1,
+    // body=hello) and print the echo.
+    println!("try it (sends len=5, id=1, body=hello; prints the echo):");
     println!(
-        "  printf '\\x05\\x00\\x00\\x00\\x01\\x00\\x00\\x00hello' | nc -q1 {} {} | xxd",
+        r#"  python3 -c 'import socket, struct; s = socket.create_connection(("{}", {}), timeout=5); s.sendall(struct.pack("<II", 5, 1) + b"hello"); f = s.makefile("rb"); n, i = struct.unpack("<II", f.read(8)); print("id", i, "body", f.read(n))'"#,
         addr.ip(),
         addr.port()
     );

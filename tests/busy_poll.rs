@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use netloom::{CloseReason, Error, Server};
 
+use common::peers::{require, Peer};
 use common::{cpu_time, echo, serial, start, track_closes, Client};
 
 #[test]
@@ -76,24 +77,16 @@ print("ok", i + 1)
 #[test]
 fn python_round_trips_through_a_busy_polling_loop() {
     let _serial = serial();
-    let python = std::process::Command::new("python3")
-        .arg("--version")
-        .output();
-    if !python.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 is not installed under CI (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: python3 is not installed");
+    let Some(py) = require(Peer::Python3) else {
         return;
-    }
+    };
     let server = start(
         Server::builder()
             .event_loops(1)
             .busy_poll(Duration::from_micros(50))
             .route(1, echo),
     );
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(py)
         .args(["-c", PY_ROUND_TRIPS])
         .arg(server.local_addr().port().to_string())
         .output()

@@ -1,7 +1,10 @@
 //! Shared helpers for the integration tests: frames built from literal
 //! bytes (never with netloom's encoder), a blocking test client with
-//! timeouts, and bounded waits instead of sleeps.
+//! timeouts, bounded waits instead of sleeps, and the third-party peers
+//! (`peers`).
 #![allow(dead_code)]
+
+pub mod peers;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

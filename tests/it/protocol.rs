@@ -22,6 +22,7 @@ use netloom::{
     PackError, Packer, Peek, Server, UnknownIdPolicy,
 };
 
+use crate::common::peers::{require, Peer};
 use crate::common::{echo, frame, start, track_closes, wait_until, Client, TIMEOUT};
 
 // ---------------------------------------------------------------------------
@@ -1359,16 +1360,12 @@ print("ok")
 
 #[test]
 fn python_client_gets_its_echoes() {
-    match Command::new("python3").arg("--version").output() {
-        Ok(out) if out.status.success() => {}
-        _ => {
-            eprintln!("SKIPPED python_client_gets_its_echoes: python3 is not installed");
-            return;
-        }
-    }
+    let Some(py) = require(Peer::Python3) else {
+        return;
+    };
     let server = start(echo_builder(2));
     let port = server.local_addr().port().to_string();
-    let child = Command::new("python3")
+    let child = Command::new(py)
         .args(["-c", PY_CLIENT, &port])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -9,9 +9,9 @@
 //! synchronise: tests wait on channels fed by hooks and handlers, on reads
 //! with timeouts, or on a child's output, always with a bound.
 //!
-//! openssl and python3 are installed by `.ci/run`; a test that needs one
-//! of them fails under CI (`CI` set) if it is missing, and is skipped with a
-//! message elsewhere.
+//! openssl and python3 are installed by `scripts/test`; a test whose peer
+//! is missing fails with how to install it, or is skipped and listed under
+//! `NETLOOM_SKIP_MISSING_PEERS=1` (`crate::common::peers`).
 
 #[allow(dead_code)]
 use std::io::{self, Write};
@@ -30,9 +30,10 @@ use rustls::pki_types::ServerName;
 use rustls::version::{TLS12, TLS13};
 use rustls::ClientConnection;
 
+use crate::common::peers::{require, Peer};
 use crate::common::{echo, frame, start, track_closes, TIMEOUT};
 use crate::tls_support::{
-    assert_only_alerts, client_config, client_config_versions, have, read_until_fin, run_python,
+    assert_only_alerts, client_config, client_config_versions, read_until_fin, run_python,
     server_config, test_cert, Proc, TempFile, TestCert, TlsPeer, ALPN, ECHO,
 };
 
@@ -189,16 +190,16 @@ fn tls_pem_files_serve_and_bad_files_are_config_errors() {
 /// frame bytes from its stdin and prints our replies on stdout; killing it
 /// (no close_notify) closes the connection as `PeerClosed`.
 fn s_client_exchanges_framed_echo(version_flag: &str, version: &str) {
-    if !have("openssl", "version") {
+    let Some(openssl) = require(Peer::Openssl) else {
         return;
-    }
+    };
     let cert = test_cert();
     let ca = TempFile::new("ca.pem", &cert.cert_pem);
     let (builder, mut closes) = track_closes(tls_builder(&cert));
     let server = start(builder);
     let mut s_client = Proc::spawn(
         "openssl s_client",
-        Command::new("openssl").args([
+        Command::new(openssl).args([
             "s_client",
             "-connect",
             &server.local_addr().to_string(),
@@ -295,15 +296,15 @@ s.close()
 "#;
 
 fn python_ssl_echoes(version: &str, want: &str) {
-    if !have("python3", "--version") {
+    let Some(py) = require(Peer::Python3) else {
         return;
-    }
+    };
     let cert = test_cert();
     let ca = TempFile::new("ca.pem", &cert.cert_pem);
     let (builder, mut closes) = track_closes(tls_builder(&cert));
     let server = start(builder);
     let port = server.local_addr().port().to_string();
-    let out = run_python(PY_ECHO, &[&port, ca.arg(), version]);
+    let out = run_python(&py, PY_ECHO, &[&port, ca.arg(), version]);
     assert_eq!(out.trim(), format!("{want} netloom/1 localhost"));
     // Python closed its socket without close_notify.
     assert!(matches!(closes.next().1, CloseReason::PeerClosed));
@@ -355,9 +356,9 @@ print("clean eof")
 
 #[test]
 fn python_ssl_reads_a_clean_end_after_shutdown_close_notify() {
-    if !have("python3", "--version") {
+    let Some(py) = require(Peer::Python3) else {
         return;
-    }
+    };
     let cert = test_cert();
     let ca = TempFile::new("ca.pem", &cert.cert_pem);
     for version in ["1.2", "1.3"] {
@@ -366,7 +367,7 @@ fn python_ssl_reads_a_clean_end_after_shutdown_close_notify() {
         let port = server.local_addr().port().to_string();
         let mut py = Proc::spawn(
             "python3",
-            Command::new("python3").args(["-c", PY_WAIT_FOR_CLOSE, &port, ca.arg(), version]),
+            Command::new(&py).args(["-c", PY_WAIT_FOR_CLOSE, &port, ca.arg(), version]),
         );
         assert_eq!(py.read_line(), "ready");
         server.shutdown(Duration::from_secs(5)).unwrap();

@@ -300,28 +300,9 @@ pub fn assert_only_alerts(bytes: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------
-// Third-party peers: child processes with bounded waits.
+// Third-party peers (found by `crate::common::peers`): child processes
+// with bounded waits.
 // ---------------------------------------------------------------------------
-
-/// Is `tool` installed? Without it the test is skipped, except under CI
-/// (`CI` set), where `.ci/run` installs it and its absence is a failure.
-pub fn have(tool: &str, version_arg: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg(version_arg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is not installed under CI (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    ok
-}
 
 /// A child process we started, with its stdout read by a thread into a
 /// channel (so every read has a deadline). Killed (by its own pid, through
@@ -468,13 +449,10 @@ impl Drop for Proc {
     }
 }
 
-/// Run a Python script to completion (bounded) and return its stdout; the
-/// script must exit 0.
-pub fn run_python(script: &str, args: &[&str]) -> String {
-    let mut p = Proc::spawn(
-        "python3",
-        Command::new("python3").arg("-c").arg(script).args(args),
-    );
+/// Run a Python script with `py` (from `require(Peer::Python3)`) to
+/// completion (bounded) and return its stdout; the script must exit 0.
+pub fn run_python(py: &str, script: &str, args: &[&str]) -> String {
+    let mut p = Proc::spawn("python3", Command::new(py).arg("-c").arg(script).args(args));
     let (status, out) = p.finish();
     assert!(
         status.success(),

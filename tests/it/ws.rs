@@ -2,10 +2,10 @@
 //! on the team wrote: Python's `websockets` (tests/it/ws_client.py), headless
 //! Chromium, curl; plus a raw client for the protocol's corner cases.
 //!
-//! Python: `NETLOOM_PY` names an interpreter with `websockets` (`.ci/run`
-//! makes a venv), else `python3` if it has it. Chromium: `chromium` on the
-//! PATH. Without them a test prints SKIPPED, unless
-//! `NETLOOM_REQUIRE_CLIENTS=1` (set by `.ci/run`), where it fails.
+//! The peers are found by `crate::common::peers` (Python: `NETLOOM_PY`,
+//! else the venv `scripts/test` makes, else `python3`): a test whose peer
+//! is missing fails with how to install it, or is skipped and listed under
+//! `NETLOOM_SKIP_MISSING_PEERS=1`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,6 +18,7 @@ use crossbeam_channel::{unbounded, Receiver};
 use netloom::ws::{self, WsMode, WsRequest};
 use netloom::{Builder, CloseReason, Server, ServerHandle};
 
+use crate::common::peers::{require, Peer};
 use crate::common::TIMEOUT;
 
 const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/ws_client.py");
@@ -25,36 +26,6 @@ const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/ws_client
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn required() -> bool {
-    std::env::var("NETLOOM_REQUIRE_CLIENTS").is_ok_and(|v| v == "1")
-}
-
-fn skip(test: &str, why: &str) {
-    assert!(!required(), "{test}: {why} (NETLOOM_REQUIRE_CLIENTS=1)");
-    eprintln!("SKIPPED {test}: {why}");
-}
-
-/// An interpreter that can `import websockets`.
-fn python() -> Option<String> {
-    let candidates = std::env::var("NETLOOM_PY")
-        .ok()
-        .into_iter()
-        .chain(["python3".to_string()]);
-    for py in candidates {
-        let ok = Command::new(&py)
-            .args(["-c", "import websockets.sync.client"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(py);
-        }
-    }
-    None
-}
 
 /// Run a command, killing it (by pid) if it outlives `limit`.
 fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
@@ -78,25 +49,22 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
     }
 }
 
-/// Run one scenario of tests/it/ws_client.py; panics unless it prints "ok".
-/// Returns false (after printing SKIPPED) without Python `websockets`.
-fn py_scenario(test: &str, scenario: &str, url: &str, extra: &[&str]) -> bool {
-    py_scenario_explained(test, scenario, url, extra, String::new)
+/// Run one scenario of tests/it/ws_client.py with `py` (a Python with
+/// `websockets`, from `require(Peer::PyWebsockets)`); panics unless it
+/// prints "ok".
+fn py_scenario(py: &str, scenario: &str, url: &str, extra: &[&str]) {
+    py_scenario_explained(py, scenario, url, extra, String::new)
 }
 
 /// As [`py_scenario`]; on failure the panic message also carries
 /// `explain()` (e.g. the server's close reasons so far).
 fn py_scenario_explained(
-    test: &str,
+    py: &str,
     scenario: &str,
     url: &str,
     extra: &[&str],
     explain: impl FnOnce() -> String,
-) -> bool {
-    let Some(py) = python() else {
-        skip(test, "Python with `websockets` not found (set NETLOOM_PY)");
-        return false;
-    };
+) {
     let mut cmd = Command::new(py);
     cmd.arg(CLIENT_PY).arg(scenario).arg(url).args(extra);
     let out = run_bounded(cmd, Duration::from_secs(60));
@@ -109,7 +77,6 @@ fn py_scenario_explained(
             explain()
         );
     }
-    true
 }
 
 fn start_ws(builder: Builder) -> ServerHandle {
@@ -308,11 +275,12 @@ fn parse_server_frame(b: &[u8]) -> Option<((u8, Vec<u8>), usize)> {
 
 #[test]
 fn python_echo_text_binary_fragments_ping_and_close() {
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
     let (builder, closed) = closes(echo_builder());
     let server = start_ws(builder);
-    if !py_scenario("python_echo", "echo", &url(&server, "/echo"), &[]) {
-        return;
-    }
+    py_scenario(&py, "echo", &url(&server, "/echo"), &[]);
     match next_close(&closed) {
         CloseReason::WsClosed { code: 1000, .. } => {}
         other => panic!("unexpected close reason {other:?}"),
@@ -324,6 +292,9 @@ fn python_echo_text_binary_fragments_ping_and_close() {
 
 #[test]
 fn python_query_parameters_path_and_headers() {
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
     let (tx, rx) = unbounded::<String>();
     let server = start_ws(
         Server::builder()
@@ -354,15 +325,16 @@ fn python_query_parameters_path_and_headers() {
             }),
     );
     let url = url(&server, "/room/7?name=J%C3%B6rg+%26+co&n=1&n=2");
-    if !py_scenario("python_query", "query", &url, &[]) {
-        return;
-    }
+    py_scenario(&py, "query", &url, &[]);
     assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), "/room/7");
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
 fn python_upgrade_rejected_with_status() {
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
     let (builder, closed) = closes(echo_builder().ws_on_upgrade(|_, req| {
         if req.path() == "/private" {
             Err(403)
@@ -371,9 +343,7 @@ fn python_upgrade_rejected_with_status() {
         }
     }));
     let server = start_ws(builder);
-    if !py_scenario("python_reject", "reject", &url(&server, "/private"), &[]) {
-        return;
-    }
+    py_scenario(&py, "reject", &url(&server, "/private"), &[]);
     match next_close(&closed) {
         CloseReason::UpgradeRejected(403) => {}
         other => panic!("unexpected close reason {other:?}"),
@@ -383,16 +353,12 @@ fn python_upgrade_rejected_with_status() {
 
 #[test]
 fn python_invalid_utf8_closes_with_1007() {
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
     let (builder, closed) = closes(echo_builder());
     let server = start_ws(builder);
-    if !py_scenario(
-        "python_invalid_utf8",
-        "invalid_utf8",
-        &url(&server, "/"),
-        &[],
-    ) {
-        return;
-    }
+    py_scenario(&py, "invalid_utf8", &url(&server, "/"), &[]);
     for _ in 0..2 {
         match next_close(&closed) {
             CloseReason::WsProtocol { code: 1007, .. } => {}
@@ -404,11 +370,12 @@ fn python_invalid_utf8_closes_with_1007() {
 
 #[test]
 fn python_oversized_message_or_frame_closes_with_1009() {
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
     let (builder, closed) = closes(echo_builder().ws_max_message(4096).ws_max_frame(2048));
     let server = start_ws(builder);
-    if !py_scenario("python_oversize", "oversize", &url(&server, "/"), &[]) {
-        return;
-    }
+    py_scenario(&py, "oversize", &url(&server, "/"), &[]);
     for _ in 0..3 {
         match next_close(&closed) {
             CloseReason::WsProtocol { code: 1009, .. } => {}
@@ -420,20 +387,16 @@ fn python_oversized_message_or_frame_closes_with_1009() {
 
 #[test]
 fn python_sees_server_close_codes() {
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
     let (builder, closed) = closes(echo_builder().route(ws::TEXT, |ctx| match ctx.body() {
         b"close" => ctx.close(),
         b"close_with" => ctx.close_with(4001, "bye now"),
         _ => {}
     }));
     let server = start_ws(builder);
-    if !py_scenario(
-        "python_server_close",
-        "server_close",
-        &url(&server, "/"),
-        &[],
-    ) {
-        return;
-    }
+    py_scenario(&py, "server_close", &url(&server, "/"), &[]);
     for _ in 0..2 {
         assert!(matches!(next_close(&closed), CloseReason::Local));
     }
@@ -442,8 +405,8 @@ fn python_sees_server_close_codes() {
 
 #[test]
 fn python_sees_going_away_on_shutdown() {
-    let Some(_) = python() else {
-        return skip("python_shutdown", "Python with `websockets` not found");
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
     };
     let (ready_tx, ready_rx) = unbounded();
     let (builder, closed) = closes(Server::builder().route(ws::TEXT, move |ctx| {
@@ -452,17 +415,20 @@ fn python_sees_going_away_on_shutdown() {
     }));
     let server = start_ws(builder);
     let url = url(&server, "/");
-    let client = std::thread::spawn(move || py_scenario("python_shutdown", "shutdown", &url, &[]));
+    let client = std::thread::spawn(move || py_scenario(&py, "shutdown", &url, &[]));
     ready_rx.recv_timeout(TIMEOUT).expect("client ready");
     server
         .shutdown(Duration::from_secs(5))
         .expect("clean shutdown");
     assert!(matches!(next_close(&closed), CloseReason::Shutdown));
-    assert!(client.join().expect("client thread"));
+    client.join().expect("client thread");
 }
 
 #[test]
 fn python_packer_mode_serves_the_same_routes_as_tcp() {
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
     let (builder, closed) = closes(
         Server::builder()
             .ws_mode(WsMode::Packer)
@@ -482,9 +448,7 @@ fn python_packer_mode_serves_the_same_routes_as_tcp() {
     tcp.send(7, b"tcp");
     assert_eq!(tcp.recv(), (7, b"tcp".to_vec()));
     let url = format!("ws://{}/", server.local_addrs()[1]);
-    if !py_scenario("python_packer", "packer", &url, &[]) {
-        return;
-    }
+    py_scenario(&py, "packer", &url, &[]);
     match next_close(&closed) {
         CloseReason::WsProtocol { code: 1003, .. } => {}
         other => panic!("unexpected close reason {other:?}"),
@@ -494,15 +458,16 @@ fn python_packer_mode_serves_the_same_routes_as_tcp() {
 
 #[test]
 fn python_answers_heartbeat_pings_and_stays() {
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
     let (builder, closed) = closes(
         echo_builder()
             .heartbeat(Duration::from_millis(50), Duration::from_millis(600))
             .ping_before_kick(Duration::from_millis(200), 0),
     );
     let server = start_ws(builder);
-    if !py_scenario("python_heartbeat", "heartbeat", &url(&server, "/"), &[]) {
-        return;
-    }
+    py_scenario(&py, "heartbeat", &url(&server, "/"), &[]);
     match next_close(&closed) {
         CloseReason::WsClosed { code: 1000, .. } => {}
         other => panic!("unexpected close reason {other:?}"),
@@ -514,6 +479,10 @@ fn python_answers_heartbeat_pings_and_stays() {
 #[test]
 fn python_over_wss_with_our_tls() {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
 
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("rcgen");
     let dir = std::env::temp_dir().join(format!("netloom-wss-{}", std::process::id()));
@@ -542,7 +511,7 @@ fn python_over_wss_with_our_tls() {
     ));
     let server = start_ws(builder);
     let url = format!("wss://localhost:{}/secure", server.local_addr().port());
-    let ran = py_scenario_explained("python_wss", "wss", &url, &[ca.to_str().unwrap()], || {
+    py_scenario_explained(&py, "wss", &url, &[ca.to_str().unwrap()], || {
         let reasons: Vec<String> = closed.try_iter().map(|r| format!("{r:?}")).collect();
         format!(
             "server close reasons so far: {reasons:?}; {}",
@@ -550,9 +519,6 @@ fn python_over_wss_with_our_tls() {
         )
     });
     let _ = std::fs::remove_dir_all(&dir);
-    if !ran {
-        return;
-    }
     let (sni, path) = info_rx.recv_timeout(TIMEOUT).unwrap();
     assert_eq!(sni.as_deref(), Some("localhost"));
     assert_eq!(path, "/secure");
@@ -648,20 +614,8 @@ fn serve_one(mut stream: TcpStream, page: &str, release: &Receiver<()>) {
 
 #[test]
 fn chromium_page_talks_to_the_server() {
-    let browser = ["chromium", "chromium-browser"].into_iter().find(|b| {
-        Command::new(b)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    let Some(browser) = browser else {
-        return skip(
-            "chromium_page_talks_to_the_server",
-            "chromium not installed (apt-get install chromium)",
-        );
+    let Some(browser) = require(Peer::Chromium) else {
+        return;
     };
     let (release_tx, release_rx) = unbounded::<()>();
     let (info_tx, info_rx) = unbounded::<(String, String)>();
@@ -732,10 +686,13 @@ fn chromium_page_talks_to_the_server() {
 
 #[test]
 fn curl_plain_http_request_gets_400() {
+    let Some(curl) = require(Peer::Curl) else {
+        return;
+    };
     let (builder, closed) = closes(echo_builder());
     let server = start_ws(builder);
     let url = format!("http://{}/", server.local_addr());
-    let mut cmd = Command::new("curl");
+    let mut cmd = Command::new(curl);
     cmd.args([
         "-s",
         "-o",
@@ -746,10 +703,7 @@ fn curl_plain_http_request_gets_400() {
         "10",
         &url,
     ]);
-    let out = match Command::new("curl").arg("--version").output() {
-        Ok(o) if o.status.success() => run_bounded(cmd, Duration::from_secs(30)),
-        _ => return skip("curl_plain_http_request_gets_400", "curl not installed"),
-    };
+    let out = run_bounded(cmd, Duration::from_secs(30));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "400");
     assert!(matches!(next_close(&closed), CloseReason::BadUpgrade(_)));
     server.shutdown(Duration::from_secs(5)).unwrap();
