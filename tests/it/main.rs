@@ -10,6 +10,7 @@ mod tls_support;
 #[path = "../../examples/tlv/mod.rs"]
 mod tlv_packer;
 
+mod features;
 mod lifecycle;
 mod protocol;
 #[cfg(feature = "tls")]
