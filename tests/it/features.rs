@@ -5,7 +5,10 @@
 //!
 //! This file: panic isolation (middleware, `on_open`, `on_close`,
 //! `Packer::encode`), handlers that return `Err`, and
-//! `Balance::LeastConnections`.
+//! `Balance::LeastConnections`. `features/sockets.rs`: socket options and
+//! IPv6.
+
+mod sockets;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
