@@ -5,9 +5,11 @@
 //!
 //! This file: panic isolation (middleware, `on_open`, `on_close`,
 //! `Packer::encode`), handlers that return `Err`, and
-//! `Balance::LeastConnections`. `features/sockets.rs`: socket options and
-//! IPv6.
+//! `Balance::LeastConnections`. `features/flow.rs`: the inbox limit,
+//! broadcast and the high-water mark, connects during shutdown, the
+//! blocking client. `features/sockets.rs`: socket options and IPv6.
 
+mod flow;
 mod sockets;
 
 use std::io::{self, Read, Write};
