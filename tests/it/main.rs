@@ -15,6 +15,8 @@ mod lifecycle;
 mod protocol;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod tls_features;
 mod tlv;
 #[cfg(feature = "ws")]
 mod ws;
