@@ -842,8 +842,9 @@ fn shutdown_deadline_bounds_a_peer_that_never_reads() {
 #[test]
 fn shutdown_reports_data_dropped_by_close_linger() {
     let _heavy = heavy();
+    let linger = ms(100);
     let mut config = Config::default();
-    config.close_linger = ms(100);
+    config.close_linger = linger;
     let (builder, queued) = bulk_reply_server(16, config);
     let (builder, mut hooks) = with_hooks(builder);
     let server = crate::common::start(builder);
@@ -855,12 +856,20 @@ fn shutdown_reports_data_dropped_by_close_linger() {
         .recv_timeout(TIMEOUT)
         .expect("handler queued replies");
 
+    let started = Instant::now();
     let result = server.shutdown(Duration::from_secs(5));
     let closed = hooks.close_of(id);
     assert!(
         matches!(closed.reason, CloseReason::Shutdown),
         "{}",
         closed.reason
+    );
+    // The linger, not the deadline, ended the flush: no earlier than the
+    // linger after shutdown began, and long before the deadline.
+    let closed_after = closed.at.saturating_duration_since(started);
+    assert!(
+        closed_after + CLOCK_GRAIN >= linger && closed_after <= linger + SLACK,
+        "closed {closed_after:?} after shutdown began, with a close linger of {linger:?}"
     );
     let out = hub.stats().bytes_out;
     assert!(
