@@ -541,16 +541,17 @@ fn never_reading_peer_keeps_memory_bounded() {
             }),
     );
     let stream = TcpStream::connect_timeout(&server.local_addr(), TIMEOUT).unwrap();
-    stream.set_write_timeout(Some(ms(300))).unwrap();
+    stream.set_write_timeout(Some(ms(200))).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     let request = frame(1, &[7; REQUEST]);
     let batch = request.repeat(64);
 
-    // Push requests until a write stays blocked for 300 ms, bounded by
-    // volume, time and memory.
+    // Push requests until the server stops reading them: a write finds no
+    // room for 200 ms (a measurement window) while the server's
+    // `bytes_in` does not move. Bounded by volume, time and memory.
     let started = Instant::now();
     let mut written = 0usize;
-    let blocked = loop {
+    let paused = loop {
         if written >= WRITE_CAP || started.elapsed() > TIMEOUT {
             break false;
         }
@@ -562,17 +563,30 @@ fn never_reading_peer_keeps_memory_bounded() {
                 server.stats()
             );
         }
+        let read_before = server.stats().bytes_in;
         match (&stream).write(&batch[written % batch.len()..]) {
             Ok(n) => written += n,
-            Err(e) if is_timeout(&e) => break true,
+            Err(e) if is_timeout(&e) => {
+                if server.stats().bytes_in == read_before {
+                    break true;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => panic!("client write failed: {e}"),
         }
     };
     let stats = server.stats();
     assert!(
-        blocked,
-        "wrote {written} bytes of requests without blocking: the server kept reading ({stats})"
+        paused,
+        "wrote {written} bytes of requests and the server kept reading them ({stats})"
+    );
+    // Still paused after another window: not a server that happened to
+    // stall for a moment.
+    thread::sleep(ms(200));
+    assert_eq!(
+        server.stats().bytes_in,
+        stats.bytes_in,
+        "the server read more while the peer's replies were unread"
     );
     let demanded = (written / request.len() * REPLY) as u64;
     assert!(
