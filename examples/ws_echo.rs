@@ -115,7 +115,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("try it:  python3 -m websockets ws://{addr}/echo");
     }
     println!("press Ctrl-C to stop");
-    server.join()
+    Ok(server.join()?)
 }
 
 /// Serve TLS with a fresh self-signed certificate for "localhost" and

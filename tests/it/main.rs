@@ -8,11 +8,14 @@ mod common;
 #[cfg(feature = "tls")]
 mod tls_support;
 
+mod features;
 mod layering;
 mod lifecycle;
 mod protocol;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod tls_features;
 mod tlv;
 #[cfg(feature = "ws")]
 mod ws;

@@ -537,10 +537,50 @@ fn pipelined_requests_are_answered_in_request_order() {
     }
 }
 
+/// Raise this process's soft descriptor limit to its hard limit (only
+/// ever raised, under `serial()`: it is process-wide), then check that
+/// `needed` more descriptors fit under it.
+fn ensure_descriptors(needed: u64) {
+    let _serial = crate::common::serial();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    assert_eq!(rc, 0, "getrlimit: {}", io::Error::last_os_error());
+    // macOS refuses a soft limit over OPEN_MAX (10240): try that second.
+    for soft in [lim.rlim_max, lim.rlim_max.min(10240)] {
+        if soft <= lim.rlim_cur {
+            break;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit within the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = soft;
+            break;
+        }
+    }
+    let open = std::fs::read_dir("/dev/fd").map_or(0, |d| d.count() as u64);
+    assert!(
+        lim.rlim_cur >= open + needed,
+        "this test needs {needed} descriptors beyond the {open} open, and the limit is {} \
+         (hard limit {}): raise `ulimit -n`",
+        lim.rlim_cur,
+        lim.rlim_max
+    );
+}
+
 #[test]
 fn thousand_concurrent_clients_each_get_their_own_echoes() {
     const THREADS: usize = 8;
     const PER_THREAD: usize = 125;
+    // A descriptor per client and one per server side, and room for the
+    // tests running beside this one.
+    ensure_descriptors(2 * (THREADS * PER_THREAD) as u64 + 512);
     let server = start(echo_builder(4));
     let addr = server.local_addr();
     let started = Instant::now();
