@@ -56,10 +56,18 @@ impl Acceptor {
         }
     }
 
-    /// Accept until shutdown (or a broken poll); then tell the runtime,
-    /// which tells the loops (also if this thread panics).
-    pub(crate) fn run(mut self) {
+    /// Accept until shutdown (or a broken poll); then close the listeners
+    /// and tell the runtime, which tells the loops (also if this thread
+    /// panics).
+    pub(crate) fn run(self) {
+        // Locals drop in reverse order: the acceptor (its listeners) first,
+        // then `Stopped`, so no connect completes after the loops are told.
         let _stopped = Stopped(self.runtime.clone());
+        let mut acceptor = self;
+        acceptor.accept_until_stopped();
+    }
+
+    fn accept_until_stopped(&mut self) {
         let mut events = Events::with_capacity(64);
         let mut backoff: Option<Duration> = None;
         loop {
