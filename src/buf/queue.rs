@@ -37,6 +37,37 @@ impl SharedFrame {
     }
 }
 
+/// Bytes being appended to a buffer by code that may fail or panic (a
+/// packer): unless kept, they are cut off again when this is dropped, also
+/// while unwinding, so a queue never holds half a frame it did not count.
+struct Appending<'a> {
+    tail: &'a mut BytesMut,
+    before: usize,
+}
+
+impl<'a> Appending<'a> {
+    #[inline]
+    fn new(tail: &'a mut BytesMut) -> Self {
+        let before = tail.len();
+        Appending { tail, before }
+    }
+
+    /// Keep what was appended; returns how many bytes that is.
+    #[inline]
+    fn keep(&mut self) -> usize {
+        let added = self.tail.len() - self.before;
+        self.before = self.tail.len();
+        added
+    }
+}
+
+impl Drop for Appending<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.tail.truncate(self.before);
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct WriteQueue {
     chunks: VecDeque<Bytes>,
@@ -54,52 +85,38 @@ impl WriteQueue {
         self.len == 0
     }
 
-    /// Append to the coalescing buffer with `encode`. If it fails, whatever
-    /// it appended is discarded.
+    /// Append to the coalescing buffer with `encode`. If it fails or
+    /// panics, whatever it appended is discarded.
     #[inline]
     pub(crate) fn encode_with<E>(
         &mut self,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
     ) -> Result<(), E> {
-        let before = self.tail.len();
-        match encode(&mut self.tail) {
-            Ok(()) => {
-                self.len += self.tail.len() - before;
-                Ok(())
-            }
-            Err(e) => {
-                self.tail.truncate(before);
-                Err(e)
-            }
-        }
+        let mut appending = Appending::new(&mut self.tail);
+        encode(appending.tail)?;
+        self.len += appending.keep();
+        Ok(())
     }
 
     /// Queue `body` by reference between the bytes `frame` appends before
     /// and after it (`Packer::encode_around`). Returns `false`, with nothing
-    /// queued, when `frame` cannot frame it so.
+    /// queued, when `frame` cannot frame it so (or fails, or panics).
     pub(crate) fn encode_around<E>(
         &mut self,
         body: Bytes,
         frame: impl FnOnce(&mut BytesMut, &mut BytesMut) -> Result<bool, E>,
     ) -> Result<bool, E> {
-        let before = self.tail.len();
         let mut after = BytesMut::new();
-        match frame(&mut self.tail, &mut after) {
-            Ok(true) => {
-                self.len += self.tail.len() - before;
-                self.push_shared(body);
-                self.extend(&after);
-                Ok(true)
-            }
-            Ok(false) => {
-                self.tail.truncate(before);
-                Ok(false)
-            }
-            Err(e) => {
-                self.tail.truncate(before);
-                Err(e)
-            }
+        let mut appending = Appending::new(&mut self.tail);
+        if !frame(appending.tail, &mut after)? {
+            return Ok(false);
         }
+        let added = appending.keep();
+        drop(appending);
+        self.len += added;
+        self.push_shared(body);
+        self.extend(&after);
+        Ok(true)
     }
 
     /// Queue an already encoded, possibly shared frame without copying it.
@@ -271,6 +288,35 @@ mod tests {
             q.write_to(&mut w).unwrap();
         }
         assert_eq!(w.out, b"abcdef");
+    }
+
+    #[test]
+    fn a_panicking_encoder_leaves_nothing_behind() {
+        let mut q = WriteQueue::default();
+        q.extend(b"ok");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.encode_with(|b| -> Result<(), ()> {
+                b.extend_from_slice(b"half");
+                panic!("encoder bug")
+            })
+        }));
+        assert!(panicked.is_err());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.encode_around(
+                Bytes::from_static(b"body"),
+                |before, _| -> Result<bool, ()> {
+                    before.extend_from_slice(b"head");
+                    panic!("encoder bug")
+                },
+            )
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(q.len(), 2);
+        let mut out = Vec::new();
+        while !q.is_empty() {
+            q.write_to(&mut out).unwrap();
+        }
+        assert_eq!(out, b"ok");
     }
 
     #[test]

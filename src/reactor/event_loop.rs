@@ -15,6 +15,7 @@ mod read;
 mod timers;
 
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use crate::codec::reader::FrameReader;
 use crate::conn::flag;
 use crate::conn::table::ConnTable;
 use crate::dispatch::App;
-use crate::error::CloseReason;
+use crate::error::{panic_message, CloseReason};
 use crate::runtime::{Command, CurrentLoop, LoopCore, Runtime};
 use timers::Timers;
 
@@ -203,11 +204,21 @@ impl EventLoop {
                 Command::Register(stream, peer, protocol) => self.open(stream, peer, protocol),
                 Command::Send { to, id, seq, body } => {
                     shared.inflight.fetch_sub(body.len(), Ordering::Relaxed);
-                    let sent =
-                        core.table
-                            .send(to.key(), to.generation, id, seq, Payload::Shared(body));
-                    if let Err(e) = sent {
-                        log::debug!("conn {to}: cross-thread send dropped: {e}");
+                    // The packer is user code: a panic closes that
+                    // connection only, as in a handler.
+                    let sent = catch_unwind(AssertUnwindSafe(|| {
+                        let body = Payload::Shared(body);
+                        core.table.send(to.key(), to.generation, id, seq, body)
+                    }));
+                    match sent {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => log::debug!("conn {to}: cross-thread send dropped: {e}"),
+                        Err(panic) => {
+                            let why = panic_message(&*panic);
+                            log::error!("conn {to}: packer panicked encoding a message: {why}");
+                            let reason = CloseReason::HandlerPanic;
+                            core.table.close(to.key(), to.generation, reason);
+                        }
                     }
                 }
                 Command::Broadcast(encoded, except) => {

@@ -306,9 +306,39 @@ fn a_panicking_encode_closes_only_its_connection() {
 /// the peer must get whole frames only (those queued before), and the loop
 /// must survive.
 #[test]
-#[ignore = "bug: encode panicking after appending leaves half a frame in the write queue: sent, length underflows, loop thread dies"]
 fn a_panicking_encode_after_a_partial_frame_closes_only_its_connection() {
     encode_panic_closes_only_its_connection(7);
+}
+
+/// A message sent from another thread is encoded by the connection's loop:
+/// a packer panicking there closes only that connection (`HandlerPanic`),
+/// and the loop goes on serving the others. Without the isolation the loop
+/// thread dies and the bystander's echo times out.
+#[test]
+fn a_packer_panicking_on_a_cross_thread_send_closes_only_its_connection() {
+    let (opened_tx, opened) = unbounded();
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .packer(FragileEncode)
+            .on_open(move |s| {
+                let _ = opened_tx.send((s.peer_addr(), s.handle()));
+            })
+            .route(1, echo),
+    );
+    let server = start(builder);
+    let mut bystander = Client::connect(server.local_addr());
+    let _ = opened.recv_timeout(TIMEOUT).expect("on_open ran");
+    let mut victim = Client::connect(server.local_addr());
+    let (peer, handle) = opened.recv_timeout(TIMEOUT).expect("on_open ran");
+    assert_eq!(peer, local(&victim));
+    // From this (test) thread, not the loop's.
+    handle.send(66, b"boom").expect("handed to the loop");
+    assert!(read_to_eof(&mut victim).is_empty());
+    let reason = closes.reason_for(local(&victim));
+    assert!(matches!(reason, CloseReason::HandlerPanic), "{reason:?}");
+    assert_echoes(&mut bystander, b"the loop goes on");
+    server.shutdown(TIMEOUT).unwrap();
 }
 
 // ---------------------------------------------------------------------------
