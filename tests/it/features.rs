@@ -8,8 +8,11 @@
 //! `Balance::LeastConnections`. `features/flow.rs`: the inbox limit,
 //! broadcast and the high-water mark, connects during shutdown, the
 //! blocking client. `features/sockets.rs`: socket options and IPv6.
+//! `features/hub.rs`: listing connections from any loop, sends of `Bytes`,
+//! `broadcast_except`, the shutdown handle, user data that is not `Send`.
 
 mod flow;
+mod hub;
 mod sockets;
 
 use std::io::{self, Read, Write};

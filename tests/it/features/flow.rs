@@ -15,7 +15,7 @@ use crate::common::{echo, frame, start, track_closes, wait_until, Client, TIMEOU
 
 /// Route 50 blocks its loop: it says so on `entered`, then waits (bounded)
 /// for the test to send on `release`.
-fn blocking_route(builder: Builder) -> (Builder, Receiver<()>, Sender<()>) {
+pub(super) fn blocking_route(builder: Builder) -> (Builder, Receiver<()>, Sender<()>) {
     let (entered_tx, entered) = bounded(1);
     let (release, release_rx) = bounded::<()>(1);
     let builder = builder.route(50, move |_ctx: &mut Context<'_>| {
@@ -28,7 +28,7 @@ fn blocking_route(builder: Builder) -> (Builder, Receiver<()>, Sender<()>) {
 }
 
 /// Report every opened connection's handle, by peer address.
-fn report_opens(builder: Builder) -> (Builder, Receiver<(SocketAddr, ConnHandle)>) {
+pub(super) fn report_opens(builder: Builder) -> (Builder, Receiver<(SocketAddr, ConnHandle)>) {
     let (tx, rx) = unbounded();
     let builder = builder.on_open(move |session| {
         let _ = tx.send((session.peer_addr(), session.handle()));
@@ -36,7 +36,7 @@ fn report_opens(builder: Builder) -> (Builder, Receiver<(SocketAddr, ConnHandle)
     (builder, rx)
 }
 
-fn handle_of(opens: &Receiver<(SocketAddr, ConnHandle)>, c: &Client) -> ConnHandle {
+pub(super) fn handle_of(opens: &Receiver<(SocketAddr, ConnHandle)>, c: &Client) -> ConnHandle {
     let (peer, handle) = opens.recv_timeout(TIMEOUT).expect("on_open ran");
     assert_eq!(peer, local(c));
     handle
