@@ -25,6 +25,7 @@ pub(crate) enum Payload<'a> {
 
 impl Payload<'_> {
     /// The body's bytes.
+    #[inline]
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Payload::Slice(s) => s,
@@ -35,6 +36,7 @@ impl Payload<'_> {
     /// The body, if it is shared and large enough to be queued by
     /// reference ([`queue::SHARE_MIN`]): below that, copying it is cheaper
     /// than another chunk in the queue.
+    #[inline]
     pub(crate) fn shareable(&self) -> Option<&Bytes> {
         match self {
             Payload::Shared(b) if b.len() >= queue::SHARE_MIN => Some(b),
@@ -53,6 +55,7 @@ pub(crate) struct LazyQueue<'a> {
 
 impl LazyQueue<'_> {
     /// The queue, taken from the pool if the connection has none.
+    #[inline]
     pub(crate) fn get(&mut self) -> &mut WriteQueue {
         self.queue
             .get_or_insert_with(|| self.pool.borrow_mut().take_write())

@@ -60,6 +60,7 @@ impl Batch {
     }
 
     /// Every message as `(id, seq, body, what body lies in)`, in order.
+    #[inline]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, u32, &[u8], &Bytes)> {
         let msgs = self
             .msgs

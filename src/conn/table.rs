@@ -112,6 +112,7 @@ impl ConnTable {
         ConnId::new(self.index, key, generation)
     }
 
+    #[inline]
     pub(crate) fn mark_dirty(&self, key: usize, conn: &mut Conn) {
         if !conn.has(flag::DIRTY) {
             conn.set(flag::DIRTY);
