@@ -72,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  (printf '\\x05\\x00\\x00\\x00\\x01\\x00\\x00\\x00hello'; sleep 1) | \
          openssl s_client -connect {addr} -servername localhost{ca} -alpn netloom/1 \
-         -quiet -no_ign_eof | xxd"
+         -quiet -no_ign_eof | od -An -c"
     );
     println!("press Ctrl-C to stop");
     Ok(server.join()?)

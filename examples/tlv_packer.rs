@@ -47,9 +47,9 @@ fn main() -> Result<(), netloom::Error> {
     println!("frame: seq u32 LE | kind u32 LE | len u32 LE | data | \\r\\n");
     println!("kind 1 echoes, kind 2 upper-cases; replies carry the request's seq.");
     println!("try it (seq=7, kind=2, len=2, data=hi; expect seq=7 and HI back):");
+    // Python's standard library only (a fresh machine has no nc or xxd).
     println!(
-        "  printf '\\x07\\x00\\x00\\x00\\x02\\x00\\x00\\x00\\x02\\x00\\x00\\x00hi\\r\\n' \
-         | nc -q1 {ip} {port} | xxd"
+        r#"  python3 -c 'import socket, struct; s = socket.create_connection(("{ip}", {port}), timeout=5); s.sendall(struct.pack("<III", 7, 2, 2) + b"hi\r\n"); f = s.makefile("rb"); q, k, n = struct.unpack("<III", f.read(12)); print("seq", q, "kind", k, "data", f.read(n), "trailer", f.read(2))'"#
     );
     println!("press Ctrl-C to stop");
     server.join()
