@@ -143,9 +143,22 @@ impl ConnTable {
         self.over_high_water(key, conn, queued)
     }
 
-    /// The queue is over the high-water mark: apply the slow-peer policy.
+    /// The queue is over the high-water mark: apply the slow-peer policy
+    /// and return the error for the sender (counted).
     #[cold]
     fn over_high_water(&self, key: usize, conn: &mut Conn, queued: usize) -> Result<()> {
+        self.slow_peer(key, conn, queued);
+        Err(self.send_error(match self.slow_peer {
+            SlowPeerPolicy::Backpressure => Error::BufferFull,
+            SlowPeerPolicy::Close => Error::Closed,
+        }))
+    }
+
+    /// Apply the slow-peer policy to a connection whose queue holds
+    /// `queued` bytes, over the mark: stop reading it until it drains, or
+    /// close it.
+    #[cold]
+    fn slow_peer(&self, key: usize, conn: &mut Conn, queued: usize) {
         Counters::add(&self.counters.slow_peer_events, 1);
         match self.slow_peer {
             SlowPeerPolicy::Backpressure => {
@@ -157,12 +170,19 @@ impl ConnTable {
                     );
                 }
                 conn.set(flag::PAUSED);
-                Err(self.send_error(Error::BufferFull))
             }
-            SlowPeerPolicy::Close => {
-                self.begin_close(key, conn, CloseReason::SlowPeer, None);
-                Err(self.send_error(Error::Closed))
-            }
+            SlowPeerPolicy::Close => self.begin_close(key, conn, CloseReason::SlowPeer, None),
+        }
+    }
+
+    /// After a layer queued its own replies (pongs, close frames; what a
+    /// read made it answer): the same mark and policy as for messages, so
+    /// a peer that makes the server answer and never reads is paused (or
+    /// closed) like any slow peer.
+    pub(crate) fn check_layer_output(&self, key: usize, conn: &mut Conn) {
+        let queued = conn.queued();
+        if queued > self.write_high_water && !conn.has(flag::CLOSING) {
+            self.slow_peer(key, conn, queued);
         }
     }
 

@@ -9,6 +9,8 @@ mod common;
 mod tls_support;
 
 mod features;
+#[cfg(feature = "ws")]
+mod hardening;
 mod layering;
 mod lifecycle;
 mod protocol;
@@ -19,3 +21,5 @@ mod tls_features;
 mod tlv;
 #[cfg(feature = "ws")]
 mod ws;
+#[cfg(feature = "ws")]
+mod ws_raw;

@@ -77,6 +77,7 @@ impl EventLoop {
             conn.last_active = self.timers.now32();
             conn.unset(flag::PINGED);
             let mut decoded = self.decode(key, conn, n, direct);
+            table.check_layer_output(key, conn);
             drop(slab);
             if let Some(upgrade) = decoded.upgrade.take() {
                 decoded.failed = decoded

@@ -1,0 +1,120 @@
+//! Hostile and broken peers (issue 11): each test attacks a real server
+//! over loopback the way an outside peer could, and checks that the
+//! offending connection gets a typed close or is held to the configured
+//! bounds while the others carry on.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use netloom::ws;
+use netloom::{Builder, CloseReason, Server, SlowPeerPolicy};
+
+use crate::common::{echo, track_closes, wait_until, Client, TIMEOUT};
+use crate::ws_raw::RawWs;
+
+/// A masked client ping with a 125-byte payload (the most a control frame
+/// carries): 131 bytes on the wire, 127 in the pong.
+fn ping_frame() -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x89, 0x80 | 125];
+    f.extend_from_slice(&mask);
+    f.extend((0..125u8).map(|i| i ^ mask[i as usize % 4]));
+    f
+}
+
+/// Write pings without reading until a write blocks for `stall`, or
+/// `limit` bytes are out. Returns the bytes written.
+fn flood_pings(ws: &mut RawWs, limit: usize, stall: Duration) -> usize {
+    ws.stream.set_write_timeout(Some(stall)).unwrap();
+    let batch: Vec<u8> = (0..256).flat_map(|_| ping_frame()).collect();
+    let mut sent = 0;
+    while sent < limit {
+        match ws.stream.write(&batch) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return sent
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    sent
+}
+
+fn ws_server(builder: Builder) -> netloom::ServerHandle {
+    crate::common::init_logs();
+    builder
+        .route(ws::TEXT, |ctx| ctx.reply(ws::TEXT, ctx.body()))
+        .route(1, echo)
+        .bind_ws("127.0.0.1:0")
+        .expect("bind_ws")
+        .bind("127.0.0.1:0")
+        .expect("bind")
+        .start()
+        .expect("start")
+}
+
+/// A client that floods pings and never reads makes the server queue a
+/// pong per ping. The pongs count against the write queue's high-water
+/// mark like any reply: the server stops reading that peer (its bytes in
+/// stop growing far below what the peer sent) and other peers are served.
+/// Without the bound the server reads all 64 MiB and queues as much.
+#[test]
+fn a_ping_flood_that_never_reads_is_paused_at_the_high_water_mark() {
+    const MARK: usize = 64 << 10;
+    let server = ws_server(Server::builder().event_loops(1).write_high_water(MARK));
+    let ws_addr = server.local_addrs()[0];
+    let mut flooder = RawWs::connect(ws_addr, "/");
+    let sent = flood_pings(&mut flooder, 64 << 20, Duration::from_millis(500));
+    // Let the loop finish what it was doing with what it read.
+    wait_until("the server to stop reading", || {
+        let a = server.stats().bytes_in;
+        std::thread::sleep(Duration::from_millis(50)); // a measurement window
+        a == server.stats().bytes_in
+    });
+    let stats = server.stats();
+    // Pongs the server made, minus what the kernel took: what its queue
+    // holds. At most the mark plus one read's pongs (64 KiB read).
+    let pongs = stats.bytes_in as usize * 127 / 131;
+    let held = pongs.saturating_sub(stats.bytes_out as usize);
+    assert!(
+        held <= MARK + (64 << 10),
+        "the server holds ~{held} bytes of pongs (read {} of {sent}, wrote {})",
+        stats.bytes_in,
+        stats.bytes_out
+    );
+    assert!(
+        (stats.bytes_in as usize) < sent,
+        "the server read everything: {stats}"
+    );
+    assert!(stats.slow_peer_events >= 1, "{stats}");
+    // The loop still serves others.
+    let mut other = Client::connect(server.local_addrs()[1]);
+    other.send(1, b"still here");
+    assert_eq!(other.recv(), (1, b"still here".to_vec()));
+    drop(flooder);
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// The same flood under `SlowPeerPolicy::Close`: the flooder is closed
+/// with `SlowPeer`.
+#[test]
+fn a_ping_flood_under_the_close_policy_is_closed_as_a_slow_peer() {
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .write_high_water(64 << 10)
+            .slow_peer(SlowPeerPolicy::Close),
+    );
+    let server = ws_server(builder);
+    let mut flooder = RawWs::connect(server.local_addrs()[0], "/");
+    let local = flooder.stream.local_addr().unwrap();
+    let _ = flood_pings(&mut flooder, 64 << 20, Duration::from_millis(500));
+    let reason = closes.reason_for(local);
+    assert!(matches!(reason, CloseReason::SlowPeer), "{reason:?}");
+    server.shutdown(TIMEOUT).unwrap();
+}
