@@ -74,7 +74,7 @@ impl Layer {
             sink.stream.extend_from_slice(input);
             return Ok(Incoming::default());
         };
-        match (&mut stack.tls, &mut stack.ws) {
+        let incoming = match (&mut stack.tls, &mut stack.ws) {
             (Some(tls), Some(ws)) => {
                 let mut plain = std::mem::take(sink.plain);
                 let result = tls
@@ -90,7 +90,14 @@ impl Layer {
                 sink.stream.extend_from_slice(input);
                 Ok(Incoming::default())
             }
+        }?;
+        if let (true, Some(tls)) = (incoming.peer_closed, &mut stack.tls) {
+            // The peer ended its TLS session (RFC 8446 6.1, RFC 5246
+            // 7.2.1): answer with close_notify and send nothing more.
+            tls.close_notify();
+            sink.out.discard();
         }
+        Ok(incoming)
     }
 
     /// The application's verdict on a WebSocket upgrade: answer it (101, or
@@ -118,8 +125,14 @@ impl Layer {
         &mut self,
         reason: &CloseReason,
         goodbye: Option<&Goodbye>,
-        out: LazyQueue<'_>,
+        mut out: LazyQueue<'_>,
     ) {
+        if self.tls_mut().is_some_and(|tls| tls.said_goodbye()) {
+            // After close_notify nothing may follow (replies to what came
+            // before the peer's close_notify included).
+            out.discard();
+            return;
+        }
         if let Some(ws) = self.ws_mut() {
             ws.begin_close(reason, goodbye, out);
         }

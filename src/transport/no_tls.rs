@@ -48,6 +48,10 @@ impl TlsSession {
         match *self {}
     }
 
+    pub(crate) fn said_goodbye(&self) -> bool {
+        match *self {}
+    }
+
     pub(crate) fn flush(
         &mut self,
         _queue: Option<&mut WriteQueue>,

@@ -17,6 +17,8 @@ mod protocol;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]
+mod tls_close;
+#[cfg(feature = "tls")]
 mod tls_features;
 mod tlv;
 #[cfg(feature = "ws")]

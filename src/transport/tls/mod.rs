@@ -336,6 +336,11 @@ impl TlsSession {
         self.sent < self.outgoing.len()
     }
 
+    /// close_notify was queued (or given up on): nothing more may be sent.
+    pub(crate) fn said_goodbye(&self) -> bool {
+        self.notified
+    }
+
     /// Queue close_notify (once). Only once the handshake is over: before,
     /// rustls has no way to send it (and the peer learns nothing from it
     /// that the end of the stream does not say).

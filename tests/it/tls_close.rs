@@ -1,0 +1,139 @@
+//! A peer that ends its TLS session with close_notify gets close_notify
+//! back (RFC 8446 6.1, RFC 5246 7.2.1), and no application data after it:
+//! Python's `SSLSocket.unwrap()` (OpenSSL's bidirectional shutdown) then
+//! succeeds. With a bare FIN it fails with `UNEXPECTED_EOF_WHILE_READING`,
+//! and with a reply sent after the client's close_notify (TLS 1.2) with
+//! `APPLICATION_DATA_AFTER_CLOSE_NOTIFY`.
+//!
+//! `openssl s_client` shuts down one way only (it sends close_notify and
+//! exits without reading), so it cannot see the answer; Python's `ssl` is
+//! OpenSSL's shutdown driven to the end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use netloom::{CloseReason, Server};
+
+use crate::common::peers::{require, Peer};
+use crate::common::{echo, start, track_closes};
+use crate::tls_support::{run_python, server_config, test_cert, TempFile};
+
+/// Connect with one TLS version, then either echo once and `unwrap()`
+/// ("after-echo"), or send a request and `unwrap()` at once without
+/// reading its reply ("with-request": the request and close_notify reach
+/// the server together, and its reply must not follow its close_notify).
+const PY_UNWRAP: &str = r#"
+import socket, ssl, struct, sys
+port, cafile, version, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(cafile)
+ctx.minimum_version = v
+ctx.maximum_version = v
+frame = struct.pack("<II", 2, 1) + b"hi"
+
+def after_echo(i):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    s.settimeout(10)
+    s.sendall(frame)
+    got = b""
+    while len(got) < len(frame):
+        chunk = s.recv(len(frame) - len(got))
+        if not chunk:
+            sys.exit("closed before the echo")
+        got += chunk
+    assert got == frame, got
+    s.unwrap().close()
+
+def with_request(i):
+    # The request's record and close_notify leave in one write, so the
+    # server reads them together: its reply must not follow its
+    # close_notify.
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(out.read())
+            data = sock.recv(65536)
+            if not data:
+                sys.exit("EOF in the handshake")
+            inc.write(data)
+    sock.sendall(out.read())
+    obj.write(frame)
+    try:
+        obj.unwrap()
+    except ssl.SSLWantReadError:
+        pass
+    sock.sendall(out.read())
+    while True:
+        data = sock.recv(65536)
+        if data:
+            inc.write(data)
+        else:
+            inc.write_eof()
+        try:
+            obj.unwrap()
+            break
+        except ssl.SSLWantReadError:
+            if not data:
+                sys.exit("EOF without close_notify")
+    sock.close()
+
+for i in range(20):
+    try:
+        (after_echo if mode == "after-echo" else with_request)(i)
+    except ssl.SSLError as e:
+        sys.exit("unwrap %d failed: %s" % (i, e))
+print("unwrapped")
+"#;
+
+fn unwrap_succeeds(version: &str, mode: &str) {
+    let Some(py) = require(Peer::Python3) else {
+        return;
+    };
+    let cert = test_cert();
+    let ca = TempFile::new("ca.pem", &cert.cert_pem);
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .tls(Arc::new(server_config(&cert, rustls::ALL_VERSIONS)))
+            .route(1, echo),
+    );
+    let server = start(builder);
+    let port = server.local_addr().port().to_string();
+    let out = run_python(&py, PY_UNWRAP, &[&port, ca.arg(), version, mode]);
+    assert_eq!(out.trim(), "unwrapped", "TLS {version} {mode}");
+    for _ in 0..20 {
+        let (_, reason) = closes.next();
+        assert!(matches!(reason, CloseReason::PeerClosed), "{reason:?}");
+    }
+    // Replies to requests that came with the close_notify were dropped at
+    // once, not left to the close linger.
+    assert_eq!(server.stats().unflushed_closes, 0);
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn python_unwrap_after_an_echo_gets_close_notify_tls12() {
+    unwrap_succeeds("1.2", "after-echo");
+}
+
+#[test]
+fn python_unwrap_after_an_echo_gets_close_notify_tls13() {
+    unwrap_succeeds("1.3", "after-echo");
+}
+
+#[test]
+fn python_unwrap_right_after_a_request_gets_no_data_after_close_notify_tls12() {
+    unwrap_succeeds("1.2", "with-request");
+}
+
+#[test]
+fn python_unwrap_right_after_a_request_gets_no_data_after_close_notify_tls13() {
+    unwrap_succeeds("1.3", "with-request");
+}
