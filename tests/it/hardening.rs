@@ -118,3 +118,90 @@ fn a_ping_flood_under_the_close_policy_is_closed_as_a_slow_peer() {
     assert!(matches!(reason, CloseReason::SlowPeer), "{reason:?}");
     server.shutdown(TIMEOUT).unwrap();
 }
+
+/// RFC 6455 4.2.2: a request for a version the server does not speak is
+/// refused with the version it does, `Sec-WebSocket-Version: 13` (and
+/// 426 Upgrade Required), and closed as a bad upgrade.
+#[test]
+fn an_unknown_websocket_version_is_answered_with_the_one_spoken() {
+    let (builder, mut closes) = track_closes(Server::builder().event_loops(1));
+    let server = ws_server(builder);
+    for version in ["8", "14"] {
+        let mut ws = RawWs::tcp(server.local_addrs()[0]);
+        let local = ws.stream.local_addr().unwrap();
+        let request = crate::ws_raw::upgrade_request("/").replace(
+            "Sec-WebSocket-Version: 13",
+            &format!("Sec-WebSocket-Version: {version}"),
+        );
+        ws.write(request.as_bytes());
+        let answer = ws.read_to_end();
+        assert!(answer.starts_with("HTTP/1.1 426 "), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("\r\nsec-websocket-version: 13\r\n"),
+            "{answer}"
+        );
+        let reason = closes.reason_for(local);
+        assert!(matches!(reason, CloseReason::BadUpgrade(_)), "{reason:?}");
+    }
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// A close frame with a code a peer may not send (999, 1005, 5000) is
+/// answered with 1002, and `on_close` reports the protocol error, not a
+/// peer close with the server's own 1002.
+#[test]
+fn an_invalid_close_code_is_a_protocol_error() {
+    let (builder, mut closes) = track_closes(Server::builder().event_loops(1));
+    let server = ws_server(builder);
+    for code in [999u16, 1005, 5000] {
+        let mut ws = RawWs::connect(server.local_addrs()[0], "/");
+        let local = ws.stream.local_addr().unwrap();
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"bye");
+        ws.send_frame(0x88, &payload, true);
+        assert_eq!(ws.expect_close().0, 1002, "code {code}");
+        match closes.reason_for(local) {
+            CloseReason::WsProtocol {
+                code: 1002,
+                message,
+            } => {
+                assert!(message.contains(&code.to_string()), "{message}")
+            }
+            other => panic!("code {code}: {other:?}"),
+        }
+    }
+    // A valid code is still a peer close, with the peer's code.
+    let mut ws = RawWs::connect(server.local_addrs()[0], "/");
+    let local = ws.stream.local_addr().unwrap();
+    ws.send_frame(0x88, &[0x0f, 0xa0, b'o', b'k'], true);
+    assert_eq!(ws.expect_close().0, 4000);
+    let reason = closes.reason_for(local);
+    assert!(
+        matches!(&reason, CloseReason::WsClosed { code: 4000, reason } if reason == "ok"),
+        "{reason:?}"
+    );
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// A frame declaring a 64-bit length with the top bit set breaks RFC
+/// 6455 5.2: 1002 (protocol error), not 1009 (too big).
+#[test]
+fn a_length_with_the_top_bit_set_is_a_protocol_error() {
+    let (builder, mut closes) = track_closes(Server::builder().event_loops(1));
+    let server = ws_server(builder);
+    let mut ws = RawWs::connect(server.local_addrs()[0], "/");
+    let local = ws.stream.local_addr().unwrap();
+    let mut frame = vec![0x82, 0x80 | 127];
+    frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4, 9, 9]);
+    ws.write(&frame);
+    assert_eq!(ws.expect_close().0, 1002);
+    let reason = closes.reason_for(local);
+    assert!(
+        matches!(reason, CloseReason::WsProtocol { code: 1002, .. }),
+        "{reason:?}"
+    );
+    server.shutdown(TIMEOUT).unwrap();
+}

@@ -35,6 +35,29 @@ pub(super) fn fail(
     }
 }
 
+/// Why the connection ends after the peer's close frame (which
+/// tungstenite answered): `WsClosed` with the peer's code and reason, or,
+/// for a code a peer may not send (RFC 6455 7.4: below 1000, 1004-1006,
+/// 1015, 1016-2999, 5000 and up), a protocol error. tungstenite answers
+/// such a frame with 1002 and hands back its own frame, so the code the
+/// peer really sent is `sent` (read by the frame tracker).
+pub(super) fn peer_close(frame: Option<CloseFrame>, sent: Option<u16>) -> CloseReason {
+    match (frame, sent) {
+        (_, Some(code)) if !CloseCode::from(code).is_allowed() => CloseReason::WsProtocol {
+            code: 1002,
+            message: format!("the peer's close frame carries code {code}, which may not be sent"),
+        },
+        (Some(f), _) => CloseReason::WsClosed {
+            code: u16::from(f.code),
+            reason: f.reason.as_str().to_owned(),
+        },
+        (None, _) => CloseReason::WsClosed {
+            code: 1005,
+            reason: String::new(),
+        },
+    }
+}
+
 /// The close code for a tungstenite read error.
 pub(super) fn failure_code(e: &WsError) -> CloseCode {
     match e {

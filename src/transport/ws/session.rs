@@ -11,7 +11,7 @@ use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tungstenite::protocol::{Role, WebSocketContext};
 use tungstenite::Message as WsMessage;
 
-use super::close::{close_frame_for, fail, failure_code};
+use super::close::{close_frame_for, fail, failure_code, peer_close};
 use super::handshake;
 use super::tracker::FrameTracker;
 use super::{WsMode, WsSettings, BINARY, TEXT};
@@ -226,7 +226,11 @@ impl WsSession {
                     break;
                 }
                 Err(e) => {
-                    outcome = Err(fail(ctx, &mut io, failure_code(&e), e.to_string()));
+                    let code = match frames.bad_length {
+                        true => CloseCode::Protocol,
+                        false => failure_code(&e),
+                    };
+                    outcome = Err(fail(ctx, &mut io, code, e.to_string()));
                     break;
                 }
             };
@@ -251,10 +255,7 @@ impl WsSession {
                         // Write tungstenite's echo of the close frame; it
                         // then reports the connection closed.
                         let _ = ctx.flush(&mut io);
-                        let (code, reason) = frame.map_or((1005, String::new()), |f| {
-                            (u16::from(f.code), f.reason.as_str().to_owned())
-                        });
-                        outcome = Err(CloseReason::WsClosed { code, reason });
+                        outcome = Err(peer_close(frame, frames.close_code()));
                     }
                     break;
                 }

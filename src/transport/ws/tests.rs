@@ -387,3 +387,26 @@ fn goodbye_is_sanitized() {
     });
     assert_eq!(u16::from(code), 4000);
 }
+
+#[test]
+fn the_tracker_reads_the_peer_close_code_and_bad_lengths_at_any_split() {
+    let mut payload = 4999u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"why");
+    let mut wire = client_frame(0x81, b"text first", [9, 8, 7, 6]);
+    wire.extend(client_frame(0x88, &payload, [0xaa, 0x55, 0x0f, 0xf0]));
+    for cut in 0..=wire.len() {
+        let mut t = FrameTracker::default();
+        t.feed(&wire[..cut]);
+        t.feed(&wire[cut..]);
+        assert_eq!(t.close_code(), Some(4999), "cut at {cut}");
+        assert!(!t.bad_length);
+    }
+    let mut t = FrameTracker::default();
+    t.feed(&[0x88, 0x00]);
+    assert_eq!(t.close_code(), None, "a close frame without a code");
+    let mut huge = vec![0x82, 0xff];
+    huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    huge.extend_from_slice(&[0; 4]);
+    t.feed(&huge);
+    assert!(t.bad_length);
+}

@@ -1,5 +1,6 @@
 //! [`FrameTracker`]: follows the client's frame headers, to know when
-//! tungstenite holds no partial frame or fragmented message.
+//! tungstenite holds no partial frame or fragmented message, and what the
+//! peer really put in a close frame and a frame length.
 
 use super::SHRINK_AFTER;
 
@@ -16,6 +17,14 @@ pub(super) struct FrameTracker {
     fragmented: bool,
     /// A frame of at least `SHRINK_AFTER` bytes was seen.
     pub(super) big: bool,
+    /// A 64-bit length with its most significant bit set was seen (RFC
+    /// 6455 5.2: a protocol error, not a size one).
+    pub(super) bad_length: bool,
+    /// Inside a close frame's payload: its mask and how far in.
+    close: Option<([u8; 4], u64)>,
+    /// The first two payload bytes of the last close frame, unmasked.
+    close_code: [u8; 2],
+    close_have: u8,
 }
 
 impl FrameTracker {
@@ -33,6 +42,15 @@ impl FrameTracker {
         while !input.is_empty() {
             if self.left > 0 {
                 let take = self.left.min(input.len() as u64);
+                if let Some((mask, at)) = &mut self.close {
+                    for &b in &input[..take as usize] {
+                        if *at < 2 {
+                            self.close_code[*at as usize] = b ^ mask[*at as usize];
+                            self.close_have += 1;
+                        }
+                        *at += 1;
+                    }
+                }
                 self.left -= take;
                 input = &input[take as usize..];
                 continue;
@@ -63,9 +81,25 @@ impl FrameTracker {
                 self.fragmented = h[0] & 0x80 == 0;
             }
             self.big |= len >= SHRINK_AFTER;
+            self.bad_length |= h[1] & 0x7f == 127 && h[2] & 0x80 != 0;
+            self.close = None;
+            if h[0] & 0x0f == 0x8 {
+                let end = usize::from(self.have);
+                let mask = match h[1] & 0x80 {
+                    0 => [0; 4],
+                    _ => [h[end - 4], h[end - 3], h[end - 2], h[end - 1]],
+                };
+                self.close = Some((mask, 0));
+                self.close_have = 0;
+            }
             self.left = len;
             self.have = 0;
         }
+    }
+
+    /// The code of the last close frame the peer sent, if it carried one.
+    pub(super) fn close_code(&self) -> Option<u16> {
+        (self.close_have >= 2).then(|| u16::from_be_bytes(self.close_code))
     }
 
     pub(super) fn at_boundary(&self) -> bool {
