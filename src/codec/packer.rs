@@ -193,7 +193,9 @@ pub trait Packer: Send + Sync + 'static {
     ///
     /// Provided on top of [`peek`](Packer::peek): the frame is split off
     /// `buf` (the body shares it, no copy), and an incomplete frame of known
-    /// length reserves room for itself. Implement it instead of `peek` when
+    /// length reserves room for its rest in bounded steps (64 KiB, or as
+    /// much as `buf` holds: a declared length costs memory only as its
+    /// bytes arrive). Implement it instead of `peek` when
     /// the body is not a plain slice of the frame.
     ///
     /// # Errors
@@ -216,8 +218,10 @@ pub trait Packer: Send + Sync + 'static {
                 }))
             }
             Peek::Incomplete { frame_len } => {
+                // Room for the rest, in a bounded step: a declared length
+                // costs memory only as its bytes arrive.
                 if let Some(extra) = frame_len.and_then(|n| n.checked_sub(buf.len())) {
-                    buf.reserve(extra);
+                    buf.reserve(extra.min(buf.len().max(DECODE_STEP)));
                 }
                 Ok(None)
             }
@@ -272,6 +276,10 @@ pub trait Packer: Send + Sync + 'static {
         Ok(false)
     }
 }
+
+/// Most room the provided `decode` reserves ahead at once beyond what the
+/// buffer holds (it grows with what arrives, at most doubling).
+const DECODE_STEP: usize = 64 << 10;
 
 /// What the provided `decode` says of a packer that implements neither
 /// `peek` nor `decode`.

@@ -51,6 +51,11 @@ pub(crate) struct Batch {
     pub(crate) msgs: Vec<Message>,
     pub(crate) frames: Vec<FrameRef>,
     pub(crate) bytes: Bytes,
+    /// Bytes of the allocation `bytes` was split from (what a body kept
+    /// from it pins), and the same for decoded `msgs` (0: each message
+    /// is its own allocation, as a layer's are).
+    pub(crate) frames_alloc: usize,
+    pub(crate) msgs_alloc: usize,
 }
 
 impl Batch {
@@ -59,17 +64,18 @@ impl Batch {
         self.msgs.len() + self.frames.len()
     }
 
-    /// Every message as `(id, seq, body, what body lies in)`, in order.
+    /// Every message as `(id, seq, body, what body lies in, the size of
+    /// the allocation that lies in)`, in order.
     #[inline]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, u32, &[u8], &Bytes)> {
-        let msgs = self
-            .msgs
-            .iter()
-            .map(|m| (m.id, m.seq, &m.body[..], &m.body));
-        let frames = self
-            .frames
-            .iter()
-            .map(|f| (f.id, f.seq, &self.bytes[f.body.clone()], &self.bytes));
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, u32, &[u8], &Bytes, usize)> {
+        let msgs = self.msgs.iter().map(|m| {
+            let alloc = self.msgs_alloc.max(m.body.len());
+            (m.id, m.seq, &m.body[..], &m.body, alloc)
+        });
+        let frames = self.frames.iter().map(|f| {
+            let body = &self.bytes[f.body.clone()];
+            (f.id, f.seq, body, &self.bytes, self.frames_alloc)
+        });
         msgs.chain(frames)
     }
 
@@ -78,10 +84,15 @@ impl Batch {
         self.msgs.clear();
         self.frames.clear();
         self.bytes = Bytes::new();
+        self.frames_alloc = 0;
+        self.msgs_alloc = 0;
     }
 
     /// Turn found frames into messages, before `bytes` is replaced.
     fn frames_into_msgs(&mut self) {
+        if !self.frames.is_empty() {
+            self.msgs_alloc = self.msgs_alloc.max(self.frames_alloc);
+        }
         for f in self.frames.drain(..) {
             self.msgs.push(Message {
                 id: f.id,
@@ -128,22 +139,16 @@ pub(crate) struct FrameReader {
     batch: Batch,
     /// Emptied partial-frame buffers, pooled once the batch is handled.
     spent: Vec<BytesMut>,
-    /// Most room reserved ahead for one incomplete frame: the body limit
-    /// plus one read (a custom packer's declared length is the packer's to
-    /// check; past this the buffer grows only as the bytes arrive).
-    max_ahead: usize,
 }
 
 impl FrameReader {
-    /// A reader whose reads ask for `read_size` bytes, reserving room ahead
-    /// for frames of up to `max_body_length` bytes.
-    pub(crate) fn new(read_size: usize, max_body_length: usize) -> Self {
+    /// A reader whose reads ask for `read_size` bytes.
+    pub(crate) fn new(read_size: usize) -> Self {
         FrameReader {
             scratch: vec![0; read_size].into_boxed_slice(),
             rx: BytesMut::new(),
             batch: Batch::default(),
             spent: Vec::new(),
-            max_ahead: max_body_length.saturating_add(read_size),
         }
     }
 
@@ -173,8 +178,8 @@ impl FrameReader {
                     max: size,
                 }
             }
-            // The whole rest of the frame in as few reads as the kernel
-            // allows: the room is bounded by `max_ahead`.
+            // The rest of a large frame, as much as its room (see
+            // `make_room`) takes.
             Some(p) if direct => Landing::Spare {
                 buf: p,
                 max: usize::MAX,
@@ -229,10 +234,10 @@ impl FrameReader {
             ServerPacker::Custom(p) => split_frames(&**p, buf, &mut self.batch, peer),
         };
         let (decoded, missing) = split.unwrap_or_else(|| {
+            self.batch.msgs_alloc = buf.capacity();
             let msgs = &mut self.batch.msgs;
             (decode_messages(packer.as_dyn(), buf, msgs, peer), 0)
         });
-        let missing = missing.min(self.max_ahead);
         let split_off = self.batch.len() > decoded_before;
         if let Err(reason) = decoded {
             failed = Some(reason);
@@ -249,9 +254,9 @@ impl FrameReader {
     }
 
     /// Keep what is left of the stream after the whole frames as the
-    /// connection's partial frame, with room reserved for the `missing`
-    /// rest of it. Room is reserved only now, after the whole frames were
-    /// split off: a buffer they share is not grown in place.
+    /// connection's partial frame, with room for the next read of the
+    /// `missing` rest of it. Room is made only now, after the whole frames
+    /// were split off: a buffer they share is not grown in place.
     fn keep_partial(
         &mut self,
         partial: &mut Option<BytesMut>,
@@ -263,7 +268,7 @@ impl FrameReader {
         let size = self.scratch.len();
         let spare_after = self.rx.capacity() - self.rx.len();
         let large = missing >= size
-            // `decode` reserved room for a large frame itself.
+            // A packer's `decode` made room for a large frame itself.
             || spare_after > spare_before && spare_after >= size;
         match partial.take() {
             Some(p) if p.is_empty() => self.spent.push(p),
@@ -276,14 +281,15 @@ impl FrameReader {
                 self.spent.push(p);
             }
             Some(mut p) => {
-                p.reserve(missing);
+                self.make_room(&mut p, missing);
                 *partial = Some(p);
             }
             // A large frame: the connection keeps this buffer, and the rest
             // of the frame is read straight into it.
             None if large => {
-                self.rx.reserve(missing);
-                *partial = Some(std::mem::take(&mut self.rx));
+                let mut p = std::mem::take(&mut self.rx);
+                self.make_room(&mut p, missing);
+                *partial = Some(p);
             }
             None if !self.rx.is_empty() => {
                 *partial = Some(pooled_copy(pool, &self.rx, missing));
@@ -291,6 +297,25 @@ impl FrameReader {
             }
             None => {}
         }
+    }
+
+    /// Room for the next read of the `missing` rest of a frame (0:
+    /// unknown, nothing is reserved): at least one read's worth, growing
+    /// with what has arrived (at most doubling the buffer) and never past
+    /// the frame's end. So a frame's memory follows the bytes that
+    /// arrive, whatever length its header declares, and a completed
+    /// frame's buffer is no larger than the frame (a reply sharing its
+    /// body pins about what it counts). Growing copies into an exact new
+    /// buffer (the old one goes back to the pool once no body shares it).
+    fn make_room(&mut self, p: &mut BytesMut, missing: usize) {
+        let size = self.scratch.len();
+        if missing == 0 || p.capacity() - p.len() >= missing.min(size) {
+            return;
+        }
+        let step = missing.min(p.len().max(4 * size));
+        let mut bigger = BytesMut::with_capacity(p.len() + step);
+        bigger.extend_from_slice(p);
+        self.spent.push(std::mem::replace(p, bigger));
     }
 
     /// The messages decoded so far, to be handled; give the batch back
@@ -388,6 +413,7 @@ pub(crate) fn split_frames<P: Packer + ?Sized>(
         }
     }
     if offset > 0 {
+        batch.frames_alloc = buf.capacity();
         batch.bytes = buf.split_to(offset).freeze();
     }
     Some((result, missing))

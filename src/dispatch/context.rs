@@ -183,6 +183,9 @@ pub struct Context<'a> {
     pub(crate) body: &'a [u8],
     /// What `body` lies in: sliced when the handler keeps the body.
     pub(crate) source: &'a Bytes,
+    /// Bytes of the allocation `source` lies in: what sharing a slice of
+    /// it keeps alive.
+    pub(crate) source_alloc: usize,
     /// Values middleware passes down; emptied between messages.
     pub(crate) values: Extensions,
 }
@@ -294,11 +297,13 @@ impl<'a> Context<'a> {
             .send_payload(id, self.seq, Payload::Shared(body))
     }
 
-    /// `body` as a reference-counted slice of this message's body, if it is
-    /// large enough to be worth sharing and lies inside it.
+    /// `body` as a reference-counted slice of this message's body, if it
+    /// lies inside it and is worth sharing: large enough, and at least
+    /// half the allocation it would keep alive (the high-water mark counts
+    /// the body; below that, a copy holds less than the share would pin).
     #[inline]
     fn shares_request(&self, body: &[u8]) -> Option<Bytes> {
-        if body.len() < crate::buf::queue::SHARE_MIN {
+        if body.len() < crate::buf::queue::SHARE_MIN || body.len() * 2 < self.source_alloc {
             return None;
         }
         let inside = self.body.as_ptr_range();

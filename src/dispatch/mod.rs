@@ -56,10 +56,11 @@ impl App {
                 seq: 0,
                 body: &[],
                 source: &empty,
+                source_alloc: 0,
                 values: Extensions::new(),
             };
             let mut closings = core.table.closings();
-            for (msg_id, seq, body, source) in batch.iter() {
+            for (msg_id, seq, body, source, alloc) in batch.iter() {
                 // Something started closing since the last look: is it
                 // this one?
                 if core.table.closings() != closings {
@@ -72,6 +73,7 @@ impl App {
                 ctx.seq = seq;
                 ctx.body = body;
                 ctx.source = source;
+                ctx.source_alloc = alloc;
                 if !ctx.values.is_empty() {
                     ctx.values.clear();
                 }

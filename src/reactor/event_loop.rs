@@ -64,7 +64,7 @@ impl EventLoop {
         inbox: Receiver<Command>,
     ) -> Self {
         let config = &runtime.config;
-        let reader = FrameReader::new(config.read_buffer, config.max_body_length);
+        let reader = FrameReader::new(config.read_buffer);
         let timers = Timers::new(config);
         let shared = &runtime.loops[index];
         let table = ConnTable::new(

@@ -92,10 +92,11 @@ impl Layer {
             }
         }?;
         if let (true, Some(tls)) = (incoming.peer_closed, &mut stack.tls) {
-            // The peer ended its TLS session (RFC 8446 6.1, RFC 5246
-            // 7.2.1): answer with close_notify and send nothing more.
-            tls.close_notify();
-            sink.out.discard();
+            // The peer ended its TLS session: answer with close_notify
+            // (TLS 1.2: now, dropping what is queued; 1.3: after it).
+            if tls.answer_peer_close() {
+                sink.out.discard();
+            }
         }
         Ok(incoming)
     }
@@ -173,6 +174,15 @@ impl Layer {
         if let Some(tls) = self.tls_mut() {
             tls.close_notify();
         }
+    }
+
+    /// The peer ended its TLS session and our close_notify is owed once the
+    /// queue is written (TLS 1.3).
+    pub(crate) fn owes_goodbye(&self) -> bool {
+        self.0
+            .as_ref()
+            .and_then(|s| s.tls.as_ref())
+            .is_some_and(|t| t.owes_goodbye())
     }
 
     /// Something other than the write queue waits to be written.

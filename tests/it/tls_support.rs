@@ -222,6 +222,16 @@ impl TlsPeer {
         TlsPeer { s }
     }
 
+    /// Write every pending TLS record with one `write` (one segment on
+    /// loopback), so the server reads them together.
+    pub fn flush_in_one_write(&mut self) {
+        let mut wire = Vec::new();
+        while self.s.conn.wants_write() {
+            self.s.conn.write_tls(&mut wire).unwrap();
+        }
+        self.s.sock.write_all(&wire).unwrap();
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.s.sock.tcp.local_addr().unwrap()
     }

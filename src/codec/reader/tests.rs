@@ -52,7 +52,7 @@ struct Rig {
 impl Rig {
     fn new(packer: ServerPacker, read_size: usize) -> Rig {
         Rig {
-            reader: FrameReader::new(read_size, 1 << 20),
+            reader: FrameReader::new(read_size),
             pool: RefCell::new(Pool::default()),
             packer,
         }
@@ -98,7 +98,7 @@ impl Rig {
                 },
             );
             let batch = self.reader.take_batch();
-            got.extend(batch.iter().map(|(id, seq, body, _)| Message {
+            got.extend(batch.iter().map(|(id, seq, body, _, _)| Message {
                 id,
                 seq,
                 body: Bytes::copy_from_slice(body),
@@ -176,7 +176,7 @@ fn many_frames_of_one_read_are_split_off_in_one_piece() {
     );
     let got: Vec<_> = batch
         .iter()
-        .map(|(id, _, body, _)| (id, body.to_vec()))
+        .map(|(id, _, body, _, _)| (id, body.to_vec()))
         .collect();
     let want: Vec<_> = sent.iter().map(|m| (m.id, m.body.to_vec())).collect();
     assert_eq!(got, want);
@@ -184,28 +184,117 @@ fn many_frames_of_one_read_are_split_off_in_one_piece() {
 }
 
 #[test]
-fn the_rest_of_a_large_frame_is_read_straight_into_its_buffer() {
+fn the_rest_of_a_large_frame_is_read_straight_into_room_that_grows_with_it() {
     let mut rig = Rig::new(length(), 4096);
     let body = vec![7u8; 200_000];
     let bytes = wire(rig.packer.as_dyn(), &[Message::new(5, body.clone())]);
     let mut partial = None;
-    // The first read: the header and some body.
+    // The first read: the header and some body. The buffer makes room for
+    // more reads, not for the whole frame at once.
     assert!(rig
         .deliver(&mut partial, &bytes[..4096], true)
         .unwrap()
         .is_empty());
     let kept = partial.as_ref().expect("a large frame keeps its buffer");
     assert!(
-        kept.capacity() >= bytes.len(),
-        "room for the whole frame reserved"
+        kept.capacity() >= 2 * 4096,
+        "room for at least one more read"
     );
-    // The next read lands in that buffer and asks for the whole rest.
-    let landing = rig.reader.landing(&mut partial, true);
-    assert!(landing.is_direct());
-    assert!(landing.asked() >= bytes.len() - 4096);
-    let got = rig.deliver(&mut partial, &bytes[4096..], true).unwrap();
+    assert!(
+        kept.capacity() <= 4096 + 4 * 4096,
+        "{} reserved",
+        kept.capacity()
+    );
+    // Each next read lands in that buffer, directly.
+    let mut reads = 0;
+    let mut from = 4096;
+    let mut got = Vec::new();
+    while from < bytes.len() {
+        let landing = rig.reader.landing(&mut partial, true);
+        assert!(landing.is_direct());
+        let n = landing.asked().min(bytes.len() - from);
+        got.extend(
+            rig.deliver(&mut partial, &bytes[from..from + n], true)
+                .unwrap(),
+        );
+        from += n;
+        reads += 1;
+    }
     assert_eq!(got, [Message::new(5, body)]);
     assert!(partial.is_none());
+    // Room grows geometrically: a handful of reads, not one per 4 KiB.
+    assert!(reads <= 12, "{reads} reads");
+}
+
+/// A header may declare any length up to the limit: the buffer grows only
+/// as the bytes arrive (issue 14: a declared 4 GiB cost a 4 GiB
+/// reservation at once).
+#[test]
+fn a_declared_length_costs_nothing_until_its_bytes_arrive() {
+    let mut rig = Rig::new(
+        ServerPacker::Length(LengthPacker::new(u32::MAX as usize)),
+        4096,
+    );
+    let mut partial = None;
+    let mut head = b"\xff\xff\xff\xff\x01\x00\x00\x00".to_vec();
+    head.extend_from_slice(&[0; 100]);
+    assert!(rig.deliver(&mut partial, &head, true).unwrap().is_empty());
+    let cap = partial.as_ref().unwrap().capacity();
+    assert!(
+        cap <= 108 + 4 * 4096,
+        "{cap} bytes reserved for a declared 4 GiB"
+    );
+}
+
+/// A completed large frame's buffer is no larger than the frame, so a
+/// body kept from it pins about its own size.
+#[test]
+fn a_large_frame_completes_in_a_buffer_of_its_size() {
+    let mut rig = Rig::new(length(), 4096);
+    let bytes = wire(rig.packer.as_dyn(), &[Message::new(1, vec![3u8; 300_000])]);
+    let mut partial = None;
+    let mut from = 0;
+    let mut alloc = 0;
+    while from < bytes.len() {
+        let landing = rig.reader.landing(&mut partial, true);
+        let n = landing.asked().min(bytes.len() - from);
+        let (direct, buf_n) = match landing {
+            Landing::Spare { buf, .. } => {
+                buf.extend_from_slice(&bytes[from..from + n]);
+                (true, n)
+            }
+            Landing::Scratch(s) => {
+                let n = n.min(s.len());
+                s[..n].copy_from_slice(&bytes[from..from + n]);
+                (false, n)
+            }
+        };
+        from += buf_n;
+        rig.reader
+            .decode(
+                &rig.packer,
+                &mut partial,
+                &rig.pool,
+                buf_n,
+                direct,
+                PEER,
+                |b, s, _| {
+                    s.extend_from_slice(b);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        let batch = rig.reader.take_batch();
+        if batch.len() > 0 {
+            alloc = batch.iter().next().unwrap().4;
+        }
+        rig.reader.finish(batch, &rig.pool);
+    }
+    assert!(
+        alloc >= bytes.len() && alloc <= bytes.len() + 64,
+        "{alloc} for {}",
+        bytes.len()
+    );
 }
 
 #[test]
@@ -284,7 +373,7 @@ fn buffers_come_back_to_the_pool_once_no_body_shares_them() {
     let batch = rig.reader.take_batch();
     let kept: Vec<Bytes> = batch
         .iter()
-        .map(|(_, _, b, src)| src.slice_ref(b))
+        .map(|(_, _, b, src, _)| src.slice_ref(b))
         .collect();
     rig.reader.finish(batch, &rig.pool);
     assert!(partial.is_none());

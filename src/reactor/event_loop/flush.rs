@@ -56,10 +56,11 @@ impl EventLoop {
         // layer level too (TLS close_notify), then write that.
         let written_all = result.as_ref().is_ok_and(|f| !f.blocked);
         if written_all && conn.has(flag::CLOSING) && conn.queued() == 0 {
-            let goodbye = conn
-                .close_reason
-                .as_deref()
-                .is_some_and(|r| r.ending().can_say_goodbye());
+            let goodbye = conn.layer.owes_goodbye()
+                || conn
+                    .close_reason
+                    .as_deref()
+                    .is_some_and(|r| r.ending().can_say_goodbye());
             if goodbye {
                 conn.layer.close_notify();
                 result = result.and_then(|f| Ok(f.then(write_out(conn)?)));

@@ -70,6 +70,7 @@ impl TlsAcceptor {
                 sent: 0,
                 sni: None,
                 notified: false,
+                peer_notified: false,
                 failed: false,
             })
             .map_err(|e| CloseReason::TlsHandshake(e.to_string()))

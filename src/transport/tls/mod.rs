@@ -87,6 +87,8 @@ pub(crate) struct TlsSession {
     sni: Option<Box<str>>,
     /// close_notify queued (or given up on: the handshake never finished).
     notified: bool,
+    /// The peer sent close_notify.
+    peer_notified: bool,
     /// rustls reported an error: nothing more is encrypted or decrypted;
     /// only its alert is left to write.
     failed: bool,
@@ -339,6 +341,26 @@ impl TlsSession {
     /// close_notify was queued (or given up on): nothing more may be sent.
     pub(crate) fn said_goodbye(&self) -> bool {
         self.notified
+    }
+
+    /// The peer sent close_notify: whether our own close_notify is owed
+    /// once what is queued is written.
+    pub(crate) fn owes_goodbye(&self) -> bool {
+        self.peer_notified && !self.notified
+    }
+
+    /// The peer sent close_notify; answer it. TLS 1.3 closes one direction
+    /// only (RFC 8446 6.1): what is queued (replies to what came before)
+    /// still goes, then our close_notify. TLS 1.2 (RFC 5246 7.2.1): our
+    /// close_notify now, and pending writes are dropped; returns true when
+    /// the caller must drop them.
+    pub(crate) fn answer_peer_close(&mut self) -> bool {
+        self.peer_notified = true;
+        if self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+            return false;
+        }
+        self.close_notify();
+        true
     }
 
     /// Queue close_notify (once). Only once the handshake is over: before,

@@ -33,10 +33,10 @@ impl Refusal {
         }
     }
 
-    /// The reason the connection closes with: a bad request (400, 426, 431) or
+    /// The reason the connection closes with: a bad request (400, 431) or
     /// the application's refusal.
     pub(super) fn reason(self) -> CloseReason {
-        if matches!(self.status, 400 | 426 | 431) {
+        if matches!(self.status, 400 | 431) {
             CloseReason::BadUpgrade(self.why)
         } else {
             CloseReason::UpgradeRejected(self.status)
@@ -57,13 +57,13 @@ pub(super) fn parse(head: &[u8]) -> Result<Option<Upgrade>, Refusal> {
         Ok(None) => return Ok(None),
         Err(e) => return Err(Refusal::new(400, format!("bad HTTP request: {e}"))),
     };
-    // RFC 6455 4.2.2: a version the server does not speak is answered
-    // with the versions it does (and 426 Upgrade Required).
+    // RFC 6455 4.2.2: a version the server does not speak is refused with
+    // the version it does (the header every refusal carries).
     let version = request.headers().get("sec-websocket-version");
     if let Some(v) = version.filter(|v| v.as_bytes() != b"13") {
         let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
         return Err(Refusal::new(
-            426,
+            400,
             format!("WebSocket version {v:?} (13 is spoken)"),
         ));
     }
@@ -88,8 +88,9 @@ pub(super) fn refusal_response(status: u16) -> Vec<u8> {
         .unwrap_or(StatusCode::FORBIDDEN);
     let text = code.canonical_reason().unwrap_or("Error");
     let body = format!("{} {text}\n", code.as_u16());
-    // Every refusal names the version spoken: required with 426, and
-    // harmless (RFC 6455 4.4) with any other status.
+    // Every refusal names the version spoken: RFC 6455 4.2.2 requires it
+    // for a version the server does not speak, and it is harmless with any
+    // other refusal.
     format!(
         "HTTP/1.1 {} {text}\r\nConnection: close\r\nSec-WebSocket-Version: 13\r\n\
          Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
