@@ -184,6 +184,28 @@ impl Builder {
         self
     }
 
+    /// A frame the peer began (packer frame, WebSocket message, TLS record)
+    /// must be complete within `timeout`, extended by one second per
+    /// `min_rate` bytes received (0: no extension); else the connection
+    /// closes with [`CloseReason::FrameTimeout`]. Defaults: 20 s and 500
+    /// B/s (Apache's `mod_reqtimeout` body defaults): a peer trickling a
+    /// body at a few bytes a second is closed after about 20 s, a link
+    /// doing 500 B/s or more completes any frame.
+    pub fn frame_timeout(mut self, timeout: Duration, min_rate: u32) -> Self {
+        self.config.frame_timeout = timeout;
+        self.config.frame_min_rate = min_rate;
+        self
+    }
+
+    /// Most bytes one loop keeps in partial frames, all its connections
+    /// together; over it, the connection holding the most is closed with
+    /// [`CloseReason::MemoryLimit`]. Default: 64 MiB. A frame larger than
+    /// this cannot complete: raise it with `max_body_length`.
+    pub fn max_partial_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_partial_bytes = bytes;
+        self
+    }
+
     /// How long a connection closed with unsent data may linger to flush
     /// it. Default: 5 s.
     pub fn close_linger(mut self, linger: Duration) -> Self {

@@ -67,6 +67,10 @@ pub struct Heartbeat {
 /// Longest [`Config::busy_poll`].
 pub(crate) const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
 
+/// Longest time a frame may take, however fast its bytes come (frame
+/// starts are kept as 16-bit wrapping seconds).
+pub(crate) const MAX_FRAME_SPAN: Duration = Duration::from_secs(12 * 3600);
+
 /// Every setting of a server. Build one with [`Server::builder`](crate::Server::builder).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -125,6 +129,24 @@ pub struct Config {
     /// waits; see [`Builder::busy_poll`](crate::Builder::busy_poll).
     /// Default: zero (off). At most 10 ms.
     pub busy_poll: Duration,
+    /// A frame the peer began (a packer frame, a WebSocket message or a TLS
+    /// record) must be complete this long after its first byte, plus one
+    /// second for every `frame_min_rate` bytes of it received; else the
+    /// connection closes with `CloseReason::FrameTimeout`. Default: 20 s
+    /// (as Apache's `mod_reqtimeout` for bodies). With the defaults, a peer
+    /// trickling a few bytes a second is closed after about 20 s, while a
+    /// link delivering 500 B/s or more completes any frame.
+    pub frame_timeout: Duration,
+    /// The minimum data rate, in bytes per second, that extends
+    /// `frame_timeout` (each byte received adds `1 / frame_min_rate` s; the
+    /// whole deadline is at most 12 hours). 0: no extension, every frame
+    /// must complete within `frame_timeout`. Default: 500.
+    pub frame_min_rate: u32,
+    /// Most bytes of partial frames one loop keeps for all its connections
+    /// together; over it, the connection holding the most is closed with
+    /// `CloseReason::MemoryLimit`. A single frame larger than this cannot
+    /// complete. Default: 64 MiB (64 slow 1 MiB bodies per loop).
+    pub max_partial_bytes: usize,
 }
 
 impl Default for Config {
@@ -148,6 +170,9 @@ impl Default for Config {
             accept_backoff_max: Duration::from_millis(500),
             handshake_timeout: Duration::from_secs(5),
             busy_poll: Duration::ZERO,
+            frame_timeout: Duration::from_secs(20),
+            frame_min_rate: 500,
+            max_partial_bytes: 64 << 20,
         }
     }
 }
@@ -188,6 +213,12 @@ impl Config {
         }
         if self.busy_poll > MAX_BUSY_POLL {
             return bad("busy_poll must be at most 10 ms");
+        }
+        if self.frame_timeout < Duration::from_secs(1) || self.frame_timeout > MAX_FRAME_SPAN {
+            return bad("frame_timeout must be between 1 s and 12 hours");
+        }
+        if self.max_partial_bytes == 0 {
+            return bad("max_partial_bytes must be at least 1 byte");
         }
         if let Some(hb) = &self.heartbeat {
             if hb.check_interval < Duration::from_millis(1) {

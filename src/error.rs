@@ -135,11 +135,19 @@ pub enum CloseReason {
     /// upgrade (answered `400 Bad Request`, or `431` when too long); the
     /// text says what was wrong.
     BadUpgrade(String),
+    /// A frame (or WebSocket message, or TLS record) the peer began was not
+    /// completed in time: `Config::frame_timeout`, extended by the bytes
+    /// that arrived at `Config::frame_min_rate` (a slow-body attack, or a
+    /// link slower than the minimum rate).
+    FrameTimeout,
+    /// The loop's memory for partial frames (`Config::max_partial_bytes`)
+    /// ran out, and this connection held the most.
+    MemoryLimit,
 }
 
 impl CloseReason {
     /// Number of distinct kinds, for per-kind counters.
-    pub(crate) const KINDS: usize = 17;
+    pub(crate) const KINDS: usize = 19;
 
     /// A small stable index per kind, used by [`Stats`](crate::Stats).
     pub(crate) fn kind_index(&self) -> usize {
@@ -161,6 +169,8 @@ impl CloseReason {
             CloseReason::WsProtocol { .. } => 14,
             CloseReason::UpgradeRejected(_) => 15,
             CloseReason::BadUpgrade(_) => 16,
+            CloseReason::FrameTimeout => 17,
+            CloseReason::MemoryLimit => 18,
         }
     }
 
@@ -184,6 +194,8 @@ impl CloseReason {
             "ws_protocol",
             "upgrade_rejected",
             "bad_upgrade",
+            "frame_timeout",
+            "memory_limit",
         ][index]
     }
 
@@ -216,7 +228,9 @@ impl CloseReason {
             | CloseReason::HandlerPanic
             | CloseReason::Rejected(_)
             | CloseReason::Local
-            | CloseReason::Shutdown => Ending::Ours,
+            | CloseReason::Shutdown
+            | CloseReason::FrameTimeout
+            | CloseReason::MemoryLimit => Ending::Ours,
         }
     }
 
@@ -235,6 +249,8 @@ impl CloseReason {
                 | CloseReason::Tls(_)
                 | CloseReason::WsProtocol { .. }
                 | CloseReason::BadUpgrade(_)
+                | CloseReason::FrameTimeout
+                | CloseReason::MemoryLimit
         )
     }
 }
@@ -304,6 +320,10 @@ impl fmt::Display for CloseReason {
                 write!(f, "WebSocket upgrade rejected with HTTP {status}")
             }
             CloseReason::BadUpgrade(e) => write!(f, "bad WebSocket upgrade request: {e}"),
+            CloseReason::FrameTimeout => f.write_str("frame not completed in time"),
+            CloseReason::MemoryLimit => {
+                f.write_str("loop's partial-frame memory exhausted; held the most")
+            }
         }
     }
 }
@@ -338,6 +358,8 @@ mod tests {
             },
             CloseReason::UpgradeRejected(403),
             CloseReason::BadUpgrade("no Upgrade header".into()),
+            CloseReason::FrameTimeout,
+            CloseReason::MemoryLimit,
         ];
         assert_eq!(all.len(), CloseReason::KINDS);
         for (i, r) in all.iter().enumerate() {

@@ -18,19 +18,27 @@ use crate::transport::Layer;
 /// Connection flags (a bit set keeps the struct small).
 pub(crate) mod flag {
     /// Listed in the loop's flush list this turn.
-    pub(crate) const DIRTY: u8 = 1;
+    pub(crate) const DIRTY: u16 = 1;
     /// Over the high-water mark: not reading until the queue drains.
-    pub(crate) const PAUSED: u8 = 1 << 1;
+    pub(crate) const PAUSED: u16 = 1 << 1;
     /// Registered for WRITABLE (the kernel buffer was full).
-    pub(crate) const WRITABLE: u8 = 1 << 2;
+    pub(crate) const WRITABLE: u16 = 1 << 2;
     /// Closing: flush what is queued, then close. No more reads or sends.
-    pub(crate) const CLOSING: u8 = 1 << 3;
+    pub(crate) const CLOSING: u16 = 1 << 3;
     /// A heartbeat ping was sent since the peer's last byte.
-    pub(crate) const PINGED: u8 = 1 << 4;
+    pub(crate) const PINGED: u16 = 1 << 4;
     /// Listed to be read again next turn (read budget used up).
-    pub(crate) const PENDING_READ: u8 = 1 << 5;
+    pub(crate) const PENDING_READ: u16 = 1 << 5;
     /// A close linger timer is scheduled.
-    pub(crate) const LINGER: u8 = 1 << 6;
+    pub(crate) const LINGER: u16 = 1 << 6;
+    /// A frame (or WebSocket message, or TLS record) is in progress, begun
+    /// at `Conn::frame_started`.
+    pub(crate) const IN_FRAME: u16 = 1 << 7;
+    /// A frame deadline timer is scheduled.
+    pub(crate) const FRAME_TIMER: u16 = 1 << 8;
+    /// A refused send was logged at warn for this connection (later ones
+    /// at debug).
+    pub(crate) const SEND_REFUSAL_LOGGED: u16 = 1 << 9;
 }
 
 /// One connection's state: socket, partial frame, write queue, heartbeat
@@ -41,7 +49,9 @@ pub(crate) struct Conn {
     pub(crate) generation: u32,
     /// Loop clock (milliseconds, wrapping) of the peer's last byte.
     pub(crate) last_active: u32,
-    pub(crate) flags: u8,
+    pub(crate) flags: u16,
+    /// Loop clock (seconds, wrapping) when the frame in progress began.
+    pub(crate) frame_started: u16,
     /// Bytes of a frame not yet complete; `None` between frames.
     pub(crate) partial: Option<BytesMut>,
     /// Frames waiting for the socket; `None` while nothing is queued.
@@ -68,6 +78,7 @@ impl Conn {
             generation,
             last_active: now,
             flags: 0,
+            frame_started: 0,
             partial: None,
             queue: None,
             close_reason: None,
@@ -77,17 +88,17 @@ impl Conn {
     }
 
     #[inline]
-    pub(crate) fn has(&self, f: u8) -> bool {
+    pub(crate) fn has(&self, f: u16) -> bool {
         self.flags & f != 0
     }
 
     #[inline]
-    pub(crate) fn set(&mut self, f: u8) {
+    pub(crate) fn set(&mut self, f: u16) {
         self.flags |= f;
     }
 
     #[inline]
-    pub(crate) fn unset(&mut self, f: u8) {
+    pub(crate) fn unset(&mut self, f: u16) {
         self.flags &= !f;
     }
 
@@ -95,6 +106,18 @@ impl Conn {
     #[inline]
     pub(crate) fn queued(&self) -> usize {
         self.queue.as_ref().map_or(0, |q| q.len())
+    }
+
+    /// Bytes of the partial frame's buffer (what it holds in memory).
+    #[inline]
+    pub(crate) fn partial_capacity(&self) -> usize {
+        self.partial.as_ref().map_or(0, BytesMut::capacity)
+    }
+
+    /// Bytes received of a frame, WebSocket message or TLS record not yet
+    /// complete (0 between frames).
+    pub(crate) fn unfinished(&self) -> usize {
+        self.partial.as_ref().map_or(0, BytesMut::len) + self.layer.unfinished()
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct ConnTable {
     wire: Arc<Wire>,
     write_high_water: usize,
     slow_peer: SlowPeerPolicy,
+    /// Bytes held by the connections' partial-frame buffers.
+    partial_held: Cell<usize>,
     counters: Arc<Counters>,
     roster: Arc<Roster>,
     pub(crate) conns: RefCell<Slab<Conn>>,
@@ -50,6 +52,7 @@ impl ConnTable {
             wire,
             write_high_water: config.write_high_water,
             slow_peer: config.slow_peer,
+            partial_held: Cell::new(0),
             counters,
             roster,
             conns: RefCell::new(Slab::new()),
@@ -306,10 +309,39 @@ impl ConnTable {
         };
         conn.layer.begin_close(&reason, goodbye, out);
         conn.close_reason = Some(Box::new(reason));
+        self.release_partial(conn);
+        self.mark_dirty(key, conn);
+    }
+
+    /// Bytes all connections hold in partial-frame buffers.
+    pub(crate) fn partial_held(&self) -> usize {
+        self.partial_held.get()
+    }
+
+    /// A connection's partial-frame buffer went from `before` bytes to
+    /// what it holds now.
+    pub(crate) fn account_partial(&self, before: usize, conn: &Conn) {
+        let held = self.partial_held.get() - before + conn.partial_capacity();
+        self.partial_held.set(held);
+    }
+
+    /// Drop a connection's partial frame (it closes), back to the pool.
+    pub(crate) fn release_partial(&self, conn: &mut Conn) {
+        let before = conn.partial_capacity();
         if let Some(p) = conn.partial.take() {
             self.pool.borrow_mut().put_read(p);
         }
-        self.mark_dirty(key, conn);
+        self.account_partial(before, conn);
+    }
+
+    /// The open connection holding the largest partial frame, if any
+    /// holds one.
+    pub(crate) fn largest_partial(&self) -> Option<(usize, u32)> {
+        let slab = self.conns.borrow();
+        slab.iter()
+            .filter(|(_, c)| !c.has(flag::CLOSING) && c.partial_capacity() > 0)
+            .max_by_key(|(_, c)| c.partial_capacity())
+            .map(|(k, c)| (k, c.generation))
     }
 
     /// Mark `conn` closing (nothing more is read from it or handled).
@@ -322,6 +354,18 @@ impl ConnTable {
     /// readings to know whether any did in between.
     pub(crate) fn closings(&self) -> u64 {
         self.closings.get()
+    }
+
+    /// A send to the connection at `key` was refused (its queue is full):
+    /// true the first time (the caller logs it at warn), false after.
+    pub(crate) fn first_refusal(&self, key: usize) -> bool {
+        let mut slab = self.conns.borrow_mut();
+        let Some(conn) = slab.get_mut(key) else {
+            return false;
+        };
+        let first = !conn.has(flag::SEND_REFUSAL_LOGGED);
+        conn.set(flag::SEND_REFUSAL_LOGGED);
+        first
     }
 
     /// Whether the connection at `key` is gone or closing.

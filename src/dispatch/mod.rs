@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use crate::codec::reader::Batch;
 use crate::config::UnknownIdPolicy;
-use crate::error::{panic_message, CloseReason};
+use crate::error::{panic_message, CloseReason, Error};
 use crate::ext::Extensions;
 use crate::id::ConnId;
 use crate::runtime::LoopCore;
@@ -107,7 +107,19 @@ impl App {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 Counters::add(&core.table.counters().handler_errors, 1);
-                log::warn!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
+                // A peer that does not read makes every reply fail: say so
+                // once per connection, not once per message.
+                let refused = matches!(e.downcast_ref::<Error>(), Some(Error::BufferFull));
+                if refused && !core.table.first_refusal(key) {
+                    log::debug!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
+                } else if refused {
+                    log::warn!(
+                        "conn {id} ({peer}): handler for message {msg_id} failed: {e} \
+                         (further refused sends on this connection are logged at debug)"
+                    );
+                } else {
+                    log::warn!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
+                }
             }
             Err(panic) => {
                 log::error!(

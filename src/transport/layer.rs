@@ -63,6 +63,16 @@ impl Layer {
             || stack.ws.as_ref().is_some_and(|w| w.is_upgrading())
     }
 
+    /// Bytes received of a TLS record or WebSocket frame or message not
+    /// yet complete.
+    pub(crate) fn unfinished(&self) -> usize {
+        let Some(stack) = self.0.as_deref() else {
+            return 0;
+        };
+        stack.tls.as_ref().map_or(0, |t| t.unfinished())
+            + stack.ws.as_ref().map_or(0, ws::WsSession::unfinished)
+    }
+
     /// Bytes just read from the socket: hand what they carry to `sink`.
     /// TLS decrypts `input` in place, so its contents are garbage after.
     pub(crate) fn receive(

@@ -49,6 +49,10 @@ impl WsSession {
         match *self {}
     }
 
+    pub(crate) fn unfinished(&self) -> usize {
+        match *self {}
+    }
+
     pub(crate) fn peer_gone(&mut self) {
         match *self {}
     }

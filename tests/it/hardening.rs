@@ -205,3 +205,129 @@ fn a_length_with_the_top_bit_set_is_a_protocol_error() {
     );
     server.shutdown(TIMEOUT).unwrap();
 }
+
+/// A body trickled at 10 B/s is closed with `FrameTimeout` about
+/// `frame_timeout` after it began (1 s here, extended by 10/500 s per
+/// second); a body arriving at 2,000 B/s, slower than the base timeout
+/// alone allows, completes, because its bytes extend the deadline. Without
+/// the deadline the trickler would hold its buffer as long as it likes.
+#[test]
+fn a_slow_body_is_closed_while_a_slow_but_honest_one_completes() {
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .frame_timeout(Duration::from_secs(1), 500)
+            .route(1, echo),
+    );
+    let server = crate::common::start(builder);
+    let addr = server.local_addr();
+
+    // Honest: 4,000 bytes in 20 chunks 100 ms apart (about 2 s).
+    let honest = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        let wire = crate::common::frame(1, &[7u8; 4000]);
+        for chunk in wire.chunks(wire.len() / 20 + 1) {
+            c.send_raw(chunk);
+            std::thread::sleep(Duration::from_millis(100)); // pacing the load
+        }
+        c.recv()
+    });
+    // Trickler: a header for 1,000 bytes, then a byte every 100 ms.
+    let mut slow = Client::connect(addr);
+    let local = slow.stream.local_addr().unwrap();
+    let started = std::time::Instant::now();
+    slow.send_raw(&crate::common::frame(1, &[1u8; 1000])[..18]);
+    let mut sent = 0;
+    while sent < 100 && slow.stream.write_all(b"x").is_ok() {
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(100)); // pacing the load
+        if closes.rx.is_empty() {
+            continue;
+        }
+        break;
+    }
+    let reason = closes.reason_for(local);
+    let took = started.elapsed();
+    assert!(matches!(reason, CloseReason::FrameTimeout), "{reason:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(honest.join().unwrap(), (1, vec![7u8; 4000]));
+    assert_eq!(server.stats().closed_by(&CloseReason::FrameTimeout), 1);
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// A WebSocket message begun and trickled (a fragment, then a byte at a
+/// time) is held to the same deadline.
+#[test]
+fn a_slow_websocket_message_is_closed_with_frame_timeout() {
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .frame_timeout(Duration::from_secs(1), 500),
+    );
+    let server = ws_server(builder);
+    let mut ws = RawWs::connect(server.local_addrs()[0], "/");
+    let local = ws.stream.local_addr().unwrap();
+    // A first fragment of a text message (not final), then nothing final.
+    ws.send_frame(0x01, b"begun", true);
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100)); // pacing the load
+        if !closes.rx.is_empty() {
+            break;
+        }
+        let _ = ws.stream.write_all(&[0x89, 0x80, 0, 0, 0, 0]); // an empty ping
+    }
+    let reason = closes.reason_for(local);
+    assert!(matches!(reason, CloseReason::FrameTimeout), "{reason:?}");
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// Partial frames count against the loop's `max_partial_bytes`: ten peers
+/// holding ~60 KB each under a 256 KiB budget; the largest holders are
+/// closed with `MemoryLimit` until the rest fits, and those that stay still
+/// complete their frames.
+#[test]
+fn partial_frames_over_the_loop_budget_close_the_largest_holders() {
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .max_partial_bytes(256 << 10)
+            .route(1, echo),
+    );
+    let server = crate::common::start(builder);
+    let mut clients = Vec::new();
+    for i in 0..10u8 {
+        let mut c = Client::connect(server.local_addr());
+        let wire = crate::common::frame(1, &vec![i; 60_000]);
+        c.send_raw(&wire[..30_008]);
+        clients.push((c, wire));
+    }
+    wait_until("the budget to be enforced", || {
+        server.stats().closed_by(&CloseReason::MemoryLimit) >= 5
+    });
+    let mut limited = 0;
+    let mut served = 0;
+    for (c, wire) in &mut clients {
+        let local = c.stream.local_addr().unwrap();
+        if c.stream.write_all(&wire[30_008..]).is_err() {
+            limited += 1;
+            continue;
+        }
+        match c.try_recv() {
+            Ok(got) => {
+                assert_eq!(got.1.len(), 60_000);
+                served += 1;
+            }
+            Err(_) => {
+                let reason = closes.reason_for(local);
+                assert!(matches!(reason, CloseReason::MemoryLimit), "{reason:?}");
+                limited += 1;
+            }
+        }
+    }
+    assert!(served >= 3, "{served} served, {limited} closed");
+    assert_eq!(served + limited, 10);
+    server.shutdown(TIMEOUT).unwrap();
+}

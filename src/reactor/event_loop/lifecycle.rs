@@ -93,9 +93,7 @@ impl EventLoop {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        if let Some(p) = conn.partial.take() {
-            table.pool.borrow_mut().put_read(p);
-        }
+        table.release_partial(&mut conn);
         LazyQueue {
             queue: &mut conn.queue,
             pool: &table.pool,

@@ -76,9 +76,13 @@ impl EventLoop {
             Counters::bump(&table.counters().bytes_in, n as u64);
             conn.last_active = self.timers.now32();
             conn.unset(flag::PINGED);
+            let held_before = conn.partial_capacity();
             let mut decoded = self.decode(key, conn, n, direct);
+            table.account_partial(held_before, conn);
             table.check_layer_output(key, conn);
+            self.track_frame(key, conn);
             drop(slab);
+            self.check_partial_memory();
             if let Some(upgrade) = decoded.upgrade.take() {
                 decoded.failed = decoded
                     .failed
@@ -107,6 +111,24 @@ impl EventLoop {
                 }
                 return;
             }
+        }
+    }
+
+    /// Over the loop's budget for partial frames: close the connections
+    /// holding the most until it is kept again.
+    fn check_partial_memory(&mut self) {
+        let table = &self.core.table;
+        let cap = self.core.runtime.config.max_partial_bytes;
+        while table.partial_held() > cap {
+            let Some((key, generation)) = table.largest_partial() else {
+                return;
+            };
+            log::warn!(
+                "loop {}: {} bytes in partial frames (limit {cap}); closing the largest holder",
+                table.index(),
+                table.partial_held()
+            );
+            table.close(key, generation, CloseReason::MemoryLimit);
         }
     }
 
@@ -197,6 +219,9 @@ impl EventLoop {
             return Some(reason);
         }
         // Frames the client sent right behind its request.
-        self.decode(key, conn, 0, false).failed
+        let held_before = conn.partial_capacity();
+        let failed = self.decode(key, conn, 0, false).failed;
+        table.account_partial(held_before, conn);
+        failed
     }
 }

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use super::EventLoop;
-use crate::config::Config;
-use crate::conn::flag;
+use crate::config::{Config, MAX_FRAME_SPAN};
+use crate::conn::{flag, Conn};
 use crate::error::CloseReason;
 use crate::timer::TimerWheel;
 
@@ -24,6 +24,8 @@ pub(super) enum TimerKind {
     Linger,
     /// The handshake deadline.
     Handshake,
+    /// The deadline of the frame in progress.
+    Frame,
 }
 
 /// A scheduled check of one connection.
@@ -70,6 +72,11 @@ impl Timers {
     /// The clock as stored in connections (wrapping milliseconds).
     pub(super) fn now32(&self) -> u32 {
         self.now_ms as u32
+    }
+
+    /// The clock in wrapping seconds (frame starts).
+    pub(super) fn now_secs16(&self) -> u16 {
+        (self.now_ms / 1000) as u16
     }
 
     /// How long until the next timer may be due.
@@ -130,6 +137,7 @@ impl EventLoop {
                 TimerKind::Idle => self.heartbeat(t),
                 TimerKind::Linger => self.linger_expired(t),
                 TimerKind::Handshake => self.handshake_expired(t),
+                TimerKind::Frame => self.frame_check(t),
             }
         }
         self.timers.restore(due);
@@ -151,6 +159,62 @@ impl EventLoop {
             );
             self.count_unflushed(1);
             self.finalize(key);
+        }
+    }
+
+    /// A frame began on a connection without a deadline timer: schedule
+    /// one (`frame_check` then follows the frame until it completes).
+    pub(super) fn track_frame(&mut self, key: usize, conn: &mut Conn) {
+        if conn.unfinished() == 0 {
+            conn.unset(flag::IN_FRAME);
+            return;
+        }
+        if !conn.has(flag::IN_FRAME) {
+            conn.set(flag::IN_FRAME);
+            conn.frame_started = self.timers.now_secs16();
+        }
+        if !conn.has(flag::FRAME_TIMER) {
+            conn.set(flag::FRAME_TIMER);
+            let after = self.core.runtime.config.frame_timeout;
+            self.schedule(key, conn.generation, after, TimerKind::Frame);
+        }
+    }
+
+    /// The frame deadline: `frame_timeout` after the frame began, plus one
+    /// second per `frame_min_rate` bytes of it received so far (at most
+    /// `MAX_FRAME_SPAN`). Past it, close; else check again then.
+    fn frame_check(&mut self, t: Timer) {
+        let config = &self.core.runtime.config;
+        let (base, rate) = (config.frame_timeout, config.frame_min_rate);
+        let key = t.key as usize;
+        let now = self.timers.now_secs16();
+        let remaining = {
+            let mut slab = self.core.table.conns.borrow_mut();
+            let Some(c) = slab.get_mut(key).filter(|c| c.generation == t.generation) else {
+                return;
+            };
+            c.unset(flag::FRAME_TIMER);
+            if c.has(flag::CLOSING) || !c.has(flag::IN_FRAME) {
+                return;
+            }
+            let extra = match rate {
+                0 => Duration::ZERO,
+                r => Duration::from_secs_f64(c.unfinished() as f64 / f64::from(r)),
+            };
+            let allowed = (base + extra).min(MAX_FRAME_SPAN);
+            let elapsed = Duration::from_secs(u64::from(now.wrapping_sub(c.frame_started)));
+            let remaining = allowed.saturating_sub(elapsed);
+            if !remaining.is_zero() {
+                c.set(flag::FRAME_TIMER);
+            }
+            remaining
+        };
+        if remaining.is_zero() {
+            self.core
+                .table
+                .close(key, t.generation, CloseReason::FrameTimeout);
+        } else {
+            self.schedule(key, t.generation, remaining, TimerKind::Frame);
         }
     }
 

@@ -82,6 +82,8 @@ pub(super) fn close_frame_for(
         CloseReason::Shutdown => (1001, "going away"),
         CloseReason::IdleTimeout => (1000, "idle timeout"),
         CloseReason::SlowPeer => (1008, "slow peer"),
+        CloseReason::FrameTimeout => (1008, "message too slow"),
+        CloseReason::MemoryLimit => (1013, "try again later"),
         CloseReason::HandlerPanic => (1011, "internal error"),
         CloseReason::UnknownId(_) => (1003, "unsupported message"),
         CloseReason::Rejected(_) => (1008, "rejected"),

@@ -90,6 +90,14 @@ impl WsSession {
         matches!(self.state, State::Request(_) | State::Deciding { .. })
     }
 
+    /// Bytes received of a frame or message not yet complete.
+    pub(crate) fn unfinished(&self) -> usize {
+        match &self.state {
+            State::Open { frames, .. } => frames.unfinished as usize,
+            _ => 0,
+        }
+    }
+
     pub(crate) fn awaits_peer_close(&self) -> bool {
         matches!(self.state, State::Open { closing: true, .. })
     }

@@ -25,6 +25,8 @@ pub(super) struct FrameTracker {
     /// The first two payload bytes of the last close frame, unmasked.
     close_code: [u8; 2],
     close_have: u8,
+    /// Bytes fed since the stream was last at a message boundary.
+    pub(super) unfinished: u64,
 }
 
 impl FrameTracker {
@@ -38,7 +40,15 @@ impl FrameTracker {
         2 + extra + if second & 0x80 != 0 { 4 } else { 0 }
     }
 
-    pub(super) fn feed(&mut self, mut input: &[u8]) {
+    pub(super) fn feed(&mut self, input: &[u8]) {
+        self.unfinished += input.len() as u64;
+        self.feed_frames(input);
+        if self.at_boundary() {
+            self.unfinished = 0;
+        }
+    }
+
+    fn feed_frames(&mut self, mut input: &[u8]) {
         while !input.is_empty() {
             if self.left > 0 {
                 let take = self.left.min(input.len() as u64);
