@@ -8,6 +8,10 @@
 //! Every message is echoed back with the same id and body (8-byte header:
 //! body length u32 LE, message id u32 LE). Idle connections are closed after
 //! 180 s. Set `RUST_LOG=debug` to see every open and close.
+//!
+//! Its limits and idle timeout come from `NETLOOM_*` environment variables
+//! where set (`NETLOOM_IDLE_TIMEOUT=60`, `NETLOOM_MAX_BODY_LENGTH=65536`,
+//! `NETLOOM_FRAME_TIMEOUT=10`, …: see `Builder::config_from_env`).
 
 use std::time::Duration;
 
@@ -23,6 +27,7 @@ fn main() -> Result<(), netloom::Error> {
         .on_open(|conn| log::debug!("open {} from {}", conn.id(), conn.peer_addr()))
         .on_close(|conn, reason| log::debug!("close {}: {reason}", conn.id()))
         .fallback(|ctx| ctx.reply(ctx.msg_id(), ctx.body()))
+        .config_from_env()?
         .bind(addr.as_str())?
         .start()?;
     let addr = server.local_addr();

@@ -13,6 +13,10 @@
 //! `openssl s_client` command that sends one frame (len=5, id=1,
 //! body=hello) and shows the echo. Set `RUST_LOG=debug` to see every
 //! handshake and close.
+//!
+//! Its limits and idle timeout come from `NETLOOM_*` environment variables
+//! where set (`NETLOOM_IDLE_TIMEOUT=60`, `NETLOOM_MAX_BODY_LENGTH=65536`,
+//! `NETLOOM_FRAME_TIMEOUT=10`, …: see `Builder::config_from_env`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (builder.tls(config), Some(path))
         }
     };
-    let server = builder.bind(addr)?.start()?;
+    let server = builder.config_from_env()?.bind(addr)?.start()?;
     let addr = server.local_addr();
     println!("netloom TLS echo server listening on {addr}");
     let ca = match &ca_file {

@@ -16,6 +16,12 @@
 //! Data longer than 64 KiB, or a frame not ending in `"\r\n"`, closes the
 //! connection (a protocol error). Set `RUST_LOG=debug` to see every open
 //! and close.
+//!
+//! Its limits and idle timeout come from `NETLOOM_*` environment variables
+//! where set (`NETLOOM_IDLE_TIMEOUT=60`, `NETLOOM_MAX_BODY_LENGTH=65536`,
+//! `NETLOOM_FRAME_TIMEOUT=10`, …: see `Builder::config_from_env`).
+
+use std::time::Duration;
 
 use netloom::{Server, TlvPacker};
 
@@ -32,12 +38,15 @@ fn main() -> Result<(), netloom::Error> {
     let max = packer.max_data_len();
     let server = Server::builder()
         .packer(packer)
+        // Silent peers leave after 180 s (NETLOOM_IDLE_TIMEOUT overrides).
+        .heartbeat(Duration::from_secs(30), Duration::from_secs(180))
         .on_close(|conn, reason| log::debug!("close {}: {reason}", conn.id()))
         // `reply` answers with the request's seq.
         .route(ECHO, |ctx| ctx.reply(ECHO, ctx.body()))
         .route(UPPERCASE, |ctx| {
             ctx.reply(UPPERCASE, ctx.body().to_ascii_uppercase())
         })
+        .config_from_env()?
         .bind(addr.as_str())?
         .start()?;
 

@@ -34,6 +34,10 @@
 //! ```
 //!
 //! Set `RUST_LOG=debug` to see every open and close.
+//!
+//! Its limits and idle timeout come from `NETLOOM_*` environment variables
+//! where set (`NETLOOM_IDLE_TIMEOUT=60`, `NETLOOM_MAX_BODY_LENGTH=65536`,
+//! `NETLOOM_FRAME_TIMEOUT=10`, …: see `Builder::config_from_env`).
 
 use std::time::Duration;
 
@@ -100,7 +104,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         "ws"
     };
-    let server = builder.bind_ws(args.addr.as_str())?.start()?;
+    let server = builder
+        .config_from_env()?
+        .bind_ws(args.addr.as_str())?
+        .start()?;
     let addr = server.local_addr();
     println!("netloom WebSocket echo server on {scheme}://{addr}/");
     if let Some(max) = args.max_message {

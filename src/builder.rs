@@ -88,6 +88,24 @@ impl fmt::Debug for Builder {
 }
 
 impl Builder {
+    /// Override the settings made so far with the `NETLOOM_*` environment
+    /// variables that are set, so an operator can tighten limits without a
+    /// rebuild: `NETLOOM_EVENT_LOOPS`, `NETLOOM_MAX_CONNECTIONS`,
+    /// `NETLOOM_MAX_BODY_LENGTH`, `NETLOOM_WRITE_HIGH_WATER`,
+    /// `NETLOOM_IDLE_TIMEOUT` (seconds; the heartbeat checks every sixth of
+    /// it, at most every 30 s), `NETLOOM_FRAME_TIMEOUT` (seconds),
+    /// `NETLOOM_FRAME_MIN_RATE` (bytes/s), `NETLOOM_MAX_PARTIAL_BYTES`,
+    /// `NETLOOM_HANDSHAKE_TIMEOUT` (seconds). Call it after your own
+    /// settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming a variable that is not a whole number.
+    pub fn config_from_env(mut self) -> Result<Self> {
+        self.config.apply_env()?;
+        Ok(self)
+    }
+
     /// Replace the whole configuration (settings made before are lost).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;

@@ -4,6 +4,8 @@
 //! field; [`Config::validate`] runs when the server starts, so a bad value is
 //! an [`Error::Config`] from `start()`, never a panic.
 
+mod env;
+
 use std::time::Duration;
 
 use crate::codec::LengthPacker;

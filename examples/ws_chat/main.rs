@@ -11,6 +11,10 @@
 //! each message as `name: text` and announces joins and leaves.
 //!
 //! Optional arguments: `ws_chat [WS_ADDR] [HTTP_ADDR]`.
+//!
+//! Its limits and idle timeout come from `NETLOOM_*` environment variables
+//! where set (`NETLOOM_IDLE_TIMEOUT=60`, `NETLOOM_MAX_BODY_LENGTH=65536`,
+//! `NETLOOM_FRAME_TIMEOUT=10`, …: see `Builder::config_from_env`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -61,6 +65,7 @@ fn main() -> Result<(), netloom::Error> {
             let line = format!("{name}: {}", String::from_utf8_lossy(ctx.body()));
             ctx.hub().broadcast_text(&line)
         })
+        .config_from_env()?
         .bind_ws(ws_addr.as_str())?
         .start()?;
     let ws_port = server.local_addr().port();
