@@ -202,15 +202,15 @@ impl Builder {
         self
     }
 
-    /// A frame the peer began (packer frame, WebSocket message, TLS record)
-    /// must be complete within `timeout`, extended by one second per
-    /// `min_rate` bytes received (0: no extension); else the connection
-    /// closes with [`CloseReason::FrameTimeout`]. Defaults: 20 s and 500
-    /// B/s (Apache's `mod_reqtimeout` body defaults): a peer trickling a
-    /// body at a few bytes a second is closed after about 20 s, a link
-    /// doing 500 B/s or more completes any frame.
-    pub fn frame_timeout(mut self, timeout: Duration, min_rate: u32) -> Self {
-        self.config.frame_timeout = timeout;
+    /// While a frame the peer began (packer frame, WebSocket message, TLS
+    /// record) is unfinished, it must advance by at least `min_rate` bytes a
+    /// second over every `window`; else the connection closes with
+    /// [`CloseReason::FrameTimeout`]. Defaults: 20 s and 500 B/s (Apache's
+    /// `mod_reqtimeout` body rate): a body trickled at a few bytes a second
+    /// is closed after 20 s, one stalled before its last byte within 40 s,
+    /// while a link doing 500 B/s or more completes any frame.
+    pub fn frame_timeout(mut self, window: Duration, min_rate: u32) -> Self {
+        self.config.frame_timeout = window;
         self.config.frame_min_rate = min_rate;
         self
     }

@@ -69,10 +69,6 @@ pub struct Heartbeat {
 /// Longest [`Config::busy_poll`].
 pub(crate) const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
 
-/// Longest time a frame may take, however fast its bytes come (frame
-/// starts are kept as 16-bit wrapping seconds).
-pub(crate) const MAX_FRAME_SPAN: Duration = Duration::from_secs(12 * 3600);
-
 /// Every setting of a server. Build one with [`Server::builder`](crate::Server::builder).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -131,18 +127,18 @@ pub struct Config {
     /// waits; see [`Builder::busy_poll`](crate::Builder::busy_poll).
     /// Default: zero (off). At most 10 ms.
     pub busy_poll: Duration,
-    /// A frame the peer began (a packer frame, a WebSocket message or a TLS
-    /// record) must be complete this long after its first byte, plus one
-    /// second for every `frame_min_rate` bytes of it received; else the
-    /// connection closes with `CloseReason::FrameTimeout`. Default: 20 s
-    /// (as Apache's `mod_reqtimeout` for bodies). With the defaults, a peer
-    /// trickling a few bytes a second is closed after about 20 s, while a
-    /// link delivering 500 B/s or more completes any frame.
+    /// While a frame the peer began (a packer frame, a WebSocket message or
+    /// a TLS record) is unfinished, it must advance by at least
+    /// `frame_min_rate` bytes a second over every window of this length
+    /// (the first window starts at its first byte); else the connection
+    /// closes with `CloseReason::FrameTimeout`. Default: 20 s. With the
+    /// defaults a body trickled at a few bytes a second is closed after
+    /// 20 s, one sent all but its last byte then stalled after at most
+    /// 40 s, while a link delivering 500 B/s or more completes any frame.
     pub frame_timeout: Duration,
-    /// The minimum data rate, in bytes per second, that extends
-    /// `frame_timeout` (each byte received adds `1 / frame_min_rate` s; the
-    /// whole deadline is at most 12 hours). 0: no extension, every frame
-    /// must complete within `frame_timeout`. Default: 500.
+    /// The minimum data rate of an unfinished frame, in bytes per second,
+    /// averaged over each `frame_timeout` window (as Apache's
+    /// `mod_reqtimeout` `MinRate`). At least 1. Default: 500.
     pub frame_min_rate: u32,
     /// Most bytes of partial frames one loop keeps for all its connections
     /// together; over it, the connection holding the most is closed with
@@ -216,8 +212,11 @@ impl Config {
         if self.busy_poll > MAX_BUSY_POLL {
             return bad("busy_poll must be at most 10 ms");
         }
-        if self.frame_timeout < Duration::from_secs(1) || self.frame_timeout > MAX_FRAME_SPAN {
-            return bad("frame_timeout must be between 1 s and 12 hours");
+        if self.frame_timeout < Duration::from_millis(100) {
+            return bad("frame_timeout must be at least 100 ms");
+        }
+        if self.frame_min_rate == 0 {
+            return bad("frame_min_rate must be at least 1 byte per second");
         }
         if self.max_partial_bytes == 0 {
             return bad("max_partial_bytes must be at least 1 byte");

@@ -31,8 +31,7 @@ pub(crate) mod flag {
     pub(crate) const PENDING_READ: u16 = 1 << 5;
     /// A close linger timer is scheduled.
     pub(crate) const LINGER: u16 = 1 << 6;
-    /// A frame (or WebSocket message, or TLS record) is in progress, begun
-    /// at `Conn::frame_started`.
+    /// A frame (or WebSocket message, or TLS record) is in progress.
     pub(crate) const IN_FRAME: u16 = 1 << 7;
     /// A frame deadline timer is scheduled.
     pub(crate) const FRAME_TIMER: u16 = 1 << 8;
@@ -50,8 +49,6 @@ pub(crate) struct Conn {
     /// Loop clock (milliseconds, wrapping) of the peer's last byte.
     pub(crate) last_active: u32,
     pub(crate) flags: u16,
-    /// Loop clock (seconds, wrapping) when the frame in progress began.
-    pub(crate) frame_started: u16,
     /// Bytes of a frame not yet complete; `None` between frames.
     pub(crate) partial: Option<BytesMut>,
     /// Frames waiting for the socket; `None` while nothing is queued.
@@ -78,7 +75,6 @@ impl Conn {
             generation,
             last_active: now,
             flags: 0,
-            frame_started: 0,
             partial: None,
             queue: None,
             close_reason: None,

@@ -206,11 +206,11 @@ fn a_length_with_the_top_bit_set_is_a_protocol_error() {
     server.shutdown(TIMEOUT).unwrap();
 }
 
-/// A body trickled at 10 B/s is closed with `FrameTimeout` about
-/// `frame_timeout` after it began (1 s here, extended by 10/500 s per
-/// second); a body arriving at 2,000 B/s, slower than the base timeout
-/// alone allows, completes, because its bytes extend the deadline. Without
-/// the deadline the trickler would hold its buffer as long as it likes.
+/// A body trickled at 10 B/s is closed with `FrameTimeout` after its first
+/// `frame_timeout` window (1 s here; 500 B/s is the minimum rate); a body
+/// arriving at 2,000 B/s, which takes longer than one window, completes.
+/// Without the deadline the trickler would hold its buffer as long as it
+/// likes.
 #[test]
 fn a_slow_body_is_closed_while_a_slow_but_honest_one_completes() {
     let (builder, mut closes) = track_closes(
@@ -329,5 +329,32 @@ fn partial_frames_over_the_loop_budget_close_the_largest_holders() {
     }
     assert!(served >= 3, "{served} served, {limited} closed");
     assert_eq!(served + limited, 10);
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// A body sent whole but for its last byte, then stalled (the attack that
+/// held 500 MiB with 500 peers), is closed after the window that saw no
+/// progress: at most two windows after its first byte.
+#[test]
+fn a_body_stalled_before_its_last_byte_is_closed_within_two_windows() {
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .frame_timeout(Duration::from_secs(1), 500)
+            .route(1, echo),
+    );
+    let server = crate::common::start(builder);
+    let mut c = Client::connect(server.local_addr());
+    let local = c.stream.local_addr().unwrap();
+    let started = std::time::Instant::now();
+    let wire = crate::common::frame(1, &[5u8; 100_000]);
+    c.send_raw(&wire[..wire.len() - 1]);
+    let reason = closes.reason_for(local);
+    let took = started.elapsed();
+    assert!(matches!(reason, CloseReason::FrameTimeout), "{reason:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
     server.shutdown(TIMEOUT).unwrap();
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::EventLoop;
-use crate::config::{Config, MAX_FRAME_SPAN};
+use crate::config::Config;
 use crate::conn::{flag, Conn};
 use crate::error::CloseReason;
 use crate::timer::TimerWheel;
@@ -34,6 +34,9 @@ pub(super) struct Timer {
     key: u32,
     generation: u32,
     kind: TimerKind,
+    /// `Frame`: the unfinished bytes when the window began (free room: the
+    /// wheel stores a `u64` tick beside each timer).
+    mark: u32,
 }
 
 /// The loop's clock and timer wheel.
@@ -74,11 +77,6 @@ impl Timers {
         self.now_ms as u32
     }
 
-    /// The clock in wrapping seconds (frame starts).
-    pub(super) fn now_secs16(&self) -> u16 {
-        (self.now_ms / 1000) as u16
-    }
-
     /// How long until the next timer may be due.
     pub(super) fn until_next(&self) -> Option<Duration> {
         self.wheel
@@ -92,6 +90,7 @@ impl Timers {
         generation: u32,
         after: Duration,
         kind: TimerKind,
+        mark: u32,
     ) {
         let at_ms = self.now_ms + after.as_millis() as u64;
         let tick = at_ms.div_ceil(self.tick_ms);
@@ -99,6 +98,7 @@ impl Timers {
             key: key as u32,
             generation,
             kind,
+            mark,
         };
         self.wheel.insert(tick, timer);
     }
@@ -127,7 +127,7 @@ impl EventLoop {
         after: Duration,
         kind: TimerKind,
     ) {
-        self.timers.schedule(key, generation, after, kind);
+        self.timers.schedule(key, generation, after, kind, 0);
     }
 
     pub(super) fn fire_timers(&mut self) {
@@ -162,33 +162,36 @@ impl EventLoop {
         }
     }
 
-    /// A frame began on a connection without a deadline timer: schedule
-    /// one (`frame_check` then follows the frame until it completes).
+    /// After a read: while a frame (or WebSocket message, or TLS record)
+    /// is unfinished, a timer checks every `frame_timeout` that it
+    /// advances at `frame_min_rate` or better (`frame_check`).
     pub(super) fn track_frame(&mut self, key: usize, conn: &mut Conn) {
-        if conn.unfinished() == 0 {
+        let unfinished = conn.unfinished();
+        if unfinished == 0 {
             conn.unset(flag::IN_FRAME);
             return;
         }
-        if !conn.has(flag::IN_FRAME) {
-            conn.set(flag::IN_FRAME);
-            conn.frame_started = self.timers.now_secs16();
-        }
+        conn.set(flag::IN_FRAME);
         if !conn.has(flag::FRAME_TIMER) {
             conn.set(flag::FRAME_TIMER);
-            let after = self.core.runtime.config.frame_timeout;
-            self.schedule(key, conn.generation, after, TimerKind::Frame);
+            let window = self.core.runtime.config.frame_timeout;
+            let mark = u32::try_from(unfinished).unwrap_or(u32::MAX);
+            let kind = TimerKind::Frame;
+            self.timers
+                .schedule(key, conn.generation, window, kind, mark);
         }
     }
 
-    /// The frame deadline: `frame_timeout` after the frame began, plus one
-    /// second per `frame_min_rate` bytes of it received so far (at most
-    /// `MAX_FRAME_SPAN`). Past it, close; else check again then.
+    /// A frame window ended: if the connection is still in a frame and
+    /// fewer than `frame_min_rate` bytes a second arrived during the window
+    /// (since `t.mark`), close it; else watch the next window. A frame
+    /// completed meanwhile (fewer unfinished bytes than at the mark) is
+    /// progress too.
     fn frame_check(&mut self, t: Timer) {
         let config = &self.core.runtime.config;
-        let (base, rate) = (config.frame_timeout, config.frame_min_rate);
+        let (window, rate) = (config.frame_timeout, config.frame_min_rate);
         let key = t.key as usize;
-        let now = self.timers.now_secs16();
-        let remaining = {
+        let next = {
             let mut slab = self.core.table.conns.borrow_mut();
             let Some(c) = slab.get_mut(key).filter(|c| c.generation == t.generation) else {
                 return;
@@ -197,24 +200,23 @@ impl EventLoop {
             if c.has(flag::CLOSING) || !c.has(flag::IN_FRAME) {
                 return;
             }
-            let extra = match rate {
-                0 => Duration::ZERO,
-                r => Duration::from_secs_f64(c.unfinished() as f64 / f64::from(r)),
-            };
-            let allowed = (base + extra).min(MAX_FRAME_SPAN);
-            let elapsed = Duration::from_secs(u64::from(now.wrapping_sub(c.frame_started)));
-            let remaining = allowed.saturating_sub(elapsed);
-            if !remaining.is_zero() {
+            let now = u32::try_from(c.unfinished()).unwrap_or(u32::MAX);
+            let needed = (u64::from(rate) * window.as_millis() as u64 / 1000).max(1);
+            let advanced = now < t.mark || u64::from(now - t.mark) >= needed;
+            if advanced {
                 c.set(flag::FRAME_TIMER);
             }
-            remaining
+            advanced.then_some(now)
         };
-        if remaining.is_zero() {
-            self.core
+        match next {
+            Some(mark) => {
+                let kind = TimerKind::Frame;
+                self.timers.schedule(key, t.generation, window, kind, mark);
+            }
+            None => self
+                .core
                 .table
-                .close(key, t.generation, CloseReason::FrameTimeout);
-        } else {
-            self.schedule(key, t.generation, remaining, TimerKind::Frame);
+                .close(key, t.generation, CloseReason::FrameTimeout),
         }
     }
 
