@@ -11,13 +11,15 @@
 //!
 //! * `slowloris`: 4 bytes of a frame header each, then nothing.
 //! * `slow-body`: a header for `--size` bytes (default 1 MiB) and all of
-//!   its body but the last byte; then one byte a second, never the last.
+//!   its body but the last 64 bytes; then one byte every two seconds,
+//!   never the last.
 //! * `never-read`: echo requests of `--size` bytes (default 64 KiB) as
-//!   fast as the server takes them, never reading a reply.
+//!   fast as the server takes them (until a write blocks, every half
+//!   second), never reading a reply.
 //! * `ws-unfinished`: a WebSocket upgrade, then a text message of
 //!   `--size` bytes (default 1 MiB) without its last fragment.
 //! * `ws-ping-flood`: a WebSocket upgrade, then 125-byte pings as fast as
-//!   the server takes them, never reading.
+//!   the server takes them (until a write blocks), never reading.
 //!
 //! Loopback only; it talks to the address it is given.
 
@@ -70,7 +72,7 @@ fn main() {
             "slow-body" => {
                 let n = size.unwrap_or(1 << 20);
                 let mut frame = header(n, 1);
-                frame.resize(8 + n - 1, b'x');
+                frame.resize(8 + n - 64, b'x');
                 s.write_all(&frame).is_ok()
             }
             "never-read" => true,
@@ -91,12 +93,15 @@ fn main() {
     let ping: Vec<u8> = (0..256).flat_map(|_| ping_frame()).collect();
     let mut sent_first_fragment = false;
     let mut peak = 0;
+    let mut round = 0u32;
     while started.elapsed() < hold {
+        round += 1;
         for s in &mut peers {
             let _ = match attack.as_str() {
-                "slow-body" => s.write(b"x"),
-                "never-read" => s.write(&[header(big.len(), 1), big.clone()].concat()),
-                "ws-ping-flood" => s.write(&ping),
+                "slow-body" if round % 4 == 0 && round < 4 * 63 => s.write(b"x"),
+                // As much as the server takes, until a write blocks.
+                "never-read" => flood(s, &[header(big.len(), 1), big.clone()].concat()),
+                "ws-ping-flood" => flood(s, &ping),
                 "ws-unfinished" if !sent_first_fragment => {
                     let n = size.unwrap_or(1 << 20);
                     s.write(&client_frame(0x01, &vec![b'z'; n]))
@@ -131,6 +136,18 @@ fn main() {
         per(during),
         after / 1024
     );
+}
+
+/// Write `chunk` again and again until a write blocks (at most 64 MiB).
+fn flood(s: &mut TcpStream, chunk: &[u8]) -> std::io::Result<usize> {
+    let mut sent = 0;
+    while sent < 64 << 20 {
+        match s.write_all(chunk) {
+            Ok(()) => sent += chunk.len(),
+            Err(_) => break,
+        }
+    }
+    Ok(sent)
 }
 
 /// The default packer's header: body length and message id, little-endian.

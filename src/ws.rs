@@ -52,10 +52,12 @@
 //! | [`Session::close_with`](crate::Session::close_with) | yours |
 //! | server shutdown | 1001 "going away" |
 //! | idle timeout | 1000 "idle timeout" |
-//! | protocol violation, unmasked client frame | 1002 |
+//! | protocol violation, unmasked client frame, a close code a peer may not send, a 64-bit length with the top bit set | 1002 |
 //! | text message in packer mode, unknown id with `UnknownIdPolicy::Close` | 1003 |
 //! | invalid UTF-8 in a text message | 1007 |
 //! | slow peer (`SlowPeerPolicy::Close`) | 1008 |
+//! | a message not completed in time (`CloseReason::FrameTimeout`) | 1008 |
+//! | the loop's partial-frame budget ran out (`CloseReason::MemoryLimit`) | 1013 |
 //! | message or frame over the limit, packer frame over `max_body_length` | 1009 |
 //! | handler panic | 1011 |
 //!

@@ -49,6 +49,9 @@ pub(crate) struct Conn {
     /// Loop clock (milliseconds, wrapping) of the peer's last byte.
     pub(crate) last_active: u32,
     pub(crate) flags: u16,
+    /// What the loop's partial-frame budget counts for this connection
+    /// (`held_unfinished` when last accounted).
+    pub(crate) accounted: u32,
     /// Bytes of a frame not yet complete; `None` between frames.
     pub(crate) partial: Option<BytesMut>,
     /// Frames waiting for the socket; `None` while nothing is queued.
@@ -75,6 +78,7 @@ impl Conn {
             generation,
             last_active: now,
             flags: 0,
+            accounted: 0,
             partial: None,
             queue: None,
             close_reason: None,
@@ -104,10 +108,11 @@ impl Conn {
         self.queue.as_ref().map_or(0, |q| q.len())
     }
 
-    /// Bytes of the partial frame's buffer (what it holds in memory).
+    /// Memory held for unfinished frames: the partial frame's buffer, and
+    /// what a layer holds of a record or message in progress.
     #[inline]
-    pub(crate) fn partial_capacity(&self) -> usize {
-        self.partial.as_ref().map_or(0, BytesMut::capacity)
+    pub(crate) fn held_unfinished(&self) -> usize {
+        self.partial.as_ref().map_or(0, BytesMut::capacity) + self.layer.unfinished()
     }
 
     /// Bytes received of a frame, WebSocket message or TLS record not yet

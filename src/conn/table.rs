@@ -24,7 +24,8 @@ pub(crate) struct ConnTable {
     wire: Arc<Wire>,
     write_high_water: usize,
     slow_peer: SlowPeerPolicy,
-    /// Bytes held by the connections' partial-frame buffers.
+    /// Bytes the connections hold for unfinished frames
+    /// (`Conn::held_unfinished`).
     partial_held: Cell<usize>,
     counters: Arc<Counters>,
     roster: Arc<Roster>,
@@ -92,6 +93,8 @@ impl ConnTable {
     pub(crate) fn remove(&self, key: usize) -> Option<Conn> {
         let conn = self.conns.borrow_mut().try_remove(key)?;
         self.roster.remove(key);
+        let held = self.partial_held.get() - conn.accounted as usize;
+        self.partial_held.set(held);
         Some(conn)
     }
 
@@ -313,25 +316,30 @@ impl ConnTable {
         self.mark_dirty(key, conn);
     }
 
-    /// Bytes all connections hold in partial-frame buffers.
+    /// Bytes all connections hold for unfinished frames.
     pub(crate) fn partial_held(&self) -> usize {
         self.partial_held.get()
     }
 
-    /// A connection's partial-frame buffer went from `before` bytes to
-    /// what it holds now.
-    pub(crate) fn account_partial(&self, before: usize, conn: &Conn) {
-        let held = self.partial_held.get() - before + conn.partial_capacity();
+    /// Bring the budget up to date with what `conn` holds for unfinished
+    /// frames now. A closing connection counts nothing: what it holds
+    /// goes with it, within `close_linger`.
+    pub(crate) fn account_partial(&self, conn: &mut Conn) {
+        let now = match conn.has(flag::CLOSING) {
+            true => 0,
+            false => u32::try_from(conn.held_unfinished()).unwrap_or(u32::MAX),
+        };
+        let held = self.partial_held.get() - conn.accounted as usize + now as usize;
         self.partial_held.set(held);
+        conn.accounted = now;
     }
 
     /// Drop a connection's partial frame (it closes), back to the pool.
     pub(crate) fn release_partial(&self, conn: &mut Conn) {
-        let before = conn.partial_capacity();
         if let Some(p) = conn.partial.take() {
             self.pool.borrow_mut().put_read(p);
         }
-        self.account_partial(before, conn);
+        self.account_partial(conn);
     }
 
     /// The open connection holding the largest partial frame, if any
@@ -339,8 +347,8 @@ impl ConnTable {
     pub(crate) fn largest_partial(&self) -> Option<(usize, u32)> {
         let slab = self.conns.borrow();
         slab.iter()
-            .filter(|(_, c)| !c.has(flag::CLOSING) && c.partial_capacity() > 0)
-            .max_by_key(|(_, c)| c.partial_capacity())
+            .filter(|(_, c)| !c.has(flag::CLOSING) && c.accounted > 0)
+            .max_by_key(|(_, c)| c.accounted)
             .map(|(k, c)| (k, c.generation))
     }
 

@@ -358,3 +358,30 @@ fn a_body_stalled_before_its_last_byte_is_closed_within_two_windows() {
     );
     server.shutdown(TIMEOUT).unwrap();
 }
+
+/// Unfinished WebSocket messages count against the same budget: ten peers
+/// each holding the first 60 KB fragment of a message under a 256 KiB
+/// budget; the largest holders are closed with `MemoryLimit`.
+#[test]
+fn unfinished_websocket_messages_count_against_the_partial_budget() {
+    let (builder, mut closes) = track_closes(
+        Server::builder()
+            .event_loops(1)
+            .max_partial_bytes(256 << 10),
+    );
+    let server = ws_server(builder);
+    let mut peers = Vec::new();
+    for _ in 0..10 {
+        let mut ws = RawWs::connect(server.local_addrs()[0], "/");
+        ws.send_frame(0x01, &[b'a'; 60_000], true);
+        peers.push(ws);
+    }
+    wait_until("the budget to close holders", || {
+        server.stats().closed_by(&CloseReason::MemoryLimit) >= 5
+    });
+    let (_, reason) = closes.next();
+    assert!(matches!(reason, CloseReason::MemoryLimit), "{reason:?}");
+    assert!(server.stats().closed_by(&CloseReason::MemoryLimit) <= 7);
+    drop(peers);
+    server.shutdown(TIMEOUT).unwrap();
+}

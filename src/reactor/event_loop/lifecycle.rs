@@ -93,7 +93,9 @@ impl EventLoop {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        table.release_partial(&mut conn);
+        if let Some(p) = conn.partial.take() {
+            table.pool.borrow_mut().put_read(p);
+        }
         LazyQueue {
             queue: &mut conn.queue,
             pool: &table.pool,

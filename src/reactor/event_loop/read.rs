@@ -76,9 +76,8 @@ impl EventLoop {
             Counters::bump(&table.counters().bytes_in, n as u64);
             conn.last_active = self.timers.now32();
             conn.unset(flag::PINGED);
-            let held_before = conn.partial_capacity();
             let mut decoded = self.decode(key, conn, n, direct);
-            table.account_partial(held_before, conn);
+            table.account_partial(conn);
             table.check_layer_output(key, conn);
             self.track_frame(key, conn);
             drop(slab);
@@ -219,9 +218,8 @@ impl EventLoop {
             return Some(reason);
         }
         // Frames the client sent right behind its request.
-        let held_before = conn.partial_capacity();
         let failed = self.decode(key, conn, 0, false).failed;
-        table.account_partial(held_before, conn);
+        table.account_partial(conn);
         failed
     }
 }
