@@ -112,7 +112,7 @@ impl Conn {
     /// what a layer holds of a record or message in progress.
     #[inline]
     pub(crate) fn held_unfinished(&self) -> usize {
-        self.partial.as_ref().map_or(0, BytesMut::capacity) + self.layer.unfinished()
+        self.partial.as_ref().map_or(0, BytesMut::capacity) + self.layer.held_unfinished()
     }
 
     /// Bytes received of a frame, WebSocket message or TLS record not yet

@@ -73,6 +73,15 @@ impl Layer {
             + stack.ws.as_ref().map_or(0, ws::WsSession::unfinished)
     }
 
+    /// Memory held for what [`unfinished`](Self::unfinished) counts.
+    pub(crate) fn held_unfinished(&self) -> usize {
+        let Some(stack) = self.0.as_deref() else {
+            return 0;
+        };
+        stack.tls.as_ref().map_or(0, |t| t.unfinished())
+            + stack.ws.as_ref().map_or(0, ws::WsSession::held_unfinished)
+    }
+
     /// Bytes just read from the socket: hand what they carry to `sink`.
     /// TLS decrypts `input` in place, so its contents are garbage after.
     pub(crate) fn receive(

@@ -53,6 +53,10 @@ impl WsSession {
         match *self {}
     }
 
+    pub(crate) fn held_unfinished(&self) -> usize {
+        match *self {}
+    }
+
     pub(crate) fn peer_gone(&mut self) {
         match *self {}
     }

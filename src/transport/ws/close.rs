@@ -102,6 +102,17 @@ pub(super) fn close_frame_for(
     Some((CloseCode::from(code), text.to_owned()))
 }
 
+/// Whether the server, closing for `reason`, waits (within
+/// `close_linger`) for the peer's close frame: not when the peer is closed
+/// for what it held (`MemoryLimit`), for stalling (`FrameTimeout`) or for
+/// not reading (`SlowPeer`): its memory goes at once.
+pub(super) fn waits_for_peer_close(reason: &CloseReason) -> bool {
+    !matches!(
+        reason,
+        CloseReason::MemoryLimit | CloseReason::FrameTimeout | CloseReason::SlowPeer
+    )
+}
+
 /// An application close frame with a code a peer accepts and a reason that
 /// fits a control frame (123 bytes).
 pub(super) fn sanitize(g: &Goodbye) -> (CloseCode, String) {

@@ -11,7 +11,7 @@ use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tungstenite::protocol::{Role, WebSocketContext};
 use tungstenite::Message as WsMessage;
 
-use super::close::{close_frame_for, fail, failure_code, peer_close};
+use super::close::{close_frame_for, fail, failure_code, peer_close, waits_for_peer_close};
 use super::handshake;
 use super::tracker::FrameTracker;
 use super::{WsMode, WsSettings, BINARY, TEXT};
@@ -96,6 +96,12 @@ impl WsSession {
             State::Open { frames, .. } => frames.unfinished as usize,
             _ => 0,
         }
+    }
+
+    /// Memory held for them: tungstenite accumulates a frame and a
+    /// message in buffers that grow by doubling, so up to about twice.
+    pub(crate) fn held_unfinished(&self) -> usize {
+        self.unfinished().saturating_mul(2)
     }
 
     pub(crate) fn awaits_peer_close(&self) -> bool {
@@ -317,8 +323,11 @@ impl WsSession {
                     wrote: false,
                 };
                 match ctx.close(&mut io, Some(frame)) {
-                    Ok(()) => *closing = true,
-                    Err(_) => self.state = State::Done,
+                    Ok(()) if waits_for_peer_close(reason) => *closing = true,
+                    // Closed for what it held or failed to do: no wait for
+                    // its close frame (its context, and whatever message
+                    // it buffers, go at once).
+                    Ok(()) | Err(_) => self.state = State::Done,
                 }
             }
             State::Open { .. } | State::Done => {}
