@@ -119,7 +119,7 @@ pub mod ws;
 pub use bytes;
 
 pub use builder::{Builder, Group, Server};
-pub use codec::{LengthPacker, Message, Packer, Peek, TlvPacker};
+pub use codec::{LengthPacker, Message, Packer, Peek, SeqPacker, TlvPacker};
 pub use config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
 pub use dispatch::hooks::IntoOpenResult;

@@ -1,16 +1,19 @@
 //! Framing: the [`Packer`] trait, the packers netloom ships
-//! ([`LengthPacker`], the default; [`TlvPacker`], with a sequence number),
+//! ([`LengthPacker`], the default; [`SeqPacker`], the same with a sequence
+//! number; [`TlvPacker`], another format with one),
 //! and the [`reader`] that turns a connection's received bytes into frames
 //! (partial frames, many frames per read, large frames).
 
 mod length;
 mod packer;
 pub(crate) mod reader;
+mod seq;
 mod tlv;
 
 pub use length::LengthPacker;
 pub(crate) use packer::{check_frame, implements_decoding};
 pub use packer::{Message, Packer, Peek};
+pub use seq::SeqPacker;
 pub use tlv::TlvPacker;
 
 use bytes::BytesMut;

@@ -1,0 +1,209 @@
+//! [`SeqPacker`]: the default packer's frame with a sequence number, so
+//! requests and their replies can be matched.
+
+use bytes::BytesMut;
+
+use super::{Packer, Peek};
+use crate::error::PackError;
+
+/// A 12-byte header, then the body:
+///
+/// ```text
+///  0                   4                   8                   12
+///  +-------------------+-------------------+-------------------+---------------------+
+///  | body length       | message id        | sequence number   | body                |
+///  | u32 little-endian | u32 little-endian | u32 little-endian | `body length` bytes |
+///  +-------------------+-------------------+-------------------+---------------------+
+/// ```
+///
+/// The sequence number becomes [`Message::seq`](crate::Message::seq):
+/// `Context::reply` answers with the request's, and
+/// `ConnHandle::request` matches replies to requests by it (0 means "no
+/// request": a message sent with `send`). A declared length above
+/// [`max_body_length`](SeqPacker::max_body_length) is rejected as soon as
+/// the header is in, before a byte is reserved for it.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use netloom::{Packer, SeqPacker};
+///
+/// let mut out = BytesMut::new();
+/// SeqPacker::default().encode(7, 42, b"hi", &mut out)?;
+/// assert_eq!(&out[..], b"\x02\x00\x00\x00\x07\x00\x00\x00\x2a\x00\x00\x00hi");
+/// let msg = SeqPacker::default().decode(&mut out)?.expect("a whole frame");
+/// assert_eq!((msg.id, msg.seq, &msg.body[..]), (7, 42, &b"hi"[..]));
+/// # Ok::<(), netloom::PackError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SeqPacker {
+    max_body_length: usize,
+}
+
+impl SeqPacker {
+    /// Bytes before the body: length, id, sequence number.
+    pub const HEADER_LEN: usize = 12;
+
+    /// The default body limit: 1 MiB.
+    pub const DEFAULT_MAX_BODY_LENGTH: usize = 1 << 20;
+
+    /// A packer for bodies of at most `max_body_length` bytes (clamped to
+    /// what the length field carries).
+    pub fn new(max_body_length: usize) -> Self {
+        let field_max = (u32::MAX as usize).min(usize::MAX - Self::HEADER_LEN);
+        SeqPacker {
+            max_body_length: max_body_length.min(field_max),
+        }
+    }
+
+    /// The largest body this packer decodes or encodes.
+    pub fn max_body_length(&self) -> usize {
+        self.max_body_length
+    }
+
+    fn too_long(&self, len: usize) -> PackError {
+        PackError::TooLong {
+            len,
+            max: self.max_body_length,
+        }
+    }
+
+    #[inline]
+    fn put_header(id: u32, seq: u32, body_len: usize, out: &mut BytesMut) {
+        let mut header = [0u8; Self::HEADER_LEN];
+        header[..4].copy_from_slice(&(body_len as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&id.to_le_bytes());
+        header[8..].copy_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&header);
+    }
+}
+
+impl Default for SeqPacker {
+    /// A packer with [`SeqPacker::DEFAULT_MAX_BODY_LENGTH`].
+    fn default() -> Self {
+        SeqPacker::new(Self::DEFAULT_MAX_BODY_LENGTH)
+    }
+}
+
+impl Packer for SeqPacker {
+    /// The first frame: its body follows the 12-byte header.
+    ///
+    /// # Errors
+    ///
+    /// [`PackError::TooLong`] for a declared length over the limit.
+    #[inline]
+    fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
+        let Some(h) = buf.first_chunk::<{ Self::HEADER_LEN }>() else {
+            return Ok(Peek::Incomplete { frame_len: None });
+        };
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let id = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let seq = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        if len > self.max_body_length {
+            return Err(self.too_long(len));
+        }
+        let frame_len = Self::HEADER_LEN + len;
+        if buf.len() < frame_len {
+            return Ok(Peek::Incomplete {
+                frame_len: Some(frame_len),
+            });
+        }
+        Ok(Peek::Frame {
+            id,
+            seq,
+            body: Self::HEADER_LEN..frame_len,
+            len: frame_len,
+        })
+    }
+
+    /// Append one frame.
+    ///
+    /// # Errors
+    ///
+    /// [`PackError::TooLong`] for a body over the limit (nothing appended).
+    #[inline]
+    fn encode(&self, id: u32, seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
+        if body.len() > self.max_body_length {
+            return Err(self.too_long(body.len()));
+        }
+        out.reserve(Self::HEADER_LEN + body.len());
+        Self::put_header(id, seq, body.len(), out);
+        out.extend_from_slice(body);
+        Ok(())
+    }
+
+    /// The header alone: the body follows as it is.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`](Packer::encode).
+    fn encode_around(
+        &self,
+        id: u32,
+        seq: u32,
+        body_len: usize,
+        before: &mut BytesMut,
+        _after: &mut BytesMut,
+    ) -> Result<bool, PackError> {
+        if body_len > self.max_body_length {
+            return Err(self.too_long(body_len));
+        }
+        Self::put_header(id, seq, body_len, before);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Message;
+
+    #[test]
+    fn literal_bytes_both_ways() {
+        let wire = b"\x03\x00\x00\x00\x09\x00\x00\x00\xff\xff\xff\xffabc";
+        let mut buf = BytesMut::from(&wire[..]);
+        let m = SeqPacker::default().decode(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            m,
+            Message {
+                id: 9,
+                seq: u32::MAX,
+                body: "abc".into()
+            }
+        );
+        let mut out = BytesMut::new();
+        SeqPacker::default()
+            .encode(9, u32::MAX, b"abc", &mut out)
+            .unwrap();
+        assert_eq!(&out[..], &wire[..]);
+    }
+
+    #[test]
+    fn over_the_limit_before_any_reservation() {
+        let p = SeqPacker::new(4);
+        let mut buf = BytesMut::from(&b"\x05\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00"[..]);
+        let cap = buf.capacity();
+        assert_eq!(
+            p.decode(&mut buf),
+            Err(PackError::TooLong { len: 5, max: 4 })
+        );
+        assert_eq!(buf.capacity(), cap);
+        let mut out = BytesMut::new();
+        assert!(p.encode(1, 1, b"12345", &mut out).is_err());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let p = SeqPacker::default();
+        let mut wire = BytesMut::new();
+        p.encode(3, 77, b"slow", &mut wire).unwrap();
+        let mut buf = BytesMut::new();
+        for (i, b) in wire.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            let got = p.decode(&mut buf).unwrap();
+            assert_eq!(got.is_some(), i + 1 == wire.len());
+        }
+    }
+}
