@@ -148,7 +148,7 @@ impl Dispatcher {
         stream.set_nonblocking(true)?;
         let generation = core.table.next_generation();
         let key = core.table.insert(Conn::new(
-            mio::net::TcpStream::from_std(stream),
+            Some(mio::net::TcpStream::from_std(stream)),
             addr,
             generation,
             0,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::codec::{implements_decoding, LengthPacker, Packer, ServerPacker};
 use crate::config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
 use crate::dispatch::context::{Context, IntoHandlerResult, Session};
-use crate::dispatch::hooks::{Hooks, IntoOpenResult};
+use crate::dispatch::hooks::{Disconnect, Hooks, IntoOpenResult};
 use crate::dispatch::middleware::{handler_fn, middleware_fn, Next};
 use crate::dispatch::App;
 use crate::error::{CloseReason, Error, Result};
@@ -320,6 +320,28 @@ impl Builder {
         self
     }
 
+    /// Run when a dialed connection ([`Hub::dial`](crate::Hub::dial)) with a
+    /// reconnect policy was lost, or a connect attempt of it failed, with
+    /// why, the attempt about to be made and when. Its user data stays;
+    /// its waiting requests have failed with `Error::Disconnected`.
+    pub fn on_disconnect<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&mut Session<'_>, &Disconnect) + Send + Sync + 'static,
+    {
+        self.hooks.on_disconnect = Some(Box::new(f));
+        self
+    }
+
+    /// Run when a dialed connection connected again after a loss, with the
+    /// number of attempts it took (`on_open` ran only the first time).
+    pub fn on_reconnect<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&mut Session<'_>, u32) + Send + Sync + 'static,
+    {
+        self.hooks.on_reconnect = Some(Box::new(f));
+        self
+    }
+
     /// Add a global middleware: it runs for every routed message, before
     /// group middleware, in the order added (wherever `route` calls are).
     pub fn middleware<F, R>(mut self, f: F) -> Self
@@ -399,11 +421,12 @@ impl Builder {
     }
 
     /// Validate the configuration, bind the listeners and start the loop
-    /// and acceptor threads.
+    /// and acceptor threads. A server without `bind` listens on nothing and
+    /// only dials (`Hub::dial`).
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for an invalid setting or no `bind`,
+    /// [`Error::Config`] for an invalid setting,
     /// [`Error::Io`] if a listener cannot be bound or a thread not spawned.
     pub fn start(mut self) -> Result<ServerHandle> {
         if let Some((after, ping_id)) = self.ping {
@@ -414,9 +437,6 @@ impl Builder {
             hb.ping_id = ping_id;
         }
         self.config.validate()?;
-        if self.addrs.is_empty() {
-            return Err(Error::Config("no address to listen on: call bind()".into()));
-        }
         let config = self.config;
         let packer = match self.packer {
             Some(custom) if !implements_decoding(&*custom) => {

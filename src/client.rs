@@ -11,6 +11,7 @@
 //! # Ok::<(), netloom::Error>(())
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -54,6 +55,12 @@ pub struct Client {
     received: BytesMut,
     out: BytesMut,
     peer: SocketAddr,
+    /// Messages read while waiting for a reply, for `recv`.
+    early: VecDeque<Message>,
+    /// The last request's sequence number.
+    last_seq: u32,
+    /// The read timeout `set_timeout` asked for.
+    read_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Client {
@@ -117,6 +124,9 @@ impl Client {
             received: BytesMut::new(),
             out: BytesMut::new(),
             peer,
+            early: VecDeque::new(),
+            last_seq: 0,
+            read_timeout: None,
         })
     }
 
@@ -138,11 +148,47 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Io`] if `timeout` is zero.
-    pub fn set_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         let tcp = self.stream.tcp();
         tcp.set_read_timeout(timeout)?;
         tcp.set_write_timeout(timeout)?;
+        self.read_timeout = timeout;
         Ok(())
+    }
+
+    /// `TCP_NODELAY` (on by default: small messages leave at once).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] from the socket.
+    pub fn set_nodelay(&self, on: bool) -> Result<()> {
+        Ok(self.stream.tcp().set_nodelay(on)?)
+    }
+
+    /// `SO_KEEPALIVE`: probe a silent peer after `period`, then every
+    /// `period` where the platform allows; `None` turns it off.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] from the socket.
+    pub fn set_keepalive(&self, period: Option<Duration>) -> Result<()> {
+        let sock = socket2::SockRef::from(self.stream.tcp());
+        match period {
+            None => sock.set_keepalive(false)?,
+            Some(p) => sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(p))?,
+        }
+        Ok(())
+    }
+
+    /// `SO_LINGER`: how long closing waits for unsent data (`Some(0)`:
+    /// reset instead of a normal close); `None`, the default, closes in the
+    /// background.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] from the socket.
+    pub fn set_linger(&self, linger: Option<Duration>) -> Result<()> {
+        Ok(socket2::SockRef::from(self.stream.tcp()).set_linger(linger)?)
     }
 
     /// Send one message (sequence number 0).
@@ -176,6 +222,13 @@ impl Client {
     /// [`Error::Pack`] if it sent bytes the packer rejects, [`Error::Io`]
     /// on a socket error or timeout.
     pub fn recv(&mut self) -> Result<Message> {
+        if let Some(m) = self.early.pop_front() {
+            return Ok(m);
+        }
+        self.read_message()
+    }
+
+    fn read_message(&mut self) -> Result<Message> {
         let mut chunk = [0u8; 16 << 10];
         loop {
             if let Some(m) = self.packer.decode(&mut self.received)? {
@@ -191,14 +244,61 @@ impl Client {
         }
     }
 
-    /// Send a message and wait for the next message back.
+    /// Send a message and wait for the next message back, whatever it is
+    /// (for packers without a sequence number; see [`request`](Self::request)).
     ///
     /// # Errors
     ///
     /// As [`send`](Self::send) and [`recv`](Self::recv).
-    pub fn request(&mut self, id: u32, body: impl AsRef<[u8]>) -> Result<Message> {
+    pub fn round_trip(&mut self, id: u32, body: impl AsRef<[u8]>) -> Result<Message> {
         self.send(id, body)?;
         self.recv()
+    }
+
+    /// Send a request with a fresh sequence number and wait, at most
+    /// `timeout`, for the reply that carries it (the packer must carry a
+    /// sequence number: `SeqPacker`, `TlvPacker`, …). Messages with
+    /// sequence number 0 that come meanwhile are kept for
+    /// [`recv`](Self::recv); a late reply to an earlier request that timed
+    /// out is dropped, never taken for this one's.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no reply comes in time; as
+    /// [`send`](Self::send) and [`recv`](Self::recv) otherwise.
+    pub fn request(
+        &mut self,
+        id: u32,
+        body: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Result<Message> {
+        self.last_seq = self.last_seq.wrapping_add(1).max(1);
+        let seq = self.last_seq;
+        self.send_seq(id, seq, body)?;
+        let deadline = std::time::Instant::now() + timeout;
+        let result = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break Err(Error::Timeout);
+            }
+            self.stream.tcp().set_read_timeout(Some(left))?;
+            match self.read_message() {
+                Ok(m) if m.seq == seq => break Ok(m),
+                Ok(m) if m.seq == 0 => self.early.push_back(m),
+                Ok(_late) => {}
+                Err(Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break Err(Error::Timeout)
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.stream.tcp().set_read_timeout(self.read_timeout)?;
+        result
     }
 
     /// Close the connection (TLS: after close_notify).

@@ -4,7 +4,10 @@
 //! field; [`Config::validate`] runs when the server starts, so a bad value is
 //! an [`Error::Config`] from `start()`, never a panic.
 
+mod dial;
 mod env;
+
+pub use dial::{Dial, Reconnect, WhileDown};
 
 use std::time::Duration;
 

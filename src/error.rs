@@ -53,6 +53,17 @@ pub enum Error {
     /// without flushing. The server is fully stopped nonetheless.
     #[error("shutdown deadline passed with {0} connection(s) unflushed")]
     ShutdownTimeout(usize),
+    /// A request got no reply within its timeout. The peer may still
+    /// handle it; a reply that comes later is counted and dropped, never
+    /// handed to another request. Retry if the request is idempotent.
+    #[error("no reply within the request's timeout")]
+    Timeout,
+    /// The connection was lost before the reply came (the request may or
+    /// may not have been handled), or a dialed connection that refuses
+    /// sends while it is down (`WhileDown::Refuse`) is down. For a
+    /// connection that reconnects, retry once it is back.
+    #[error("connection lost or down")]
+    Disconnected,
 }
 
 /// A peer broke the wire protocol, or a message cannot be encoded.
@@ -143,11 +154,18 @@ pub enum CloseReason {
     /// The loop's memory for partial frames (`Config::max_partial_bytes`)
     /// ran out, and this connection held the most.
     MemoryLimit,
+    /// A dialed connection could not connect (refused, unreachable, …)
+    /// and has no reconnect policy, or used up its attempts.
+    ConnectFailed(Arc<io::Error>),
+    /// A dialed connection's connect did not complete within its
+    /// `connect_timeout` (and it has no reconnect policy, or used up its
+    /// attempts).
+    ConnectTimeout,
 }
 
 impl CloseReason {
     /// Number of distinct kinds, for per-kind counters.
-    pub(crate) const KINDS: usize = 19;
+    pub(crate) const KINDS: usize = 21;
 
     /// A small stable index per kind, used by [`Stats`](crate::Stats).
     pub(crate) fn kind_index(&self) -> usize {
@@ -171,6 +189,8 @@ impl CloseReason {
             CloseReason::BadUpgrade(_) => 16,
             CloseReason::FrameTimeout => 17,
             CloseReason::MemoryLimit => 18,
+            CloseReason::ConnectFailed(_) => 19,
+            CloseReason::ConnectTimeout => 20,
         }
     }
 
@@ -196,6 +216,8 @@ impl CloseReason {
             "bad_upgrade",
             "frame_timeout",
             "memory_limit",
+            "connect_failed",
+            "connect_timeout",
         ][index]
     }
 
@@ -214,7 +236,10 @@ impl CloseReason {
     /// decides what the server still sends and reads on the way out.
     pub(crate) fn ending(&self) -> Ending {
         match self {
-            CloseReason::PeerClosed | CloseReason::Io(_) => Ending::Gone,
+            CloseReason::PeerClosed
+            | CloseReason::Io(_)
+            | CloseReason::ConnectFailed(_)
+            | CloseReason::ConnectTimeout => Ending::Gone,
             CloseReason::TlsHandshake(_) | CloseReason::Tls(_) => Ending::TlsFailed,
             CloseReason::HandshakeTimeout
             | CloseReason::WsClosed { .. }
@@ -251,6 +276,8 @@ impl CloseReason {
                 | CloseReason::BadUpgrade(_)
                 | CloseReason::FrameTimeout
                 | CloseReason::MemoryLimit
+                | CloseReason::ConnectFailed(_)
+                | CloseReason::ConnectTimeout
         )
     }
 }
@@ -324,6 +351,8 @@ impl fmt::Display for CloseReason {
             CloseReason::MemoryLimit => {
                 f.write_str("loop's partial-frame memory exhausted; held the most")
             }
+            CloseReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
+            CloseReason::ConnectTimeout => f.write_str("connect timed out"),
         }
     }
 }
@@ -360,6 +389,8 @@ mod tests {
             CloseReason::BadUpgrade("no Upgrade header".into()),
             CloseReason::FrameTimeout,
             CloseReason::MemoryLimit,
+            CloseReason::ConnectFailed(Arc::new(io::ErrorKind::ConnectionRefused.into())),
+            CloseReason::ConnectTimeout,
         ];
         assert_eq!(all.len(), CloseReason::KINDS);
         for (i, r) in all.iter().enumerate() {

@@ -120,14 +120,16 @@ pub use bytes;
 
 pub use builder::{Builder, Group, Server};
 pub use codec::{LengthPacker, Message, Packer, Peek, SeqPacker, TlvPacker};
-pub use config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
+pub use config::{
+    Balance, Config, Dial, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown,
+};
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
-pub use dispatch::hooks::IntoOpenResult;
+pub use dispatch::hooks::{Disconnect, IntoOpenResult};
 pub use dispatch::middleware::Next;
 pub use error::{CloseReason, Error, PackError, Result};
 pub use ext::Extensions;
 pub use id::ConnId;
-pub use runtime::{ConnHandle, Hub};
+pub use runtime::{ConnHandle, Hub, PendingReply, Responder};
 pub use server::{ServerHandle, ShutdownHandle};
 pub use stats::Stats;
 #[cfg(feature = "tls")]

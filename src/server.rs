@@ -121,6 +121,10 @@ impl fmt::Debug for ServerHandle {
 
 impl ServerHandle {
     /// The first listening address (with the real port if bound to port 0).
+    ///
+    /// # Panics
+    ///
+    /// When the server listens on nothing (it only dials).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addrs[0]
     }

@@ -26,6 +26,10 @@ pub(crate) struct Counters {
     pub(crate) unknown_ids: AtomicU64,
     pub(crate) handler_errors: AtomicU64,
     pub(crate) unflushed_closes: AtomicU64,
+    pub(crate) connects: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) request_timeouts: AtomicU64,
+    pub(crate) late_replies: AtomicU64,
 }
 
 impl Counters {
@@ -81,6 +85,14 @@ pub struct Stats {
     /// Connections closed with data still queued because the close linger
     /// or the shutdown deadline ran out (that data was dropped).
     pub unflushed_closes: u64,
+    /// Dialed connections that connected (the first time or again).
+    pub connects: u64,
+    /// Connect attempts of dialed connections that failed or timed out.
+    pub connect_failures: u64,
+    /// Requests that got no reply within their timeout.
+    pub request_timeouts: u64,
+    /// Replies that came after their request timed out (dropped).
+    pub late_replies: u64,
 }
 
 impl Stats {
@@ -103,6 +115,10 @@ impl Stats {
             s.unknown_ids += c.unknown_ids.load(Relaxed);
             s.handler_errors += c.handler_errors.load(Relaxed);
             s.unflushed_closes += c.unflushed_closes.load(Relaxed);
+            s.connects += c.connects.load(Relaxed);
+            s.connect_failures += c.connect_failures.load(Relaxed);
+            s.request_timeouts += c.request_timeouts.load(Relaxed);
+            s.late_replies += c.late_replies.load(Relaxed);
         }
         s
     }

@@ -2,6 +2,8 @@
 //! loop's table of them with the write path ([`table`]), and the roster
 //! other threads read to list them ([`roster`]).
 
+pub(crate) mod dial;
+pub(crate) mod requests;
 pub(crate) mod roster;
 pub(crate) mod table;
 
@@ -38,12 +40,21 @@ pub(crate) mod flag {
     /// A refused send was logged at warn for this connection (later ones
     /// at debug).
     pub(crate) const SEND_REFUSAL_LOGGED: u16 = 1 << 9;
+    /// Dialed by this server (see `ConnTable::dials`).
+    pub(crate) const OUTBOUND: u16 = 1 << 10;
+    /// A connect is in progress (a dialed connection, waiting for its
+    /// socket to become writable).
+    pub(crate) const CONNECTING: u16 = 1 << 11;
+    /// Requests of this connection wait for replies.
+    pub(crate) const AWAITING: u16 = 1 << 12;
 }
 
 /// One connection's state: socket, partial frame, write queue, heartbeat
 /// clock, user data and layers. Idle, it holds no buffer at all.
 pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
+    /// The socket; `None` while a dialed connection is down between a loss
+    /// and its next connect attempt.
+    pub(crate) stream: Option<TcpStream>,
     pub(crate) peer: SocketAddr,
     pub(crate) generation: u32,
     /// Loop clock (milliseconds, wrapping) of the peer's last byte.
@@ -66,7 +77,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: Option<TcpStream>,
         peer: SocketAddr,
         generation: u32,
         now: u32,

@@ -7,11 +7,15 @@ use std::sync::Arc;
 
 use slab::Slab;
 
+use std::collections::HashMap;
+
+use super::dial::DialState;
+use super::requests::Requests;
 use super::roster::Roster;
 use super::{flag, Conn};
 use crate::buf::pool::Pool;
 use crate::buf::{LazyQueue, Payload};
-use crate::config::{Config, SlowPeerPolicy};
+use crate::config::{Config, SlowPeerPolicy, WhileDown};
 use crate::error::{CloseReason, Error, Result};
 use crate::id::ConnId;
 use crate::stats::Counters;
@@ -34,6 +38,12 @@ pub(crate) struct ConnTable {
     /// Keys with something to flush or to close at the end of the turn.
     pub(crate) dirty: RefCell<Vec<usize>>,
     next_generation: Cell<u32>,
+    /// Requests waiting for replies.
+    pub(crate) requests: RefCell<Requests>,
+    /// The dialing state of the connections this loop dialed.
+    pub(crate) dials: RefCell<HashMap<usize, DialState>>,
+    /// Dialed connections not connecting yet.
+    to_dial: RefCell<Vec<usize>>,
     /// Moves whenever a connection of this loop starts closing: a batch
     /// being dispatched looks its connection up again only when this moved
     /// (a handler closed it, or another), not before every message.
@@ -60,6 +70,9 @@ impl ConnTable {
             pool: RefCell::new(Pool::default()),
             dirty: RefCell::new(Vec::new()),
             next_generation: Cell::new(0),
+            requests: RefCell::default(),
+            dials: RefCell::default(),
+            to_dial: RefCell::default(),
             closings: Cell::new(0),
         }
     }
@@ -89,10 +102,29 @@ impl ConnTable {
         key
     }
 
+    /// Make a dialed connection: its slot and id now, down (no socket)
+    /// until the reactor starts connecting it (`take_dials`).
+    pub(crate) fn reserve_dial(&self, spec: Arc<crate::config::Dial>, now: u32) -> ConnId {
+        let generation = self.next_generation();
+        let mut conn = Conn::new(None, spec.addr, generation, now, Default::default());
+        conn.set(flag::OUTBOUND);
+        let key = self.insert(conn);
+        self.dials.borrow_mut().insert(key, DialState::new(spec));
+        self.to_dial.borrow_mut().push(key);
+        Counters::add(&self.counters.connections, 1);
+        self.id(key, generation)
+    }
+
+    /// Dialed connections to start connecting (drained by the reactor).
+    pub(crate) fn take_dials(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.to_dial.borrow_mut())
+    }
+
     /// Remove a connection for good.
     pub(crate) fn remove(&self, key: usize) -> Option<Conn> {
         let conn = self.conns.borrow_mut().try_remove(key)?;
         self.roster.remove(key);
+        self.dials.borrow_mut().remove(&key);
         let held = self.partial_held.get() - conn.accounted as usize;
         self.partial_held.set(held);
         Some(conn)
@@ -207,6 +239,9 @@ impl ConnTable {
         let Some(conn) = Self::open_conn(&mut slab, key, generation) else {
             return Err(self.send_error(Error::Closed));
         };
+        if conn.stream.is_none() && self.refuses_while_down(key) {
+            return Err(self.send_error(Error::Disconnected));
+        }
         self.check_high_water(key, conn, body.as_slice().len())?;
         let protocol = conn.layer.protocol();
         let mut queue = LazyQueue {
@@ -227,6 +262,16 @@ impl ConnTable {
                 Err(self.send_error(Error::Pack(e)))
             }
         }
+    }
+
+    /// A dialed connection that is down refuses sends
+    /// (`WhileDown::Refuse`).
+    #[cold]
+    fn refuses_while_down(&self, key: usize) -> bool {
+        let dials = self.dials.borrow();
+        dials
+            .get(&key)
+            .is_some_and(|d| d.spec.while_down == WhileDown::Refuse)
     }
 
     /// Queue an encoded message on every open connection of this loop but
@@ -374,6 +419,23 @@ impl ConnTable {
         let first = !conn.has(flag::SEND_REFUSAL_LOGGED);
         conn.set(flag::SEND_REFUSAL_LOGGED);
         first
+    }
+
+    /// Requests of the connection wait for replies (its messages are
+    /// matched against them).
+    pub(crate) fn mark_awaiting(&self, key: usize, generation: u32) {
+        let mut slab = self.conns.borrow_mut();
+        if let Some(conn) = slab.get_mut(key).filter(|c| c.generation == generation) {
+            conn.set(flag::AWAITING);
+        }
+    }
+
+    /// Before a batch is dispatched: `None` if the connection is gone or
+    /// closing, else whether its messages may be replies to its requests.
+    pub(crate) fn batch_state(&self, key: usize) -> Option<bool> {
+        let slab = self.conns.borrow();
+        let conn = slab.get(key).filter(|c| !c.has(flag::CLOSING))?;
+        Some(conn.has(flag::AWAITING))
     }
 
     /// Whether the connection at `key` is gone or closing.

@@ -12,7 +12,7 @@ use crate::codec::Message;
 use crate::error::{CloseReason, Result};
 use crate::ext::Extensions;
 use crate::id::ConnId;
-use crate::runtime::{ConnHandle, Hub, LoopCore};
+use crate::runtime::{ConnHandle, Hub, LoopCore, Responder};
 use crate::transport::Goodbye;
 
 /// Error type handlers and middleware may return.
@@ -284,6 +284,28 @@ impl<'a> Context<'a> {
             None => Payload::Slice(body),
         };
         self.session.send_payload(id, self.seq, payload)
+    }
+
+    /// A [`Responder`] that answers this message later, from any thread,
+    /// with its sequence number (for requests whose answer takes work
+    /// done elsewhere).
+    ///
+    /// ```
+    /// # fn slow(ctx: &mut netloom::Context<'_>) {
+    /// let responder = ctx.responder();
+    /// let question = ctx.body_bytes();
+    /// std::thread::spawn(move || {
+    ///     let answer = question.to_ascii_uppercase(); // the slow part
+    ///     let _ = responder.respond(2, answer);
+    /// });
+    /// # }
+    /// # let _ = netloom::Server::builder().route(1, slow);
+    /// ```
+    pub fn responder(&self) -> Responder {
+        Responder {
+            handle: self.session.handle(),
+            seq: self.seq,
+        }
     }
 
     /// Like [`reply`](Self::reply), for a body held as [`Bytes`] (see

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use super::context::Session;
 use crate::error::{panic_message, CloseReason};
@@ -13,6 +14,10 @@ pub(crate) type OpenHook =
     Box<dyn Fn(&mut Session<'_>) -> std::result::Result<(), String> + Send + Sync>;
 /// `on_close`.
 pub(crate) type CloseHook = Box<dyn Fn(&mut Session<'_>, &CloseReason) + Send + Sync>;
+/// `on_disconnect`: a dialed connection was lost and will reconnect.
+pub(crate) type DisconnectHook = Box<dyn Fn(&mut Session<'_>, &Disconnect) + Send + Sync>;
+/// `on_reconnect`: a dialed connection is back, after this many attempts.
+pub(crate) type ReconnectHook = Box<dyn Fn(&mut Session<'_>, u32) + Send + Sync>;
 /// The WebSocket upgrade hook: `Err(status)` refuses the upgrade.
 pub(crate) type UpgradeHook =
     Box<dyn Fn(&mut Session<'_>, &WsRequest) -> std::result::Result<(), u16> + Send + Sync>;
@@ -47,12 +52,28 @@ impl<E: fmt::Display> IntoOpenResult for std::result::Result<(), E> {
     }
 }
 
+/// A dialed connection was lost (or a connect attempt failed) and will
+/// connect again: handed to `Builder::on_disconnect`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Disconnect {
+    /// Why it was lost (`PeerClosed`, `Io`, `ConnectFailed`,
+    /// `ConnectTimeout`, `IdleTimeout`, …).
+    pub reason: CloseReason,
+    /// The attempt about to be made (1 for the first after a loss).
+    pub attempt: u32,
+    /// How long until that attempt.
+    pub retry_in: Duration,
+}
+
 /// The application's connection hooks.
 #[derive(Default)]
 pub(crate) struct Hooks {
     pub(crate) on_open: Option<OpenHook>,
     pub(crate) on_close: Option<CloseHook>,
     pub(crate) on_upgrade: Option<UpgradeHook>,
+    pub(crate) on_disconnect: Option<DisconnectHook>,
+    pub(crate) on_reconnect: Option<ReconnectHook>,
 }
 
 impl Hooks {
@@ -89,6 +110,45 @@ impl Hooks {
                 "conn {} ({}): on_close panicked: {}",
                 session.id(),
                 session.peer_addr(),
+                panic_message(&*panic)
+            );
+        }
+    }
+
+    /// Run `on_disconnect` (a panic is logged).
+    pub(crate) fn disconnected(
+        &self,
+        session: &mut Session<'_>,
+        reason: &CloseReason,
+        attempt: u32,
+        retry_in: Duration,
+    ) {
+        let Some(hook) = &self.on_disconnect else {
+            return;
+        };
+        let d = Disconnect {
+            reason: reason.clone(),
+            attempt,
+            retry_in,
+        };
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(session, &d))) {
+            log::error!(
+                "conn {}: on_disconnect panicked: {}",
+                session.id(),
+                panic_message(&*panic)
+            );
+        }
+    }
+
+    /// Run `on_reconnect` (a panic is logged).
+    pub(crate) fn reconnected(&self, session: &mut Session<'_>, attempts: u32) {
+        let Some(hook) = &self.on_reconnect else {
+            return;
+        };
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(session, attempts))) {
+            log::error!(
+                "conn {}: on_reconnect panicked: {}",
+                session.id(),
                 panic_message(&*panic)
             );
         }

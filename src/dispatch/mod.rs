@@ -16,7 +16,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use bytes::Bytes;
 
 use crate::codec::reader::Batch;
+use crate::codec::Message;
 use crate::config::UnknownIdPolicy;
+use crate::conn::requests::Matched;
 use crate::error::{panic_message, CloseReason, Error};
 use crate::ext::Extensions;
 use crate::id::ConnId;
@@ -38,9 +40,9 @@ impl App {
     /// panics. Stops at the first message after the connection starts
     /// closing.
     pub(crate) fn dispatch(&self, core: &LoopCore, key: usize, generation: u32, batch: &Batch) {
-        if core.table.is_closing(key) {
+        let Some(awaiting) = core.table.batch_state(key) else {
             return;
-        }
+        };
         lend(core, key, generation, |id, peer, data| {
             // One `Context` for the whole batch: per message only its id,
             // seq and body change.
@@ -68,6 +70,9 @@ impl App {
                     if core.table.is_closing(key) {
                         break;
                     }
+                }
+                if awaiting && seq != 0 && reply(core, key, generation, msg_id, seq, body, source) {
+                    continue;
                 }
                 ctx.id = msg_id;
                 ctx.seq = seq;
@@ -129,6 +134,41 @@ impl App {
                 core.table.close(key, generation, CloseReason::HandlerPanic);
             }
         }
+    }
+}
+
+/// A message that answers one of the connection's requests goes to that
+/// request (not through the routes); a late one is counted and dropped.
+/// Returns whether the message was consumed.
+fn reply(
+    core: &LoopCore,
+    key: usize,
+    generation: u32,
+    id: u32,
+    seq: u32,
+    body: &[u8],
+    source: &Bytes,
+) -> bool {
+    let matched = core
+        .table
+        .requests
+        .borrow_mut()
+        .matched(key, generation, seq);
+    match matched {
+        Matched::Reply(sink) => {
+            let body = source.slice_ref(body);
+            sink.deliver(Ok(Message { id, seq, body }));
+            true
+        }
+        Matched::Late => {
+            Counters::add(&core.table.counters().late_replies, 1);
+            log::debug!(
+                "conn {}: reply {seq} came after its request timed out; dropped",
+                core.table.id(key, generation)
+            );
+            true
+        }
+        Matched::Unmatched => false,
     }
 }
 

@@ -9,6 +9,7 @@
 //! per turn; the rest is read next turn (its key waits in `pending`, and the
 //! poll does not sleep while anything is pending).
 
+mod dial;
 mod flush;
 mod lifecycle;
 mod read;
@@ -31,7 +32,8 @@ use crate::conn::flag;
 use crate::conn::table::ConnTable;
 use crate::dispatch::App;
 use crate::error::{panic_message, CloseReason};
-use crate::runtime::{Command, CurrentLoop, LoopCore, Runtime};
+use crate::runtime::{start_request_on as start_on, Command, CurrentLoop, LoopCore, Runtime};
+use dial::Jitter;
 use timers::Timers;
 
 /// The token of each loop's waker.
@@ -51,6 +53,8 @@ pub(crate) struct EventLoop {
     shutdown: Option<Instant>,
     /// Connections dropped with unsent data since shutdown began.
     unflushed_in_shutdown: usize,
+    /// Spreads reconnect delays.
+    jitter: Jitter,
 }
 
 impl EventLoop {
@@ -85,6 +89,7 @@ impl EventLoop {
             pending: Vec::new(),
             shutdown: None,
             unflushed_in_shutdown: 0,
+            jitter: Jitter::default(),
         }
     }
 
@@ -121,6 +126,12 @@ impl EventLoop {
                 match event.token() {
                     WAKER => self.drain_inbox(),
                     Token(key) => {
+                        // A dialed connection's connect completes (or
+                        // fails) with a writable (or error) event.
+                        if (event.is_writable() || event.is_error()) && self.connect_event(key) {
+                            self.flush(key);
+                            continue;
+                        }
                         if event.is_writable() {
                             self.mark_dirty(key);
                         }
@@ -144,6 +155,8 @@ impl EventLoop {
                 self.flush(key);
             }
             self.fire_timers();
+            self.start_dials();
+            self.arm_request_timers();
             self.flush_dirty();
             if let Some(deadline) = self.shutdown {
                 if self.core.table.conns.borrow().is_empty() {
@@ -232,6 +245,20 @@ impl EventLoop {
                     goodbye.as_deref(),
                 ),
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
+                Command::Dial(spec, reply) => {
+                    let _ = reply.send(core.table.reserve_dial(spec, self.timers.now32()));
+                }
+                Command::Request {
+                    to,
+                    id,
+                    body,
+                    timeout,
+                    sink,
+                } => {
+                    shared.inflight.fetch_sub(body.len(), Ordering::Relaxed);
+                    let body = Payload::Shared(body);
+                    let _ = start_on(&core, to, id, body, timeout, sink, true);
+                }
             }
         }
     }

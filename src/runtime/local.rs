@@ -45,6 +45,18 @@ impl Drop for CurrentLoop {
     }
 }
 
+/// Run `f` on the loop of `runtime` the calling thread runs, if any.
+pub(crate) fn current<R>(runtime: &Arc<Runtime>, f: impl FnOnce(&LoopCore) -> R) -> Option<R> {
+    CURRENT
+        .try_with(|cur| {
+            let cur = cur.borrow();
+            let core = cur.as_ref()?;
+            Arc::ptr_eq(&core.runtime, runtime).then(|| f(core))
+        })
+        .ok()
+        .flatten()
+}
+
 /// Run `f` on loop `index` of `runtime` if the calling thread is that
 /// loop.
 pub(crate) fn with_current<R>(

@@ -7,24 +7,29 @@
 //! The application (routes, middleware, hooks) is not here: it is
 //! `dispatch`'s, one layer up. The runtime moves bytes and commands.
 
+mod dial;
 mod handle;
-mod local;
+pub(crate) mod local;
+mod request;
 #[cfg(feature = "ws")]
 mod ws;
 
 pub use handle::{ConnHandle, Hub};
 pub(crate) use local::{with_current, CurrentLoop, LoopCore};
+pub(crate) use request::start_on as start_request_on;
+pub use request::{PendingReply, Responder};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 
-use crate::config::Config;
+use crate::config::{Config, Dial};
+use crate::conn::requests::ReplySink;
 use crate::conn::roster::Roster;
 use crate::error::{Error, Result};
 use crate::id::ConnId;
@@ -49,6 +54,17 @@ pub(crate) enum Command {
     Close(ConnId, Option<Box<Goodbye>>),
     /// Close everything, flushing until the deadline, then exit.
     Shutdown(Instant),
+    /// Dial a connection on this loop; its id goes back on `reply`.
+    Dial(Arc<Dial>, Sender<ConnId>),
+    /// A request on one connection: send it with a fresh sequence number
+    /// and route its reply to `sink`.
+    Request {
+        to: ConnId,
+        id: u32,
+        body: Bytes,
+        timeout: Duration,
+        sink: ReplySink,
+    },
 }
 
 /// What every thread of one server shares.
@@ -62,6 +78,8 @@ pub(crate) struct Runtime {
     stop: Mutex<Stop>,
     /// Wakes the acceptor to see the shutdown.
     accept_waker: mio::Waker,
+    /// The loop the next dial from outside a loop goes to (round-robin).
+    next_dial: AtomicUsize,
 }
 
 /// The shutdown handshake between whoever asks for it and the acceptor:
@@ -88,6 +106,7 @@ impl Runtime {
             shut_down: AtomicBool::new(false),
             stop: Mutex::new(Stop::default()),
             accept_waker,
+            next_dial: AtomicUsize::new(0),
         }
     }
 
@@ -148,6 +167,11 @@ impl Runtime {
         }
         lp.notify();
         Ok(())
+    }
+
+    /// The loop a dial from outside the loops goes to.
+    pub(crate) fn dial_loop(&self) -> usize {
+        self.next_dial.fetch_add(1, Ordering::Relaxed) % self.loops.len()
     }
 
     /// Count a failed send (on loop 0's counters: any block serves) and

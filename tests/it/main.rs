@@ -8,6 +8,7 @@ mod common;
 #[cfg(feature = "tls")]
 mod tls_support;
 
+mod dial;
 mod features;
 #[cfg(feature = "ws")]
 mod hardening;

@@ -81,7 +81,7 @@ fn our_client_echoes_over_tls_and_sees_alpn_and_sni() {
         let m = client.recv().unwrap();
         assert_eq!((m.id, &m.body[..]), (ECHO, body));
     }
-    let m = client.request(INFO, b"").unwrap();
+    let m = client.round_trip(INFO, b"").unwrap();
     assert_eq!(&m.body[..], b"TLSv1_3 netloom/1 localhost");
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
@@ -150,9 +150,9 @@ fn tls_pem_files_serve_and_bad_files_are_config_errors() {
     let mut client =
         Client::connect_tls(server.local_addr(), "localhost", client_config(&cert)).unwrap();
     client.set_timeout(Some(TIMEOUT)).unwrap();
-    let m = client.request(ECHO, b"from PEM files").unwrap();
+    let m = client.round_trip(ECHO, b"from PEM files").unwrap();
     assert_eq!(&m.body[..], b"from PEM files");
-    let m = client.request(INFO, b"").unwrap();
+    let m = client.round_trip(INFO, b"").unwrap();
     assert_eq!(&m.body[..], b"TLSv1_3 netloom/1 localhost");
     server.shutdown(Duration::from_secs(5)).unwrap();
 
@@ -700,7 +700,7 @@ fn failed_client_handshakes_are_errors_on_both_sides() {
     assert!(matches!(closes.next().1, CloseReason::PeerClosed));
     let mut good = Client::connect_tls(addr, "localhost", client_config(&cert)).unwrap();
     good.set_timeout(Some(TIMEOUT)).unwrap();
-    assert_eq!(&good.request(ECHO, b"ok").unwrap().body[..], b"ok");
+    assert_eq!(&good.round_trip(ECHO, b"ok").unwrap().body[..], b"ok");
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -770,7 +770,7 @@ fn backpressure_with_a_never_reading_tls_peer() {
     let mut total = 0u64;
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let m = fast.request(PUMP, b"").unwrap();
+        let m = fast.round_trip(PUMP, b"").unwrap();
         let sent = u32::from_le_bytes(m.body[..4].try_into().unwrap());
         if sent == 0 {
             break;
@@ -785,7 +785,7 @@ fn backpressure_with_a_never_reading_tls_peer() {
     assert!(server.stats().slow_peer_events > 0);
     // The loop still serves everyone else.
     for i in 0..10u8 {
-        let m = fast.request(ECHO, [i; 100]).unwrap();
+        let m = fast.round_trip(ECHO, [i; 100]).unwrap();
         assert_eq!(&m.body[..], &[i; 100]);
     }
     // The slow peer asks for an echo; the server is not reading it now.
@@ -802,7 +802,7 @@ fn backpressure_with_a_never_reading_tls_peer() {
     }
     assert_eq!(slow.recv(), (ECHO, b"after the flood".to_vec()));
     slow.assert_echoes(b"served again");
-    let m = fast.request(PUMP, b"").unwrap();
+    let m = fast.round_trip(PUMP, b"").unwrap();
     assert!(u32::from_le_bytes(m.body[..4].try_into().unwrap()) > 0);
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
@@ -951,7 +951,7 @@ fn shutdown_sends_close_notify() {
     let addr = server.local_addr();
     let mut ours = Client::connect_tls(addr, "localhost", client_config(&cert)).unwrap();
     ours.set_timeout(Some(TIMEOUT)).unwrap();
-    assert_eq!(&ours.request(ECHO, b"hi").unwrap().body[..], b"hi");
+    assert_eq!(&ours.round_trip(ECHO, b"hi").unwrap().body[..], b"hi");
     let mut raw: Vec<TlsPeer> = [&[&TLS12][..], &[&TLS13][..]]
         .into_iter()
         .map(|versions| {

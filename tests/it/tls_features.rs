@@ -78,7 +78,7 @@ fn an_alpn_mismatch_fails_the_handshake_with_a_typed_reason() {
     ] {
         let mut c = Client::connect_tls(addr, "localhost", offering(offer)).expect("handshake");
         c.set_timeout(Some(TIMEOUT)).unwrap();
-        let reply = c.request(INFO, b"").expect("info");
+        let reply = c.round_trip(INFO, b"").expect("info");
         assert_eq!(&reply.body[..], expected.as_bytes());
         c.close();
     }

@@ -91,8 +91,10 @@ impl EventLoop {
                 Interest::READABLE
             };
             let registry = self.poll.registry();
-            if let Err(e) = registry.reregister(&mut conn.stream, Token(key), interest) {
-                log::warn!("conn {}: reregister failed: {e}", table.id_of(key, conn));
+            if let Some(stream) = conn.stream.as_mut() {
+                if let Err(e) = registry.reregister(stream, Token(key), interest) {
+                    log::warn!("conn {}: reregister failed: {e}", table.id_of(key, conn));
+                }
             }
             if flushed.blocked {
                 conn.set(flag::WRITABLE);
@@ -110,8 +112,13 @@ impl EventLoop {
             }
         }
         if conn.has(flag::CLOSING) {
-            let done =
-                conn.queued() == 0 && !conn.layer.wants_write() && !conn.layer.awaits_peer_close();
+            // Without a connected socket (a dialed connection down or
+            // still connecting) there is nothing to flush or wait for.
+            let unconnected = conn.stream.is_none() || conn.has(flag::CONNECTING);
+            let done = unconnected
+                || conn.queued() == 0
+                    && !conn.layer.wants_write()
+                    && !conn.layer.awaits_peer_close();
             if done {
                 drop(slab);
                 self.finalize(key);
@@ -127,8 +134,14 @@ impl EventLoop {
 }
 
 /// Write the queue through the connection's layers until done or the
-/// socket is full.
+/// socket is full. A connection without a socket (a dialed one that is
+/// down), or still connecting, writes nothing yet.
 fn write_out(conn: &mut Conn) -> std::io::Result<Flushed> {
-    let mut socket = &conn.stream;
-    conn.layer.flush(conn.queue.as_deref_mut(), &mut socket)
+    match &conn.stream {
+        Some(stream) if !conn.has(flag::CONNECTING) => {
+            let mut socket = stream;
+            conn.layer.flush(conn.queue.as_deref_mut(), &mut socket)
+        }
+        _ => Ok(Flushed::default()),
+    }
 }

@@ -12,10 +12,11 @@ use mio::{Interest, Token};
 use super::timers::TimerKind;
 use super::EventLoop;
 use crate::buf::LazyQueue;
+use crate::conn::flag;
 use crate::conn::Conn;
 use crate::dispatch::context::Session;
 use crate::dispatch::with_session;
-use crate::error::{CloseReason, Ending};
+use crate::error::{CloseReason, Ending, Error};
 use crate::stats::Counters;
 use crate::transport::Protocol;
 
@@ -47,7 +48,7 @@ impl EventLoop {
                 return;
             }
         };
-        let conn = Conn::new(stream, peer, generation, self.timers.now32(), layer);
+        let conn = Conn::new(Some(stream), peer, generation, self.timers.now32(), layer);
         let inserted = table.insert(conn);
         debug_assert_eq!(inserted, key);
         Counters::add(&table.counters().accepted, 1);
@@ -89,10 +90,30 @@ impl EventLoop {
     pub(super) fn finalize(&mut self, key: usize) {
         let core = self.core.clone();
         let table = &core.table;
+        let outbound = {
+            let slab = table.conns.borrow();
+            let Some(conn) = slab.get(key) else {
+                return;
+            };
+            conn.has(flag::OUTBOUND).then(|| {
+                let reason = conn.close_reason.as_deref().cloned();
+                reason.unwrap_or(CloseReason::Local)
+            })
+        };
+        if let Some(reason) = outbound {
+            if self.keep_for_reconnect(key, &reason) {
+                return;
+            }
+        }
         let Some(mut conn) = table.remove(key) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        for sink in table.requests.borrow_mut().fail_all(key, conn.generation) {
+            sink.deliver(Err(Error::Disconnected));
+        }
+        if let Some(stream) = conn.stream.as_mut() {
+            let _ = self.poll.registry().deregister(stream);
+        }
         if let Some(p) = conn.partial.take() {
             table.pool.borrow_mut().put_read(p);
         }
@@ -118,8 +139,8 @@ impl EventLoop {
             mut data,
             ..
         } = conn;
-        if reason.ending() != Ending::Gone {
-            self.discard_input(&stream);
+        if let (Some(stream), false) = (&stream, reason.ending() == Ending::Gone) {
+            self.discard_input(stream);
         }
         drop(stream);
         let mut session = Session {

@@ -43,13 +43,22 @@ impl EventLoop {
                 return;
             }
             let generation = conn.generation;
+            if conn.has(flag::CONNECTING) {
+                return;
+            }
+            let Some(stream) = conn.stream.as_ref() else {
+                return;
+            };
             let landing = self
                 .reader
                 .landing(&mut conn.partial, conn.layer.is_plain());
             let (asked, direct) = (landing.asked(), landing.is_direct());
             let read = match landing {
-                Landing::Spare { buf, max } => sys::read_into_spare(&conn.stream, buf, max),
-                Landing::Scratch(buf) => (&conn.stream).read(buf),
+                Landing::Spare { buf, max } => sys::read_into_spare(stream, buf, max),
+                Landing::Scratch(buf) => {
+                    let mut socket = stream;
+                    socket.read(buf)
+                }
             };
             let n = match read {
                 Ok(n) if n > 0 => n,

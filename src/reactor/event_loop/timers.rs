@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::EventLoop;
 use crate::config::Config;
+use crate::conn::requests::Deadline;
 use crate::conn::{flag, Conn};
-use crate::error::CloseReason;
+use crate::error::{CloseReason, Error};
+use crate::stats::Counters;
 use crate::timer::TimerWheel;
 
 /// Coarsest wheel tick: handshake timeouts and close lingers are this
@@ -26,6 +28,14 @@ pub(super) enum TimerKind {
     Handshake,
     /// The deadline of the frame in progress.
     Frame,
+    /// A dialed connection's connect deadline (`mark`: the attempt).
+    Connect,
+    /// A dialed connection's backoff is over.
+    Reconnect,
+    /// A request's timeout (`mark`: its sequence number).
+    Request,
+    /// The end of a timed-out request's tombstone (`mark`: its sequence).
+    RequestForget,
 }
 
 /// A scheduled check of one connection.
@@ -138,6 +148,9 @@ impl EventLoop {
                 TimerKind::Linger => self.linger_expired(t),
                 TimerKind::Handshake => self.handshake_expired(t),
                 TimerKind::Frame => self.frame_check(t),
+                TimerKind::Connect => self.connect_expired(t.key as usize, t.generation, t.mark),
+                TimerKind::Reconnect => self.reconnect_due(t.key as usize, t.generation),
+                TimerKind::Request | TimerKind::RequestForget => self.request_expired(t),
             }
         }
         self.timers.restore(due);
@@ -220,6 +233,38 @@ impl EventLoop {
         }
     }
 
+    /// Arm the timers of requests started since the last turn.
+    pub(super) fn arm_request_timers(&mut self) {
+        let deadlines = self.core.table.requests.borrow_mut().take_deadlines();
+        for d in deadlines {
+            let kind = match d.expired {
+                false => TimerKind::Request,
+                true => TimerKind::RequestForget,
+            };
+            self.timers
+                .schedule(d.key, d.generation, d.after, kind, d.seq);
+        }
+    }
+
+    /// A request timed out (fail it, keep a tombstone), or its tombstone
+    /// ends.
+    fn request_expired(&mut self, t: Timer) {
+        let table = &self.core.table;
+        let deadline = Deadline {
+            key: t.key as usize,
+            generation: t.generation,
+            seq: t.mark,
+            after: Duration::ZERO,
+            expired: t.kind == TimerKind::RequestForget,
+        };
+        let sink = table.requests.borrow_mut().expire(deadline);
+        if let Some(sink) = sink {
+            Counters::add(&table.counters().request_timeouts, 1);
+            sink.deliver(Err(Error::Timeout));
+        }
+        self.arm_request_timers();
+    }
+
     fn handshake_expired(&mut self, t: Timer) {
         let key = t.key as usize;
         let late = self.core.table.conns.borrow().get(key).is_some_and(|c| {
@@ -242,10 +287,17 @@ impl EventLoop {
         let (idle, pinged) = {
             let slab = self.core.table.conns.borrow();
             match slab.get(key) {
-                Some(c) if c.generation == t.generation && !c.has(flag::CLOSING) => (
-                    u64::from(self.timers.now32().wrapping_sub(c.last_active)),
-                    c.has(flag::PINGED),
-                ),
+                // A dialed connection that is down or connecting is not
+                // idle: look again later.
+                Some(c) if c.generation == t.generation && !c.has(flag::CLOSING) => {
+                    match c.stream.is_none() || c.has(flag::CONNECTING) {
+                        true => (0, true),
+                        false => (
+                            u64::from(self.timers.now32().wrapping_sub(c.last_active)),
+                            c.has(flag::PINGED),
+                        ),
+                    }
+                }
                 _ => return,
             }
         };

@@ -91,6 +91,8 @@ pub(super) fn close_frame_for(
         CloseReason::Protocol(_) => (1002, "protocol error"),
         CloseReason::PeerClosed
         | CloseReason::Io(_)
+        | CloseReason::ConnectFailed(_)
+        | CloseReason::ConnectTimeout
         | CloseReason::TlsHandshake(_)
         | CloseReason::Tls(_)
         | CloseReason::HandshakeTimeout

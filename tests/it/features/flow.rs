@@ -289,7 +289,7 @@ fn the_blocking_client_connects_and_times_out() {
     let check = |mut c: NetloomClient, body: &[u8]| {
         assert_eq!(c.peer_addr(), addr);
         c.set_timeout(Some(TIMEOUT)).unwrap();
-        let reply = c.request(1, body).expect("echo");
+        let reply = c.round_trip(1, body).expect("echo");
         assert_eq!((reply.id, &reply.body[..]), (1, body));
         c.close();
     };

@@ -1,0 +1,298 @@
+//! Connections the loop dials: a non-blocking connect (completion on
+//! WRITABLE, `SO_ERROR`), its timeout on the wheel, and, with a reconnect
+//! policy, the way back after a loss: the connection keeps its slot, id,
+//! user data and handles; it drops its socket, fails its waiting requests,
+//! and connects again after the policy's backoff.
+
+use std::time::Duration;
+
+use mio::{Interest, Token};
+
+use super::timers::TimerKind;
+use super::EventLoop;
+use crate::buf::LazyQueue;
+use crate::conn::flag;
+use crate::dispatch::with_session;
+use crate::error::{CloseReason, Error};
+use crate::stats::Counters;
+use crate::transport::Layer;
+
+impl EventLoop {
+    /// Start connecting the dialed connections reserved since last time.
+    pub(super) fn start_dials(&mut self) {
+        for key in self.core.table.take_dials() {
+            self.start_connect(key);
+        }
+    }
+
+    /// A connect attempt: a new socket, registered for WRITABLE (connected
+    /// or failed) and READABLE, with the attempt's deadline.
+    fn start_connect(&mut self, key: usize) {
+        let core = self.core.clone();
+        let table = &core.table;
+        let Some((addr, timeout, attempt)) = table
+            .dials
+            .borrow()
+            .get(&key)
+            .map(|d| (d.spec.addr, d.spec.connect_timeout, d.attempt))
+        else {
+            return;
+        };
+        let connected = mio::net::TcpStream::connect(addr).and_then(|mut stream| {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            self.poll
+                .registry()
+                .register(&mut stream, Token(key), interest)?;
+            Ok(stream)
+        });
+        let mut slab = table.conns.borrow_mut();
+        let Some(conn) = slab.get_mut(key) else {
+            return;
+        };
+        let generation = conn.generation;
+        match connected {
+            Ok(stream) => {
+                conn.stream = Some(stream);
+                conn.set(flag::CONNECTING | flag::WRITABLE);
+                drop(slab);
+                self.timers
+                    .schedule(key, generation, timeout, TimerKind::Connect, attempt);
+            }
+            Err(e) => {
+                drop(slab);
+                self.connect_failed(key, generation, CloseReason::ConnectFailed(e.into()));
+            }
+        }
+    }
+
+    /// An event on a connecting socket: connected, failed, or not yet.
+    /// Returns false if the connection is not connecting (the event is an
+    /// ordinary one).
+    pub(super) fn connect_event(&mut self, key: usize) -> bool {
+        let core = self.core.clone();
+        let table = &core.table;
+        let mut slab = table.conns.borrow_mut();
+        let Some(conn) = slab.get_mut(key).filter(|c| c.has(flag::CONNECTING)) else {
+            return false;
+        };
+        let generation = conn.generation;
+        let Some(stream) = conn.stream.as_ref() else {
+            return false;
+        };
+        let outcome = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(false),
+                Err(e) => Err(e),
+            },
+        };
+        drop(slab);
+        match outcome {
+            Ok(true) => self.connected(key, generation),
+            Ok(false) => {}
+            Err(e) => {
+                let reason = CloseReason::ConnectFailed(e.into());
+                self.connect_failed(key, generation, reason);
+            }
+        }
+        true
+    }
+
+    /// The socket is connected: socket options, the heartbeat, then
+    /// `on_open` (the first time) or `on_reconnect`; what was queued
+    /// meanwhile is flushed.
+    fn connected(&mut self, key: usize, generation: u32) {
+        let core = self.core.clone();
+        let table = &core.table;
+        let config = &core.runtime.config;
+        let first = {
+            let mut slab = table.conns.borrow_mut();
+            let Some(conn) = slab.get_mut(key) else {
+                return;
+            };
+            conn.unset(flag::CONNECTING);
+            conn.last_active = self.timers.now32();
+            if let Some(stream) = &conn.stream {
+                if let Err(e) = stream.set_nodelay(config.nodelay) {
+                    log::debug!("{}: cannot set TCP_NODELAY: {e}", conn.peer);
+                }
+                if let Some(period) = config.keepalive {
+                    if let Err(e) = crate::sys::set_keepalive(stream, period) {
+                        log::debug!("{}: cannot set SO_KEEPALIVE: {e}", conn.peer);
+                    }
+                }
+            }
+            table.mark_dirty(key, conn);
+            let mut dials = table.dials.borrow_mut();
+            let Some(dial) = dials.get_mut(&key) else {
+                return;
+            };
+            let attempt = dial.attempt;
+            dial.attempt = 0;
+            let first = !dial.opened;
+            dial.opened = true;
+            (first, attempt)
+        };
+        Counters::add(&table.counters().connects, 1);
+        let (first, attempt) = first;
+        if first {
+            if let Some(hb) = &config.heartbeat {
+                let after = hb.ping_after.unwrap_or(hb.idle_timeout);
+                self.schedule(key, generation, after, TimerKind::Idle);
+            }
+            let app = &self.app;
+            if let Some(Err(reason)) = with_session(&core, key, generation, |s| app.hooks.open(s)) {
+                table.close(key, generation, reason);
+            }
+        } else {
+            let app = &self.app;
+            with_session(&core, key, generation, |s| {
+                app.hooks.reconnected(s, attempt)
+            });
+        }
+    }
+
+    /// A connect attempt failed (refused, unreachable, timed out): the
+    /// same as losing the connection.
+    pub(super) fn connect_failed(&mut self, key: usize, generation: u32, reason: CloseReason) {
+        Counters::add(&self.core.table.counters().connect_failures, 1);
+        {
+            let mut slab = self.core.table.conns.borrow_mut();
+            let Some(conn) = slab.get_mut(key).filter(|c| c.generation == generation) else {
+                return;
+            };
+            if conn.close_reason.is_none() {
+                conn.close_reason = Some(Box::new(reason));
+            }
+            self.core.table.set_closing(conn);
+        }
+        self.finalize(key);
+    }
+
+    /// The connect deadline of attempt `attempt` passed.
+    pub(super) fn connect_expired(&mut self, key: usize, generation: u32, attempt: u32) {
+        let late = {
+            let slab = self.core.table.conns.borrow();
+            let dials = self.core.table.dials.borrow();
+            slab.get(key).is_some_and(|c| {
+                c.generation == generation && c.has(flag::CONNECTING) && !c.has(flag::CLOSING)
+            }) && dials.get(&key).is_some_and(|d| d.attempt == attempt)
+        };
+        if late {
+            self.connect_failed(key, generation, CloseReason::ConnectTimeout);
+        }
+    }
+
+    /// A dialed connection is being removed for `reason`: with a reconnect
+    /// policy that allows another attempt, keep it (down, no socket) and
+    /// schedule the attempt instead; returns true then.
+    pub(super) fn keep_for_reconnect(&mut self, key: usize, reason: &CloseReason) -> bool {
+        if matches!(
+            reason,
+            CloseReason::Local
+                | CloseReason::Shutdown
+                | CloseReason::Rejected(_)
+                | CloseReason::HandlerPanic
+        ) || self.shutdown.is_some()
+        {
+            return false;
+        }
+        let core = self.core.clone();
+        let table = &core.table;
+        let (delay, attempt) = {
+            let mut dials = table.dials.borrow_mut();
+            let Some(dial) = dials.get_mut(&key) else {
+                return false;
+            };
+            let Some(policy) = dial.spec.reconnect else {
+                return false;
+            };
+            if policy.max_attempts.is_some_and(|max| dial.attempt >= max) {
+                return false;
+            }
+            dial.attempt += 1;
+            let spread = self.jitter.next();
+            (policy.delay(dial.attempt, spread), dial.attempt)
+        };
+        let generation = {
+            let mut slab = table.conns.borrow_mut();
+            let Some(conn) = slab.get_mut(key) else {
+                return false;
+            };
+            if let Some(mut stream) = conn.stream.take() {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            // What was queued for the lost socket may hold half a frame:
+            // drop it; what is sent from now on waits for the next one.
+            let unsent = conn.queued() > 0;
+            LazyQueue {
+                queue: &mut conn.queue,
+                pool: &table.pool,
+            }
+            .discard();
+            if unsent {
+                Counters::add(&table.counters().unflushed_closes, 1);
+            }
+            table.release_partial(conn);
+            conn.layer = Layer::default();
+            conn.close_reason = None;
+            let keep = flag::OUTBOUND | flag::AWAITING | flag::SEND_REFUSAL_LOGGED;
+            conn.flags &= keep;
+            conn.generation
+        };
+        for sink in table.requests.borrow_mut().fail_all(key, generation) {
+            sink.deliver(Err(Error::Disconnected));
+        }
+        log::debug!(
+            "conn {}: lost ({reason}); reconnecting in {delay:?} (attempt {attempt})",
+            table.id(key, generation)
+        );
+        let app = &self.app;
+        with_session(&core, key, generation, |s| {
+            app.hooks.disconnected(s, reason, attempt, delay)
+        });
+        self.schedule(key, generation, delay, TimerKind::Reconnect);
+        true
+    }
+
+    /// A reconnect's backoff is over: connect again (unless closed).
+    pub(super) fn reconnect_due(&mut self, key: usize, generation: u32) {
+        let down = self.core.table.conns.borrow().get(key).is_some_and(|c| {
+            c.generation == generation && c.stream.is_none() && !c.has(flag::CLOSING)
+        });
+        if down {
+            self.start_connect(key);
+        }
+    }
+}
+
+/// Where in a reconnect delay's jitter band the next one falls: a small
+/// xorshift, seeded per loop (no crate needed for spreading delays).
+#[derive(Debug)]
+pub(super) struct Jitter(u64);
+
+impl Jitter {
+    pub(super) fn new(seed: u64) -> Self {
+        Jitter(seed | 1)
+    }
+
+    /// A number in `-1.0..=1.0`.
+    fn next(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
+
+impl Default for Jitter {
+    fn default() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Jitter::new(now.as_nanos() as u64)
+    }
+}

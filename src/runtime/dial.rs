@@ -1,0 +1,86 @@
+//! Dialing from the application: [`Hub::connect`] and [`Hub::dial`].
+
+use std::net::ToSocketAddrs;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{local, Command, ConnHandle, Hub};
+use crate::config::Dial;
+use crate::error::{Error, Result};
+
+impl Hub {
+    /// Dial `addr` (the first address it resolves to) with the default
+    /// [`Dial`] settings: see [`dial`](Self::dial).
+    ///
+    /// # Errors
+    ///
+    /// As [`dial`](Self::dial); [`Error::Io`] if `addr` does not resolve,
+    /// [`Error::Config`] if it resolves to nothing.
+    pub fn connect(&self, addr: impl ToSocketAddrs) -> Result<ConnHandle> {
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| Error::Config("connect: address resolved to nothing".into()))?;
+        self.dial(Dial::new(addr))
+    }
+
+    /// Open an outbound connection on the server's loops: a connection like
+    /// an accepted one (same packer, routes, middleware, hooks, heartbeat,
+    /// write queue and handles) that the server dials. It returns at once
+    /// with the connection's handle, usable from any thread; what is sent
+    /// before the connect completes is queued (up to the high-water mark)
+    /// and goes out once it has. `on_open` runs when it connects.
+    ///
+    /// The connect does not block: its failure (refused, unreachable, or
+    /// no answer within `connect_timeout`) closes the connection with
+    /// [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed) or
+    /// [`ConnectTimeout`](crate::CloseReason::ConnectTimeout), unless the
+    /// [`Dial`] has a [`Reconnect`](crate::Reconnect) policy: then a failed
+    /// or lost connection keeps its handle and connects again after the
+    /// policy's backoff (`Builder::on_disconnect` and `on_reconnect`
+    /// report it), until it is closed or runs out of attempts.
+    ///
+    /// Called on a loop thread (a handler, a hook) the connection belongs
+    /// to that loop; from any other thread the loops take turns, and the
+    /// call waits for the chosen loop to make the connection's slot.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`] when the server is shutting down.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use netloom::{Dial, Reconnect, Server};
+    ///
+    /// // A process that only dials: no `bind`.
+    /// let server = Server::builder()
+    ///     .route(1, |ctx| log::info!("backend says {:?}", ctx.body()))
+    ///     .start()?;
+    /// let backend = server.hub().dial(
+    ///     Dial::new("127.0.0.1:7000".parse().unwrap()).reconnect(Reconnect::default()),
+    /// )?;
+    /// backend.send(1, b"hello")?; // queued until connected
+    /// # server.shutdown(Duration::from_secs(1))?;
+    /// # Ok::<(), netloom::Error>(())
+    /// ```
+    pub fn dial(&self, dial: Dial) -> Result<ConnHandle> {
+        let runtime = &self.runtime;
+        if runtime.is_shut_down() {
+            return Err(Error::ShutDown);
+        }
+        let spec = Arc::new(dial);
+        let here = local::current(runtime, |core| core.table.reserve_dial(spec.clone(), 0));
+        let id = match here {
+            Some(id) => id,
+            None => {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                runtime.push(runtime.dial_loop(), 0, Command::Dial(spec, tx))?;
+                rx.recv().map_err(|_| Error::ShutDown)?
+            }
+        };
+        runtime.live.fetch_add(1, Ordering::Relaxed);
+        Ok(self.conn(id))
+    }
+}

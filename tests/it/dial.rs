@@ -1,0 +1,348 @@
+//! Outbound connections on the loops (issue 12): dialing, request/response
+//! matched by sequence number, reconnect with backoff, and a gateway that
+//! relays between its clients and a backend it dialed. Every peer is a
+//! real socket on loopback; the sequence packer's wire format is checked
+//! against a Python peer built from literal bytes.
+
+mod reconnect;
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::unbounded;
+use netloom::{CloseReason, Context, Error, SeqPacker, Server, ServerHandle};
+
+use crate::common::{start, track_closes, TIMEOUT};
+
+/// A backend answering id 1 with its body reversed, id 2 later from
+/// another thread after the number of milliseconds the body says, and
+/// never answering id 3.
+fn backend() -> ServerHandle {
+    start(
+        Server::builder()
+            .packer(SeqPacker::default())
+            .route(1, |ctx: &mut Context<'_>| {
+                let mut body = ctx.body().to_vec();
+                body.reverse();
+                ctx.reply(1, body)
+            })
+            .route(2, |ctx: &mut Context<'_>| {
+                let responder = ctx.responder();
+                let body = ctx.body_bytes();
+                let ms = std::str::from_utf8(&body)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(ms)); // the slow work
+                    let _ = responder.respond(2, body);
+                });
+            })
+            .route(3, |_ctx: &mut Context<'_>| {}),
+    )
+}
+
+/// A server that only dials (no listener), with the sequence packer.
+fn dialer() -> ServerHandle {
+    crate::common::init_logs();
+    Server::builder()
+        .event_loops(2)
+        .packer(SeqPacker::default())
+        .start()
+        .expect("start")
+}
+
+#[test]
+fn many_threads_share_one_dialed_connection_and_each_gets_its_own_replies() {
+    let backend = backend();
+    let client = dialer();
+    let conn = client.hub().connect(backend.local_addr()).unwrap();
+    let threads: Vec<_> = (0..64u32)
+        .map(|t| {
+            let conn = conn.clone();
+            thread::spawn(move || {
+                // Many in flight at once: send a window, then collect it.
+                for round in 0..10u32 {
+                    let pending: Vec<_> = (0..100u32)
+                        .map(|i| {
+                            let body = format!("{t}-{round}-{i}");
+                            let p = conn.request(1, &body, TIMEOUT).expect("request");
+                            (body, p)
+                        })
+                        .collect();
+                    for (body, p) in pending {
+                        let reply = p.wait().expect("reply");
+                        let mut want = body.into_bytes();
+                        want.reverse();
+                        assert_eq!(reply.body, want, "a reply reached the wrong caller");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = client.stats();
+    assert_eq!(
+        (stats.request_timeouts, stats.late_replies),
+        (0, 0),
+        "{stats}"
+    );
+    client.shutdown(TIMEOUT).unwrap();
+    backend.shutdown(TIMEOUT).unwrap();
+}
+
+#[test]
+fn slow_answers_time_out_and_their_late_replies_reach_nobody() {
+    let backend = backend();
+    let client = dialer();
+    let conn = client.hub().connect(backend.local_addr()).unwrap();
+    let started = Instant::now();
+    // Every other request is answered after 600 ms, past its 200 ms
+    // timeout; the others at once.
+    let pending: Vec<_> = (0..20u32)
+        .map(|i| {
+            let body = if i % 2 == 0 {
+                "600".to_string()
+            } else {
+                format!("0{i}")
+            };
+            (
+                i,
+                body.clone(),
+                conn.request(2, body, Duration::from_millis(200)).unwrap(),
+            )
+        })
+        .collect();
+    for (i, body, p) in pending {
+        match p.wait() {
+            Ok(reply) => {
+                assert_eq!(i % 2, 1, "request {i} was answered after its timeout");
+                assert_eq!(
+                    reply.body,
+                    body.as_bytes(),
+                    "a reply reached the wrong caller"
+                );
+            }
+            Err(Error::Timeout) => assert_eq!(i % 2, 0, "request {i} timed out"),
+            Err(e) => panic!("request {i}: {e}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+    crate::common::wait_until("the late replies to be counted", || {
+        client.stats().late_replies == 10
+    });
+    assert_eq!(client.stats().request_timeouts, 10);
+    // The connection still works.
+    let r = conn.request(1, b"ok", TIMEOUT).unwrap().wait().unwrap();
+    assert_eq!(r.body, "ko");
+    client.shutdown(TIMEOUT).unwrap();
+    backend.shutdown(TIMEOUT).unwrap();
+}
+
+#[test]
+fn a_lost_connection_fails_every_waiting_request_at_once() {
+    let backend = backend();
+    let client = dialer();
+    let conn = client.hub().connect(backend.local_addr()).unwrap();
+    // Connected: one round trip.
+    conn.request(1, b"x", TIMEOUT).unwrap().wait().unwrap();
+    let pending: Vec<_> = (0..50)
+        .map(|_| conn.request(3, b"never answered", TIMEOUT).unwrap())
+        .collect();
+    let (done_tx, done) = unbounded();
+    let callback_tx = done_tx.clone();
+    conn.request_with(3, b"never", TIMEOUT, move |r| {
+        let _ = callback_tx.send(matches!(r, Err(Error::Disconnected)));
+    })
+    .unwrap();
+    let lost = Instant::now();
+    backend.shutdown(TIMEOUT).unwrap();
+    for p in pending {
+        assert!(matches!(p.wait(), Err(Error::Disconnected)));
+    }
+    assert!(
+        done.recv_timeout(TIMEOUT).unwrap(),
+        "the callback got Disconnected"
+    );
+    assert!(
+        lost.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        lost.elapsed()
+    );
+    drop(done_tx);
+    client.shutdown(TIMEOUT).unwrap();
+}
+
+#[test]
+fn messages_sent_before_the_connect_completes_arrive_in_order() {
+    let (got_tx, got) = unbounded();
+    let backend = start(Server::builder().packer(SeqPacker::default()).route(
+        5,
+        move |ctx: &mut Context<'_>| {
+            let _ = got_tx.send(ctx.body().to_vec());
+        },
+    ));
+    let client = dialer();
+    let conn = client.hub().connect(backend.local_addr()).unwrap();
+    for i in 0..100u32 {
+        conn.send(5, i.to_le_bytes()).unwrap();
+    }
+    for i in 0..100u32 {
+        assert_eq!(got.recv_timeout(TIMEOUT).unwrap(), i.to_le_bytes());
+    }
+    client.shutdown(TIMEOUT).unwrap();
+    backend.shutdown(TIMEOUT).unwrap();
+}
+
+#[test]
+fn a_refused_dial_without_reconnect_closes_with_connect_failed() {
+    // A port with nothing listening: bind, note it, close.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (builder, mut closes) = track_closes(Server::builder().packer(SeqPacker::default()));
+    crate::common::init_logs();
+    let client = builder.start().unwrap();
+    let conn = client.hub().connect(addr).unwrap();
+    let reason = closes.reason_for(addr);
+    assert!(
+        matches!(reason, CloseReason::ConnectFailed(_)),
+        "{reason:?}"
+    );
+    assert!(matches!(conn.send(1, b"x"), Err(Error::Closed) | Ok(())));
+    assert_eq!(client.stats().connect_failures, 1);
+    client.shutdown(TIMEOUT).unwrap();
+}
+
+/// The gateway case: a server dials a backend at start; every request a
+/// client sends to the gateway is forwarded to the backend, and the
+/// backend's reply relayed back to that client, with the client's own
+/// sequence number.
+#[test]
+fn a_gateway_relays_between_its_clients_and_a_backend_it_dialed() {
+    let backend = backend();
+    let upstream: Arc<Mutex<Option<netloom::ConnHandle>>> = Arc::default();
+    let up = upstream.clone();
+    let gateway = start(Server::builder().packer(SeqPacker::default()).route(
+        1,
+        move |ctx: &mut Context<'_>| -> netloom::HandlerResult {
+            let responder = ctx.responder();
+            let backend = up.lock().unwrap().clone().ok_or("no backend yet")?;
+            backend.request_with(1, ctx.body(), TIMEOUT, move |reply| {
+                if let Ok(reply) = reply {
+                    let _ = responder.respond(1, reply.body);
+                }
+            })?;
+            Ok(())
+        },
+    ));
+    *upstream.lock().unwrap() = Some(gateway.hub().connect(backend.local_addr()).unwrap());
+    let mut clients: Vec<netloom::client::Client> = (0..4)
+        .map(|_| {
+            netloom::client::Client::connect(gateway.local_addr())
+                .unwrap()
+                .with_packer(SeqPacker::default())
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for round in 0..25u32 {
+        for (n, c) in clients.iter_mut().enumerate() {
+            let body = format!("{n}:{round}");
+            let reply = c.request(1, &body, TIMEOUT).expect("relayed reply");
+            let mut want = body.clone().into_bytes();
+            want.reverse();
+            assert_eq!(reply.body, want);
+            seen.insert(body);
+        }
+    }
+    assert_eq!(seen.len(), 100);
+    gateway.shutdown(TIMEOUT).unwrap();
+    backend.shutdown(TIMEOUT).unwrap();
+}
+
+/// The sequence packer's wire format against a peer built from literal
+/// bytes: Python reads our request's 12-byte header and answers with the
+/// same id and sequence number, the body upper-cased.
+#[test]
+fn the_sequence_packer_talks_to_a_python_peer_built_from_bytes() {
+    let Some(py) = crate::common::peers::require(crate::common::peers::Peer::Python3) else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    drop(listener);
+    let script = r#"
+import socket, struct, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(1)
+print("ready", flush=True)
+c, _ = srv.accept()
+c.settimeout(10)
+f = c.makefile("rb")
+for _ in range(3):
+    n, i, seq = struct.unpack("<III", f.read(12))
+    body = f.read(n)
+    c.sendall(struct.pack("<III", n, i, seq) + body.upper())
+print("done", flush=True)
+"#;
+    let mut child = std::process::Command::new(&py)
+        .args(["-c", script, &addr.port().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let client = dialer();
+    let conn = client.hub().connect(addr).unwrap();
+    let replies: Vec<_> = ["abc", "hello", "x"]
+        .iter()
+        .map(|b| conn.request(9, b, TIMEOUT).unwrap())
+        .collect();
+    for (p, want) in replies.into_iter().zip(["ABC", "HELLO", "X"]) {
+        let m = p.wait().unwrap();
+        assert_eq!((m.id, &m.body[..]), (9, want.as_bytes()));
+        assert_ne!(m.seq, 0);
+    }
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "done");
+    let _ = child.wait();
+    client.shutdown(TIMEOUT).unwrap();
+}
+
+/// The blocking client matches replies by sequence number too, and times
+/// out a request that is never answered.
+#[test]
+fn the_blocking_client_requests_with_timeouts() {
+    let backend = backend();
+    let mut c = netloom::client::Client::connect(backend.local_addr())
+        .unwrap()
+        .with_packer(SeqPacker::default());
+    let reply = c.request(1, b"abc", TIMEOUT).unwrap();
+    assert_eq!((reply.id, &reply.body[..]), (1, &b"cba"[..]));
+    let started = Instant::now();
+    assert!(matches!(
+        c.request(3, b"never", Duration::from_millis(200)),
+        Err(Error::Timeout)
+    ));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A reply that comes after its request timed out is skipped, never
+    // taken for the next request's.
+    assert!(matches!(
+        c.request(2, b"300", Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
+    let reply = c.request(1, b"next", TIMEOUT).unwrap();
+    assert_eq!(&reply.body[..], b"txen");
+    backend.shutdown(TIMEOUT).unwrap();
+}
