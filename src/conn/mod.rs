@@ -31,6 +31,9 @@ pub(crate) mod flag {
     pub(crate) const PENDING_READ: u8 = 1 << 5;
     /// A close linger timer is scheduled.
     pub(crate) const LINGER: u8 = 1 << 6;
+    /// The packer refused a message for this connection (logged at warn
+    /// once; later refusals at debug).
+    pub(crate) const PACK_REFUSED: u8 = 1 << 7;
 }
 
 /// One connection's state: socket, partial frame, write queue, heartbeat

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use slab::Slab;
 
+mod sends;
+
 use super::roster::Roster;
 use super::{flag, Conn};
 use crate::buf::pool::Pool;
@@ -198,6 +200,7 @@ impl ConnTable {
             }
             Err(e) => {
                 queue.release_if_empty();
+                self.log_refusal(key, conn, id, &e);
                 Err(self.send_error(Error::Pack(e)))
             }
         }

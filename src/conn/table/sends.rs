@@ -1,0 +1,50 @@
+//! The less common parts of the write path, kept out of `table.rs`: what
+//! a packer's refusal logs.
+
+use super::ConnTable;
+use crate::conn::{flag, Conn};
+use crate::error::PackError;
+
+impl ConnTable {
+    /// The packer refused message `msg_id` for `conn`: warn the first time
+    /// per connection (a bug or a limit to raise, and the caller may not
+    /// look at the error: a cross-thread send cannot return it), then
+    /// debug, so a handler that hits the limit on every request does not
+    /// flood the log. Every refusal is counted in `Stats::send_errors`.
+    #[cold]
+    pub(super) fn log_refusal(&self, key: usize, conn: &mut Conn, msg_id: u32, e: &PackError) {
+        let (id, peer) = (self.id_of(key, conn), conn.peer);
+        if first_refusal(&mut conn.flags) {
+            log::warn!(
+                "conn {id} ({peer}): message {msg_id} not sent: {e} \
+                 (further refusals on this connection are logged at debug)"
+            );
+        } else {
+            log::debug!("conn {id} ({peer}): message {msg_id} not sent: {e}");
+        }
+    }
+}
+
+/// Whether this is the first refusal for a connection with `flags`
+/// (marking it).
+fn first_refusal(flags: &mut u8) -> bool {
+    let first = *flags & flag::PACK_REFUSED == 0;
+    *flags |= flag::PACK_REFUSED;
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_refusal_per_connection_is_a_warning() {
+        let mut a = flag::DIRTY;
+        let mut b = 0;
+        assert!(first_refusal(&mut a));
+        assert!(!first_refusal(&mut a));
+        assert!(!first_refusal(&mut a));
+        assert_eq!(a, flag::DIRTY | flag::PACK_REFUSED, "other flags kept");
+        assert!(first_refusal(&mut b), "each connection warns once");
+    }
+}
