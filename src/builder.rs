@@ -24,6 +24,7 @@ use crate::dispatch::hooks::{Hooks, IntoOpenResult};
 use crate::dispatch::middleware::{handler_fn, middleware_fn, Next};
 use crate::dispatch::App;
 use crate::error::{CloseReason, Error, Result};
+use crate::ext::StateMap;
 use crate::server::{self, ServerHandle};
 use crate::transport::tls::TlsAcceptor;
 use crate::transport::ws::WsSettings;
@@ -70,6 +71,8 @@ pub struct Builder {
     addrs: Vec<(SocketAddr, Protocol)>,
     routes: Routes,
     hooks: Hooks,
+    /// Shared application state (`Builder::state`).
+    state: StateMap,
     /// TLS settings (`builder/tls.rs`).
     tls: Option<TlsAcceptor>,
     /// WebSocket settings (`builder/ws.rs`).
@@ -83,6 +86,7 @@ impl fmt::Debug for Builder {
             .field("addrs", &self.addrs)
             .field("routes", &self.routes.len())
             .field("custom_packer", &self.packer.is_some())
+            .field("state", &self.state.len())
             .finish()
     }
 }
@@ -256,6 +260,37 @@ impl Builder {
         self
     }
 
+    /// Shared application state: `value` is reachable from every handler,
+    /// middleware and hook, on every loop, as
+    /// [`Session::state`]`::<T>()` (also through a [`Context`]), instead
+    /// of an `Arc` cloned into each closure. One value per type: a later
+    /// `state` with a value of the same type replaces the earlier one.
+    ///
+    /// The state is shared, never copied: `T` must be `Send + Sync`. It
+    /// is read-only; for what changes, put atomics or a lock inside `T`.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::sync::Mutex;
+    ///
+    /// struct Rooms(Mutex<HashMap<String, Vec<netloom::ConnId>>>);
+    ///
+    /// let builder = netloom::Server::builder()
+    ///     .state(Rooms(Mutex::default()))
+    ///     .route(1, |ctx| {
+    ///         let Some(rooms) = ctx.state::<Rooms>() else { return };
+    ///         let room = String::from_utf8_lossy(ctx.body()).into_owned();
+    ///         if let Ok(mut rooms) = rooms.0.lock() {
+    ///             rooms.entry(room).or_default().push(ctx.id());
+    ///         }
+    ///     });
+    /// # drop(builder);
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
     /// Run for every new connection, on its loop thread, before any of its
     /// messages. Return `()`/`true` to accept, `false` or `Err(reason)` to
     /// reject. A rejected connection is closed (after flushing anything the
@@ -393,6 +428,7 @@ impl Builder {
             router: self.routes.build(),
             unknown_id: config.unknown_id,
             hooks: self.hooks,
+            state: Arc::new(self.state),
         };
         server::spawn(config, wire, app, &self.addrs)
     }

@@ -75,7 +75,11 @@ impl EventLoop {
             shared.roster.clone(),
         );
         EventLoop {
-            core: Rc::new(LoopCore { runtime, table }),
+            core: Rc::new(LoopCore {
+                runtime,
+                table,
+                state: app.state.clone(),
+            }),
             app,
             poll,
             inbox,

@@ -8,6 +8,7 @@ mod common;
 #[cfg(feature = "tls")]
 mod tls_support;
 
+mod ergonomics;
 mod features;
 mod layering;
 mod lifecycle;
