@@ -229,6 +229,10 @@ impl EventLoop {
                     shared.inflight.fetch_sub(encoded.len(), Ordering::Relaxed);
                     core.table.broadcast(&encoded, except);
                 }
+                Command::SendTo(ids, encoded) => {
+                    shared.inflight.fetch_sub(encoded.len(), Ordering::Relaxed);
+                    core.table.send_encoded(&ids, &encoded);
+                }
                 Command::Close(id, goodbye) => core.table.close_with(
                     id.key(),
                     id.generation,

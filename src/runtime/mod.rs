@@ -44,6 +44,8 @@ pub(crate) enum Command {
     },
     /// A message encoded for every connection of the loop but one.
     Broadcast(Encoded, Option<ConnId>),
+    /// A message encoded for these connections of the loop.
+    SendTo(Vec<ConnId>, Encoded),
     /// Close one connection (after flushing), with a WebSocket close frame
     /// of the application's choice.
     Close(ConnId, Option<Box<Goodbye>>),
@@ -153,10 +155,15 @@ impl Runtime {
     /// Count a failed send (on loop 0's counters: any block serves) and
     /// return the error.
     pub(crate) fn count_send_error(&self, e: Error) -> Error {
-        if let Some(l) = self.loops.first() {
-            Counters::add(&l.counters.send_errors, 1);
-        }
+        self.count_send_errors(1);
         e
+    }
+
+    /// Count `n` failed sends (on loop 0's counters).
+    pub(crate) fn count_send_errors(&self, n: usize) {
+        if let Some(l) = self.loops.first() {
+            Counters::add(&l.counters.send_errors, n as u64);
+        }
     }
 }
 

@@ -5,10 +5,35 @@
 //! caller learns (`ConnHandle::send_confirmed`). Real loopback sockets,
 //! frames from literal bytes, every wait bounded.
 
-use crossbeam_channel::{unbounded, Sender};
-use netloom::{CloseReason, Context, HandlerResult, Next, Server};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use crate::common::{start, Client, TIMEOUT};
+use bytes::BytesMut;
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use netloom::{
+    Builder, CloseReason, ConnHandle, Context, HandlerResult, LengthPacker, Next, PackError,
+    Packer, Peek, Server,
+};
+
+use crate::common::{echo, start, track_closes, Client, TIMEOUT};
+
+/// Report every opened connection's handle, by peer address.
+fn report_opens(builder: Builder) -> (Builder, Receiver<(SocketAddr, ConnHandle)>) {
+    let (tx, rx) = unbounded();
+    let builder = builder.on_open(move |session| {
+        let _ = tx.send((session.peer_addr(), session.handle()));
+    });
+    (builder, rx)
+}
+
+/// Connect a client and return it with its connection's handle.
+fn connect(addr: SocketAddr, opens: &Receiver<(SocketAddr, ConnHandle)>) -> (Client, ConnHandle) {
+    let c = Client::connect(addr);
+    let (peer, handle) = opens.recv_timeout(TIMEOUT).expect("on_open ran");
+    assert_eq!(peer, c.stream.local_addr().unwrap());
+    (c, handle)
+}
 
 // ---------------------------------------------------------------------------
 // Shared application state.
@@ -69,6 +94,96 @@ fn state_reaches_hooks_middleware_and_handlers_on_every_loop() {
         );
         drop(c);
         assert_eq!(next(), "on_close");
+    }
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Sending to a set of connections.
+// ---------------------------------------------------------------------------
+
+/// The default wire format, counting the messages it encodes.
+struct CountingPacker(Arc<AtomicUsize>);
+
+impl Packer for CountingPacker {
+    fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
+        LengthPacker::default().peek(buf)
+    }
+
+    fn encode(&self, id: u32, seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        LengthPacker::default().encode(id, seq, body, out)
+    }
+}
+
+/// `Hub::send_to` from another thread, and from a handler (its own loop
+/// written directly), reaches exactly the connections named, on both
+/// loops, with the message encoded once per call; a closed connection's id
+/// is counted as a failed send. Sending to each handle instead would encode
+/// once per recipient (the counter would read 3, then 2).
+#[test]
+fn send_to_reaches_exactly_the_set_and_encodes_once() {
+    let encodes = Arc::new(AtomicUsize::new(0));
+    let (builder, opens) = report_opens(
+        Server::builder()
+            .event_loops(2)
+            .packer(CountingPacker(encodes.clone()))
+            .route(1, echo)
+            // Relays its body to the connections whose ids follow it.
+            .route(5, |ctx: &mut Context<'_>| {
+                let ids = ctx.body()[1..].chunks(16).map(|c| {
+                    let n = u128::from_le_bytes(c.try_into().expect("16 bytes"));
+                    netloom::ConnId::from_u128(n).expect("an id")
+                });
+                ctx.hub().send_to(ids, 6, &ctx.body()[..1])
+            }),
+    );
+    let (builder, mut closes) = track_closes(builder);
+    let server = start(builder);
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (c, h) = connect(server.local_addr(), &opens);
+        clients.push(c);
+        ids.push(h.id());
+    }
+    let loops: Vec<usize> = ids.iter().map(|i| i.loop_index()).collect();
+    assert_eq!(loops, [0, 1, 0, 1, 0], "round-robin over two loops");
+    // A closed connection's id: counted, not delivered.
+    let gone = ids[4];
+    let fifth = clients.pop().expect("five clients");
+    let addr = fifth.stream.local_addr().unwrap();
+    drop(fifth);
+    closes.reason_for(addr);
+    let hub = server.hub();
+    let before = hub.stats();
+
+    encodes.store(0, Ordering::SeqCst);
+    hub.send_to([ids[0], ids[1], ids[3], gone], 7, b"to three")
+        .unwrap();
+    for i in [0, 1, 3] {
+        assert_eq!(clients[i].recv(), (7, b"to three".to_vec()), "client {i}");
+    }
+    assert_eq!(encodes.load(Ordering::SeqCst), 1, "encoded once");
+    let after = hub.stats();
+    assert_eq!(after.messages_out - before.messages_out, 3);
+    assert_eq!(after.send_errors - before.send_errors, 1, "the closed id");
+
+    // From a handler on loop 0, to connections on loop 0 and loop 1.
+    let mut relay = vec![b'R'];
+    for i in [1, 2] {
+        relay.extend_from_slice(&ids[i].to_u128().to_le_bytes());
+    }
+    encodes.store(0, Ordering::SeqCst);
+    clients[0].send(5, &relay);
+    assert_eq!(clients[1].recv(), (6, b"R".to_vec()));
+    assert_eq!(clients[2].recv(), (6, b"R".to_vec()));
+    assert_eq!(encodes.load(Ordering::SeqCst), 1, "encoded once");
+
+    // Those left out got nothing: their next frame is this echo.
+    for i in [0, 2, 3] {
+        clients[i].send(1, b"next");
+        assert_eq!(clients[i].recv(), (1, b"next".to_vec()), "client {i}");
     }
     server.shutdown(TIMEOUT).unwrap();
 }

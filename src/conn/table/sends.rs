@@ -1,11 +1,46 @@
-//! The less common parts of the write path, kept out of `table.rs`: what
-//! a packer's refusal logs.
+//! The less common parts of the write path, kept out of `table.rs`: a
+//! message encoded once for a set of connections, and what a packer's
+//! refusal logs.
 
 use super::ConnTable;
+use crate::buf::LazyQueue;
 use crate::conn::{flag, Conn};
-use crate::error::PackError;
+use crate::error::{Error, PackError};
+use crate::id::ConnId;
+use crate::stats::Counters;
+use crate::transport::Encoded;
 
 impl ConnTable {
+    /// Queue an encoded message on each of `ids` (connections of this
+    /// loop; each gets the frame for its protocol, shared). An id that is
+    /// closed, stale or over its high-water mark misses it, counted in
+    /// `send_errors`, as a broadcast's recipient does.
+    pub(crate) fn send_encoded(&self, ids: &[ConnId], encoded: &Encoded) {
+        let mut slab = self.conns.borrow_mut();
+        for to in ids {
+            let key = to.key();
+            let open = Self::open_conn(&mut slab, key, to.generation)
+                .filter(|_| to.loop_index() == self.index);
+            let Some(conn) = open else {
+                self.send_error(Error::Closed);
+                continue;
+            };
+            let Some(frame) = encoded.get(conn.layer.protocol()) else {
+                self.send_error(Error::Closed);
+                continue;
+            };
+            if self.check_high_water(key, conn, frame.len()).is_ok() {
+                let mut queue = LazyQueue {
+                    queue: &mut conn.queue,
+                    pool: &self.pool,
+                };
+                queue.get().push_frame(frame);
+                Counters::bump(&self.counters.messages_out, 1);
+                self.mark_dirty(key, conn);
+            }
+        }
+    }
+
     /// The packer refused message `msg_id` for `conn`: warn the first time
     /// per connection (a bug or a limit to raise, and the caller may not
     /// look at the error: a cross-thread send cannot return it), then
