@@ -127,7 +127,7 @@ pub use dispatch::middleware::Next;
 pub use error::{CloseReason, Error, PackError, Result};
 pub use ext::Extensions;
 pub use id::ConnId;
-pub use runtime::{ConnHandle, Hub};
+pub use runtime::{ConnHandle, Hub, Receipt};
 pub use server::{ServerHandle, ShutdownHandle};
 pub use stats::Stats;
 #[cfg(feature = "tls")]

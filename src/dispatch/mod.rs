@@ -7,6 +7,7 @@ pub(crate) mod context;
 pub(crate) mod hooks;
 pub(crate) mod middleware;
 pub(crate) mod router;
+mod run;
 #[cfg(feature = "ws")]
 mod ws;
 

@@ -9,11 +9,13 @@
 
 mod handle;
 mod local;
+mod receipt;
 #[cfg(feature = "ws")]
 mod ws;
 
 pub use handle::{ConnHandle, Hub};
 pub(crate) use local::{with_current, CurrentLoop, LoopCore};
+pub use receipt::Receipt;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,12 +48,18 @@ pub(crate) enum Command {
     Broadcast(Encoded, Option<ConnId>),
     /// A message encoded for these connections of the loop.
     SendTo(Vec<ConnId>, Encoded),
+    /// Code to run on the loop (`ConnHandle::run`, `send_confirmed`); it
+    /// reports its outcome itself. `bytes` are charged to the inbox.
+    Run { bytes: usize, job: Job },
     /// Close one connection (after flushing), with a WebSocket close frame
     /// of the application's choice.
     Close(ConnId, Option<Box<Goodbye>>),
     /// Close everything, flushing until the deadline, then exit.
     Shutdown(Instant),
 }
+
+/// Code sent to a loop, run there with the loop's core.
+pub(crate) type Job = Box<dyn FnOnce(&LoopCore) + Send>;
 
 /// What every thread of one server shares.
 pub(crate) struct Runtime {

@@ -8,11 +8,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use netloom::{
-    Builder, CloseReason, ConnHandle, Context, HandlerResult, LengthPacker, Next, PackError,
+    Builder, CloseReason, ConnHandle, Context, Error, HandlerResult, LengthPacker, Next, PackError,
     Packer, Peek, Server,
 };
 
@@ -185,5 +186,129 @@ fn send_to_reaches_exactly_the_set_and_encodes_once() {
         clients[i].send(1, b"next");
         assert_eq!(clients[i].recv(), (1, b"next".to_vec()), "client {i}");
     }
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Running code on a connection's loop; sends with a receipt.
+// ---------------------------------------------------------------------------
+
+struct User(String);
+
+/// A login finished on a worker thread: `ConnHandle::run` stores the user
+/// in the session, and the connection's next message sees it. The
+/// closure's value comes back through the receipt. On a closed connection
+/// the closure does not run and the receipt says `Closed`. Waiting for a
+/// receipt on the very loop that must answer it panics (it would hang)
+/// instead of stalling the loop.
+#[test]
+fn run_stores_data_a_later_handler_sees_and_reports_a_closed_connection() {
+    let (done_tx, done) = unbounded();
+    let (builder, opens) = report_opens(
+        Server::builder()
+            .event_loops(2)
+            .route(1, move |ctx: &mut Context<'_>| {
+                let (handle, body, done) = (ctx.handle(), ctx.body_bytes(), done_tx.clone());
+                std::thread::spawn(move || {
+                    let name = String::from_utf8_lossy(&body).into_owned();
+                    let stored = handle.run(move |s| {
+                        let had = s.data().contains::<User>();
+                        s.data_mut().insert(User(name));
+                        had
+                    });
+                    let _ = done.send(stored.wait());
+                });
+            })
+            .route(2, |ctx: &mut Context<'_>| {
+                let name = ctx.data().get::<User>().map_or("nobody", |u| &u.0);
+                ctx.reply(2, name)
+            })
+            .route(3, |ctx: &mut Context<'_>| {
+                let _ = ctx.handle().run(|_| ()).wait();
+            }),
+    );
+    let (builder, mut closes) = track_closes(builder);
+    let server = start(builder);
+    let (mut c, handle) = connect(server.local_addr(), &opens);
+    c.send(2, b"");
+    assert_eq!(c.recv(), (2, b"nobody".to_vec()));
+    c.send(1, b"ann");
+    let had_user = done.recv_timeout(TIMEOUT).expect("the worker finished");
+    assert!(!had_user.expect("the closure ran"));
+    c.send(2, b"");
+    assert_eq!(c.recv(), (2, b"ann".to_vec()), "the next message sees it");
+
+    // From this thread: the value comes back.
+    let mut receipt = handle.run(|s| s.data().get::<User>().map(|u| u.0.len()));
+    let got = receipt.wait_timeout(TIMEOUT).expect("the loop answered");
+    assert_eq!(got.unwrap(), Some(3));
+    assert!(receipt.wait_timeout(TIMEOUT).is_none(), "given once");
+
+    // Waiting on the answering loop itself: a panic, not a hang.
+    c.send(3, b"");
+    c.expect_closed();
+    let reason = closes.reason_for(c.stream.local_addr().unwrap());
+    assert!(matches!(reason, CloseReason::HandlerPanic), "{reason:?}");
+
+    // A closed connection: the closure never runs.
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counted = ran.clone();
+    let mut gone = handle.run(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    let outcome = gone.wait_timeout(TIMEOUT).expect("the loop answered");
+    assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// `send_confirmed` from another thread says what the loop did: queued
+/// (and then delivered), refused over the high-water mark, or closed.
+/// The loop is held in a handler while two sends reach its inbox, so both
+/// are applied in one turn: the first (bigger than the mark) into an empty
+/// queue, the second onto it, over the mark. A plain `send` returns `Ok`
+/// for all three.
+#[test]
+fn send_confirmed_reports_queued_buffer_full_and_closed() {
+    let (entered_tx, entered) = unbounded();
+    let (release, release_rx) = unbounded::<()>();
+    let (builder, opens) = report_opens(
+        Server::builder()
+            .event_loops(1)
+            .write_high_water(1024)
+            .route(1, echo)
+            .route(50, move |_ctx: &mut Context<'_>| {
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv_timeout(TIMEOUT);
+            }),
+    );
+    let (builder, mut closes) = track_closes(builder);
+    let server = start(builder);
+    let (mut blocker, _) = connect(server.local_addr(), &opens);
+    let (mut peer, handle) = connect(server.local_addr(), &opens);
+    let (gone, gone_handle) = connect(server.local_addr(), &opens);
+    let gone_addr = gone.stream.local_addr().unwrap();
+    drop(gone);
+    closes.reason_for(gone_addr);
+
+    blocker.send(50, b"");
+    entered.recv_timeout(TIMEOUT).expect("the loop is held");
+    let big = vec![7u8; 2048];
+    let mut first = handle.send_confirmed(10, &big);
+    let mut second = handle.send_confirmed(11, b"over the mark");
+    assert!(
+        first.wait_timeout(Duration::ZERO).is_none(),
+        "the held loop has not acted yet"
+    );
+    release.send(()).unwrap();
+    assert!(matches!(first.wait_timeout(TIMEOUT), Some(Ok(()))));
+    let refused = second.wait_timeout(TIMEOUT).expect("the loop answered");
+    assert!(matches!(refused, Err(Error::BufferFull)), "{refused:?}");
+    let closed = gone_handle.send_confirmed(12, b"x").wait();
+    assert!(matches!(closed, Err(Error::Closed)), "{closed:?}");
+
+    assert_eq!(peer.recv(), (10, big));
+    peer.send(1, b"only the first arrived");
+    assert_eq!(peer.recv(), (1, b"only the first arrived".to_vec()));
     server.shutdown(TIMEOUT).unwrap();
 }
