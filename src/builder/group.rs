@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::dispatch::context::{Context, IntoHandlerResult};
+use crate::dispatch::context::{Context, HandlerResult, IntoHandlerResult};
 use crate::dispatch::middleware::{handler_fn, middleware_fn, HandlerFn, MiddlewareFn, Next};
 use crate::dispatch::router::{Route, Router};
 
@@ -80,10 +80,11 @@ impl Group {
 
     /// Add a middleware to this group (after those already in it). It
     /// applies to every route of the group, declared before or after.
-    pub fn middleware<F, R>(mut self, f: F) -> Self
+    /// Unlike the array given to [`Builder::group`](crate::Builder::group),
+    /// it may be a closure that captures something.
+    pub fn middleware<F>(mut self, f: F) -> Self
     where
-        F: Fn(&mut Context<'_>, Next<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
+        F: Fn(&mut Context<'_>, Next<'_>) -> HandlerResult + Send + Sync + 'static,
     {
         self.middleware.push(middleware_fn(f));
         self

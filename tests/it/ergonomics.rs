@@ -312,3 +312,51 @@ fn send_confirmed_reports_queued_buffer_full_and_closed() {
     assert_eq!(peer.recv(), (1, b"only the first arrived".to_vec()));
     server.shutdown(TIMEOUT).unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// Closure forms (each compiles as written; see also the doc tests of
+// `Builder::route` and `Builder::group`).
+// ---------------------------------------------------------------------------
+
+/// The forms that needed annotations before run as written: a one-closure
+/// group array (its middleware before the group's `Group::middleware`), an
+/// empty group array, a middleware closure ending in `Ok(())`.
+#[test]
+fn closure_forms_compile_as_written_and_run_in_order() {
+    type Trail = Vec<&'static str>;
+    let server = start(
+        Server::builder()
+            .middleware(|ctx, next| {
+                ctx.values_mut().insert(Trail::from(["global"]));
+                next.run(ctx)?;
+                Ok(())
+            })
+            .group(
+                [|ctx, next| {
+                    if let Some(t) = ctx.values_mut().get_mut::<Trail>() {
+                        t.push("array");
+                    }
+                    next.run(ctx)
+                }],
+                |g| {
+                    g.middleware(|ctx, next| {
+                        if let Some(t) = ctx.values_mut().get_mut::<Trail>() {
+                            t.push("group");
+                        }
+                        next.run(ctx)
+                    })
+                    .route(1, |ctx| {
+                        let trail = ctx.values().get::<Trail>().map(|t| t.join(","));
+                        ctx.reply(1, trail.unwrap_or_default())
+                    })
+                },
+            )
+            .group([], |g| g.route(2, echo)),
+    );
+    let mut c = Client::connect(server.local_addr());
+    c.send(1, b"");
+    assert_eq!(c.recv(), (1, b"global,array,group".to_vec()));
+    c.send(2, b"empty group");
+    assert_eq!(c.recv(), (2, b"empty group".to_vec()));
+    server.shutdown(TIMEOUT).unwrap();
+}
