@@ -33,7 +33,11 @@
 //!   (`len u32 LE | id u32 LE | body`, wire-compatible with netman's
 //!   `DataPacker`).
 //! * Handlers get a [`Context`]; middleware gets a [`Context`] and a [`Next`].
-//! * [`ConnHandle`] and [`Hub`] reach connections from any thread.
+//! * [`ConnHandle`] and [`Hub`] reach connections from any thread; a
+//!   [`Receipt`] says what a connection's loop did with a request
+//!   (`ConnHandle::send_confirmed`, `ConnHandle::run`).
+//! * `Builder::state` shares application state with every handler and
+//!   hook (`Session::state`).
 //! * [`CloseReason`] tells `on_close` why a connection ended; [`Stats`]
 //!   counts everything.
 //! * With the `tls` feature (default), `Builder::tls` and
