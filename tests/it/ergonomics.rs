@@ -260,6 +260,12 @@ fn run_stores_data_a_later_handler_sees_and_reports_a_closed_connection() {
     assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     server.shutdown(TIMEOUT).unwrap();
+
+    // Once the loops have stopped, the receipt says so at once.
+    let stopped = handle.run(|_| ()).wait();
+    assert!(matches!(stopped, Err(Error::ShutDown)), "{stopped:?}");
+    let stopped = handle.send_confirmed(1, b"").wait();
+    assert!(matches!(stopped, Err(Error::ShutDown)), "{stopped:?}");
 }
 
 /// `send_confirmed` from another thread says what the loop did: queued
