@@ -122,6 +122,7 @@ impl Dispatcher {
             router,
             unknown_id: config.unknown_id,
             hooks: Hooks::default(),
+            state: Arc::default(),
         };
 
         let poll = mio::Poll::new()?;
@@ -140,7 +141,11 @@ impl Dispatcher {
             accept_waker,
         ));
         let table = ConnTable::new(0, runtime.wire.clone(), &runtime.config, counters, roster);
-        let core = LoopCore { runtime, table };
+        let core = LoopCore {
+            runtime,
+            table,
+            state: app.state.clone(),
+        };
 
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let peer = TcpStream::connect(listener.local_addr()?)?;

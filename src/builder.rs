@@ -1,5 +1,6 @@
-//! Configuring a server: [`Server::builder`] gives a [`Builder`]; routes
-//! sharing middleware are declared in a [`Group`] (`builder/group.rs`);
+//! Configuring a server: [`Server::builder`] gives a [`Builder`]; its
+//! routing methods (routes, middleware, and [`Group`]s of routes sharing
+//! middleware) are in `builder/group.rs`;
 //! the TLS and WebSocket settings have their own files
 //! (`builder/tls.rs`, `builder/ws.rs`). [`Builder::start`] hands the
 //! result to `server.rs`, which spawns the threads.
@@ -19,11 +20,11 @@ use std::time::Duration;
 
 use crate::codec::{implements_decoding, LengthPacker, Packer, ServerPacker};
 use crate::config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
-use crate::dispatch::context::{Context, IntoHandlerResult, Session};
+use crate::dispatch::context::Session;
 use crate::dispatch::hooks::{Disconnect, Hooks, IntoOpenResult};
-use crate::dispatch::middleware::{handler_fn, middleware_fn, Next};
 use crate::dispatch::App;
 use crate::error::{CloseReason, Error, Result};
+use crate::ext::StateMap;
 use crate::server::{self, ServerHandle};
 use crate::transport::tls::TlsAcceptor;
 use crate::transport::ws::WsSettings;
@@ -70,6 +71,8 @@ pub struct Builder {
     addrs: Vec<(SocketAddr, Protocol)>,
     routes: Routes,
     hooks: Hooks,
+    /// Shared application state (`Builder::state`).
+    state: StateMap,
     /// TLS settings (`builder/tls.rs`).
     tls: Option<TlsAcceptor>,
     /// WebSocket settings (`builder/ws.rs`).
@@ -83,6 +86,7 @@ impl fmt::Debug for Builder {
             .field("addrs", &self.addrs)
             .field("routes", &self.routes.len())
             .field("custom_packer", &self.packer.is_some())
+            .field("state", &self.state.len())
             .finish()
     }
 }
@@ -296,6 +300,37 @@ impl Builder {
         self
     }
 
+    /// Shared application state: `value` is reachable from every handler,
+    /// middleware and hook, on every loop, as
+    /// [`Session::state`]`::<T>()` (also through a [`Context`](crate::Context)), instead
+    /// of an `Arc` cloned into each closure. One value per type: a later
+    /// `state` with a value of the same type replaces the earlier one.
+    ///
+    /// The state is shared, never copied: `T` must be `Send + Sync`. It
+    /// is read-only; for what changes, put atomics or a lock inside `T`.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::sync::Mutex;
+    ///
+    /// struct Rooms(Mutex<HashMap<String, Vec<netloom::ConnId>>>);
+    ///
+    /// let builder = netloom::Server::builder()
+    ///     .state(Rooms(Mutex::default()))
+    ///     .route(1, |ctx| {
+    ///         let Some(rooms) = ctx.state::<Rooms>() else { return };
+    ///         let room = String::from_utf8_lossy(ctx.body()).into_owned();
+    ///         if let Ok(mut rooms) = rooms.0.lock() {
+    ///             rooms.entry(room).or_default().push(ctx.id());
+    ///         }
+    ///     });
+    /// # drop(builder);
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
     /// Run for every new connection, on its loop thread, before any of its
     /// messages. Return `()`/`true` to accept, `false` or `Err(reason)` to
     /// reject. A rejected connection is closed (after flushing anything the
@@ -339,56 +374,6 @@ impl Builder {
         F: Fn(&mut Session<'_>, u32) + Send + Sync + 'static,
     {
         self.hooks.on_reconnect = Some(Box::new(f));
-        self
-    }
-
-    /// Add a global middleware: it runs for every routed message, before
-    /// group middleware, in the order added (wherever `route` calls are).
-    pub fn middleware<F, R>(mut self, f: F) -> Self
-    where
-        F: Fn(&mut Context<'_>, Next<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.routes.global.push(middleware_fn(f));
-        self
-    }
-
-    /// Route message id `id` to `handler`. A later route for the same id
-    /// replaces the earlier one.
-    pub fn route<F, R>(mut self, id: u32, handler: F) -> Self
-    where
-        F: Fn(&mut Context<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.routes
-            .add(id, Arc::from(Vec::new()), handler_fn(handler));
-        self
-    }
-
-    /// Handler for messages whose id has no route (it runs after the global
-    /// middleware). Without one, [`UnknownIdPolicy`] applies.
-    pub fn fallback<F, R>(mut self, handler: F) -> Self
-    where
-        F: Fn(&mut Context<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.routes.fallback = Some(handler_fn(handler));
-        self
-    }
-
-    /// Declare routes that share middleware: `middleware` (then any added
-    /// with [`Group::middleware`]) runs after the global middleware and
-    /// before each of the group's handlers.
-    pub fn group<I, M, R>(mut self, middleware: I, f: impl FnOnce(Group) -> Group) -> Self
-    where
-        I: IntoIterator<Item = M>,
-        M: Fn(&mut Context<'_>, Next<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        let group = f(Group::with(
-            middleware.into_iter().map(middleware_fn).collect(),
-        ));
-        self.routes.add_group(group);
         self
     }
 
@@ -453,6 +438,7 @@ impl Builder {
             router: self.routes.build(),
             unknown_id: config.unknown_id,
             hooks: self.hooks,
+            state: Arc::new(self.state),
         };
         server::spawn(config, wire, app, &self.addrs)
     }

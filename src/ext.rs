@@ -1,6 +1,8 @@
 //! [`Extensions`]: a small map from type to value, for a connection's user
 //! data (`Session::data`) and for the values middleware hands down to a
 //! handler (`Context::values`). The same vocabulary as `http::Extensions`.
+//! [`StateMap`]: its shared, read-only cousin for the application state
+//! of `Builder::state`.
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -96,6 +98,36 @@ impl fmt::Debug for Extensions {
     }
 }
 
+/// Values keyed by their type, shared by every loop of a server: the
+/// application state (`Builder::state`). Filled before the server starts,
+/// read-only after, so readers need no lock.
+#[derive(Default)]
+pub(crate) struct StateMap(Vec<(TypeId, Box<dyn Any + Send + Sync>)>);
+
+impl StateMap {
+    /// Store `value`, replacing the value of the same type stored before.
+    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        let t = TypeId::of::<T>();
+        self.0.retain(|(k, _)| *k != t);
+        self.0.push((t, Box::new(value)));
+    }
+
+    /// The value of type `T`, if one is stored.
+    #[inline]
+    pub(crate) fn get<T: 'static>(&self) -> Option<&T> {
+        let t = TypeId::of::<T>();
+        self.0
+            .iter()
+            .find(|(k, _)| *k == t)
+            .and_then(|(_, v)| v.downcast_ref())
+    }
+
+    /// Number of values stored.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +147,18 @@ mod tests {
         assert_eq!(m.get::<u64>(), None);
         m.clear();
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn state_keeps_one_value_per_type() {
+        let mut s = StateMap::default();
+        s.insert(1u32);
+        s.insert(String::from("a"));
+        s.insert(2u32);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get::<u32>(), Some(&2));
+        assert_eq!(s.get::<String>().map(String::as_str), Some("a"));
+        assert_eq!(s.get::<u64>(), None);
     }
 
     #[test]

@@ -35,10 +35,88 @@ impl ConnId {
     pub(crate) fn key(&self) -> usize {
         self.key as usize
     }
+
+    /// The id as one number, for logs, databases and maps in other
+    /// systems. Lossless: [`from_u128`](Self::from_u128) gives the id back.
+    ///
+    /// Layout (bit 0 is the least significant):
+    ///
+    /// ```text
+    ///  127        96 95         64 63          32 31           0
+    /// ┌─────────────┬─────────────┬──────────────┬──────────────┐
+    /// │      0      │ loop index  │     slot     │  generation  │
+    /// └─────────────┴─────────────┴──────────────┴──────────────┘
+    /// ```
+    ///
+    /// The high 64 bits are the loop index (below 1024: `event_loops` is
+    /// at most that) and the low 64 bits the slot and generation, so a
+    /// system without 128-bit integers can keep the two halves as two
+    /// 64-bit numbers. No 64-bit form is offered: slot and generation
+    /// take 64 bits by themselves, and dropping generation bits would let
+    /// a stale id name a newer connection in the same slot.
+    ///
+    /// ```
+    /// # fn handler(ctx: &mut netloom::Context<'_>) {
+    /// let n: u128 = ctx.id().to_u128();
+    /// assert_eq!(netloom::ConnId::from_u128(n), Some(ctx.id()));
+    /// # }
+    /// # let _ = netloom::Server::builder().route(1, handler);
+    /// ```
+    pub fn to_u128(&self) -> u128 {
+        (u128::from(self.loop_index) << 64)
+            | (u128::from(self.key) << 32)
+            | u128::from(self.generation)
+    }
+
+    /// The id [`to_u128`](Self::to_u128) made: `None` if a bit above
+    /// bit 95 is set (no id has one). A well-formed number of an id that
+    /// never existed gives an id whose sends fail with
+    /// [`Error::Closed`](crate::Error::Closed).
+    pub fn from_u128(n: u128) -> Option<ConnId> {
+        if n >> 96 != 0 {
+            return None;
+        }
+        Some(ConnId {
+            loop_index: (n >> 64) as u32,
+            key: (n >> 32) as u32,
+            generation: n as u32,
+        })
+    }
 }
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}.{}", self.loop_index, self.key, self.generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_number_round_trips_and_keeps_its_layout() {
+        for (l, k, g) in [
+            (0, 0, 0),
+            (0, 1, 2),
+            (1023, u32::MAX as usize, u32::MAX),
+            (7, 123_456, 1),
+            (u32::MAX as usize, 5, 9),
+        ] {
+            let id = ConnId::new(l, k, g);
+            let n = id.to_u128();
+            assert_eq!(ConnId::from_u128(n), Some(id), "{id}");
+            assert_eq!((n >> 64) as usize, l);
+            assert_eq!((n as u64) >> 32, k as u64);
+            assert_eq!(n as u32, g);
+        }
+        assert_eq!(ConnId::new(0, 1, 2).to_u128(), (1 << 32) | 2);
+        // Distinct ids, distinct numbers: the generation is never dropped.
+        assert_ne!(
+            ConnId::new(0, 1, 2).to_u128(),
+            ConnId::new(0, 1, 3).to_u128()
+        );
+        assert_eq!(ConnId::from_u128(1 << 96), None);
+        assert_eq!(ConnId::from_u128(u128::MAX), None);
     }
 }

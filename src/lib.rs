@@ -33,7 +33,11 @@
 //!   (`len u32 LE | id u32 LE | body`, wire-compatible with netman's
 //!   `DataPacker`).
 //! * Handlers get a [`Context`]; middleware gets a [`Context`] and a [`Next`].
-//! * [`ConnHandle`] and [`Hub`] reach connections from any thread.
+//! * [`ConnHandle`] and [`Hub`] reach connections from any thread; a
+//!   [`Receipt`] says what a connection's loop did with a request
+//!   (`ConnHandle::send_confirmed`, `ConnHandle::run`).
+//! * `Builder::state` shares application state with every handler and
+//!   hook (`Session::state`).
 //! * [`CloseReason`] tells `on_close` why a connection ended; [`Stats`]
 //!   counts everything.
 //! * With the `tls` feature (default), `Builder::tls` and
@@ -129,7 +133,7 @@ pub use dispatch::middleware::Next;
 pub use error::{CloseReason, Error, PackError, Result};
 pub use ext::Extensions;
 pub use id::ConnId;
-pub use runtime::{ConnHandle, Hub, PendingReply, Responder};
+pub use runtime::{ConnHandle, Hub, PendingReply, Receipt, Responder};
 pub use server::{ServerHandle, ShutdownHandle};
 pub use stats::Stats;
 #[cfg(feature = "tls")]

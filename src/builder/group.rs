@@ -1,11 +1,14 @@
-//! Routes as the builder collects them: [`Group`]s of routes sharing
-//! middleware, and the assembly of every route's chain (global middleware,
-//! then its group's) into the router a server runs with.
+//! Routes as the builder collects them: the routing methods of
+//! [`Builder`] (`middleware`, `route`, `fallback`, `group`), [`Group`]s of
+//! routes sharing middleware, and the assembly of every route's chain
+//! (global middleware, then its group's) into the router a server runs
+//! with.
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::dispatch::context::{Context, IntoHandlerResult};
+use super::Builder;
+use crate::dispatch::context::{Context, HandlerResult, IntoHandlerResult};
 use crate::dispatch::middleware::{handler_fn, middleware_fn, HandlerFn, MiddlewareFn, Next};
 use crate::dispatch::router::{Route, Router};
 
@@ -55,7 +58,153 @@ impl Routes {
     }
 }
 
-/// Routes sharing middleware; see [`Builder::group`](crate::Builder::group).
+impl Builder {
+    /// Add a global middleware: it runs for every routed message, before
+    /// group middleware, in the order added (wherever `route` calls are).
+    ///
+    /// A middleware returns a [`HandlerResult`] (what `next.run(ctx)`
+    /// returns), so a closure's `Ok(())` needs no annotation:
+    ///
+    /// ```
+    /// let builder = netloom::Server::builder().middleware(|ctx, next| {
+    ///     let started = std::time::Instant::now();
+    ///     next.run(ctx)?;
+    ///     log::debug!("message {} took {:?}", ctx.msg_id(), started.elapsed());
+    ///     Ok(())
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn middleware<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&mut Context<'_>, Next<'_>) -> HandlerResult + Send + Sync + 'static,
+    {
+        self.routes.global.push(middleware_fn(f));
+        self
+    }
+
+    /// Route message id `id` to `handler`. A later route for the same id
+    /// replaces the earlier one.
+    ///
+    /// A handler returns `()`, a `netloom::Result<()>` (what `ctx.reply`
+    /// returns) or a `Result<(), E>` for any `E` convertible into
+    /// [`BoxError`](crate::BoxError); an `Err` is logged and counted.
+    /// These forms compile as written:
+    ///
+    /// ```
+    /// use netloom::{Context, HandlerResult, Server};
+    ///
+    /// fn echo(ctx: &mut Context<'_>) -> netloom::Result<()> {
+    ///     ctx.reply(ctx.msg_id(), ctx.body())
+    /// }
+    ///
+    /// let builder = Server::builder()
+    ///     .route(1, echo)
+    ///     .route(2, |ctx| ctx.reply(2, ctx.body()))
+    ///     .route(3, |ctx| log::debug!("{} pinged", ctx.id()))
+    ///     // `?` on any error, then `Ok(())`: name the return type once.
+    ///     .route(4, |ctx| -> HandlerResult {
+    ///         let n: u32 = std::str::from_utf8(ctx.body())?.parse()?;
+    ///         ctx.reply(4, (n + 1).to_string())?;
+    ///         Ok(())
+    ///     })
+    ///     // Or end with the last send, whose error type is netloom's.
+    ///     .route(5, |ctx| {
+    ///         ctx.reply(5, b"first")?;
+    ///         ctx.reply(5, ctx.body())
+    ///     });
+    /// # drop(builder);
+    /// ```
+    ///
+    /// A closure ending in `Ok(())` after a `?` does **not** compile
+    /// without `-> HandlerResult` (E0282/E0283): nothing in `Ok(())` or in
+    /// `?` (which converts into any `From` target) fixes the error type,
+    /// the handler may return several, and stable Rust has no default for
+    /// an inferred type. Fixing the return type to [`HandlerResult`]
+    /// instead would reject the forms above that return `()` or
+    /// `netloom::Result<()>`, so the annotation stays:
+    ///
+    /// ```compile_fail,E0282
+    /// let builder = netloom::Server::builder().route(1, |ctx| {
+    ///     ctx.reply(1, ctx.body())?;
+    ///     Ok(())
+    /// });
+    /// ```
+    pub fn route<F, R>(mut self, id: u32, handler: F) -> Self
+    where
+        F: Fn(&mut Context<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.routes
+            .add(id, Arc::from(Vec::new()), handler_fn(handler));
+        self
+    }
+
+    /// Handler for messages whose id has no route (it runs after the global
+    /// middleware). Without one, [`UnknownIdPolicy`](crate::UnknownIdPolicy) applies.
+    pub fn fallback<F, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(&mut Context<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.routes.fallback = Some(handler_fn(handler));
+        self
+    }
+
+    /// Declare routes that share middleware: `middleware` (then any added
+    /// with [`Group::middleware`]) runs after the global middleware and
+    /// before each of the group's handlers.
+    ///
+    /// `middleware` is an array of middleware functions, or of closures
+    /// that capture nothing (both are `fn` pointers), possibly empty. A
+    /// middleware that captures something (a closure holding an `Arc`) is
+    /// added with [`Group::middleware`]. All these compile as written:
+    ///
+    /// ```
+    /// use netloom::{Context, HandlerResult, Next, Server};
+    ///
+    /// fn auth(ctx: &mut Context<'_>, next: Next<'_>) -> HandlerResult {
+    ///     next.run(ctx) // check a login here
+    /// }
+    ///
+    /// fn audit(ctx: &mut Context<'_>, next: Next<'_>) -> HandlerResult {
+    ///     log::info!("{} calls {}", ctx.id(), ctx.msg_id());
+    ///     next.run(ctx)
+    /// }
+    ///
+    /// let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    /// let builder = Server::builder()
+    ///     .group([auth], |g| g.route(1, |ctx| ctx.reply(1, ctx.body())))
+    ///     .group([auth, audit], |g| g.route(2, |_ctx| ()))
+    ///     .group([|ctx, next| {
+    ///         if ctx.body().is_empty() {
+    ///             ctx.reply(400, b"empty")?;
+    ///             return Ok(());
+    ///         }
+    ///         next.run(ctx)
+    ///     }], |g| g.route(3, |ctx| ctx.reply(3, ctx.body())))
+    ///     .group([], |g| {
+    ///         g.middleware(move |ctx, next| {
+    ///             seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ///             next.run(ctx)
+    ///         })
+    ///         .route(4, |ctx| ctx.reply(4, ctx.body()))
+    ///     });
+    /// # drop(builder);
+    /// ```
+    pub fn group<const N: usize>(
+        mut self,
+        middleware: [fn(&mut Context<'_>, Next<'_>) -> HandlerResult; N],
+        f: impl FnOnce(Group) -> Group,
+    ) -> Self {
+        let group = f(Group::with(
+            middleware.into_iter().map(middleware_fn).collect(),
+        ));
+        self.routes.add_group(group);
+        self
+    }
+}
+
+/// Routes sharing middleware; see [`Builder::group`].
 pub struct Group {
     middleware: Vec<MiddlewareFn>,
     routes: Vec<(u32, HandlerFn)>,
@@ -80,10 +229,11 @@ impl Group {
 
     /// Add a middleware to this group (after those already in it). It
     /// applies to every route of the group, declared before or after.
-    pub fn middleware<F, R>(mut self, f: F) -> Self
+    /// Unlike the array given to [`Builder::group`](crate::Builder::group),
+    /// it may be a closure that captures something.
+    pub fn middleware<F>(mut self, f: F) -> Self
     where
-        F: Fn(&mut Context<'_>, Next<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
+        F: Fn(&mut Context<'_>, Next<'_>) -> HandlerResult + Send + Sync + 'static,
     {
         self.middleware.push(middleware_fn(f));
         self

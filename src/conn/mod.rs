@@ -47,6 +47,17 @@ pub(crate) mod flag {
     pub(crate) const CONNECTING: u16 = 1 << 11;
     /// Requests of this connection wait for replies.
     pub(crate) const AWAITING: u16 = 1 << 12;
+    /// The packer refused a message for this connection (logged at warn
+    /// once; later refusals at debug).
+    pub(crate) const PACK_REFUSED: u16 = 1 << 13;
+
+    /// Set `bit` in `flags`; true if it was not set (the first time, for
+    /// what is logged once per connection).
+    pub(crate) fn first(flags: &mut u16, bit: u16) -> bool {
+        let first = *flags & bit == 0;
+        *flags |= bit;
+        first
+    }
 }
 
 /// One connection's state: socket, partial frame, write queue, heartbeat

@@ -9,6 +9,8 @@ use slab::Slab;
 
 use std::collections::HashMap;
 
+mod sends;
+
 use super::dial::DialState;
 use super::requests::Requests;
 use super::roster::Roster;
@@ -259,6 +261,7 @@ impl ConnTable {
             }
             Err(e) => {
                 queue.release_if_empty();
+                self.log_refusal(key, conn, id, &e);
                 Err(self.send_error(Error::Pack(e)))
             }
         }
@@ -274,13 +277,15 @@ impl ConnTable {
             .is_some_and(|d| d.spec.while_down == WhileDown::Refuse)
     }
 
-    /// Queue an encoded message on every open connection of this loop but
-    /// `except` (each gets the encoding for its protocol). A connection
+    /// Queue an encoded message on every open accepted connection of this
+    /// loop but `except` (each gets the encoding for its protocol). A connection
     /// over its high-water mark misses it (counted).
     pub(crate) fn broadcast(&self, encoded: &Encoded, except: Option<ConnId>) {
         let mut slab = self.conns.borrow_mut();
         for (key, conn) in slab.iter_mut() {
-            if conn.has(flag::CLOSING)
+            // Dialed connections are the server's own links to other
+            // servers, not its clients: a broadcast never reaches them.
+            if conn.has(flag::CLOSING | flag::OUTBOUND)
                 || except.is_some_and(|x| x.key() == key && x.generation == conn.generation)
             {
                 continue;
@@ -416,9 +421,7 @@ impl ConnTable {
         let Some(conn) = slab.get_mut(key) else {
             return false;
         };
-        let first = !conn.has(flag::SEND_REFUSAL_LOGGED);
-        conn.set(flag::SEND_REFUSAL_LOGGED);
-        first
+        flag::first(&mut conn.flags, flag::SEND_REFUSAL_LOGGED)
     }
 
     /// Requests of the connection wait for replies (its messages are

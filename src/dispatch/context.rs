@@ -172,6 +172,36 @@ impl Session<'_> {
     }
 }
 
+impl<'a> Session<'a> {
+    /// The application state of type `T` given to
+    /// [`Builder::state`](crate::Builder::state), shared by every
+    /// connection and loop (`None` if none of that type was given).
+    ///
+    /// The reference lives as long as the session, so it can be held
+    /// while the connection's data is changed. A lookup among the few
+    /// state types; no lock, no reference count. To move the state into
+    /// another thread, store it as an `Arc<T>` and clone that.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// struct Metrics { logins: AtomicU64 }
+    ///
+    /// let builder = netloom::Server::builder()
+    ///     .state(Metrics { logins: AtomicU64::new(0) })
+    ///     .route(1, |ctx| {
+    ///         if let Some(m) = ctx.state::<Metrics>() {
+    ///             m.logins.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     });
+    /// # drop(builder);
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<&'a T> {
+        let core: &'a LoopCore = self.core;
+        core.state.get()
+    }
+}
+
 /// One message being handled: the message plus its connection's
 /// [`Session`] (reachable through `Deref`), and a typed store for values
 /// middleware passes down to the handler.

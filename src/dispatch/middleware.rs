@@ -39,12 +39,11 @@ pub(crate) type MiddlewareFn =
 pub(crate) type HandlerFn = Arc<dyn Fn(&mut Context<'_>) -> HandlerResult + Send + Sync>;
 
 /// Box a user middleware closure.
-pub(crate) fn middleware_fn<F, R>(f: F) -> MiddlewareFn
+pub(crate) fn middleware_fn<F>(f: F) -> MiddlewareFn
 where
-    F: Fn(&mut Context<'_>, Next<'_>) -> R + Send + Sync + 'static,
-    R: IntoHandlerResult,
+    F: Fn(&mut Context<'_>, Next<'_>) -> HandlerResult + Send + Sync + 'static,
 {
-    Arc::new(move |ctx: &mut Context<'_>, next: Next<'_>| f(ctx, next).into_handler_result())
+    Arc::new(f)
 }
 
 /// Box a user handler closure.

@@ -7,11 +7,13 @@ pub(crate) mod context;
 pub(crate) mod hooks;
 pub(crate) mod middleware;
 pub(crate) mod router;
+mod run;
 #[cfg(feature = "ws")]
 mod ws;
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -20,7 +22,7 @@ use crate::codec::Message;
 use crate::config::UnknownIdPolicy;
 use crate::conn::requests::Matched;
 use crate::error::{panic_message, CloseReason, Error};
-use crate::ext::Extensions;
+use crate::ext::{Extensions, StateMap};
 use crate::id::ConnId;
 use crate::runtime::LoopCore;
 use crate::stats::Counters;
@@ -28,11 +30,14 @@ use context::{Context, Session};
 use hooks::Hooks;
 use router::Router;
 
-/// The application a server runs: routes, the unknown-id policy, hooks.
+/// The application a server runs: routes, the unknown-id policy, hooks,
+/// and the shared state (each loop's `LoopCore` holds it too, so that a
+/// `Session` reaches it through the loop it already points to).
 pub(crate) struct App {
     pub(crate) router: Router,
     pub(crate) unknown_id: UnknownIdPolicy,
     pub(crate) hooks: Hooks,
+    pub(crate) state: Arc<StateMap>,
 }
 
 impl App {

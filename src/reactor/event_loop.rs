@@ -79,7 +79,11 @@ impl EventLoop {
             shared.roster.clone(),
         );
         EventLoop {
-            core: Rc::new(LoopCore { runtime, table }),
+            core: Rc::new(LoopCore {
+                runtime,
+                table,
+                state: app.state.clone(),
+            }),
             app,
             poll,
             inbox,
@@ -237,6 +241,19 @@ impl EventLoop {
                 Command::Broadcast(encoded, except) => {
                     shared.inflight.fetch_sub(encoded.len(), Ordering::Relaxed);
                     core.table.broadcast(&encoded, except);
+                }
+                Command::Run { bytes, job } => {
+                    shared.inflight.fetch_sub(bytes, Ordering::Relaxed);
+                    // Jobs catch the panics of the user code they run; this
+                    // guards the loop against a bug in a job itself.
+                    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| job(&core))) {
+                        let why = panic_message(&*panic);
+                        log::error!("loop {}: a job panicked: {why}", core.table.index());
+                    }
+                }
+                Command::SendTo(ids, encoded) => {
+                    shared.inflight.fetch_sub(encoded.len(), Ordering::Relaxed);
+                    core.table.send_encoded(&ids, &encoded);
                 }
                 Command::Close(id, goodbye) => core.table.close_with(
                     id.key(),

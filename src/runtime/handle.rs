@@ -172,7 +172,9 @@ impl fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// Send one message to every open connection on every loop.
+    /// Send one message to every open connection on every loop that the
+    /// server accepted (connections it dialed, [`dial`](Self::dial), are
+    /// left out: they are links to other servers, not clients).
     ///
     /// The message is encoded once per protocol the server listens with
     /// (raw TCP, WebSocket) and shared by all recipients' queues. A
@@ -227,6 +229,105 @@ impl Hub {
             if local.is_none() {
                 let cmd = Command::Broadcast(encoded.clone(), except);
                 if let Err(e) = runtime.push(index, encoded.len(), cmd) {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    /// Send one message to each connection of `to` (a room, a team), on
+    /// any loops: encoded once per protocol the server listens with, and
+    /// shared by every recipient's queue, as a broadcast is.
+    ///
+    /// The ids are grouped by loop: each loop gets one command (the
+    /// calling thread's own loop, in a handler, is written directly).
+    /// Counted per recipient in `Stats::messages_out`. A recipient that is
+    /// closed, stale or over its high-water mark misses it, counted in
+    /// `Stats::send_errors`, as are the recipients on a loop whose inbox
+    /// was full. An id listed twice gets the message twice. Returns after
+    /// handing it to every loop concerned; delivery is asynchronous.
+    ///
+    /// ```
+    /// # fn handler(ctx: &mut netloom::Context<'_>) -> netloom::Result<()> {
+    /// struct Room(Vec<netloom::ConnId>);
+    /// if let Some(room) = ctx.data().get::<Room>() {
+    ///     ctx.hub().send_to(room.0.iter().copied(), 20, ctx.body())?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// # let _ = netloom::Server::builder().route(1, handler);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pack`] if the packer rejects the message (nothing sent),
+    /// [`Error::ShutDown`], or [`Error::InboxFull`] if a loop's inbox is
+    /// full (the other loops still get it).
+    pub fn send_to(
+        &self,
+        to: impl IntoIterator<Item = ConnId>,
+        id: u32,
+        body: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        self.send_to_payload(to, id, Payload::Slice(body.as_ref()))
+    }
+
+    /// Like [`send_to`](Self::send_to), for a body the application already
+    /// holds as [`Bytes`]: a large one (16 KiB or more) is shared by every
+    /// recipient without being copied, when the packer can frame it so.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_to`](Self::send_to).
+    pub fn send_to_bytes(
+        &self,
+        to: impl IntoIterator<Item = ConnId>,
+        id: u32,
+        body: Bytes,
+    ) -> Result<()> {
+        self.send_to_payload(to, id, Payload::Shared(body))
+    }
+
+    fn send_to_payload(
+        &self,
+        to: impl IntoIterator<Item = ConnId>,
+        id: u32,
+        body: Payload<'_>,
+    ) -> Result<()> {
+        let runtime = &self.runtime;
+        if runtime.is_shut_down() {
+            return Err(runtime.count_send_error(Error::ShutDown));
+        }
+        let mut per_loop: Vec<Vec<ConnId>> = vec![Vec::new(); runtime.loops.len()];
+        for conn in to {
+            match per_loop.get_mut(conn.loop_index()) {
+                Some(ids) => ids.push(conn),
+                // No such loop: an id from elsewhere.
+                None => runtime.count_send_errors(1),
+            }
+        }
+        if per_loop.iter().all(Vec::is_empty) {
+            return Ok(());
+        }
+        let encoded = runtime
+            .wire
+            .encode_all(id, 0, &body)
+            .map_err(|e| runtime.count_send_error(Error::Pack(e)))?;
+        let mut result = Ok(());
+        for (index, ids) in per_loop.into_iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let local = with_current(runtime, index, |core| {
+                core.table.send_encoded(&ids, &encoded);
+            });
+            if local.is_none() {
+                let n = ids.len();
+                let cmd = Command::SendTo(ids, encoded.clone());
+                if let Err(e) = runtime.push(index, encoded.len(), cmd) {
+                    // `push` counted one; the loop's other recipients too.
+                    runtime.count_send_errors(n - 1);
                     result = Err(e);
                 }
             }

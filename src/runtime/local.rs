@@ -8,12 +8,15 @@ use std::sync::Arc;
 
 use super::{LoopShared, Runtime};
 use crate::conn::table::ConnTable;
+use crate::ext::StateMap;
 
-/// A loop's connections and the runtime they belong to. Built on the loop
+/// A loop's connections, the runtime they belong to and the application
+/// state handlers read (`Session::state`; opaque here). Built on the loop
 /// thread and never leaves it (user data need not be `Send`).
 pub(crate) struct LoopCore {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) table: ConnTable,
+    pub(crate) state: Arc<StateMap>,
 }
 
 impl LoopCore {

@@ -10,12 +10,14 @@
 mod dial;
 mod handle;
 pub(crate) mod local;
+mod receipt;
 mod request;
 #[cfg(feature = "ws")]
 mod ws;
 
 pub use handle::{ConnHandle, Hub};
 pub(crate) use local::{with_current, CurrentLoop, LoopCore};
+pub use receipt::Receipt;
 pub(crate) use request::start_on as start_request_on;
 pub use request::{PendingReply, Responder};
 
@@ -49,6 +51,11 @@ pub(crate) enum Command {
     },
     /// A message encoded for every connection of the loop but one.
     Broadcast(Encoded, Option<ConnId>),
+    /// A message encoded for these connections of the loop.
+    SendTo(Vec<ConnId>, Encoded),
+    /// Code to run on the loop (`ConnHandle::run`, `send_confirmed`); it
+    /// reports its outcome itself. `bytes` are charged to the inbox.
+    Run { bytes: usize, job: Job },
     /// Close one connection (after flushing), with a WebSocket close frame
     /// of the application's choice.
     Close(ConnId, Option<Box<Goodbye>>),
@@ -66,6 +73,9 @@ pub(crate) enum Command {
         sink: ReplySink,
     },
 }
+
+/// Code sent to a loop, run there with the loop's core.
+pub(crate) type Job = Box<dyn FnOnce(&LoopCore) + Send>;
 
 /// What every thread of one server shares.
 pub(crate) struct Runtime {
@@ -177,10 +187,15 @@ impl Runtime {
     /// Count a failed send (on loop 0's counters: any block serves) and
     /// return the error.
     pub(crate) fn count_send_error(&self, e: Error) -> Error {
-        if let Some(l) = self.loops.first() {
-            Counters::add(&l.counters.send_errors, 1);
-        }
+        self.count_send_errors(1);
         e
+    }
+
+    /// Count `n` failed sends (on loop 0's counters).
+    pub(crate) fn count_send_errors(&self, n: usize) {
+        if let Some(l) = self.loops.first() {
+            Counters::add(&l.counters.send_errors, n as u64);
+        }
     }
 }
 

@@ -346,3 +346,40 @@ fn the_blocking_client_requests_with_timeouts() {
     assert_eq!(&reply.body[..], b"txen");
     backend.shutdown(TIMEOUT).unwrap();
 }
+
+/// A broadcast goes to the server's clients, never to the backends it
+/// dialed.
+#[test]
+fn a_broadcast_reaches_clients_but_not_dialed_connections() {
+    let (got_tx, got) = unbounded();
+    let backend = start(
+        Server::builder()
+            .packer(SeqPacker::default())
+            .route(1, |ctx: &mut Context<'_>| ctx.reply(1, ctx.body_bytes()))
+            .route(7, move |ctx: &mut Context<'_>| {
+                let _ = got_tx.send(ctx.body().to_vec());
+            }),
+    );
+    let server = start(Server::builder().packer(SeqPacker::default()));
+    let up = server.hub().connect(backend.local_addr()).unwrap();
+    up.request(1, b"up", TIMEOUT).unwrap().wait().unwrap();
+    let mut client = netloom::client::Client::connect(server.local_addr())
+        .unwrap()
+        .with_packer(SeqPacker::default());
+    client.set_timeout(Some(TIMEOUT)).unwrap();
+    crate::common::wait_until("the client to be listed", || {
+        server.hub().connections().len() == 2
+    });
+    server.hub().broadcast(7, b"news").unwrap();
+    let m = client.recv().unwrap();
+    assert_eq!((m.id, &m.body[..]), (7, &b"news"[..]));
+    // The backend answers a request sent after the broadcast; had the
+    // broadcast reached it, its id-7 message would have come first.
+    up.request(1, b"after", TIMEOUT).unwrap().wait().unwrap();
+    assert!(
+        got.try_recv().is_err(),
+        "the broadcast reached a dialed backend"
+    );
+    server.shutdown(TIMEOUT).unwrap();
+    backend.shutdown(TIMEOUT).unwrap();
+}

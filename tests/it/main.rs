@@ -9,6 +9,7 @@ mod common;
 mod tls_support;
 
 mod dial;
+mod ergonomics;
 mod features;
 #[cfg(feature = "ws")]
 mod hardening;

@@ -887,8 +887,10 @@ fn middleware_runs_global_then_group_in_order_around_the_handler() {
                 ctx.reply(11, b"plain")
             })
             .middleware(logging(&log, "g2-before", "g2-after"))
-            .group([logging(&log, "grp-before", "grp-after")], |g| {
-                g.middleware(logging(&log, "grp2-before", "grp2-after"))
+            // Middleware that captures goes in with `Group::middleware`.
+            .group([], |g| {
+                g.middleware(logging(&log, "grp-before", "grp-after"))
+                    .middleware(logging(&log, "grp2-before", "grp2-after"))
                     .route(10, move |ctx| {
                         h2.lock().unwrap().push("handler");
                         ctx.reply(10, b"grouped")

@@ -237,7 +237,8 @@ impl EventLoop {
             table.release_partial(conn);
             conn.layer = Layer::default();
             conn.close_reason = None;
-            let keep = flag::OUTBOUND | flag::AWAITING | flag::SEND_REFUSAL_LOGGED;
+            let keep =
+                flag::OUTBOUND | flag::AWAITING | flag::SEND_REFUSAL_LOGGED | flag::PACK_REFUSED;
             conn.flags &= keep;
             conn.generation
         };

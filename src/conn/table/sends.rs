@@ -1,0 +1,84 @@
+//! The less common parts of the write path, kept out of `table.rs`: a
+//! message encoded once for a set of connections, and what a packer's
+//! refusal logs.
+
+use super::ConnTable;
+use crate::buf::LazyQueue;
+use crate::conn::{flag, Conn};
+use crate::error::{Error, PackError};
+use crate::id::ConnId;
+use crate::stats::Counters;
+use crate::transport::Encoded;
+
+impl ConnTable {
+    /// Queue an encoded message on each of `ids` (connections of this
+    /// loop; each gets the frame for its protocol, shared). An id that is
+    /// closed, stale or over its high-water mark misses it, counted in
+    /// `send_errors`, as a broadcast's recipient does.
+    pub(crate) fn send_encoded(&self, ids: &[ConnId], encoded: &Encoded) {
+        let mut slab = self.conns.borrow_mut();
+        for to in ids {
+            let key = to.key();
+            let open = Self::open_conn(&mut slab, key, to.generation)
+                .filter(|_| to.loop_index() == self.index);
+            let Some(conn) = open else {
+                self.send_error(Error::Closed);
+                continue;
+            };
+            if conn.stream.is_none() && self.refuses_while_down(key) {
+                self.send_error(Error::Disconnected);
+                continue;
+            }
+            let Some(frame) = encoded.get(conn.layer.protocol()) else {
+                self.send_error(Error::Closed);
+                continue;
+            };
+            if self.check_high_water(key, conn, frame.len()).is_ok() {
+                let mut queue = LazyQueue {
+                    queue: &mut conn.queue,
+                    pool: &self.pool,
+                };
+                queue.get().push_frame(frame);
+                Counters::bump(&self.counters.messages_out, 1);
+                self.mark_dirty(key, conn);
+            }
+        }
+    }
+
+    /// The packer refused message `msg_id` for `conn`: warn the first time
+    /// per connection (a bug or a limit to raise, and the caller may not
+    /// look at the error: a cross-thread send cannot return it), then
+    /// debug, so a handler that hits the limit on every request does not
+    /// flood the log. Every refusal is counted in `Stats::send_errors`.
+    #[cold]
+    pub(super) fn log_refusal(&self, key: usize, conn: &mut Conn, msg_id: u32, e: &PackError) {
+        let (id, peer) = (self.id_of(key, conn), conn.peer);
+        if flag::first(&mut conn.flags, flag::PACK_REFUSED) {
+            log::warn!(
+                "conn {id} ({peer}): message {msg_id} not sent: {e} \
+                 (further refusals on this connection are logged at debug)"
+            );
+        } else {
+            log::debug!("conn {id} ({peer}): message {msg_id} not sent: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_refusal_per_connection_is_a_warning() {
+        let mut a = flag::DIRTY;
+        let mut b = 0;
+        assert!(flag::first(&mut a, flag::PACK_REFUSED));
+        assert!(!flag::first(&mut a, flag::PACK_REFUSED));
+        assert!(!flag::first(&mut a, flag::PACK_REFUSED));
+        assert_eq!(a, flag::DIRTY | flag::PACK_REFUSED, "other flags kept");
+        assert!(
+            flag::first(&mut b, flag::PACK_REFUSED),
+            "each connection warns once"
+        );
+    }
+}

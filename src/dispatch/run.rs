@@ -1,0 +1,91 @@
+//! [`ConnHandle::run`]: code from another thread run on a connection's own
+//! loop with its [`Session`]. It is defined here, not with the handle in
+//! `runtime`: a `Session` belongs to the application layer, and the
+//! runtime only carries the job (`Command::Run`) to the loop.
+
+use std::mem::size_of;
+
+use super::context::Session;
+use super::with_session;
+use crate::error::Error;
+use crate::runtime::{Command, ConnHandle, LoopCore, Receipt};
+
+impl ConnHandle {
+    /// Run `f` on the connection's own loop thread with its [`Session`],
+    /// as a handler would: read or change its user data, send, close.
+    /// The [`Receipt`] gives what `f` returned, or [`Error::Closed`] if
+    /// the connection was gone (then `f` does not run).
+    ///
+    /// For work finished on another thread: a login checked by a worker
+    /// stores the user in the session, and the connection's next message
+    /// finds it. `f` runs between messages, never during a handler, and
+    /// before `on_close` if the connection is closing (then `on_close`
+    /// sees what it stored): either `f` ran and `on_close` will see its
+    /// effect, or the receipt says `Closed`.
+    ///
+    /// `f` always goes through the loop's inbox, in order with the
+    /// caller's sends, also when called on that loop (in a handler: it
+    /// runs after the messages of the current read). A panic in `f` closes
+    /// the connection with [`CloseReason::HandlerPanic`](crate::CloseReason)
+    /// and the receipt says `Closed`.
+    ///
+    /// ```no_run
+    /// use netloom::Server;
+    ///
+    /// struct User(String);
+    ///
+    /// fn check_password(body: &[u8]) -> Option<String> {
+    ///     std::str::from_utf8(body).ok().map(str::to_owned) // a slow check
+    /// }
+    ///
+    /// fn main() -> netloom::Result<()> {
+    ///     let server = Server::builder()
+    ///         .route(1, |ctx| {
+    ///             let (handle, body) = (ctx.handle(), ctx.body_bytes());
+    ///             std::thread::spawn(move || {
+    ///                 let Some(name) = check_password(&body) else { return };
+    ///                 let stored = handle.run(|session| {
+    ///                     session.data_mut().insert(User(name));
+    ///                     session.send(1, b"welcome")
+    ///                 });
+    ///                 if let Err(e) = stored.wait().and_then(|sent| sent) {
+    ///                     log::debug!("{}: login not stored: {e}", handle.id());
+    ///                 }
+    ///             });
+    ///         })
+    ///         .route(2, |ctx| {
+    ///             let name = ctx.data().get::<User>().map_or("stranger", |u| &u.0);
+    ///             ctx.reply(2, format!("hello, {name}"))
+    ///         })
+    ///         .bind("127.0.0.1:6565")?
+    ///         .start()?;
+    ///     server.join()?;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// The receipt's errors: [`Error::Closed`] (the connection is gone or
+    /// `f` panicked), [`Error::ShutDown`] (the loop has stopped),
+    /// [`Error::InboxFull`] (the loop's inbox is over
+    /// `Config::inbox_capacity`; `f` was dropped unrun).
+    pub fn run<F, R>(&self, f: F) -> Receipt<R>
+    where
+        F: FnOnce(&mut Session<'_>) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (runtime, to) = (&self.runtime, self.id);
+        let (receipt, reply) = Receipt::pending(runtime.clone(), to.loop_index());
+        let job = Box::new(move |core: &LoopCore| {
+            let ran = with_session(core, to.key(), to.generation, |session| {
+                core.guarded(to, "a closure run by ConnHandle::run", || f(session))
+            });
+            reply.send(ran.flatten().ok_or(Error::Closed));
+        });
+        // What the closure holds counts against the inbox as a message does.
+        let bytes = size_of::<Command>() + size_of::<F>();
+        match runtime.push(to.loop_index(), bytes, Command::Run { bytes, job }) {
+            Ok(()) => receipt,
+            Err(e) => Receipt::ready(Err(e)),
+        }
+    }
+}
