@@ -4,6 +4,7 @@
 //! real socket on loopback; the sequence packer's wire format is checked
 //! against a Python peer built from literal bytes.
 
+mod examples;
 mod reconnect;
 
 use std::collections::HashSet;
