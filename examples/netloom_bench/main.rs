@@ -1,12 +1,14 @@
 //! netloom's benchmark tool: echo servers (netloom, a raw mio floor, tokio),
 //! an echo load generator that verifies every byte, side-by-side
-//! comparisons, and idle-connection memory and heartbeat cost.
+//! comparisons, idle-connection memory and heartbeat cost, and
+//! request/response against a tokio client.
 //!
 //! ```text
 //! cargo build --release --example netloom_bench
 //! B=target/release/examples/netloom_bench
 //! $B compare --quick --out docs/bench         # all three servers, ratios, charts
 //! $B idle --conns 1000,10000,19000 --heartbeat --out docs/bench
+//! $B rpc --repeat 3 --out docs/bench            # request/response vs tokio
 //! $B serve netloom --loops 2                  # prints LISTENING <addr>; stops at stdin EOF
 //! $B load --addr 127.0.0.1:PORT --conns 1000 --pipeline 16 --size 64 --duration 5s
 //! ```
@@ -25,6 +27,8 @@ mod idle;
 mod load;
 #[allow(dead_code)]
 mod os;
+mod rpc;
+mod rpc_clients;
 mod serve;
 mod wire;
 
@@ -33,7 +37,7 @@ use args::Args;
 const USAGE: &str = "\
 usage: netloom_bench <command> [options]
 
-  serve <netloom|mio|tokio> [--addr 127.0.0.1:0] [--loops N] [--heartbeat CHECK,IDLE]
+  serve <netloom|rpc|mio|tokio> [--addr 127.0.0.1:0] [--loops N] [--heartbeat CHECK,IDLE]
         [--busy-poll DUR] [--cpus LIST]
         run one echo server; prints `LISTENING <addr>`, exits when stdin closes
   load --addr A [--conns C] [--pipeline P] [--size S] [--duration D] [--warmup W]
@@ -48,6 +52,11 @@ usage: netloom_bench <command> [options]
        [--ping-interval 10s] [--hb-check 1s] [--measure 20s] [--busy-poll DUR]
         server RSS per idle connection; with --heartbeat, server CPU with idle
         connections that ping (heartbeat off vs on; --busy-poll for netloom there)
+  rpc [--scenarios 1x1,1x16,1x256,100x1,100x16] [--kinds netloom,tokio] [--size 32]
+      [--duration 5s] [--warmup 1s] [--repeat R] [--server-cpus 0] [--client-cpus 1] [--out DIR]
+        request/response matched by sequence number: netloom's request against a
+        tokio Framed + map-of-oneshots client, same netloom server (`serve rpc`);
+        req/s, client CPU per request, p50/p99, ratios
 ";
 
 fn main() {
@@ -59,6 +68,7 @@ fn main() {
         "load" => Args::parse(rest, &[]).and_then(load::main),
         "compare" => Args::parse(rest, &["quick"]).and_then(compare::main),
         "idle" => Args::parse(rest, &["heartbeat", "no-touch"]).and_then(idle::main),
+        "rpc" => Args::parse(rest, &[]).and_then(rpc::main),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

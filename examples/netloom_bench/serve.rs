@@ -2,6 +2,9 @@
 //!
 //! * `netloom`: the library, echoing every id with
 //!   `.fallback(|ctx| ctx.reply(ctx.msg_id(), ctx.body()))`.
+//! * `rpc`: the same with `SeqPacker` (`len | id | seq | body`): every
+//!   request answered with its id, sequence number and body (the server
+//!   of `netloom_bench rpc`).
 //! * `mio`: the floor. Raw byte echo on mio with no framing and no routing:
 //!   one `Poll` per thread, one SO_REUSEPORT listener per thread, a
 //!   connection is a socket plus an output `Vec` that is empty (unallocated)
@@ -63,8 +66,8 @@ pub fn main(args: Args) -> Result<(), String> {
 
     let mut netloom_handle = None;
     let local = match kind.as_str() {
-        "netloom" => {
-            let h = netloom_server(addr, loops, heartbeat, busy_poll)?;
+        "netloom" | "rpc" => {
+            let h = netloom_server(addr, loops, heartbeat, busy_poll, kind == "rpc")?;
             let a = h.local_addr();
             netloom_handle = Some(h);
             a
@@ -73,10 +76,10 @@ pub fn main(args: Args) -> Result<(), String> {
         "tokio" => tokio_server(addr, loops).map_err(|e| format!("tokio server: {e}"))?,
         other => return Err(format!("unknown server kind {other:?}")),
     };
-    if heartbeat.is_some() && kind != "netloom" {
+    if heartbeat.is_some() && kind != "netloom" && kind != "rpc" {
         return Err("--heartbeat is only implemented by the netloom server".into());
     }
-    if !busy_poll.is_zero() && kind != "netloom" {
+    if !busy_poll.is_zero() && kind != "netloom" && kind != "rpc" {
         return Err("--busy-poll is only implemented by the netloom server".into());
     }
     println!("LISTENING {local}");
@@ -111,8 +114,13 @@ fn netloom_server(
     loops: usize,
     heartbeat: Option<(Duration, Duration)>,
     busy_poll: Duration,
+    seq: bool,
 ) -> Result<netloom::ServerHandle, String> {
-    let mut b = netloom::Server::builder()
+    let mut b = netloom::Server::builder();
+    if seq {
+        b = b.packer(netloom::SeqPacker::new(MAX_BODY));
+    }
+    let mut b = b
         .event_loops(loops)
         .busy_poll(busy_poll)
         .max_body_length(MAX_BODY)
