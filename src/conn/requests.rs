@@ -8,10 +8,16 @@
 //! least [`TOMBSTONE_MIN`]) and is counted and dropped: it is never handed
 //! to another request. A tombstone is a few dozen bytes; requests timing
 //! out at a rate `r` hold about `r × max(timeout, 10 s)` of them.
+//!
+//! **Timers.** A connection with requests has one timer armed at a time,
+//! at its earliest deadline (never one per request: at a million requests
+//! a second with a 10 s timeout that would be ten million wheel entries).
+//! When it fires, what is due expires and the timer is armed again for
+//! the next deadline; a request answered in time costs no timer at all.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::codec::Message;
 use crate::error::{panic_message, Error};
@@ -47,11 +53,29 @@ impl ReplySink {
 /// than this after the timeout is an ordinary (unmatched) message.
 pub(crate) const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
 
+/// The furthest deadline kept (a longer timeout waits this long): an
+/// `Instant` cannot hold "never".
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 enum Entry {
-    /// Waiting, with its timeout (a tombstone lives that long again).
-    Waiting(ReplySink, Duration),
-    /// Timed out; kept so a late reply is recognised (and dropped).
-    Expired,
+    /// Waiting until `deadline`; a tombstone then lives `timeout` again.
+    Waiting {
+        sink: ReplySink,
+        deadline: Instant,
+        timeout: Duration,
+    },
+    /// Timed out; kept until `forget` so a late reply is recognised.
+    Expired { forget: Instant },
+}
+
+impl Entry {
+    /// When this entry next needs the timer.
+    fn due(&self) -> Instant {
+        match self {
+            Entry::Waiting { deadline, .. } => *deadline,
+            Entry::Expired { forget } => *forget,
+        }
+    }
 }
 
 /// What an incoming message with a sequence number is.
@@ -64,120 +88,165 @@ pub(crate) enum Matched {
     Unmatched,
 }
 
-/// A timer the reactor must set: for request `seq` of a connection, after
-/// `after`; `expired` for the tombstone's end.
+/// A timer the reactor must set: for the connection at `key` of
+/// `generation`, at `at`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline {
     pub(crate) key: usize,
     pub(crate) generation: u32,
-    pub(crate) seq: u32,
-    pub(crate) after: Duration,
-    pub(crate) expired: bool,
+    pub(crate) at: Instant,
+}
+
+/// One connection's requests.
+struct ConnRequests {
+    generation: u32,
+    by_seq: HashMap<u32, Entry>,
+    /// The connection's timer is armed for this instant (none: no timer).
+    armed: Option<Instant>,
 }
 
 /// A loop's waiting requests.
 #[derive(Default)]
 pub(crate) struct Requests {
-    /// Per connection slot: its generation and its requests by seq.
-    by_conn: HashMap<usize, (u32, HashMap<u32, Entry>)>,
+    /// Per connection slot. An entry stays while its connection lives
+    /// (with its armed timer), so a connection doing one request at a
+    /// time arms a timer once per timeout, not once per request.
+    by_conn: HashMap<usize, ConnRequests>,
     last_seq: u32,
     /// Timers to set (drained by the reactor every turn).
     deadlines: Vec<Deadline>,
 }
 
 impl Requests {
-    /// Register a request about to be sent; returns its sequence number.
+    /// Register a request about to be sent at `now`; returns its sequence
+    /// number.
     pub(crate) fn start(
         &mut self,
         key: usize,
         generation: u32,
         timeout: Duration,
         sink: ReplySink,
+        now: Instant,
     ) -> u32 {
-        let conn = self
-            .by_conn
-            .entry(key)
-            .or_insert((generation, HashMap::new()));
-        if conn.0 != generation {
-            *conn = (generation, HashMap::new());
+        let conn = self.by_conn.entry(key).or_insert_with(|| ConnRequests {
+            generation,
+            by_seq: HashMap::new(),
+            armed: None,
+        });
+        if conn.generation != generation {
+            *conn = ConnRequests {
+                generation,
+                by_seq: HashMap::new(),
+                armed: None,
+            };
         }
         let mut seq = self.last_seq;
         loop {
             seq = seq.wrapping_add(1);
-            if seq != 0 && !conn.1.contains_key(&seq) {
+            if seq != 0 && !conn.by_seq.contains_key(&seq) {
                 break;
             }
         }
         self.last_seq = seq;
-        conn.1.insert(seq, Entry::Waiting(sink, timeout));
-        self.deadlines.push(Deadline {
-            key,
-            generation,
+        let deadline = now + timeout.min(FOREVER);
+        conn.by_seq.insert(
             seq,
-            after: timeout,
-            expired: false,
-        });
+            Entry::Waiting {
+                sink,
+                deadline,
+                timeout,
+            },
+        );
+        if conn.armed.is_none_or(|armed| deadline < armed) {
+            conn.armed = Some(deadline);
+            self.deadlines.push(Deadline {
+                key,
+                generation,
+                at: deadline,
+            });
+        }
         seq
     }
 
     /// Undo `start` (the request could not be sent).
     pub(crate) fn cancel(&mut self, key: usize, seq: u32) -> Option<ReplySink> {
-        match self.by_conn.get_mut(&key)?.1.remove(&seq)? {
-            Entry::Waiting(sink, _) => Some(sink),
-            Entry::Expired => None,
+        match self.by_conn.get_mut(&key)?.by_seq.remove(&seq)? {
+            Entry::Waiting { sink, .. } => Some(sink),
+            Entry::Expired { .. } => None,
         }
     }
 
     /// Match an incoming message's sequence number.
     pub(crate) fn matched(&mut self, key: usize, generation: u32, seq: u32) -> Matched {
-        let Some((_, map)) = self.by_conn.get_mut(&key).filter(|(g, _)| *g == generation) else {
+        let Some(conn) = self
+            .by_conn
+            .get_mut(&key)
+            .filter(|c| c.generation == generation)
+        else {
             return Matched::Unmatched;
         };
-        match map.remove(&seq) {
-            Some(Entry::Waiting(sink, _)) => Matched::Reply(sink),
-            Some(Entry::Expired) => Matched::Late,
+        match conn.by_seq.remove(&seq) {
+            Some(Entry::Waiting { sink, .. }) => Matched::Reply(sink),
+            Some(Entry::Expired { .. }) => Matched::Late,
             None => Matched::Unmatched,
         }
     }
 
-    /// The request timed out: its sink (to fail with `Timeout`), leaving a
-    /// tombstone for a late reply, removed after its timeout again (`d`
-    /// names the request; its `after` is not used).
-    pub(crate) fn expire(&mut self, d: Deadline) -> Option<ReplySink> {
-        let (g, map) = self.by_conn.get_mut(&d.key)?;
-        if *g != d.generation {
-            return None;
+    /// The connection's timer fired at `now`: the requests due time out
+    /// (their sinks are returned, to fail with `Timeout`, each leaving a
+    /// tombstone), tombstones due are forgotten, and the timer is armed
+    /// again for the next deadline.
+    pub(crate) fn expire_due(
+        &mut self,
+        key: usize,
+        generation: u32,
+        now: Instant,
+    ) -> Vec<ReplySink> {
+        let mut sinks = Vec::new();
+        let Some(conn) = self
+            .by_conn
+            .get_mut(&key)
+            .filter(|c| c.generation == generation)
+        else {
+            return sinks;
+        };
+        if conn.armed.is_some_and(|armed| armed <= now) {
+            conn.armed = None;
         }
-        if d.expired {
-            if matches!(map.get(&d.seq), Some(Entry::Expired)) {
-                map.remove(&d.seq);
+        conn.by_seq.retain(|_, entry| match entry {
+            Entry::Expired { forget } => *forget > now,
+            Entry::Waiting { deadline, .. } if *deadline > now => true,
+            Entry::Waiting { timeout, .. } => {
+                let forget = now + (*timeout).clamp(TOMBSTONE_MIN, FOREVER);
+                if let Entry::Waiting { sink, .. } =
+                    std::mem::replace(entry, Entry::Expired { forget })
+                {
+                    sinks.push(sink);
+                }
+                true
             }
-            return None;
+        });
+        let next = conn.by_seq.values().map(Entry::due).min();
+        if let Some(at) = next.filter(|&at| conn.armed.is_none_or(|armed| at < armed)) {
+            conn.armed = Some(at);
+            self.deadlines.push(Deadline {
+                key,
+                generation,
+                at,
+            });
         }
-        match map.get_mut(&d.seq) {
-            Some(entry @ Entry::Waiting(..)) => {
-                let Entry::Waiting(sink, after) = std::mem::replace(entry, Entry::Expired) else {
-                    return None;
-                };
-                self.deadlines.push(Deadline {
-                    expired: true,
-                    after: after.max(TOMBSTONE_MIN),
-                    ..d
-                });
-                Some(sink)
-            }
-            _ => None,
-        }
+        sinks
     }
 
     /// The connection was lost or closed: every waiting request fails.
     pub(crate) fn fail_all(&mut self, key: usize, generation: u32) -> Vec<ReplySink> {
         match self.by_conn.remove(&key) {
-            Some((g, map)) if g == generation => map
+            Some(conn) if conn.generation == generation => conn
+                .by_seq
                 .into_values()
                 .filter_map(|e| match e {
-                    Entry::Waiting(sink, _) => Some(sink),
-                    Entry::Expired => None,
+                    Entry::Waiting { sink, .. } => Some(sink),
+                    Entry::Expired { .. } => None,
                 })
                 .collect(),
             Some(other) => {
@@ -209,12 +278,12 @@ mod tests {
             last_seq: u32::MAX - 1,
             ..Requests::default()
         };
-        let a = r.start(1, 1, Duration::from_secs(1), sink().0);
-        let b = r.start(1, 1, Duration::from_secs(1), sink().0);
+        let a = r.start(1, 1, Duration::from_secs(1), sink().0, Instant::now());
+        let b = r.start(1, 1, Duration::from_secs(1), sink().0, Instant::now());
         assert_eq!((a, b), (u32::MAX, 1));
         r.last_seq = 0;
         assert_eq!(
-            r.start(1, 1, Duration::from_secs(1), sink().0),
+            r.start(1, 1, Duration::from_secs(1), sink().0, Instant::now()),
             2,
             "1 is pending"
         );
@@ -223,19 +292,63 @@ mod tests {
     #[test]
     fn a_reply_after_the_timeout_is_late_never_another_requests() {
         let mut r = Requests::default();
+        let t0 = Instant::now();
         let (s, rx) = sink();
-        let seq = r.start(3, 7, Duration::from_secs(1), s);
-        let deadline = r.take_deadlines()[0];
-        r.expire(deadline)
-            .expect("waiting")
-            .deliver(Err(Error::Timeout));
+        let seq = r.start(3, 7, Duration::from_secs(1), s, t0);
+        let armed = r.take_deadlines();
+        assert_eq!(armed.len(), 1);
+        assert_eq!(armed[0].at, t0 + Duration::from_secs(1));
+        // Early: nothing is due.
+        assert!(r.expire_due(3, 7, t0).is_empty());
+        let late = t0 + Duration::from_secs(2);
+        for sink in r.expire_due(3, 7, late) {
+            sink.deliver(Err(Error::Timeout));
+        }
         assert!(matches!(rx.try_recv(), Ok(Err(Error::Timeout))));
+        // The tombstone asks for the timer at its end.
+        let armed = r.take_deadlines();
+        assert_eq!(armed.len(), 1);
+        assert_eq!(armed[0].at, late + TOMBSTONE_MIN);
         assert!(matches!(r.matched(3, 7, seq), Matched::Late));
         assert!(matches!(r.matched(3, 7, seq), Matched::Unmatched));
         // Another generation of the slot never matches.
-        let seq2 = r.start(3, 8, Duration::from_secs(1), sink().0);
+        let seq2 = r.start(3, 8, Duration::from_secs(1), sink().0, t0);
         assert!(matches!(r.matched(3, 7, seq2), Matched::Unmatched));
         assert!(matches!(r.matched(3, 8, seq2), Matched::Reply(_)));
+    }
+
+    #[test]
+    fn a_connection_arms_one_timer_for_many_requests() {
+        let mut r = Requests::default();
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        for i in 0..1000u32 {
+            let seq = r.start(
+                1,
+                1,
+                second,
+                sink().0,
+                t0 + Duration::from_micros(u64::from(i)),
+            );
+            assert!(matches!(r.matched(1, 1, seq), Matched::Reply(_)));
+        }
+        assert_eq!(
+            r.take_deadlines().len(),
+            1,
+            "one timer, however many requests"
+        );
+        // A shorter timeout moves the timer earlier.
+        r.start(1, 1, Duration::from_millis(10), sink().0, t0);
+        assert_eq!(r.take_deadlines()[0].at, t0 + Duration::from_millis(10));
+        // The timer fires: nothing else waits, the short one expires, and
+        // the next timer is its tombstone's end.
+        assert_eq!(r.expire_due(1, 1, t0 + second).len(), 1);
+        let next = r.take_deadlines();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].at, t0 + second + TOMBSTONE_MIN);
+        // Forgotten at its end: nothing left, no timer.
+        assert!(r.expire_due(1, 1, next[0].at).is_empty());
+        assert!(r.take_deadlines().is_empty());
     }
 
     #[test]
@@ -244,7 +357,7 @@ mod tests {
         let rxs: Vec<_> = (0..3)
             .map(|_| {
                 let (s, rx) = sink();
-                r.start(5, 1, Duration::from_secs(1), s);
+                r.start(5, 1, Duration::from_secs(1), s, Instant::now());
                 rx
             })
             .collect();

@@ -171,10 +171,13 @@ pub(crate) fn start_on(
 ) -> Result<()> {
     let table = &core.table;
     let (key, generation) = (to.key(), to.generation);
-    let seq = table
-        .requests
-        .borrow_mut()
-        .start(key, generation, timeout, sink);
+    let seq = table.requests.borrow_mut().start(
+        key,
+        generation,
+        timeout,
+        sink,
+        std::time::Instant::now(),
+    );
     table.mark_awaiting(key, generation);
     let sent = table.send(key, generation, id, seq, body);
     if let Err(e) = sent {

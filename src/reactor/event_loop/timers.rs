@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use super::EventLoop;
 use crate::config::Config;
-use crate::conn::requests::Deadline;
 use crate::conn::{flag, Conn};
 use crate::error::{CloseReason, Error};
 use crate::stats::Counters;
@@ -32,10 +31,8 @@ pub(super) enum TimerKind {
     Connect,
     /// A dialed connection's backoff is over.
     Reconnect,
-    /// A request's timeout (`mark`: its sequence number).
+    /// The earliest request deadline (or tombstone end) of a connection.
     Request,
-    /// The end of a timed-out request's tombstone (`mark`: its sequence).
-    RequestForget,
 }
 
 /// A scheduled check of one connection.
@@ -150,7 +147,7 @@ impl EventLoop {
                 TimerKind::Frame => self.frame_check(t),
                 TimerKind::Connect => self.connect_expired(t.key as usize, t.generation, t.mark),
                 TimerKind::Reconnect => self.reconnect_due(t.key as usize, t.generation),
-                TimerKind::Request | TimerKind::RequestForget => self.request_expired(t),
+                TimerKind::Request => self.request_expired(t),
             }
         }
         self.timers.restore(due);
@@ -233,33 +230,33 @@ impl EventLoop {
         }
     }
 
-    /// Arm the timers of requests started since the last turn.
+    /// Arm the request timers asked for since the last turn (at most one
+    /// per connection at a time: see `conn::requests`).
     pub(super) fn arm_request_timers(&mut self) {
         let deadlines = self.core.table.requests.borrow_mut().take_deadlines();
+        if deadlines.is_empty() {
+            return;
+        }
+        let now = Instant::now();
         for d in deadlines {
-            let kind = match d.expired {
-                false => TimerKind::Request,
-                true => TimerKind::RequestForget,
-            };
-            self.timers
-                .schedule(d.key, d.generation, d.after, kind, d.seq);
+            // A millisecond over, so the timer never fires before the
+            // deadline it is for (the wheel counts from the turn's start).
+            let after = d.at.saturating_duration_since(now) + Duration::from_millis(1);
+            self.schedule(d.key, d.generation, after, TimerKind::Request);
         }
     }
 
-    /// A request timed out (fail it, keep a tombstone), or its tombstone
-    /// ends.
+    /// A connection's request timer: fail the requests that timed out
+    /// (each leaves a tombstone), forget old tombstones, arm the next.
     fn request_expired(&mut self, t: Timer) {
         let table = &self.core.table;
-        let deadline = Deadline {
-            key: t.key as usize,
-            generation: t.generation,
-            seq: t.mark,
-            after: Duration::ZERO,
-            expired: t.kind == TimerKind::RequestForget,
-        };
-        let sink = table.requests.borrow_mut().expire(deadline);
-        if let Some(sink) = sink {
-            Counters::add(&table.counters().request_timeouts, 1);
+        let sinks =
+            table
+                .requests
+                .borrow_mut()
+                .expire_due(t.key as usize, t.generation, Instant::now());
+        Counters::add(&table.counters().request_timeouts, sinks.len() as u64);
+        for sink in sinks {
             sink.deliver(Err(Error::Timeout));
         }
         self.arm_request_timers();
