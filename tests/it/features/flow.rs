@@ -361,3 +361,38 @@ fn the_blocking_client_connects_and_times_out() {
     }
     server.shutdown(TIMEOUT).unwrap();
 }
+
+/// Issue 14: with the largest body limit, a header declaring 4 GiB costs
+/// nothing until its bytes arrive. Three peers declare 4 GiB − 1 and send
+/// a little of it; the loop's partial-frame budget is 4 MiB, so reserving
+/// for what they declared would close them with `MemoryLimit`. None is
+/// closed, and the loop keeps echoing.
+#[test]
+fn a_declared_four_gib_reserves_nothing_until_it_arrives() {
+    let (builder, _closes) = track_closes(
+        Server::builder()
+            .max_body_length(u32::MAX as usize)
+            .max_partial_bytes(4 << 20)
+            .route(1, echo),
+    );
+    let server = start(builder);
+    let mut peers: Vec<Client> = (0..3)
+        .map(|_| Client::connect(server.local_addr()))
+        .collect();
+    let mut sent = 0;
+    for p in &mut peers {
+        let mut wire = vec![0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0];
+        wire.extend_from_slice(&[7u8; 1000]);
+        p.send_raw(&wire);
+        sent += wire.len() as u64;
+    }
+    wait_until("the declared frames' first bytes to be read", || {
+        server.stats().bytes_in == sent
+    });
+    let mut good = Client::connect(server.local_addr());
+    assert_echoes(&mut good, b"still here");
+    let stats = server.stats();
+    assert_eq!(stats.closed_by(&CloseReason::MemoryLimit), 0, "{stats}");
+    assert_eq!(stats.connections, 4, "{stats}");
+    server.shutdown(TIMEOUT).unwrap();
+}
