@@ -125,8 +125,9 @@ pub use bytes;
 pub use builder::{Builder, Group, Server};
 pub use codec::{LengthPacker, Message, Packer, Peek, SeqPacker, TlvPacker};
 pub use config::{
-    Balance, Config, Dial, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown,
+    Balance, Config, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown,
 };
+pub use conn::dial::Dial;
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
 pub use dispatch::hooks::{Disconnect, IntoOpenResult};
 pub use dispatch::middleware::Next;

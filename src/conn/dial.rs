@@ -1,10 +1,73 @@
-//! [`DialState`]: what a loop keeps for a connection it dialed, beside the
+//! Outbound connections: where to dial and how ([`Dial`]), and
+//! [`DialState`], what a loop keeps for a connection it dialed beside the
 //! connection itself (only dialed connections have one, so accepted ones
 //! pay nothing for it).
+//!
+//! `Dial` lives here rather than with the other settings in `config` so
+//! that it can hold the transport's settings of a connection (`config` is
+//! below `transport`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Dial;
+use crate::config::{Reconnect, WhileDown};
+
+/// An outbound connection to make on the server's loops: see
+/// [`Hub::dial`](crate::Hub::dial).
+///
+/// ```
+/// use std::time::Duration;
+/// use netloom::{Dial, Reconnect};
+///
+/// let dial = Dial::new("127.0.0.1:7000".parse().unwrap())
+///     .connect_timeout(Duration::from_secs(3))
+///     .reconnect(Reconnect::default());
+/// # drop(dial);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub(crate) addr: SocketAddr,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect: Option<Reconnect>,
+    pub(crate) while_down: WhileDown,
+}
+
+impl Dial {
+    /// Dial `addr`; connect timeout 10 s, no reconnect.
+    pub fn new(addr: SocketAddr) -> Self {
+        Dial {
+            addr,
+            connect_timeout: Duration::from_secs(10),
+            reconnect: None,
+            while_down: WhileDown::Queue,
+        }
+    }
+
+    /// Give up a connect attempt after `timeout` (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Come back after a loss (or a failed first connect) by this policy.
+    /// Without one, a lost connection is closed (`on_close` runs).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// What sends do while the connection is down. Default: queue.
+    pub fn while_down(mut self, policy: WhileDown) -> Self {
+        self.while_down = policy;
+        self
+    }
+
+    /// The address dialed.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
 
 /// A dialed connection's dialing state.
 #[derive(Debug)]

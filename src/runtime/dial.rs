@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{local, Command, ConnHandle, Hub};
-use crate::config::Dial;
+use crate::conn::dial::Dial;
 use crate::error::{Error, Result};
 
 impl Hub {
