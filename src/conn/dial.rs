@@ -75,6 +75,11 @@ pub(crate) struct DialState {
     pub(crate) spec: Arc<Dial>,
     /// Attempts since the last successful connect (0 while connected).
     pub(crate) attempt: u32,
+    /// Connect attempts started (wrapping): the mark of the attempt's
+    /// connect timer, so a timer left over from an earlier attempt never
+    /// cuts a later one short (`attempt` goes back to 0 on success and
+    /// repeats).
+    pub(crate) tries: u32,
     /// It connected at least once (`on_open` ran).
     pub(crate) opened: bool,
 }
@@ -84,6 +89,7 @@ impl DialState {
         DialState {
             spec,
             attempt: 0,
+            tries: 0,
             opened: false,
         }
     }

@@ -30,12 +30,10 @@ impl EventLoop {
     fn start_connect(&mut self, key: usize) {
         let core = self.core.clone();
         let table = &core.table;
-        let Some((addr, timeout, attempt)) = table
-            .dials
-            .borrow()
-            .get(&key)
-            .map(|d| (d.spec.addr, d.spec.connect_timeout, d.attempt))
-        else {
+        let Some((addr, timeout, tries)) = table.dials.borrow_mut().get_mut(&key).map(|d| {
+            d.tries = d.tries.wrapping_add(1);
+            (d.spec.addr, d.spec.connect_timeout, d.tries)
+        }) else {
             return;
         };
         let connected = mio::net::TcpStream::connect(addr).and_then(|mut stream| {
@@ -56,7 +54,7 @@ impl EventLoop {
                 conn.set(flag::CONNECTING | flag::WRITABLE);
                 drop(slab);
                 self.timers
-                    .schedule(key, generation, timeout, TimerKind::Connect, attempt);
+                    .schedule(key, generation, timeout, TimerKind::Connect, tries);
             }
             Err(e) => {
                 drop(slab);
@@ -170,14 +168,14 @@ impl EventLoop {
         self.finalize(key);
     }
 
-    /// The connect deadline of attempt `attempt` passed.
-    pub(super) fn connect_expired(&mut self, key: usize, generation: u32, attempt: u32) {
+    /// The connect deadline of the attempt marked `tries` passed.
+    pub(super) fn connect_expired(&mut self, key: usize, generation: u32, tries: u32) {
         let late = {
             let slab = self.core.table.conns.borrow();
             let dials = self.core.table.dials.borrow();
             slab.get(key).is_some_and(|c| {
                 c.generation == generation && c.has(flag::CONNECTING) && !c.has(flag::CLOSING)
-            }) && dials.get(&key).is_some_and(|d| d.attempt == attempt)
+            }) && dials.get(&key).is_some_and(|d| d.tries == tries)
         };
         if late {
             self.connect_failed(key, generation, CloseReason::ConnectTimeout);

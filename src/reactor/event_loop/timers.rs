@@ -28,7 +28,8 @@ pub(super) enum TimerKind {
     Handshake,
     /// The deadline of the frame in progress.
     Frame,
-    /// A dialed connection's connect deadline (`mark`: the attempt).
+    /// A dialed connection's connect deadline (`mark`: the attempt's
+    /// serial, `DialState::tries`).
     Connect,
     /// A dialed connection's backoff is over.
     Reconnect,
