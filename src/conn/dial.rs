@@ -3,15 +3,16 @@
 //! connection itself (only dialed connections have one, so accepted ones
 //! pay nothing for it).
 //!
-//! `Dial` lives here rather than with the other settings in `config` so
-//! that it can hold the transport's settings of a connection (`config` is
-//! below `transport`).
+//! `Dial` lives here rather than with the other settings in `config`
+//! because it carries the transport's TLS connector (`Dial::tls`, in
+//! `builder/tls.rs` with the server's TLS settings).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Reconnect, WhileDown};
+use crate::transport::tls::TlsConnector;
 
 /// An outbound connection to make on the server's loops: see
 /// [`Hub::dial`](crate::Hub::dial).
@@ -31,6 +32,8 @@ pub struct Dial {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect: Option<Reconnect>,
     pub(crate) while_down: WhileDown,
+    /// TLS as the client (`Dial::tls`); `None`: plain TCP.
+    pub(crate) tls: Option<TlsConnector>,
 }
 
 impl Dial {
@@ -41,6 +44,7 @@ impl Dial {
             connect_timeout: Duration::from_secs(10),
             reconnect: None,
             while_down: WhileDown::Queue,
+            tls: None,
         }
     }
 
@@ -73,14 +77,16 @@ impl Dial {
 #[derive(Debug)]
 pub(crate) struct DialState {
     pub(crate) spec: Arc<Dial>,
-    /// Attempts since the last successful connect (0 while connected).
+    /// Attempts since the connection was last open (0 while open). Over
+    /// TLS it is open once the handshake completes, so a server whose
+    /// certificate is refused is retried on the backoff schedule and
+    /// counts against `max_attempts`.
     pub(crate) attempt: u32,
     /// Connect attempts started (wrapping): the mark of the attempt's
-    /// connect timer, so a timer left over from an earlier attempt never
-    /// cuts a later one short (`attempt` goes back to 0 on success and
-    /// repeats).
+    /// connect and handshake timers, so a timer left over from an earlier
+    /// attempt never cuts a later one short.
     pub(crate) tries: u32,
-    /// It connected at least once (`on_open` ran).
+    /// It was open at least once (`on_open` ran).
     pub(crate) opened: bool,
 }
 

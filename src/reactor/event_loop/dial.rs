@@ -97,14 +97,24 @@ impl EventLoop {
         true
     }
 
-    /// The socket is connected: socket options, the heartbeat, then
-    /// `on_open` (the first time) or `on_reconnect`; what was queued
-    /// meanwhile is flushed.
+    /// The TCP connect completed: socket options, then the layers of this
+    /// attempt. Without TLS the connection is open at once; over TLS its
+    /// ClientHello goes out now (the client speaks first), the handshake
+    /// deadline starts, and it opens when the handshake completes (`read`).
+    /// What was queued meanwhile is flushed once it is open.
     fn connected(&mut self, key: usize, generation: u32) {
         let core = self.core.clone();
         let table = &core.table;
         let config = &core.runtime.config;
-        let first = {
+        let Some((layer, tries)) = table
+            .dials
+            .borrow()
+            .get(&key)
+            .map(|d| (Layer::dialed(d.spec.tls.as_ref()), d.tries))
+        else {
+            return;
+        };
+        let handshaking = {
             let mut slab = table.conns.borrow_mut();
             let Some(conn) = slab.get_mut(key) else {
                 return;
@@ -122,6 +132,33 @@ impl EventLoop {
                 }
             }
             table.mark_dirty(key, conn);
+            match layer {
+                Ok(layer) => conn.layer = layer,
+                Err(reason) => {
+                    drop(slab);
+                    table.close(key, generation, reason);
+                    return;
+                }
+            }
+            conn.layer.is_handshaking()
+        };
+        if handshaking {
+            let after = config.handshake_timeout;
+            let kind = TimerKind::Handshake;
+            self.timers.schedule(key, generation, after, kind, tries);
+        } else {
+            self.opened(key, generation);
+        }
+    }
+
+    /// A dialed connection is open: connected and, over TLS, done with its
+    /// handshake. The backoff starts over; then the heartbeat and
+    /// `on_open` (the first time) or `on_reconnect`.
+    pub(super) fn opened(&mut self, key: usize, generation: u32) {
+        let core = self.core.clone();
+        let table = &core.table;
+        let config = &core.runtime.config;
+        let (first, attempt) = {
             let mut dials = table.dials.borrow_mut();
             let Some(dial) = dials.get_mut(&key) else {
                 return;
@@ -133,7 +170,6 @@ impl EventLoop {
             (first, attempt)
         };
         Counters::add(&table.counters().connects, 1);
-        let (first, attempt) = first;
         if first {
             if let Some(hb) = &config.heartbeat {
                 let after = hb.ping_after.unwrap_or(hb.idle_timeout);
@@ -243,10 +279,16 @@ impl EventLoop {
         for sink in table.requests.borrow_mut().fail_all(key, generation) {
             sink.deliver(Err(Error::Disconnected));
         }
-        log::debug!(
-            "conn {}: lost ({reason}); reconnecting in {delay:?} (attempt {attempt})",
-            table.id(key, generation)
-        );
+        let id = table.id(key, generation);
+        if let CloseReason::TlsHandshake(_) = reason {
+            // A refused certificate or name does not fix itself: say so
+            // louder than a refused connect.
+            log::warn!("conn {id}: {reason}; reconnecting in {delay:?} (attempt {attempt})");
+        } else {
+            log::debug!(
+                "conn {id}: lost ({reason}); reconnecting in {delay:?} (attempt {attempt})"
+            );
+        }
         let app = &self.app;
         with_session(&core, key, generation, |s| {
             app.hooks.disconnected(s, reason, attempt, delay)
