@@ -237,7 +237,8 @@ impl Builder {
 
     /// Close connections whose handshake (TLS, and the WebSocket upgrade on
     /// `bind_ws` listeners) has not finished this long
-    /// after accept. Default: 5 s.
+    /// after accept; for a dialed TLS connection (`Dial::tls`),
+    /// this long after its TCP connect. Default: 5 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
         self
@@ -332,7 +333,10 @@ impl Builder {
     }
 
     /// Run for every new connection, on its loop thread, before any of its
-    /// messages. Return `()`/`true` to accept, `false` or `Err(reason)` to
+    /// messages: an accepted one at accept (over TLS, before the
+    /// handshake), a dialed one once it has connected (over TLS, once the
+    /// handshake has completed; `TlsInfo` is then in
+    /// its data). Return `()`/`true` to accept, `false` or `Err(reason)` to
     /// reject. A rejected connection is closed (after flushing anything the
     /// hook sent) and `on_close` runs for it with [`CloseReason::Rejected`].
     pub fn on_open<F, R>(mut self, f: F) -> Self
@@ -368,7 +372,8 @@ impl Builder {
     }
 
     /// Run when a dialed connection connected again after a loss, with the
-    /// number of attempts it took (`on_open` ran only the first time).
+    /// number of attempts it took (`on_open` ran only the first time). Over
+    /// TLS it runs once the new handshake has completed.
     pub fn on_reconnect<F>(mut self, f: F) -> Self
     where
         F: Fn(&mut Session<'_>, u32) + Send + Sync + 'static,

@@ -7,7 +7,7 @@
 mod dial;
 mod env;
 
-pub use dial::{Dial, Reconnect, WhileDown};
+pub use dial::{Reconnect, WhileDown};
 
 use std::time::Duration;
 

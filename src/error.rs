@@ -115,7 +115,9 @@ pub enum CloseReason {
     /// A socket error; the connection could not go on.
     Io(Arc<io::Error>),
     /// The TLS handshake failed (bad client hello, no common cipher, a
-    /// plaintext client on a TLS port, …); the text is rustls' error.
+    /// plaintext client on a TLS port, …; on a dialed connection, also a
+    /// server certificate that is not trusted or not for the server
+    /// name); the text is rustls' error.
     TlsHandshake(String),
     /// The peer did not finish its handshake within the configured
     /// handshake timeout.

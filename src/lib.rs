@@ -43,7 +43,8 @@
 //! * With the `tls` feature (default), `Builder::tls` and
 //!   `Builder::tls_pem_files` serve TLS (rustls) on every listener, on the
 //!   same loops; `TlsInfo` tells a connection what its handshake settled,
-//!   and `client::Client::connect_tls` connects to it.
+//!   and `client::Client::connect_tls` connects to it. `Dial::tls` makes
+//!   the server's own outbound connections (`Hub::dial`) speak TLS.
 //! * With the `ws` feature (default), `Builder::bind_ws` adds WebSocket
 //!   listeners (`ws://`, `wss://` with TLS) on the same loops and routes:
 //!   see the `ws` module.
@@ -125,8 +126,9 @@ pub use bytes;
 pub use builder::{Builder, Group, Server};
 pub use codec::{LengthPacker, Message, Packer, Peek, SeqPacker, TlvPacker};
 pub use config::{
-    Balance, Config, Dial, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown,
+    Balance, Config, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown,
 };
+pub use conn::dial::Dial;
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
 pub use dispatch::hooks::{Disconnect, IntoOpenResult};
 pub use dispatch::middleware::Next;

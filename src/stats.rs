@@ -85,9 +85,11 @@ pub struct Stats {
     /// Connections closed with data still queued because the close linger
     /// or the shutdown deadline ran out (that data was dropped).
     pub unflushed_closes: u64,
-    /// Dialed connections that connected (the first time or again).
+    /// Dialed connections that connected (the first time or again; over
+    /// TLS, completed their handshake).
     pub connects: u64,
-    /// Connect attempts of dialed connections that failed or timed out.
+    /// Connect attempts of dialed connections that failed or timed out
+    /// (over TLS, also in the handshake).
     pub connect_failures: u64,
     /// Requests that got no reply within their timeout.
     pub request_timeouts: u64,

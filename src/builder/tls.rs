@@ -1,11 +1,13 @@
-//! The `Builder` methods that turn TLS on (feature `tls`).
+//! The methods that turn TLS on (feature `tls`): on the server's listeners
+//! (`Builder`) and on a connection it dials (`Dial`).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::Builder;
+use crate::conn::dial::Dial;
 use crate::error::Result;
-use crate::transport::tls::{ServerConfig, TlsAcceptor};
+use crate::transport::tls::{ClientConfig, ServerConfig, ServerName, TlsAcceptor, TlsConnector};
 
 impl Builder {
     /// Serve TLS on every listener of this server with a rustls
@@ -52,5 +54,61 @@ impl Builder {
             TlsAcceptor::from_pem_files(cert_chain.as_ref(), private_key.as_ref(), alpn)?;
         self.tls = Some(acceptor);
         Ok(self)
+    }
+}
+
+impl Dial {
+    /// Speak TLS on this connection, as the client: `config` says whom to
+    /// trust (root certificates), what to offer (versions, ALPN) and which
+    /// client certificate to show, if any; the server's certificate must be
+    /// valid for `server_name`, which is also sent as SNI when it is a DNS
+    /// name.
+    ///
+    /// Every connect attempt (the first, and each reconnect) makes a fresh
+    /// client session and sends its ClientHello as soon as the TCP connect
+    /// completes. The connection is open only once the handshake has
+    /// completed: `on_open` (or `on_reconnect`) runs then, with
+    /// [`TlsInfo`](crate::TlsInfo) (version, ALPN) already in the
+    /// connection's data, and what was sent before goes out right after
+    /// it, encrypted. A handshake that fails (an untrusted certificate, one
+    /// for another name, no common version) closes the connection with
+    /// [`CloseReason::TlsHandshake`](crate::CloseReason::TlsHandshake),
+    /// one that does not complete within `Config::handshake_timeout` with
+    /// [`HandshakeTimeout`](crate::CloseReason::HandshakeTimeout); with a
+    /// [`Reconnect`](crate::Reconnect) policy either is a failed attempt
+    /// instead, retried on the policy's schedule. TLS 1.3 early data is
+    /// not sent, whatever `enable_early_data` says.
+    ///
+    /// [`Hub::dial`](crate::Hub::dial) refuses settings rustls cannot
+    /// start a session with (say, a bad `max_fragment_size`) with
+    /// [`Error::Config`](crate::Error::Config).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use netloom::{Dial, Server};
+    /// use rustls::pki_types::ServerName;
+    ///
+    /// # fn roots() -> rustls::RootCertStore { unimplemented!() }
+    /// let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    ///     rustls::crypto::ring::default_provider(),
+    /// ))
+    /// .with_safe_default_protocol_versions()
+    /// .expect("ring supports TLS 1.2 and 1.3")
+    /// .with_root_certificates(roots())
+    /// .with_no_client_auth();
+    /// let server = Server::builder().start()?;
+    /// let backend = server.hub().dial(
+    ///     Dial::new("10.0.0.7:7443".parse().unwrap())
+    ///         .tls(Arc::new(config), ServerName::try_from("backend.internal").unwrap()),
+    /// )?;
+    /// backend.send(1, b"hello")?; // sent once the handshake is done
+    /// # Ok::<(), netloom::Error>(())
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, config: Arc<ClientConfig>, server_name: ServerName<'static>) -> Self {
+        self.tls = Some(TlsConnector::new(config, server_name));
+        self
     }
 }

@@ -1,7 +1,7 @@
-//! Outbound connections: where to dial ([`Dial`]) and how to come back
-//! after a loss ([`Reconnect`]).
+//! How a dialed connection comes back after a loss ([`Reconnect`]) and what
+//! sends do while it is down ([`WhileDown`]). Where to dial, and how (the
+//! `Dial` itself), is `conn::dial`: its TLS settings are the transport's.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How a dialed connection comes back after it was lost: exponential
@@ -64,62 +64,6 @@ pub enum WhileDown {
     Queue,
     /// Refuse it with [`Error::Disconnected`](crate::Error::Disconnected).
     Refuse,
-}
-
-/// An outbound connection to make on the server's loops: see
-/// [`Hub::dial`](crate::Hub::dial).
-///
-/// ```
-/// use std::time::Duration;
-/// use netloom::{Dial, Reconnect};
-///
-/// let dial = Dial::new("127.0.0.1:7000".parse().unwrap())
-///     .connect_timeout(Duration::from_secs(3))
-///     .reconnect(Reconnect::default());
-/// # drop(dial);
-/// ```
-#[derive(Debug, Clone)]
-pub struct Dial {
-    pub(crate) addr: SocketAddr,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) reconnect: Option<Reconnect>,
-    pub(crate) while_down: WhileDown,
-}
-
-impl Dial {
-    /// Dial `addr`; connect timeout 10 s, no reconnect.
-    pub fn new(addr: SocketAddr) -> Self {
-        Dial {
-            addr,
-            connect_timeout: Duration::from_secs(10),
-            reconnect: None,
-            while_down: WhileDown::Queue,
-        }
-    }
-
-    /// Give up a connect attempt after `timeout` (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Come back after a loss (or a failed first connect) by this policy.
-    /// Without one, a lost connection is closed (`on_close` runs).
-    pub fn reconnect(mut self, policy: Reconnect) -> Self {
-        self.reconnect = Some(policy);
-        self
-    }
-
-    /// What sends do while the connection is down. Default: queue.
-    pub fn while_down(mut self, policy: WhileDown) -> Self {
-        self.while_down = policy;
-        self
-    }
-
-    /// The address dialed.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
 }
 
 #[cfg(test)]

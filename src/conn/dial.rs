@@ -1,18 +1,92 @@
-//! [`DialState`]: what a loop keeps for a connection it dialed, beside the
+//! Outbound connections: where to dial and how ([`Dial`]), and
+//! [`DialState`], what a loop keeps for a connection it dialed beside the
 //! connection itself (only dialed connections have one, so accepted ones
 //! pay nothing for it).
+//!
+//! `Dial` lives here rather than with the other settings in `config`
+//! because it carries the transport's TLS connector (`Dial::tls`, in
+//! `builder/tls.rs` with the server's TLS settings).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Dial;
+use crate::config::{Reconnect, WhileDown};
+use crate::transport::tls::TlsConnector;
+
+/// An outbound connection to make on the server's loops: see
+/// [`Hub::dial`](crate::Hub::dial).
+///
+/// ```
+/// use std::time::Duration;
+/// use netloom::{Dial, Reconnect};
+///
+/// let dial = Dial::new("127.0.0.1:7000".parse().unwrap())
+///     .connect_timeout(Duration::from_secs(3))
+///     .reconnect(Reconnect::default());
+/// # drop(dial);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub(crate) addr: SocketAddr,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect: Option<Reconnect>,
+    pub(crate) while_down: WhileDown,
+    /// TLS as the client (`Dial::tls`); `None`: plain TCP.
+    pub(crate) tls: Option<TlsConnector>,
+}
+
+impl Dial {
+    /// Dial `addr`; connect timeout 10 s, no reconnect.
+    pub fn new(addr: SocketAddr) -> Self {
+        Dial {
+            addr,
+            connect_timeout: Duration::from_secs(10),
+            reconnect: None,
+            while_down: WhileDown::Queue,
+            tls: None,
+        }
+    }
+
+    /// Give up a connect attempt after `timeout` (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Come back after a loss (or a failed first connect) by this policy.
+    /// Without one, a lost connection is closed (`on_close` runs).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// What sends do while the connection is down. Default: queue.
+    pub fn while_down(mut self, policy: WhileDown) -> Self {
+        self.while_down = policy;
+        self
+    }
+
+    /// The address dialed.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
 
 /// A dialed connection's dialing state.
 #[derive(Debug)]
 pub(crate) struct DialState {
     pub(crate) spec: Arc<Dial>,
-    /// Attempts since the last successful connect (0 while connected).
+    /// Attempts since the connection was last open (0 while open). Over
+    /// TLS it is open once the handshake completes, so a server whose
+    /// certificate is refused is retried on the backoff schedule and
+    /// counts against `max_attempts`.
     pub(crate) attempt: u32,
-    /// It connected at least once (`on_open` ran).
+    /// Connect attempts started (wrapping): the mark of the attempt's
+    /// connect and handshake timers, so a timer left over from an earlier
+    /// attempt never cuts a later one short.
+    pub(crate) tries: u32,
+    /// It was open at least once (`on_open` ran).
     pub(crate) opened: bool,
 }
 
@@ -21,6 +95,7 @@ impl DialState {
         DialState {
             spec,
             attempt: 0,
+            tries: 0,
             opened: false,
         }
     }

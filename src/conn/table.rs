@@ -106,7 +106,7 @@ impl ConnTable {
 
     /// Make a dialed connection: its slot and id now, down (no socket)
     /// until the reactor starts connecting it (`take_dials`).
-    pub(crate) fn reserve_dial(&self, spec: Arc<crate::config::Dial>, now: u32) -> ConnId {
+    pub(crate) fn reserve_dial(&self, spec: Arc<super::dial::Dial>, now: u32) -> ConnId {
         let generation = self.next_generation();
         let mut conn = Conn::new(None, spec.addr, generation, now, Default::default());
         conn.set(flag::OUTBOUND);

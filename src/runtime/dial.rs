@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{local, Command, ConnHandle, Hub};
-use crate::config::Dial;
+use crate::conn::dial::Dial;
 use crate::error::{Error, Result};
 
 impl Hub {
@@ -29,7 +29,8 @@ impl Hub {
     /// write queue and handles) that the server dials. It returns at once
     /// with the connection's handle, usable from any thread; what is sent
     /// before the connect completes is queued (up to the high-water mark)
-    /// and goes out once it has. `on_open` runs when it connects.
+    /// and goes out once it has. `on_open` runs when it connects; over TLS
+    /// (`Dial::tls`), when the handshake completes.
     ///
     /// The connect does not block: its failure (refused, unreachable, or
     /// no answer within `connect_timeout`) closes the connection with
@@ -46,7 +47,9 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`Error::ShutDown`] when the server is shutting down.
+    /// [`Error::ShutDown`] when the server is shutting down;
+    /// [`Error::Config`] when rustls cannot start a session with the
+    /// dial's TLS settings.
     ///
     /// # Examples
     ///
@@ -69,6 +72,10 @@ impl Hub {
         let runtime = &self.runtime;
         if runtime.is_shut_down() {
             return Err(Error::ShutDown);
+        }
+        if let Some(tls) = &dial.tls {
+            tls.check()
+                .map_err(|e| Error::Config(format!("Dial::tls: {e}")))?;
         }
         let spec = Arc::new(dial);
         let here = local::current(runtime, |core| core.table.reserve_dial(spec.clone(), 0));

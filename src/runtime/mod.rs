@@ -30,7 +30,8 @@ use bytes::Bytes;
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 
-use crate::config::{Config, Dial};
+use crate::config::Config;
+use crate::conn::dial::Dial;
 use crate::conn::requests::ReplySink;
 use crate::conn::roster::Roster;
 use crate::error::{Error, Result};

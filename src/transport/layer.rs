@@ -28,6 +28,21 @@ impl Layer {
         Layer(Some(Box::new(Stack { tls, ws })))
     }
 
+    /// The layers of a connection this server dialed, for one connect
+    /// attempt: TLS as the client when the dial asks for it (its
+    /// ClientHello waiting to be written), never WebSocket.
+    ///
+    /// # Errors
+    ///
+    /// `TlsHandshake` if rustls refuses to start a session.
+    pub(crate) fn dialed(tls: Option<&tls::TlsConnector>) -> Result<Layer, CloseReason> {
+        let tls = match tls {
+            Some(connector) => Some(Box::new(connector.session()?)),
+            None => None,
+        };
+        Ok(Layer::new(tls, None))
+    }
+
     fn tls_mut(&mut self) -> Option<&mut tls::TlsSession> {
         self.0.as_mut()?.tls.as_deref_mut()
     }

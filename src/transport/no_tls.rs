@@ -17,11 +17,25 @@ pub(crate) enum TlsAcceptor {}
 /// No TLS session exists without the `tls` feature.
 pub(crate) enum TlsSession {}
 
+/// No dialed connection speaks TLS without the `tls` feature.
+#[derive(Debug, Clone)]
+pub(crate) enum TlsConnector {}
+
 /// What a TLS handshake settled; never made without the `tls` feature.
 #[derive(Debug)]
 pub(crate) enum TlsInfo {}
 
 impl TlsAcceptor {
+    pub(crate) fn session(&self) -> Result<TlsSession, CloseReason> {
+        match *self {}
+    }
+}
+
+impl TlsConnector {
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match *self {}
+    }
+
     pub(crate) fn session(&self) -> Result<TlsSession, CloseReason> {
         match *self {}
     }

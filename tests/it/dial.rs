@@ -200,6 +200,36 @@ fn messages_sent_before_the_connect_completes_arrive_in_order() {
     backend.shutdown(TIMEOUT).unwrap();
 }
 
+/// Dialed and sent to in one handler: the send is queued in the turn that
+/// starts the connect, and the flush at the end of that turn must leave
+/// the socket's WRITABLE interest alone (the connect completes with it).
+#[test]
+fn a_send_in_the_turn_that_dials_waits_for_the_connect() {
+    let (got_tx, got) = unbounded();
+    let backend = start(Server::builder().packer(SeqPacker::default()).route(
+        5,
+        move |ctx: &mut Context<'_>| {
+            let _ = got_tx.send(ctx.body().to_vec());
+        },
+    ));
+    let backend_addr = backend.local_addr();
+    let gateway = start(Server::builder().packer(SeqPacker::default()).route(
+        1,
+        move |ctx: &mut Context<'_>| -> netloom::HandlerResult {
+            let up = ctx.hub().connect(backend_addr)?;
+            up.send(5, ctx.body())?;
+            Ok(())
+        },
+    ));
+    let mut client = netloom::client::Client::connect(gateway.local_addr())
+        .unwrap()
+        .with_packer(SeqPacker::default());
+    client.send(1, b"relayed").unwrap();
+    assert_eq!(got.recv_timeout(TIMEOUT).unwrap(), b"relayed");
+    gateway.shutdown(TIMEOUT).unwrap();
+    backend.shutdown(TIMEOUT).unwrap();
+}
+
 #[test]
 fn a_refused_dial_without_reconnect_closes_with_connect_failed() {
     // A port with nothing listening: bind, note it, close.

@@ -9,6 +9,8 @@ mod common;
 mod tls_support;
 
 mod dial;
+#[cfg(feature = "tls")]
+mod dial_tls;
 mod ergonomics;
 mod features;
 #[cfg(feature = "ws")]

@@ -30,12 +30,10 @@ impl EventLoop {
     fn start_connect(&mut self, key: usize) {
         let core = self.core.clone();
         let table = &core.table;
-        let Some((addr, timeout, attempt)) = table
-            .dials
-            .borrow()
-            .get(&key)
-            .map(|d| (d.spec.addr, d.spec.connect_timeout, d.attempt))
-        else {
+        let Some((addr, timeout, tries)) = table.dials.borrow_mut().get_mut(&key).map(|d| {
+            d.tries = d.tries.wrapping_add(1);
+            (d.spec.addr, d.spec.connect_timeout, d.tries)
+        }) else {
             return;
         };
         let connected = mio::net::TcpStream::connect(addr).and_then(|mut stream| {
@@ -56,7 +54,7 @@ impl EventLoop {
                 conn.set(flag::CONNECTING | flag::WRITABLE);
                 drop(slab);
                 self.timers
-                    .schedule(key, generation, timeout, TimerKind::Connect, attempt);
+                    .schedule(key, generation, timeout, TimerKind::Connect, tries);
             }
             Err(e) => {
                 drop(slab);
@@ -99,14 +97,24 @@ impl EventLoop {
         true
     }
 
-    /// The socket is connected: socket options, the heartbeat, then
-    /// `on_open` (the first time) or `on_reconnect`; what was queued
-    /// meanwhile is flushed.
+    /// The TCP connect completed: socket options, then the layers of this
+    /// attempt. Without TLS the connection is open at once; over TLS its
+    /// ClientHello goes out now (the client speaks first), the handshake
+    /// deadline starts, and it opens when the handshake completes (`read`).
+    /// What was queued meanwhile is flushed once it is open.
     fn connected(&mut self, key: usize, generation: u32) {
         let core = self.core.clone();
         let table = &core.table;
         let config = &core.runtime.config;
-        let first = {
+        let Some((layer, tries)) = table
+            .dials
+            .borrow()
+            .get(&key)
+            .map(|d| (Layer::dialed(d.spec.tls.as_ref()), d.tries))
+        else {
+            return;
+        };
+        let handshaking = {
             let mut slab = table.conns.borrow_mut();
             let Some(conn) = slab.get_mut(key) else {
                 return;
@@ -124,6 +132,33 @@ impl EventLoop {
                 }
             }
             table.mark_dirty(key, conn);
+            match layer {
+                Ok(layer) => conn.layer = layer,
+                Err(reason) => {
+                    drop(slab);
+                    table.close(key, generation, reason);
+                    return;
+                }
+            }
+            conn.layer.is_handshaking()
+        };
+        if handshaking {
+            let after = config.handshake_timeout;
+            let kind = TimerKind::Handshake;
+            self.timers.schedule(key, generation, after, kind, tries);
+        } else {
+            self.opened(key, generation);
+        }
+    }
+
+    /// A dialed connection is open: connected and, over TLS, done with its
+    /// handshake. The backoff starts over; then the heartbeat and
+    /// `on_open` (the first time) or `on_reconnect`.
+    pub(super) fn opened(&mut self, key: usize, generation: u32) {
+        let core = self.core.clone();
+        let table = &core.table;
+        let config = &core.runtime.config;
+        let (first, attempt) = {
             let mut dials = table.dials.borrow_mut();
             let Some(dial) = dials.get_mut(&key) else {
                 return;
@@ -135,7 +170,6 @@ impl EventLoop {
             (first, attempt)
         };
         Counters::add(&table.counters().connects, 1);
-        let (first, attempt) = first;
         if first {
             if let Some(hb) = &config.heartbeat {
                 let after = hb.ping_after.unwrap_or(hb.idle_timeout);
@@ -170,14 +204,14 @@ impl EventLoop {
         self.finalize(key);
     }
 
-    /// The connect deadline of attempt `attempt` passed.
-    pub(super) fn connect_expired(&mut self, key: usize, generation: u32, attempt: u32) {
+    /// The connect deadline of the attempt marked `tries` passed.
+    pub(super) fn connect_expired(&mut self, key: usize, generation: u32, tries: u32) {
         let late = {
             let slab = self.core.table.conns.borrow();
             let dials = self.core.table.dials.borrow();
             slab.get(key).is_some_and(|c| {
                 c.generation == generation && c.has(flag::CONNECTING) && !c.has(flag::CLOSING)
-            }) && dials.get(&key).is_some_and(|d| d.attempt == attempt)
+            }) && dials.get(&key).is_some_and(|d| d.tries == tries)
         };
         if late {
             self.connect_failed(key, generation, CloseReason::ConnectTimeout);
@@ -245,10 +279,16 @@ impl EventLoop {
         for sink in table.requests.borrow_mut().fail_all(key, generation) {
             sink.deliver(Err(Error::Disconnected));
         }
-        log::debug!(
-            "conn {}: lost ({reason}); reconnecting in {delay:?} (attempt {attempt})",
-            table.id(key, generation)
-        );
+        let id = table.id(key, generation);
+        if let CloseReason::TlsHandshake(_) = reason {
+            // A refused certificate or name does not fix itself: say so
+            // louder than a refused connect.
+            log::warn!("conn {id}: {reason}; reconnecting in {delay:?} (attempt {attempt})");
+        } else {
+            log::debug!(
+                "conn {id}: lost ({reason}); reconnecting in {delay:?} (attempt {attempt})"
+            );
+        }
         let app = &self.app;
         with_session(&core, key, generation, |s| {
             app.hooks.disconnected(s, reason, attempt, delay)

@@ -84,7 +84,9 @@ impl EventLoop {
             pool: &table.pool,
         }
         .release_if_empty();
-        if flushed.blocked != conn.has(flag::WRITABLE) {
+        // A connecting socket keeps its WRITABLE interest whatever the
+        // flush says (it wrote nothing): its connect completes with it.
+        if flushed.blocked != conn.has(flag::WRITABLE) && !conn.has(flag::CONNECTING) {
             let interest = if flushed.blocked {
                 Interest::READABLE | Interest::WRITABLE
             } else {

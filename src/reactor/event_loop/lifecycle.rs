@@ -97,10 +97,17 @@ impl EventLoop {
             };
             conn.has(flag::OUTBOUND).then(|| {
                 let reason = conn.close_reason.as_deref().cloned();
-                reason.unwrap_or(CloseReason::Local)
+                (
+                    reason.unwrap_or(CloseReason::Local),
+                    conn.layer.is_handshaking(),
+                )
             })
         };
-        if let Some(reason) = outbound {
+        if let Some((reason, handshaking)) = outbound {
+            // Over TLS a connect attempt can fail in its handshake too.
+            if handshaking && !matches!(reason, CloseReason::Local | CloseReason::Shutdown) {
+                Counters::add(&table.counters().connect_failures, 1);
+            }
             if self.keep_for_reconnect(key, &reason) {
                 return;
             }

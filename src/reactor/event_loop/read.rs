@@ -21,6 +21,8 @@ struct Decoded {
     failed: Option<CloseReason>,
     /// A WebSocket upgrade request for the application to decide on.
     upgrade: Option<Box<ws::WsRequest>>,
+    /// A dialed connection finished its TLS handshake: it is open.
+    opened: bool,
 }
 
 impl EventLoop {
@@ -91,6 +93,10 @@ impl EventLoop {
             self.track_frame(key, conn);
             drop(slab);
             self.check_partial_memory();
+            if decoded.opened {
+                // Before its first messages, as for an accepted connection.
+                self.opened(key, generation);
+            }
             if let Some(upgrade) = decoded.upgrade.take() {
                 decoded.failed = decoded
                     .failed
@@ -147,6 +153,7 @@ impl EventLoop {
     /// packer.
     fn decode(&mut self, key: usize, conn: &mut Conn, n: usize, direct: bool) -> Decoded {
         let table = &self.core.table;
+        let outbound = conn.has(flag::OUTBOUND);
         let Conn {
             partial,
             layer,
@@ -180,6 +187,7 @@ impl EventLoop {
                 decoded.upgrade = incoming.upgrade;
                 if let Some(info) = incoming.tls_info {
                     data.insert(info);
+                    decoded.opened = outbound;
                 }
                 if incoming.peer_closed {
                     return Err(CloseReason::PeerClosed);

@@ -23,11 +23,13 @@ pub(super) enum TimerKind {
     Idle,
     /// A closing connection's flush deadline.
     Linger,
-    /// The handshake deadline.
+    /// The handshake deadline (`mark`: a dialed connection's attempt
+    /// serial).
     Handshake,
     /// The deadline of the frame in progress.
     Frame,
-    /// A dialed connection's connect deadline (`mark`: the attempt).
+    /// A dialed connection's connect deadline (`mark`: the attempt's
+    /// serial, `DialState::tries`).
     Connect,
     /// A dialed connection's backoff is over.
     Reconnect,
@@ -262,10 +264,23 @@ impl EventLoop {
         self.arm_request_timers();
     }
 
+    /// The handshake deadline passed: close the connection if it is still
+    /// handshaking. A dialed connection keeps its generation from one
+    /// connect attempt to the next, so its timer is the current attempt's
+    /// only if it carries that attempt's mark.
     fn handshake_expired(&mut self, t: Timer) {
         let key = t.key as usize;
-        let late = self.core.table.conns.borrow().get(key).is_some_and(|c| {
-            c.generation == t.generation && !c.has(flag::CLOSING) && c.layer.is_handshaking()
+        let table = &self.core.table;
+        let late = table.conns.borrow().get(key).is_some_and(|c| {
+            c.generation == t.generation
+                && !c.has(flag::CLOSING)
+                && c.layer.is_handshaking()
+                && (!c.has(flag::OUTBOUND)
+                    || table
+                        .dials
+                        .borrow()
+                        .get(&key)
+                        .is_some_and(|d| d.tries == t.mark))
         });
         if late {
             self.core

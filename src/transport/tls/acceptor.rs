@@ -10,7 +10,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use super::TlsSession;
+use super::{End, TlsSession};
 use crate::error::{CloseReason, Error, Result};
 
 /// The server's TLS settings, shared by all loops.
@@ -63,16 +63,7 @@ impl TlsAcceptor {
 
     pub(crate) fn session(&self) -> std::result::Result<TlsSession, CloseReason> {
         UnbufferedServerConnection::new(self.config.clone())
-            .map(|conn| TlsSession {
-                conn,
-                incoming: Vec::new(),
-                outgoing: Vec::new(),
-                sent: 0,
-                sni: None,
-                notified: false,
-                peer_notified: false,
-                failed: false,
-            })
+            .map(|conn| TlsSession::new(End::Server { conn, sni: None }))
             .map_err(|e| CloseReason::TlsHandshake(e.to_string()))
     }
 }

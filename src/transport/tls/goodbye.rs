@@ -1,6 +1,6 @@
 //! Ending a TLS session: our close_notify, and the answer to the peer's.
 
-use super::{append, encrypt_room, TlsSession};
+use super::{OnWrite, TlsSession};
 
 impl TlsSession {
     /// close_notify was queued (or given up on): nothing more may be sent.
@@ -21,7 +21,7 @@ impl TlsSession {
     /// the caller must drop them.
     pub(crate) fn answer_peer_close(&mut self) -> bool {
         self.peer_notified = true;
-        if self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+        if self.end.state().protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
             return false;
         }
         self.close_notify();
@@ -36,19 +36,10 @@ impl TlsSession {
             return;
         }
         self.notified = true;
-        if self.conn.is_handshaking() {
+        if self.end.is_handshaking() {
             return;
         }
-        let queued = self.settle(|traffic, outgoing| {
-            append(
-                outgoing,
-                64,
-                |b| traffic.queue_close_notify(b),
-                encrypt_room,
-            )
-            .map_err(|e| rustls::Error::General(e.to_string()))
-        });
-        if queued.is_err() {
+        if self.settle(OnWrite::CloseNotify).is_err() {
             self.failed = true;
         }
     }

@@ -1,12 +1,15 @@
 //! TLS with rustls, sans-I/O: the reactor reads ciphertext into its own
 //! buffer and hands it here; we hand back plaintext, and encrypt queued
 //! plaintext into records the reactor writes. The only module that names
-//! rustls: the session is here; the acceptor (server settings, loading PEM
-//! files, the SNI probe) and the blocking client's stream are in
-//! submodules.
+//! rustls: the session is here; our end of it and the loop over rustls'
+//! states (`end`), the acceptor (server settings, loading PEM files, the
+//! SNI probe), the connector (a dialed connection's client settings) and
+//! the blocking client's stream are in submodules.
 //!
-//! rustls' unbuffered API (`UnbufferedServerConnection`) is driven here,
-//! so the ciphertext buffers are ours and an idle connection owns none:
+//! rustls' unbuffered API (`UnbufferedServerConnection` for accepted
+//! connections, `UnbufferedClientConnection` for dialed ones) is driven
+//! here, so the ciphertext buffers are ours and an idle connection owns
+//! none:
 //!
 //! - **In.** `process_tls_records` runs over the bytes a read just put in
 //!   the loop's scratch buffer and decrypts them there, in place; each
@@ -29,8 +32,7 @@
 use std::io::{self, Write};
 
 use bytes::BytesMut;
-use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{ConnectionState, UnbufferedStatus, WriteTraffic};
+use rustls::unbuffered::WriteTraffic;
 
 use super::Incoming;
 use crate::buf::queue::WriteQueue;
@@ -66,15 +68,17 @@ const RECORD_OVERHEAD: usize = 64;
 pub struct TlsInfo {
     /// The ALPN protocol agreed on, if any.
     pub alpn: Option<Vec<u8>>,
-    /// The server name the client asked for (SNI), if it sent one.
+    /// The server name the client asked for (SNI), if it sent one. Always
+    /// `None` on a dialed connection: there the server name is the one
+    /// given to [`Dial::tls`](crate::Dial::tls).
     pub sni: Option<String>,
     /// The TLS version, e.g. "TLSv1_3".
     pub version: String,
 }
 
-/// One connection's TLS state.
+/// One connection's TLS state, server or client.
 pub(crate) struct TlsSession {
-    conn: UnbufferedServerConnection,
+    end: End,
     /// Ciphertext rustls has not consumed yet, kept in place between reads:
     /// a partial record, or the fragments of a handshake message. Empty,
     /// with no allocation, between records.
@@ -82,9 +86,6 @@ pub(crate) struct TlsSession {
     /// Records to write: `outgoing[sent..]`. Freed once all are written.
     outgoing: Vec<u8>,
     sent: usize,
-    /// The client's SNI, from the ClientHello until the handshake completes
-    /// (then it moves into [`TlsInfo`]).
-    sni: Option<Box<str>>,
     /// close_notify queued (or given up on: the handshake never finished).
     notified: bool,
     /// The peer sent close_notify.
@@ -96,16 +97,28 @@ pub(crate) struct TlsSession {
 
 /// What one batch of ciphertext produced, besides plaintext.
 #[derive(Debug, Default)]
-struct Received {
+pub(super) struct Received {
     /// The peer sent close_notify.
-    peer_closed: bool,
+    pub(super) peer_closed: bool,
     /// The handshake completed during this batch.
     handshake_done: Option<TlsInfo>,
 }
 
 impl TlsSession {
+    fn new(end: End) -> TlsSession {
+        TlsSession {
+            end,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            sent: 0,
+            notified: false,
+            peer_notified: false,
+            failed: false,
+        }
+    }
+
     pub(crate) fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        self.end.is_handshaking()
     }
 
     /// Decrypt `input` (ciphertext just read; decrypted in place, so its
@@ -121,14 +134,15 @@ impl TlsSession {
         if self.failed {
             return Ok(Incoming::default());
         }
-        let was_handshaking = self.conn.is_handshaking();
-        if was_handshaking {
+        let was_handshaking = self.end.is_handshaking();
+        let probe_sni = was_handshaking && matches!(self.end, End::Server { .. });
+        if probe_sni {
             SEEN_SNI.set(None);
         }
         let result = self.take_in(input, out, &mut received);
-        if was_handshaking {
-            if let Some(sni) = SEEN_SNI.take() {
-                self.sni = Some(sni);
+        if let (true, End::Server { sni, .. }) = (probe_sni, &mut self.end) {
+            if let Some(seen) = SEEN_SNI.take() {
+                *sni = Some(seen);
             }
         }
         if received.peer_closed || self.incoming.is_empty() {
@@ -140,18 +154,11 @@ impl TlsSession {
             self.incoming = Vec::new();
             return Err(self.failure(e.to_string()));
         }
-        if was_handshaking && !self.conn.is_handshaking() {
-            received.handshake_done = Some(TlsInfo {
-                alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
-                sni: self.sni.take().map(String::from),
-                version: self
-                    .conn
-                    .protocol_version()
-                    .map_or_else(String::new, |v| format!("{v:?}")),
-            });
+        if was_handshaking && !self.end.is_handshaking() {
+            received.handshake_done = Some(self.info());
         }
         // TLS 1.3 without session tickets finishes with nothing to send:
-        // still flush, or what on_open queued would wait.
+        // still flush, or what was queued during the handshake would wait.
         Ok(Incoming {
             peer_closed: received.peer_closed,
             wants_write: received.handshake_done.is_some() || self.wants_write(),
@@ -173,13 +180,12 @@ impl TlsSession {
             let (head, rest) = std::mem::take(&mut input).split_at_mut(take);
             input = rest;
             self.incoming.extend_from_slice(head);
-            let used = Self::drive(
-                &mut self.conn,
+            let used = self.end.drive(
                 &mut self.outgoing,
                 &mut self.incoming,
                 out,
                 received,
-                |_, _| Ok(()),
+                &mut OnWrite::Nothing,
             )?;
             self.incoming.drain(..used);
             Self::check_incoming(&self.incoming)?;
@@ -187,13 +193,12 @@ impl TlsSession {
         if !self.incoming.is_empty() || input.is_empty() || received.peer_closed {
             return Ok(());
         }
-        let used = Self::drive(
-            &mut self.conn,
+        let used = self.end.drive(
             &mut self.outgoing,
             input,
             out,
             received,
-            |_, _| Ok(()),
+            &mut OnWrite::Nothing,
         )?;
         if !received.peer_closed {
             let rest = &input[used..];
@@ -229,104 +234,22 @@ impl TlsSession {
         }
     }
 
-    /// Run rustls over `buf` until it rests: it needs more bytes
-    /// (`BlockedHandshake`), has nothing to do (`WriteTraffic`, where
-    /// `write` may encrypt into `outgoing`), or both sides have closed.
-    /// Plaintext goes to `out`; handshake records to `outgoing`, where the
-    /// flush writes them in order (so they count as transmitted at once).
-    /// Returns how many bytes at the front of `buf` rustls is done with;
-    /// the rest must be passed again, unchanged, with more appended.
-    ///
-    /// After an error rustls may have an alert to send: it goes to
-    /// `outgoing` too.
-    fn drive(
-        conn: &mut UnbufferedServerConnection,
-        outgoing: &mut Vec<u8>,
-        buf: &mut [u8],
-        out: &mut BytesMut,
-        received: &mut Received,
-        mut write: impl FnMut(
-            &mut WriteTraffic<'_, ServerConnectionData>,
-            &mut Vec<u8>,
-        ) -> std::result::Result<(), rustls::Error>,
-    ) -> std::result::Result<usize, rustls::Error> {
-        let mut used = 0;
-        loop {
-            let UnbufferedStatus { mut discard, state } =
-                conn.process_tls_records(&mut buf[used..]);
-            let state = match state {
-                Ok(state) => state,
-                Err(e) => {
-                    Self::take_alert(conn, outgoing);
-                    return Err(e);
-                }
-            };
-            let rests = match state {
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record = record?;
-                        discard += record.discard;
-                        out.extend_from_slice(record.payload);
-                    }
-                    false
-                }
-                ConnectionState::EncodeTlsData(mut data) => {
-                    append(outgoing, 0, |b| data.encode(b), encode_room)
-                        .map_err(|e| rustls::Error::General(e.to_string()))?;
-                    false
-                }
-                ConnectionState::TransmitTlsData(data) => {
-                    data.done();
-                    false
-                }
-                ConnectionState::PeerClosed => {
-                    received.peer_closed = true;
-                    false
-                }
-                // Both sides said close_notify (the peer's came as
-                // `PeerClosed` first).
-                ConnectionState::Closed | ConnectionState::BlockedHandshake => true,
-                ConnectionState::WriteTraffic(mut traffic) => {
-                    write(&mut traffic, outgoing)?;
-                    true
-                }
-                // Not reached: early data is turned off (`TlsAcceptor::new`),
-                // so clients are never invited to send it. Were it to come,
-                // it is refused rather than dropped or replayed.
-                ConnectionState::ReadEarlyData(_) => {
-                    return Err(rustls::Error::General("early data is not accepted".into()));
-                }
-                other => {
-                    return Err(rustls::Error::General(format!(
-                        "unexpected TLS state {other:?}"
-                    )));
-                }
-            };
-            used += discard;
-            if rests {
-                return Ok(used);
-            }
-        }
-    }
-
-    /// After rustls failed: move the alert it queued, if any, to
-    /// `outgoing`, so the peer learns why. rustls hands out what it queued
-    /// before it looks at any input; it is not asked for more, which would
-    /// deframe the bad bytes again.
-    fn take_alert(conn: &mut UnbufferedServerConnection, outgoing: &mut Vec<u8>) {
-        while conn.wants_write() {
-            let UnbufferedStatus { state, .. } = conn.process_tls_records(&mut []);
-            let Ok(ConnectionState::EncodeTlsData(mut data)) = state else {
-                return;
-            };
-            if append(outgoing, 0, |b| data.encode(b), encode_room).is_err() {
-                return;
-            }
-        }
+    /// What the handshake settled (when it just completed).
+    fn info(&mut self) -> TlsInfo {
+        let state = self.end.state();
+        let alpn = state.alpn_protocol().map(<[u8]>::to_vec);
+        let version = state
+            .protocol_version()
+            .map_or_else(String::new, |v| format!("{v:?}"));
+        let sni = match &mut self.end {
+            End::Server { sni, .. } => sni.take().map(String::from),
+            End::Client(_) => None,
+        };
+        TlsInfo { alpn, sni, version }
     }
 
     fn failure(&self, message: String) -> CloseReason {
-        if self.conn.is_handshaking() {
+        if self.end.is_handshaking() {
             CloseReason::TlsHandshake(message)
         } else {
             CloseReason::Tls(message)
@@ -344,24 +267,17 @@ impl TlsSession {
     }
 
     /// Take rustls to rest over what `incoming` holds (it holds no whole
-    /// record: `receive` consumed them), handing `write` the `WriteTraffic`
-    /// state if rustls offers it.
-    fn settle(
-        &mut self,
-        write: impl FnMut(
-            &mut WriteTraffic<'_, ServerConnectionData>,
-            &mut Vec<u8>,
-        ) -> std::result::Result<(), rustls::Error>,
-    ) -> std::result::Result<(), rustls::Error> {
+    /// record: `receive` consumed them), doing `on_write` if rustls offers
+    /// its `WriteTraffic` state.
+    fn settle(&mut self, mut on_write: OnWrite<'_>) -> std::result::Result<(), rustls::Error> {
         let mut plain = BytesMut::new();
         let mut received = Received::default();
-        let used = Self::drive(
-            &mut self.conn,
+        let used = self.end.drive(
             &mut self.outgoing,
             &mut self.incoming,
             &mut plain,
             &mut received,
-            write,
+            &mut on_write,
         )?;
         self.incoming.drain(..used);
         if !plain.is_empty() {
@@ -410,42 +326,55 @@ impl TlsSession {
     /// Encrypt up to [`TLS_BATCH`] bytes of `queue` into `outgoing`: none
     /// while handshaking, after close_notify or after a failure.
     fn seal(&mut self, queue: &mut WriteQueue) -> std::result::Result<(), rustls::Error> {
-        if self.conn.is_handshaking() || self.notified || self.failed {
+        if self.end.is_handshaking() || self.notified || self.failed {
             return Ok(());
         }
-        self.settle(|traffic, outgoing| {
-            let mut failed = None;
-            queue.drain_into(TLS_BATCH, |chunk| {
-                let estimate = chunk.len() + (chunk.len() / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD;
-                match append(
-                    outgoing,
-                    estimate,
-                    |b| traffic.encrypt(chunk, b),
-                    encrypt_room,
-                ) {
-                    Ok(()) => chunk.len(),
-                    Err(e) => {
-                        failed = Some(rustls::Error::General(e.to_string()));
-                        0
-                    }
-                }
-            });
-            failed.map_or(Ok(()), Err)
-        })
+        self.settle(OnWrite::Seal(queue))
     }
+}
+
+/// Encrypt up to [`TLS_BATCH`] bytes of `queue` into `outgoing`, in
+/// records of at most [`RECORD_PAYLOAD`] bytes.
+fn seal_batch<D>(
+    queue: &mut WriteQueue,
+    traffic: &mut WriteTraffic<'_, D>,
+    outgoing: &mut Vec<u8>,
+) -> std::result::Result<(), rustls::Error> {
+    let mut failed = None;
+    queue.drain_into(TLS_BATCH, |chunk| {
+        let estimate = chunk.len() + (chunk.len() / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD;
+        match append(
+            outgoing,
+            estimate,
+            |b| traffic.encrypt(chunk, b),
+            encrypt_room,
+        ) {
+            Ok(()) => chunk.len(),
+            Err(e) => {
+                failed = Some(rustls::Error::General(e.to_string()));
+                0
+            }
+        }
+    });
+    failed.map_or(Ok(()), Err)
 }
 
 mod acceptor;
 mod client;
+mod connector;
+mod end;
 mod goodbye;
 mod room;
 
 pub(crate) use acceptor::TlsAcceptor;
 use acceptor::SEEN_SNI;
 pub(crate) use client::ClientTls;
-use room::{append, encode_room, encrypt_room};
-/// The rustls configurations the public API takes (named here, so that
-/// only this module names rustls).
+pub(crate) use connector::TlsConnector;
+use end::{End, OnWrite};
+use room::{append, encrypt_room};
+/// The rustls types the public API takes (named here, so that only this
+/// module names rustls).
+pub(crate) use rustls::pki_types::ServerName;
 pub(crate) use rustls::{ClientConfig, ServerConfig};
 
 #[cfg(test)]

@@ -350,3 +350,5 @@ fn a_handshake_message_in_tiny_records_is_refused_at_the_buffer_limit() {
     assert!(fed <= MAX_INCOMING + 4096, "refused after {fed} bytes");
     assert_eq!(session.incoming.capacity(), 0);
 }
+
+mod client;
