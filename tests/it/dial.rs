@@ -305,16 +305,13 @@ fn the_sequence_packer_talks_to_a_python_peer_built_from_bytes() {
     let Some(py) = crate::common::peers::require(crate::common::peers::Peer::Python3) else {
         return;
     };
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    drop(listener);
     let script = r#"
 import socket, struct, sys
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.bind(("127.0.0.1", 0))
 srv.listen(1)
-print("ready", flush=True)
+print("ready", srv.getsockname()[1], flush=True)
 c, _ = srv.accept()
 c.settimeout(10)
 f = c.makefile("rb")
@@ -325,14 +322,18 @@ for _ in range(3):
 print("done", flush=True)
 "#;
     let mut child = std::process::Command::new(&py)
-        .args(["-c", script, &addr.port().to_string()])
+        .args(["-c", script])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3");
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let port = line
+        .trim()
+        .strip_prefix("ready ")
+        .expect("python printed ready PORT");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let client = dialer();
     let conn = client.hub().connect(addr).unwrap();
     let replies: Vec<_> = ["abc", "hello", "x"]
