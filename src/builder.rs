@@ -349,8 +349,11 @@ impl Builder {
     }
 
     /// Run exactly once for every connection `on_open` ran for, whatever
-    /// ends it, with the reason. The connection's user data is still there;
-    /// sends to it fail.
+    /// ends it, with the reason, and for every dialed connection
+    /// ([`Hub::dial`](crate::Hub::dial)) when it is closed for good, even if
+    /// it never connected (`ConnectFailed`, `ConnectTimeout`, a failed TLS
+    /// handshake). The connection's user data is still there; sends to it
+    /// fail.
     pub fn on_close<F>(mut self, f: F) -> Self
     where
         F: Fn(&mut Session<'_>, &CloseReason) + Send + Sync + 'static,
