@@ -319,3 +319,30 @@ fn a_connect_nobody_answers_ends_at_its_timeout() {
     assert_eq!(client.stats().connect_failures, 1);
     client.shutdown(TIMEOUT).unwrap();
 }
+
+#[test]
+fn a_shutdown_ends_a_connection_waiting_out_its_backoff_at_once() {
+    let addr = free_port();
+    let (builder, mut closes) = track_closes(Server::builder());
+    let d = dialer(builder);
+    let slow = Reconnect {
+        initial: Duration::from_secs(30),
+        ..quick()
+    };
+    let conn = d
+        .server
+        .hub()
+        .dial(Dial::new(addr).reconnect(slow))
+        .unwrap();
+    assert_eq!(d.next_down().1.attempt, 1);
+    let started = Instant::now();
+    d.server.shutdown(TIMEOUT).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let reason = closes.reason_for(addr);
+    assert!(matches!(reason, CloseReason::Shutdown), "{reason:?}");
+    assert!(matches!(conn.send(5, b"x"), Err(Error::ShutDown)));
+}
