@@ -142,7 +142,7 @@ fn find(peer: Peer) -> Option<String> {
         .clone()
 }
 
-/// libtest runs each test on a thread named after it ("ws::python_echo").
+/// libtest runs each test on a thread named after it ("ws::python::python_echo").
 fn test_name() -> String {
     let exe = std::env::current_exe()
         .ok()

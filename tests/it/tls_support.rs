@@ -1,6 +1,6 @@
-//! Helpers for `tests/it/tls.rs`: certificates made at test time, temp files,
-//! a raw rustls client that counts TLS records, and child processes
-//! (openssl, python3) with bounded waits.
+//! Helpers for `tests/it/tls.rs` and `tests/it/tls/`: certificates made at
+//! test time, temp files, a raw rustls client that counts TLS records, and
+//! child processes (openssl, python3) with bounded waits.
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};

@@ -1,4 +1,4 @@
-"""WebSocket scenarios for tests/it/ws.rs, driven by the `websockets` package
+"""WebSocket scenarios for tests/it/ws/python.rs, driven by the `websockets` package
 (its sync client; its asyncio client over TLS): a client nobody on the
 netloom team wrote.
 

@@ -1,0 +1,149 @@
+//! Cross-thread sends, broadcast, mixed listeners, backpressure.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::unbounded;
+use netloom::ws::{self, WsMode, WsRequest};
+use netloom::Server;
+
+use super::start_ws;
+use crate::common::TIMEOUT;
+use crate::ws_raw::RawWs;
+
+#[test]
+fn handles_and_broadcast_reach_ws_and_tcp_clients() {
+    let (handle_tx, handle_rx) = unbounded();
+    let builder = Server::builder()
+        .event_loops(2)
+        .ws_on_upgrade(move |session, _| {
+            let _ = handle_tx.send(session.handle());
+            Ok(())
+        })
+        .route(ws::TEXT, |ctx| ctx.reply(ws::TEXT, ctx.body()));
+    crate::common::init_logs();
+    let server = builder
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .bind_ws("127.0.0.1:0")
+        .unwrap()
+        .start()
+        .unwrap();
+    let ws_addr = server.local_addrs()[1];
+    let mut a = RawWs::connect(ws_addr, "/a");
+    let mut b = RawWs::connect(ws_addr, "/b");
+    let mut tcp = crate::common::Client::connect(server.local_addrs()[0]);
+    // Make sure the TCP client is registered before broadcasting.
+    tcp.send(ws::TEXT, b"sync");
+    assert_eq!(tcp.recv(), (ws::TEXT, b"sync".to_vec()));
+    let ha = handle_rx.recv_timeout(TIMEOUT).unwrap();
+    let hb = handle_rx.recv_timeout(TIMEOUT).unwrap();
+    // From this (non-loop) thread.
+    ha.send_text("to a").unwrap();
+    hb.send_binary([1u8, 2, 3]).unwrap();
+    assert_eq!(a.recv(), Some((0x81, b"to a".to_vec())));
+    assert_eq!(b.recv(), Some((0x82, vec![1, 2, 3])));
+    let hub = server.hub();
+    hub.broadcast_text("to all").unwrap();
+    hub.broadcast_binary(b"bin all").unwrap();
+    for c in [&mut a, &mut b] {
+        assert_eq!(c.recv(), Some((0x81, b"to all".to_vec())));
+        assert_eq!(c.recv(), Some((0x82, b"bin all".to_vec())));
+    }
+    assert_eq!(tcp.recv(), (ws::TEXT, b"to all".to_vec()));
+    assert_eq!(tcp.recv(), (ws::BINARY, b"bin all".to_vec()));
+    ha.close_with(4100, "from afar");
+    assert_eq!(a.expect_close(), (4100, "from afar".to_string()));
+    drop((a, b));
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn slow_ws_reader_gets_backpressure() {
+    let (tx, rx) = unbounded();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = sent.clone();
+    let server = start_ws(Server::builder().write_high_water(64 << 10).route(
+        ws::TEXT,
+        move |ctx| {
+            // Flood a client that does not read until the queue is full.
+            let chunk = vec![b'x'; 16 << 10];
+            for _ in 0..10_000 {
+                if let Err(e) = ctx.send_binary(&chunk) {
+                    let _ = tx.send(e.to_string());
+                    return;
+                }
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    ));
+    let mut raw = RawWs::connect(server.local_addr(), "/");
+    raw.send_frame(0x81, b"flood", true);
+    let err = rx.recv_timeout(TIMEOUT).expect("a send failed");
+    assert!(err.contains("full"), "{err}");
+    assert!(server.stats().slow_peer_events >= 1);
+    // Everything accepted arrives, framed.
+    let n = sent.load(Ordering::Relaxed);
+    for _ in 0..n {
+        let (first, payload) = raw.recv().expect("frame");
+        assert_eq!((first, payload.len()), (0x82, 16 << 10));
+    }
+    drop(raw);
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn ws_request_is_connection_data() {
+    let (tx, rx) = unbounded::<Option<String>>();
+    let server = start_ws(Server::builder().route(ws::TEXT, move |ctx| {
+        let path = ctx.data().get::<WsRequest>().map(|r| r.path().to_string());
+        let _ = tx.send(path);
+    }));
+    let mut raw = RawWs::connect(server.local_addr(), "/where?x=1");
+    raw.send_frame(0x81, b"?", true);
+    assert_eq!(rx.recv_timeout(TIMEOUT).unwrap().as_deref(), Some("/where"));
+    drop(raw);
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn packer_mode_handles_and_broadcast_send_packer_frames_in_binary_messages() {
+    let (handle_tx, handle_rx) = unbounded();
+    crate::common::init_logs();
+    let server = Server::builder()
+        .event_loops(2)
+        .ws_mode(WsMode::Packer)
+        .ws_on_upgrade(move |session, _| {
+            let _ = handle_tx.send(session.handle());
+            Ok(())
+        })
+        .route(7, |ctx| ctx.reply(7, ctx.body()))
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .bind_ws("127.0.0.1:0")
+        .unwrap()
+        .start()
+        .unwrap();
+    let mut ws = RawWs::connect(server.local_addrs()[1], "/");
+    let mut tcp = crate::common::Client::connect(server.local_addrs()[0]);
+    // A packer frame split over two binary messages, then echoed whole.
+    let frame = crate::common::frame(7, b"over ws");
+    ws.send_frame(0x82, &frame[..3], true);
+    ws.send_frame(0x82, &frame[3..], true);
+    assert_eq!(ws.recv(), Some((0x82, frame)));
+    tcp.send(7, b"sync");
+    assert_eq!(tcp.recv(), (7, b"sync".to_vec()));
+    let handle = handle_rx.recv_timeout(TIMEOUT).unwrap();
+    handle.send(9, b"from a thread").unwrap();
+    assert_eq!(
+        ws.recv(),
+        Some((0x82, crate::common::frame(9, b"from a thread")))
+    );
+    let big = vec![5u8; 70_000];
+    server.hub().broadcast(11, &big).unwrap();
+    assert_eq!(ws.recv(), Some((0x82, crate::common::frame(11, &big))));
+    assert_eq!(tcp.recv(), (11, big));
+    drop(ws);
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
