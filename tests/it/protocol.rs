@@ -39,7 +39,6 @@ use crate::common::{echo, start, Client, TIMEOUT};
 // Helpers shared with the submodules.
 // ---------------------------------------------------------------------------
 
-/// Reply with the request's id and body.
 /// A server echoing ids 1, 2 and 3 on `loops` event loops.
 fn echo_builder(loops: usize) -> Builder {
     Server::builder()
