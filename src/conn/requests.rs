@@ -210,9 +210,10 @@ impl Requests {
         else {
             return sinks;
         };
-        if conn.armed.is_some_and(|armed| armed <= now) {
-            conn.armed = None;
-        }
+        // Whichever of its timers this is, none is counted on any more: a
+        // new one is armed below if anything still needs one. (Each firing
+        // arms at most one, so stale timers never multiply.)
+        conn.armed = None;
         conn.by_seq.retain(|_, entry| match entry {
             Entry::Expired { forget } => *forget > now,
             Entry::Waiting { deadline, .. } if *deadline > now => true,
@@ -298,8 +299,12 @@ mod tests {
         let armed = r.take_deadlines();
         assert_eq!(armed.len(), 1);
         assert_eq!(armed[0].at, t0 + Duration::from_secs(1));
-        // Early: nothing is due.
+        // A timer that fires early expires nothing and arms again for the
+        // same deadline (never leaving the request without a timer).
         assert!(r.expire_due(3, 7, t0).is_empty());
+        let again = r.take_deadlines();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].at, t0 + Duration::from_secs(1));
         let late = t0 + Duration::from_secs(2);
         for sink in r.expire_due(3, 7, late) {
             sink.deliver(Err(Error::Timeout));

@@ -93,6 +93,20 @@ impl Timers {
             .map(|tick| Duration::from_millis((tick * self.tick_ms).saturating_sub(self.now_ms)))
     }
 
+    /// Schedule a timer to fire at `at` or later (never before: the
+    /// milliseconds are rounded up on the wheel's own clock).
+    pub(super) fn schedule_at(
+        &mut self,
+        key: usize,
+        generation: u32,
+        at: Instant,
+        kind: TimerKind,
+    ) {
+        let at_ms = at.saturating_duration_since(self.start).as_millis() as u64 + 1;
+        let after = Duration::from_millis(at_ms.saturating_sub(self.now_ms));
+        self.schedule(key, generation, after, kind, 0);
+    }
+
     pub(super) fn schedule(
         &mut self,
         key: usize,
@@ -239,12 +253,9 @@ impl EventLoop {
         if deadlines.is_empty() {
             return;
         }
-        let now = Instant::now();
         for d in deadlines {
-            // A millisecond over, so the timer never fires before the
-            // deadline it is for (the wheel counts from the turn's start).
-            let after = d.at.saturating_duration_since(now) + Duration::from_millis(1);
-            self.schedule(d.key, d.generation, after, TimerKind::Request);
+            let kind = TimerKind::Request;
+            self.timers.schedule_at(d.key, d.generation, d.at, kind);
         }
     }
 
