@@ -287,7 +287,7 @@ fn loop_sleeps_over_round_trips(spin: Duration, (cpu_a, cpu_b): (usize, usize)) 
 fn busy_polling_spares_the_loop_its_sleeps_between_round_trips() {
     let _serial = serial();
     let Some(cpus) = two_cpus() else {
-        eprintln!("SKIPPED: this test needs two CPUs");
+        common::peers::skip("this test needs two CPUs");
         return;
     };
     let without = loop_sleeps_over_round_trips(Duration::ZERO, cpus);

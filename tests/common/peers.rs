@@ -14,6 +14,10 @@
 //! threads and several test binaries never share one), which
 //! `scripts/test` counts and lists after cargo's output. cargo still shows
 //! such a test as `ok`; the summary is where it is reported as skipped.
+//!
+//! A test that cannot run on this machine for another reason (no IPv6
+//! loopback, one CPU) calls [`skip`] the same way, so it is counted and
+//! named in the same summary.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -112,8 +116,17 @@ pub fn require(peer: Peer) -> Option<String> {
         );
     }
     eprintln!("SKIPPED {test}: {missing} ({OPT_OUT}=1)");
-    record_skip(&test, peer.describe());
+    record_skip(&test, &format!("no {}", peer.describe()));
     None
+}
+
+/// Report the calling test as skipped because `why` (it should return
+/// right after): said on stderr and counted in `scripts/test`'s summary,
+/// so a test that did not run is never only an `ok`.
+pub fn skip(why: &str) {
+    let test = test_name();
+    eprintln!("SKIPPED {test}: {why}");
+    record_skip(&test, why);
 }
 
 fn opted_out() -> bool {
@@ -165,14 +178,14 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// Append "test<TAB>peer" to this process's file. One `write_all` of a
+/// Append "test<TAB>why" to this process's file. One `write_all` of a
 /// whole line, under a lock, to a file only this process writes.
-fn record_skip(test: &str, peer: &str) {
+fn record_skip(test: &str, why: &str) {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = target_dir().join(SKIPPED_DIR);
     let path = dir.join(std::process::id().to_string());
-    let line = format!("{test}\t{peer}\n");
+    let line = format!("{test}\t{why}\n");
     let written = std::fs::create_dir_all(&dir).and_then(|()| {
         std::fs::OpenOptions::new()
             .create(true)

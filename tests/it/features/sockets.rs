@@ -224,7 +224,9 @@ fn an_ipv6_listener_serves_over_the_ipv6_loopback() {
     let server = match builder.bind("[::1]:0").and_then(|b| b.start()) {
         Ok(server) => server,
         Err(e) if std::env::var_os("NETLOOM_NO_IPV6").is_some() => {
-            eprintln!("SKIPPED: cannot listen on [::1] ({e}) and NETLOOM_NO_IPV6 is set");
+            crate::common::peers::skip(&format!(
+                "cannot listen on [::1] ({e}) and NETLOOM_NO_IPV6 is set"
+            ));
             return;
         }
         Err(e) => panic!(
