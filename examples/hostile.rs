@@ -23,9 +23,14 @@
 //!
 //! Loopback only; it talks to the address it is given.
 
+#[path = "common/ws_frame.rs"]
+mod ws_frame;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
+
+use ws_frame::client_frame;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -173,26 +178,6 @@ fn upgrade(s: &mut TcpStream) -> bool {
         }
     }
     head.starts_with(b"HTTP/1.1 101")
-}
-
-/// A masked client frame.
-fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut f = vec![first];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
 }
 
 fn ping_frame() -> Vec<u8> {

@@ -22,6 +22,9 @@
 //! client threads within [`TLS_CONNECT_LIMIT`]. Then echo throughput over
 //! plain TCP, WebSocket and TLS, the same method for each.
 
+#[path = "common/ws_frame.rs"]
+mod ws_frame;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -34,6 +37,7 @@ use netloom::{ws, Server, ServerHandle};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConnection, StreamOwned};
+use ws_frame::client_frame;
 
 struct Counting;
 
@@ -278,7 +282,7 @@ fn clients(args: &[String]) -> Result<(), BoxError> {
     wait()?;
     for _ in 0..n {
         let mut s = ws_connect(wsa)?;
-        let frame = masked(0x82, &vec![b'h'; first]);
+        let frame = client_frame(0x82, &vec![b'h'; first]);
         s.write_all(&frame)?;
         let mut reply = vec![0u8; frame.len() - 4];
         s.read_exact(&mut reply)?;
@@ -315,7 +319,7 @@ fn clients(args: &[String]) -> Result<(), BoxError> {
     let ws_batch = {
         let mut batch = Vec::new();
         for _ in 0..BATCH {
-            batch.extend_from_slice(&masked(0x82, &[b'x'; BODY]));
+            batch.extend_from_slice(&client_frame(0x82, &[b'x'; BODY]));
         }
         batch
     };
@@ -416,25 +420,6 @@ fn packer_frame(body: &[u8]) -> Vec<u8> {
     let mut f = (body.len() as u32).to_le_bytes().to_vec();
     f.extend_from_slice(&7u32.to_le_bytes());
     f.extend_from_slice(body);
-    f
-}
-
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut f = vec![first];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
 }
 

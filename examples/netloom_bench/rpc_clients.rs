@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use netloom::{ConnHandle, SeqPacker, Server};
 
@@ -190,20 +190,7 @@ impl tokio_util::codec::Decoder for SeqCodec {
     type Error = io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<(u32, Bytes)>> {
-        if src.len() < 12 {
-            return Ok(None);
-        }
-        let len = u32::from_le_bytes(src[..4].try_into().expect("4 bytes")) as usize;
-        if len > crate::serve::MAX_BODY {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
-        }
-        if src.len() < 12 + len {
-            src.reserve(12 + len - src.len());
-            return Ok(None);
-        }
-        let seq = u32::from_le_bytes(src[8..12].try_into().expect("4 bytes"));
-        src.advance(12);
-        Ok(Some((seq, src.split_to(len).freeze())))
+        crate::serve::decode_frame(src, 12, 8)
     }
 }
 

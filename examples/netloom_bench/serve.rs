@@ -328,21 +328,33 @@ impl tokio_util::codec::Decoder for FrameCodec {
     type Error = io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<(u32, Bytes)>> {
-        if src.len() < 8 {
-            return Ok(None);
-        }
-        let len = u32::from_le_bytes(src[..4].try_into().expect("4 bytes")) as usize;
-        if len > MAX_BODY {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
-        }
-        if src.len() < 8 + len {
-            src.reserve(8 + len - src.len());
-            return Ok(None);
-        }
-        let id = u32::from_le_bytes(src[4..8].try_into().expect("4 bytes"));
-        src.advance(8);
-        Ok(Some((id, src.split_to(len).freeze())))
+        decode_frame(src, 8, 4)
     }
+}
+
+/// Takes one `len u32 | … | body` frame (little-endian, a `header`-byte
+/// header starting with the body's length) off `src`: the u32 at `key_at`
+/// in the header and the body, or `None` until the whole frame is buffered.
+/// Bodies over [`MAX_BODY`] are an error.
+pub fn decode_frame(
+    src: &mut BytesMut,
+    header: usize,
+    key_at: usize,
+) -> io::Result<Option<(u32, Bytes)>> {
+    if src.len() < header {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(src[..4].try_into().expect("4 bytes")) as usize;
+    if len > MAX_BODY {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
+    }
+    if src.len() < header + len {
+        src.reserve(header + len - src.len());
+        return Ok(None);
+    }
+    let key = u32::from_le_bytes(src[key_at..key_at + 4].try_into().expect("4 bytes"));
+    src.advance(header);
+    Ok(Some((key, src.split_to(len).freeze())))
 }
 
 impl tokio_util::codec::Encoder<(u32, Bytes)> for FrameCodec {
@@ -420,5 +432,28 @@ async fn tokio_echo(stream: tokio::net::TcpStream) {
         if framed.flush().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_frame_waits_for_the_whole_frame() {
+        // `len | id | seq | body` with the seq as key, as `rpc`'s client reads it.
+        let mut src = BytesMut::new();
+        src.put_u32_le(3);
+        src.put_u32_le(1);
+        src.put_u32_le(42);
+        src.extend_from_slice(b"ab");
+        assert!(decode_frame(&mut src, 12, 8).unwrap().is_none());
+        src.extend_from_slice(b"c!");
+        let (key, body) = decode_frame(&mut src, 12, 8).unwrap().unwrap();
+        assert_eq!((key, &body[..], &src[..]), (42, &b"abc"[..], &b"!"[..]));
+        src.clear();
+        src.put_u32_le(MAX_BODY as u32 + 1);
+        src.put_u32_le(7);
+        assert!(decode_frame(&mut src, 8, 4).is_err());
     }
 }
