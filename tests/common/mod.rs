@@ -8,6 +8,7 @@ pub mod peers;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -168,6 +169,35 @@ pub fn track_closes(builder: Builder) -> (Builder, Closes) {
             seen: Vec::new(),
         },
     )
+}
+
+/// [`start`] with an `on_close` hook installed by [`track_closes`].
+pub fn start_tracked(builder: Builder) -> (ServerHandle, Closes) {
+    let (builder, closes) = track_closes(builder);
+    (start(builder), closes)
+}
+
+/// Run a command to completion with its output collected, killing it (by
+/// pid) if it outlives `limit`.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = unbounded();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait for child"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+    }
 }
 
 /// User + system CPU time of the whole process (every thread).

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::unbounded;
+use crossbeam_channel::{unbounded, Receiver};
 use netloom::{CloseReason, Context, Error, SeqPacker, Server, ServerHandle};
 
-use crate::common::{start, track_closes, TIMEOUT};
+use crate::common::{start, track_closes, Closes, TIMEOUT};
 
 /// A backend answering id 1 with its body reversed, id 2 later from
 /// another thread after the number of milliseconds the body says, and
@@ -54,6 +54,42 @@ fn dialer() -> ServerHandle {
         .packer(SeqPacker::default())
         .start()
         .expect("start")
+}
+
+/// A server that only dials (on the default number of loops), with the
+/// sequence packer and its closes tracked.
+fn dialer_tracking_closes() -> (ServerHandle, Closes) {
+    let (builder, closes) = track_closes(Server::builder().packer(SeqPacker::default()));
+    crate::common::init_logs();
+    (builder.start().unwrap(), closes)
+}
+
+/// A backend with the sequence packer that sends every id-5 body it gets
+/// to the returned channel.
+fn sink_backend() -> (ServerHandle, Receiver<Vec<u8>>) {
+    let (got_tx, got) = unbounded();
+    let backend = start(Server::builder().packer(SeqPacker::default()).route(
+        5,
+        move |ctx: &mut Context<'_>| {
+            let _ = got_tx.send(ctx.body().to_vec());
+        },
+    ));
+    (backend, got)
+}
+
+/// A blocking client of `addr` speaking the sequence packer.
+fn seq_client(addr: SocketAddr) -> netloom::client::Client {
+    netloom::client::Client::connect(addr)
+        .unwrap()
+        .with_packer(SeqPacker::default())
+}
+
+/// A loopback port with nothing listening on it.
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 #[test]
@@ -181,13 +217,7 @@ fn a_lost_connection_fails_every_waiting_request_at_once() {
 
 #[test]
 fn messages_sent_before_the_connect_completes_arrive_in_order() {
-    let (got_tx, got) = unbounded();
-    let backend = start(Server::builder().packer(SeqPacker::default()).route(
-        5,
-        move |ctx: &mut Context<'_>| {
-            let _ = got_tx.send(ctx.body().to_vec());
-        },
-    ));
+    let (backend, got) = sink_backend();
     let client = dialer();
     let conn = client.hub().connect(backend.local_addr()).unwrap();
     for i in 0..100u32 {
@@ -205,13 +235,7 @@ fn messages_sent_before_the_connect_completes_arrive_in_order() {
 /// the socket's WRITABLE interest alone (the connect completes with it).
 #[test]
 fn a_send_in_the_turn_that_dials_waits_for_the_connect() {
-    let (got_tx, got) = unbounded();
-    let backend = start(Server::builder().packer(SeqPacker::default()).route(
-        5,
-        move |ctx: &mut Context<'_>| {
-            let _ = got_tx.send(ctx.body().to_vec());
-        },
-    ));
+    let (backend, got) = sink_backend();
     let backend_addr = backend.local_addr();
     let gateway = start(Server::builder().packer(SeqPacker::default()).route(
         1,
@@ -221,9 +245,7 @@ fn a_send_in_the_turn_that_dials_waits_for_the_connect() {
             Ok(())
         },
     ));
-    let mut client = netloom::client::Client::connect(gateway.local_addr())
-        .unwrap()
-        .with_packer(SeqPacker::default());
+    let mut client = seq_client(gateway.local_addr());
     client.send(1, b"relayed").unwrap();
     assert_eq!(got.recv_timeout(TIMEOUT).unwrap(), b"relayed");
     gateway.shutdown(TIMEOUT).unwrap();
@@ -232,14 +254,8 @@ fn a_send_in_the_turn_that_dials_waits_for_the_connect() {
 
 #[test]
 fn a_refused_dial_without_reconnect_closes_with_connect_failed() {
-    // A port with nothing listening: bind, note it, close.
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let (builder, mut closes) = track_closes(Server::builder().packer(SeqPacker::default()));
-    crate::common::init_logs();
-    let client = builder.start().unwrap();
+    let addr = free_port();
+    let (client, mut closes) = dialer_tracking_closes();
     let conn = client.hub().connect(addr).unwrap();
     let reason = closes.reason_for(addr);
     assert!(
@@ -274,13 +290,8 @@ fn a_gateway_relays_between_its_clients_and_a_backend_it_dialed() {
         },
     ));
     *upstream.lock().unwrap() = Some(gateway.hub().connect(backend.local_addr()).unwrap());
-    let mut clients: Vec<netloom::client::Client> = (0..4)
-        .map(|_| {
-            netloom::client::Client::connect(gateway.local_addr())
-                .unwrap()
-                .with_packer(SeqPacker::default())
-        })
-        .collect();
+    let mut clients: Vec<netloom::client::Client> =
+        (0..4).map(|_| seq_client(gateway.local_addr())).collect();
     let mut seen = HashSet::new();
     for round in 0..25u32 {
         for (n, c) in clients.iter_mut().enumerate() {
@@ -357,9 +368,7 @@ print("done", flush=True)
 #[test]
 fn the_blocking_client_requests_with_timeouts() {
     let backend = backend();
-    let mut c = netloom::client::Client::connect(backend.local_addr())
-        .unwrap()
-        .with_packer(SeqPacker::default());
+    let mut c = seq_client(backend.local_addr());
     let reply = c.request(1, b"abc", TIMEOUT).unwrap();
     assert_eq!((reply.id, &reply.body[..]), (1, &b"cba"[..]));
     let started = Instant::now();
@@ -395,9 +404,7 @@ fn a_broadcast_reaches_clients_but_not_dialed_connections() {
     let server = start(Server::builder().packer(SeqPacker::default()));
     let up = server.hub().connect(backend.local_addr()).unwrap();
     up.request(1, b"up", TIMEOUT).unwrap().wait().unwrap();
-    let mut client = netloom::client::Client::connect(server.local_addr())
-        .unwrap()
-        .with_packer(SeqPacker::default());
+    let mut client = seq_client(server.local_addr());
     client.set_timeout(Some(TIMEOUT)).unwrap();
     crate::common::wait_until("the client to be listed", || {
         server.hub().connections().len() == 2

@@ -4,12 +4,13 @@
 //! bounds while the others carry on.
 
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use netloom::ws;
-use netloom::{Builder, CloseReason, Server, SlowPeerPolicy};
+use netloom::{Builder, CloseReason, Server, ServerHandle, SlowPeerPolicy};
 
-use crate::common::{echo, track_closes, wait_until, Client, TIMEOUT};
+use crate::common::{echo, start_tracked, track_closes, wait_until, Client, Closes, TIMEOUT};
 use crate::ws_raw::RawWs;
 
 /// A masked client ping with a 125-byte payload (the most a control frame
@@ -48,7 +49,9 @@ fn flood_pings(ws: &mut RawWs, limit: usize, stall: Duration) -> usize {
     sent
 }
 
-fn ws_server(builder: Builder) -> netloom::ServerHandle {
+/// A server with a WebSocket listener (`local_addrs()[0]`) echoing text
+/// and a TCP one (`local_addrs()[1]`) echoing id 1.
+fn ws_server(builder: Builder) -> ServerHandle {
     crate::common::init_logs();
     builder
         .route(ws::TEXT, |ctx| ctx.reply(ws::TEXT, ctx.body()))
@@ -59,6 +62,20 @@ fn ws_server(builder: Builder) -> netloom::ServerHandle {
         .expect("bind")
         .start()
         .expect("start")
+}
+
+/// [`ws_server`] with its closes tracked.
+fn ws_server_tracked(builder: Builder) -> (ServerHandle, Closes) {
+    let (builder, closes) = track_closes(builder);
+    (ws_server(builder), closes)
+}
+
+/// A WebSocket client upgraded on `server`'s WebSocket listener, and its
+/// local address (the server's peer address for it).
+fn ws_peer(server: &ServerHandle) -> (RawWs, SocketAddr) {
+    let ws = RawWs::connect(server.local_addrs()[0], "/");
+    let local = ws.stream.local_addr().unwrap();
+    (ws, local)
 }
 
 /// A client that floods pings and never reads makes the server queue a
@@ -107,15 +124,13 @@ fn a_ping_flood_that_never_reads_is_paused_at_the_high_water_mark() {
 /// with `SlowPeer`.
 #[test]
 fn a_ping_flood_under_the_close_policy_is_closed_as_a_slow_peer() {
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = ws_server_tracked(
         Server::builder()
             .event_loops(1)
             .write_high_water(64 << 10)
             .slow_peer(SlowPeerPolicy::Close),
     );
-    let server = ws_server(builder);
-    let mut flooder = RawWs::connect(server.local_addrs()[0], "/");
-    let local = flooder.stream.local_addr().unwrap();
+    let (mut flooder, local) = ws_peer(&server);
     let _ = flood_pings(&mut flooder, 64 << 20, Duration::from_millis(500));
     let reason = closes.reason_for(local);
     assert!(matches!(reason, CloseReason::SlowPeer), "{reason:?}");
@@ -127,8 +142,7 @@ fn a_ping_flood_under_the_close_policy_is_closed_as_a_slow_peer() {
 /// and closed as a bad upgrade.
 #[test]
 fn an_unknown_websocket_version_is_answered_with_the_one_spoken() {
-    let (builder, mut closes) = track_closes(Server::builder().event_loops(1));
-    let server = ws_server(builder);
+    let (server, mut closes) = ws_server_tracked(Server::builder().event_loops(1));
     for version in ["8", "14"] {
         let mut ws = RawWs::tcp(server.local_addrs()[0]);
         let local = ws.stream.local_addr().unwrap();
@@ -156,11 +170,9 @@ fn an_unknown_websocket_version_is_answered_with_the_one_spoken() {
 /// peer close with the server's own 1002.
 #[test]
 fn an_invalid_close_code_is_a_protocol_error() {
-    let (builder, mut closes) = track_closes(Server::builder().event_loops(1));
-    let server = ws_server(builder);
+    let (server, mut closes) = ws_server_tracked(Server::builder().event_loops(1));
     for code in [999u16, 1005, 5000] {
-        let mut ws = RawWs::connect(server.local_addrs()[0], "/");
-        let local = ws.stream.local_addr().unwrap();
+        let (mut ws, local) = ws_peer(&server);
         let mut payload = code.to_be_bytes().to_vec();
         payload.extend_from_slice(b"bye");
         ws.send_frame(0x88, &payload, true);
@@ -176,8 +188,7 @@ fn an_invalid_close_code_is_a_protocol_error() {
         }
     }
     // A valid code is still a peer close, with the peer's code.
-    let mut ws = RawWs::connect(server.local_addrs()[0], "/");
-    let local = ws.stream.local_addr().unwrap();
+    let (mut ws, local) = ws_peer(&server);
     ws.send_frame(0x88, &[0x0f, 0xa0, b'o', b'k'], true);
     assert_eq!(ws.expect_close().0, 4000);
     let reason = closes.reason_for(local);
@@ -192,10 +203,8 @@ fn an_invalid_close_code_is_a_protocol_error() {
 /// 6455 5.2: 1002 (protocol error), not 1009 (too big).
 #[test]
 fn a_length_with_the_top_bit_set_is_a_protocol_error() {
-    let (builder, mut closes) = track_closes(Server::builder().event_loops(1));
-    let server = ws_server(builder);
-    let mut ws = RawWs::connect(server.local_addrs()[0], "/");
-    let local = ws.stream.local_addr().unwrap();
+    let (server, mut closes) = ws_server_tracked(Server::builder().event_loops(1));
+    let (mut ws, local) = ws_peer(&server);
     let mut frame = vec![0x82, 0x80 | 127];
     frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
     frame.extend_from_slice(&[1, 2, 3, 4, 9, 9]);
@@ -216,13 +225,12 @@ fn a_length_with_the_top_bit_set_is_a_protocol_error() {
 /// likes.
 #[test]
 fn a_slow_body_is_closed_while_a_slow_but_honest_one_completes() {
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .frame_timeout(Duration::from_secs(1), 500)
             .route(1, echo),
     );
-    let server = crate::common::start(builder);
     let addr = server.local_addr();
 
     // Honest: 4,000 bytes in 20 chunks 100 ms apart (about 2 s).
@@ -265,14 +273,12 @@ fn a_slow_body_is_closed_while_a_slow_but_honest_one_completes() {
 /// time) is held to the same deadline.
 #[test]
 fn a_slow_websocket_message_is_closed_with_frame_timeout() {
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = ws_server_tracked(
         Server::builder()
             .event_loops(1)
             .frame_timeout(Duration::from_secs(1), 500),
     );
-    let server = ws_server(builder);
-    let mut ws = RawWs::connect(server.local_addrs()[0], "/");
-    let local = ws.stream.local_addr().unwrap();
+    let (mut ws, local) = ws_peer(&server);
     // A first fragment of a text message (not final), then nothing final.
     ws.send_frame(0x01, b"begun", true);
     for _ in 0..50 {
@@ -293,13 +299,12 @@ fn a_slow_websocket_message_is_closed_with_frame_timeout() {
 /// complete their frames.
 #[test]
 fn partial_frames_over_the_loop_budget_close_the_largest_holders() {
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .max_partial_bytes(256 << 10)
             .route(1, echo),
     );
-    let server = crate::common::start(builder);
     let mut clients = Vec::new();
     for i in 0..10u8 {
         let mut c = Client::connect(server.local_addr());
@@ -340,13 +345,12 @@ fn partial_frames_over_the_loop_budget_close_the_largest_holders() {
 /// progress: at most two windows after its first byte.
 #[test]
 fn a_body_stalled_before_its_last_byte_is_closed_within_two_windows() {
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .frame_timeout(Duration::from_secs(1), 500)
             .route(1, echo),
     );
-    let server = crate::common::start(builder);
     let mut c = Client::connect(server.local_addr());
     let local = c.stream.local_addr().unwrap();
     let started = std::time::Instant::now();
@@ -368,12 +372,11 @@ fn a_body_stalled_before_its_last_byte_is_closed_within_two_windows() {
 /// are closed with `MemoryLimit` until four fit.
 #[test]
 fn unfinished_websocket_messages_count_against_the_partial_budget() {
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = ws_server_tracked(
         Server::builder()
             .event_loops(1)
             .max_partial_bytes(512 << 10),
     );
-    let server = ws_server(builder);
     let mut peers = Vec::new();
     for _ in 0..10 {
         let mut ws = RawWs::connect(server.local_addrs()[0], "/");

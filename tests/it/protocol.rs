@@ -27,13 +27,12 @@ mod routing;
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crossbeam_channel::unbounded;
 use netloom::{Builder, Server};
 
 use crate::common::peers::{require, Peer};
-use crate::common::{echo, start, Client, TIMEOUT};
+use crate::common::{echo, run_bounded, start, Client, TIMEOUT};
 
 // ---------------------------------------------------------------------------
 // Helpers shared with the submodules.
@@ -127,25 +126,9 @@ fn python_client_gets_its_echoes() {
     };
     let server = start(echo_builder(2));
     let port = server.local_addr().port().to_string();
-    let child = Command::new(py)
-        .args(["-c", PY_CLIENT, &port])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python3");
-    let pid = child.id();
-    let (tx, rx) = unbounded();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(TIMEOUT) {
-        Ok(out) => out.expect("wait for python3"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("python client did not finish within {TIMEOUT:?}");
-        }
-    };
+    let mut cmd = Command::new(py);
+    cmd.args(["-c", PY_CLIENT, &port]);
+    let out = run_bounded(cmd, TIMEOUT);
     assert!(
         out.status.success(),
         "python client failed ({}): {}",

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use netloom::{Builder, Context, Server, TlsInfo};
 
 use crate::common::echo;
-use crate::tls_support::{server_config, TestCert, ECHO};
+use crate::tls_support::{alpn_and_sni, server_config, TestCert, ECHO};
 
 /// Replies with "version alpn sni" from the connection's [`TlsInfo`].
 const INFO: u32 = 9;
@@ -39,14 +39,7 @@ const INFO: u32 = 9;
 /// Reply with what the handshake settled, as "version alpn sni".
 fn info(ctx: &mut Context<'_>) -> netloom::Result<()> {
     let text = match ctx.data().get::<TlsInfo>() {
-        Some(i) => format!(
-            "{} {} {}",
-            i.version,
-            i.alpn
-                .as_deref()
-                .map_or("-".into(), String::from_utf8_lossy),
-            i.sni.as_deref().unwrap_or("-")
-        ),
+        Some(i) => format!("{} {}", i.version, alpn_and_sni(i)),
         None => "no TlsInfo".into(),
     };
     ctx.reply(INFO, text)

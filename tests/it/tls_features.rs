@@ -11,7 +11,9 @@ use rustls::server::ResolvesServerCertUsingSni;
 use rustls::sign::CertifiedKey;
 
 use crate::common::{echo, start, track_closes, TIMEOUT};
-use crate::tls_support::{client_config, provider, server_config, test_cert, TlsPeer, ALPN, ECHO};
+use crate::tls_support::{
+    alpn_and_sni, client_config, provider, server_config, test_cert, TlsPeer, ALPN, ECHO,
+};
 
 /// Replies with the connection's negotiated ALPN protocol and SNI name, as
 /// "alpn sni" ("-" for none).
@@ -19,13 +21,7 @@ const INFO: u32 = 9;
 
 fn info(ctx: &mut Context<'_>) -> netloom::Result<()> {
     let text = match ctx.data().get::<TlsInfo>() {
-        Some(i) => format!(
-            "{} {}",
-            i.alpn
-                .as_deref()
-                .map_or("-".into(), String::from_utf8_lossy),
-            i.sni.as_deref().unwrap_or("-")
-        ),
+        Some(i) => alpn_and_sni(i),
         None => "no TlsInfo".into(),
     };
     ctx.reply(INFO, text)

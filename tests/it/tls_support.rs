@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::{unbounded, Receiver};
+use netloom::TlsInfo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConnection, StreamOwned, SupportedProtocolVersion};
 
@@ -21,6 +22,18 @@ use crate::common::{frame, TIMEOUT};
 pub const ALPN: &[u8] = b"netloom/1";
 /// Echo: the reply carries the request's id and body.
 pub const ECHO: u32 = 1;
+
+/// What a handshake settled, as "alpn sni" ("-" for either when absent):
+/// the text the test servers' info routes reply with.
+pub fn alpn_and_sni(i: &TlsInfo) -> String {
+    format!(
+        "{} {}",
+        i.alpn
+            .as_deref()
+            .map_or("-".into(), String::from_utf8_lossy),
+        i.sni.as_deref().unwrap_or("-")
+    )
+}
 
 /// A self-signed certificate for "localhost" and 127.0.0.1, made at test
 /// time.

@@ -7,12 +7,13 @@
 //! is missing fails with how to install it, or is skipped and listed under
 //! `NETLOOM_SKIP_MISSING_PEERS=1`.
 //!
-//! This file: the helpers the submodules share (running a peer with a
-//! bound, the server, its close reasons). `ws/python.rs`: Python's
-//! `websockets`. `ws/browser.rs`: headless Chromium. `ws/upgrade.rs`: curl
-//! and raw TCP, requests that are not WebSocket upgrades. `ws/frames.rs`:
-//! raw frames, the protocol's duties. `ws/cross_thread.rs`: cross-thread
-//! sends, broadcast, mixed listeners, backpressure.
+//! This file: the helpers the submodules share (the servers, their close
+//! reasons; peers run with a bound through `crate::common::run_bounded`).
+//! `ws/python.rs`: Python's `websockets`. `ws/browser.rs`: headless
+//! Chromium. `ws/upgrade.rs`: curl and raw TCP, requests that are not
+//! WebSocket upgrades. `ws/frames.rs`: raw frames, the protocol's duties.
+//! `ws/cross_thread.rs`: cross-thread sends, broadcast, mixed listeners,
+//! backpressure.
 
 mod browser;
 mod cross_thread;
@@ -20,40 +21,15 @@ mod frames;
 mod python;
 mod upgrade;
 
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
-
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::ws;
-use netloom::{Builder, CloseReason, Server, ServerHandle};
+use netloom::{Builder, CloseReason, ConnHandle, Server, ServerHandle};
 
 use crate::common::TIMEOUT;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Run a command, killing it (by pid) if it outlives `limit`.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id();
-    let (tx, rx) = unbounded();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("wait for child"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-    }
-}
 
 fn start_ws(builder: Builder) -> ServerHandle {
     crate::common::init_logs();
@@ -63,6 +39,30 @@ fn start_ws(builder: Builder) -> ServerHandle {
         .expect("bind_ws")
         .start()
         .expect("start")
+}
+
+/// Start `builder` on two loops with a TCP listener (`local_addrs()[0]`)
+/// and a WebSocket one (`local_addrs()[1]`).
+fn start_tcp_and_ws(builder: Builder) -> ServerHandle {
+    crate::common::init_logs();
+    builder
+        .event_loops(2)
+        .bind("127.0.0.1:0")
+        .expect("bind")
+        .bind_ws("127.0.0.1:0")
+        .expect("bind_ws")
+        .start()
+        .expect("start")
+}
+
+/// Each upgraded connection's handle, sent from `ws_on_upgrade`.
+fn upgrade_handles(builder: Builder) -> (Builder, Receiver<ConnHandle>) {
+    let (tx, rx) = unbounded();
+    let builder = builder.ws_on_upgrade(move |session, _| {
+        let _ = tx.send(session.handle());
+        Ok(())
+    });
+    (builder, rx)
 }
 
 /// Close reasons, as `on_close` reports them.

@@ -3,16 +3,17 @@
 //! a connect. The schedule is observed through `on_disconnect`, never
 //! assumed.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::{
-    Builder, CloseReason, Context, Dial, Disconnect, Error, Reconnect, SeqPacker, Server,
-    ServerHandle, WhileDown,
+    Builder, CloseReason, ConnHandle, Context, Dial, Disconnect, Error, Reconnect, SeqPacker,
+    Server, ServerHandle, WhileDown,
 };
 
-use crate::common::{init_logs, track_closes, TIMEOUT};
+use super::{dialer_tracking_closes, free_port};
+use crate::common::{init_logs, track_closes, Closes, TIMEOUT};
 
 /// A quick schedule: 40 ms, 80 ms, 160 ms, then 160 ms.
 fn quick() -> Reconnect {
@@ -76,14 +77,22 @@ impl Dialer {
     fn next_down(&self) -> (Instant, Disconnect) {
         self.downs.recv_timeout(TIMEOUT).expect("on_disconnect")
     }
+
+    /// Dial `addr`, reconnecting by `policy`.
+    fn dial(&self, addr: SocketAddr, policy: Reconnect) -> ConnHandle {
+        self.server
+            .hub()
+            .dial(Dial::new(addr).reconnect(policy))
+            .unwrap()
+    }
 }
 
-/// A loopback port with nothing listening on it.
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// A [`dialer`] with its closes tracked, and a free port for it to dial
+/// (nothing listens there).
+fn dialer_to_nobody() -> (SocketAddr, Dialer, Closes) {
+    let addr = free_port();
+    let (builder, closes) = track_closes(Server::builder());
+    (addr, dialer(builder), closes)
 }
 
 #[test]
@@ -91,11 +100,7 @@ fn a_lost_backend_is_dialed_again_on_schedule_and_the_handle_keeps_working() {
     let addr = free_port();
     let (backend, _, opened) = backend_on(addr);
     let d = dialer(Server::builder());
-    let conn = d
-        .server
-        .hub()
-        .dial(Dial::new(addr).reconnect(quick()))
-        .unwrap();
+    let conn = d.dial(addr, quick());
     opened.recv_timeout(TIMEOUT).unwrap();
     assert_eq!(
         &conn.request(1, b"a", TIMEOUT).unwrap().wait().unwrap().body[..],
@@ -150,11 +155,7 @@ fn sends_while_down_are_queued_and_arrive_once_in_order_after_the_reconnect() {
     let addr = free_port();
     let (backend, got, opened) = backend_on(addr);
     let d = dialer(Server::builder());
-    let conn = d
-        .server
-        .hub()
-        .dial(Dial::new(addr).reconnect(quick()))
-        .unwrap();
+    let conn = d.dial(addr, quick());
     opened.recv_timeout(TIMEOUT).unwrap();
     backend.shutdown(TIMEOUT).unwrap();
     d.next_down();
@@ -222,18 +223,12 @@ fn while_down_refuse_refuses_sends_and_requests() {
 
 #[test]
 fn closing_a_connection_during_its_backoff_stops_the_attempts() {
-    let addr = free_port();
-    let (builder, mut closes) = track_closes(Server::builder());
-    let d = dialer(builder);
+    let (addr, d, mut closes) = dialer_to_nobody();
     let slow = Reconnect {
         initial: Duration::from_millis(300),
         ..quick()
     };
-    let conn = d
-        .server
-        .hub()
-        .dial(Dial::new(addr).reconnect(slow))
-        .unwrap();
+    let conn = d.dial(addr, slow);
     let (_, down) = d.next_down();
     assert_eq!(down.attempt, 1);
     conn.close();
@@ -249,9 +244,7 @@ fn closing_a_connection_during_its_backoff_stops_the_attempts() {
 
 #[test]
 fn a_refused_port_is_tried_max_attempts_times_then_closed_without_spinning() {
-    let addr = free_port();
-    let (builder, mut closes) = track_closes(Server::builder());
-    let d = dialer(builder);
+    let (addr, d, mut closes) = dialer_to_nobody();
     let policy = Reconnect {
         initial: Duration::from_millis(10),
         max_attempts: Some(3),
@@ -259,10 +252,7 @@ fn a_refused_port_is_tried_max_attempts_times_then_closed_without_spinning() {
     };
     let started = Instant::now();
     let cpu = crate::common::cpu_time();
-    d.server
-        .hub()
-        .dial(Dial::new(addr).reconnect(policy))
-        .unwrap();
+    d.dial(addr, policy);
     let attempts: Vec<u32> = (0..3).map(|_| d.next_down().1.attempt).collect();
     assert_eq!(attempts, [1, 2, 3]);
     let reason = closes.reason_for(addr);
@@ -303,9 +293,7 @@ fn a_connect_nobody_answers_ends_at_its_timeout() {
         }
         assert!(fillers.len() < 64, "the accept queue never filled");
     }
-    let (builder, mut closes) = track_closes(Server::builder().packer(SeqPacker::default()));
-    init_logs();
-    let client = builder.start().unwrap();
+    let (client, mut closes) = dialer_tracking_closes();
     let started = Instant::now();
     let dial = Dial::new(addr).connect_timeout(Duration::from_millis(200));
     client.hub().dial(dial).unwrap();
@@ -322,18 +310,12 @@ fn a_connect_nobody_answers_ends_at_its_timeout() {
 
 #[test]
 fn a_shutdown_ends_a_connection_waiting_out_its_backoff_at_once() {
-    let addr = free_port();
-    let (builder, mut closes) = track_closes(Server::builder());
-    let d = dialer(builder);
+    let (addr, d, mut closes) = dialer_to_nobody();
     let slow = Reconnect {
         initial: Duration::from_secs(30),
         ..quick()
     };
-    let conn = d
-        .server
-        .hub()
-        .dial(Dial::new(addr).reconnect(slow))
-        .unwrap();
+    let conn = d.dial(addr, slow);
     assert_eq!(d.next_down().1.attempt, 1);
     let started = Instant::now();
     d.server.shutdown(TIMEOUT).unwrap();

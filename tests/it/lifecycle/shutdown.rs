@@ -8,9 +8,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
-use netloom::{Builder, CloseReason, Config, ConnId, Error, Server};
+use netloom::{Builder, CloseReason, Config, ConnId, Error, Server, ServerHandle};
 
-use super::{heavy, is_timeout, ms, with_hooks, Closed, CLOCK_GRAIN, SLACK};
+use super::{heavy, is_timeout, ms, with_hooks, Closed, Hooks, CLOCK_GRAIN, SLACK};
 use crate::common::{echo, Client, TIMEOUT};
 
 /// 7. Shutdown closes every connection with `Shutdown`, running `on_close`
@@ -62,27 +62,18 @@ fn shutdown_flushes_replies_queued_before_it() {
     let _heavy = heavy();
     let body_of = |i: usize| -> Vec<u8> { (0..BODY).map(|j| (i * 7 + j) as u8).collect() };
     let (queued_tx, queued_rx) = unbounded();
-    let (builder, mut hooks) = with_hooks(
-        Server::builder()
-            .event_loops(1)
-            .write_high_water(64 << 20)
-            .route(1, move |ctx| {
-                for i in 0..N {
-                    ctx.reply(2, body_of(i))?;
-                }
-                let _ = queued_tx.send(());
-                Ok::<(), Error>(())
-            }),
-    );
-    let server = crate::common::start(builder);
+    let builder = Server::builder()
+        .event_loops(1)
+        .write_high_water(64 << 20)
+        .route(1, move |ctx| {
+            for i in 0..N {
+                ctx.reply(2, body_of(i))?;
+            }
+            let _ = queued_tx.send(());
+            Ok::<(), Error>(())
+        });
+    let (server, mut hooks, mut client, id) = queue_replies(builder, &queued_rx, b"give me 16 MiB");
     let hub = server.hub();
-    let mut client = Client::connect(server.local_addr());
-    let id = hooks.opened(&client);
-
-    client.send(1, b"give me 16 MiB");
-    queued_rx
-        .recv_timeout(TIMEOUT)
-        .expect("handler queued replies");
     // The client has not read anything: most of it is still queued.
     let total = (N * (BODY + 8)) as u64;
     let out_before = hub.stats().bytes_out;
@@ -130,6 +121,25 @@ fn bulk_reply_server(n: usize, config: Config) -> (Builder, Receiver<()>) {
     (builder, queued_rx)
 }
 
+/// Start `builder` with hooks, connect a client and send `request` on id
+/// 1; return once the handler reports on `queued` that its replies are in
+/// the write queue (the client has read none of them).
+fn queue_replies(
+    builder: Builder,
+    queued: &Receiver<()>,
+    request: &[u8],
+) -> (ServerHandle, Hooks, Client, ConnId) {
+    let (builder, mut hooks) = with_hooks(builder);
+    let server = crate::common::start(builder);
+    let mut client = Client::connect(server.local_addr());
+    let id = hooks.opened(&client);
+    client.send(1, request);
+    queued
+        .recv_timeout(TIMEOUT)
+        .expect("handler queued replies");
+    (server, hooks, client, id)
+}
+
 /// Read (and drop) whatever the server sends until it closes.
 fn drain_until_closed(client: &mut Client) {
     let mut buf = vec![0u8; 1 << 16];
@@ -150,14 +160,7 @@ fn shutdown_deadline_bounds_a_peer_that_never_reads() {
     let _heavy = heavy();
     let deadline = ms(300);
     let (builder, queued) = bulk_reply_server(16, Config::default());
-    let (builder, mut hooks) = with_hooks(builder);
-    let server = crate::common::start(builder);
-    let mut client = Client::connect(server.local_addr());
-    let id = hooks.opened(&client);
-    client.send(1, b"");
-    queued
-        .recv_timeout(TIMEOUT)
-        .expect("handler queued replies");
+    let (server, mut hooks, mut client, id) = queue_replies(builder, &queued, b"");
 
     let started = Instant::now();
     let result = server.shutdown(deadline);
@@ -189,15 +192,8 @@ fn shutdown_reports_data_dropped_by_close_linger() {
     let mut config = Config::default();
     config.close_linger = linger;
     let (builder, queued) = bulk_reply_server(16, config);
-    let (builder, mut hooks) = with_hooks(builder);
-    let server = crate::common::start(builder);
+    let (server, mut hooks, mut client, id) = queue_replies(builder, &queued, b"");
     let hub = server.hub();
-    let mut client = Client::connect(server.local_addr());
-    let id = hooks.opened(&client);
-    client.send(1, b"");
-    queued
-        .recv_timeout(TIMEOUT)
-        .expect("handler queued replies");
 
     let started = Instant::now();
     let result = server.shutdown(Duration::from_secs(5));

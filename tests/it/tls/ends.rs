@@ -6,23 +6,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netloom::client::Client;
-use netloom::{CloseReason, Error, Server};
+use netloom::{Builder, CloseReason, Error, Server, ServerHandle};
 use rustls::pki_types::ServerName;
 use rustls::version::{TLS12, TLS13};
 use rustls::ClientConnection;
 
 use super::tls_builder;
-use crate::common::{echo, frame, start, track_closes, TIMEOUT};
+use crate::common::{echo, frame, start_tracked, Closes, TIMEOUT};
 use crate::tls_support::{
     assert_only_alerts, client_config, client_config_versions, read_until_fin, server_config,
-    test_cert, TlsPeer, ECHO,
+    test_cert, TestCert, TlsPeer, ECHO,
 };
+
+/// Start `builder` with its closes tracked, and connect a TLS client that
+/// has had `first` echoed (it stays connected, to be checked again later).
+fn start_with_client(
+    builder: Builder,
+    cert: &TestCert,
+    first: &[u8],
+) -> (ServerHandle, Closes, TlsPeer) {
+    let (server, closes) = start_tracked(builder);
+    let mut client = TlsPeer::connect(server.local_addr(), client_config(cert));
+    client.assert_echoes(first);
+    (server, closes, client)
+}
 
 #[test]
 fn a_request_followed_by_close_notify_is_answered_as_its_tls_version_says() {
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(tls_builder(&cert));
-    let server = start(builder);
+    let (server, mut closes) = start_tracked(tls_builder(&cert));
     for versions in [&[&TLS12][..], &[&TLS13][..]] {
         let mut peer =
             TlsPeer::connect(server.local_addr(), client_config_versions(&cert, versions));
@@ -57,11 +69,9 @@ fn a_request_followed_by_close_notify_is_answered_as_its_tls_version_says() {
 #[test]
 fn clients_closing_without_close_notify_are_peer_closed() {
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(tls_builder(&cert));
-    let server = start(builder);
+    let (server, mut closes, mut bystander) =
+        start_with_client(tls_builder(&cert), &cert, b"before");
     let addr = server.local_addr();
-    let mut bystander = TlsPeer::connect(addr, client_config(&cert));
-    bystander.assert_echoes(b"before");
 
     // TCP shutdown after an exchange, no close_notify.
     let mut abrupt = TlsPeer::connect(addr, client_config(&cert));
@@ -110,12 +120,13 @@ fn clients_closing_without_close_notify_are_peer_closed() {
 fn silent_and_stalled_handshakes_time_out() {
     const LIMIT: Duration = Duration::from_millis(200);
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(tls_builder(&cert).handshake_timeout(LIMIT));
-    let server = start(builder);
-    let addr = server.local_addr();
     // A client that finished its handshake is not affected by the timer.
-    let mut done = TlsPeer::connect(addr, client_config(&cert));
-    done.assert_echoes(b"in time");
+    let (server, mut closes, mut done) = start_with_client(
+        tls_builder(&cert).handshake_timeout(LIMIT),
+        &cert,
+        b"in time",
+    );
+    let addr = server.local_addr();
 
     // TCP only: never a byte.
     let started = Instant::now();
@@ -163,11 +174,8 @@ fn silent_and_stalled_handshakes_time_out() {
 #[test]
 fn plaintext_clients_on_a_tls_port_are_closed_cleanly() {
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(tls_builder(&cert));
-    let server = start(builder);
+    let (server, mut closes, mut tls) = start_with_client(tls_builder(&cert), &cert, b"before");
     let addr = server.local_addr();
-    let mut tls = TlsPeer::connect(addr, client_config(&cert));
-    tls.assert_echoes(b"before");
     let requests: [&[u8]; 3] = [
         // A frame of our own protocol, in clear.
         b"\x05\x00\x00\x00\x01\x00\x00\x00hello",
@@ -199,11 +207,8 @@ fn plaintext_clients_on_a_tls_port_are_closed_cleanly() {
 #[test]
 fn a_handshake_message_trickled_in_tiny_records_is_cut_off() {
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(tls_builder(&cert));
-    let server = start(builder);
+    let (server, mut closes, mut tls) = start_with_client(tls_builder(&cert), &cert, b"before");
     let addr = server.local_addr();
-    let mut tls = TlsPeer::connect(addr, client_config(&cert));
-    tls.assert_echoes(b"before");
     // A ClientHello that says it is 65,535 bytes long, one byte per
     // record (6 bytes on the wire each). Send 150 KB of it: past the
     // server's 82 KiB cap on unfinished records, far from the end of the
@@ -230,13 +235,12 @@ fn a_handshake_message_trickled_in_tiny_records_is_cut_off() {
 #[test]
 fn failed_client_handshakes_are_errors_on_both_sides() {
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .tls(Arc::new(server_config(&cert, &[&TLS13])))
             .route(ECHO, echo),
     );
-    let server = start(builder);
     let addr = server.local_addr();
     let stranger = test_cert();
     let cases = [

@@ -3,12 +3,21 @@
 use std::process::Command;
 use std::time::Duration;
 
-use netloom::CloseReason;
+use netloom::{CloseReason, ServerHandle};
 
 use super::{tls_builder, INFO};
 use crate::common::peers::{require, Peer};
-use crate::common::{frame, start, track_closes};
+use crate::common::{frame, start_tracked, Closes};
 use crate::tls_support::{run_python, test_cert, Proc, TempFile, ECHO};
+
+/// A TLS server (see [`tls_builder`]) with its closes tracked, and its
+/// certificate in a PEM file for a peer to trust as its CA.
+fn server_and_ca_file() -> (ServerHandle, Closes, TempFile) {
+    let cert = test_cert();
+    let ca = TempFile::new("ca.pem", &cert.cert_pem);
+    let (server, closes) = start_tracked(tls_builder(&cert));
+    (server, closes, ca)
+}
 
 /// `openssl s_client` completes a handshake with `version_flag`, sends raw
 /// frame bytes from its stdin and prints our replies on stdout; killing it
@@ -17,10 +26,7 @@ fn s_client_exchanges_framed_echo(version_flag: &str, version: &str) {
     let Some(openssl) = require(Peer::Openssl) else {
         return;
     };
-    let cert = test_cert();
-    let ca = TempFile::new("ca.pem", &cert.cert_pem);
-    let (builder, mut closes) = track_closes(tls_builder(&cert));
-    let server = start(builder);
+    let (server, mut closes, ca) = server_and_ca_file();
     let mut s_client = Proc::spawn(
         "openssl s_client",
         Command::new(openssl).args([
@@ -123,10 +129,7 @@ fn python_ssl_echoes(version: &str, want: &str) {
     let Some(py) = require(Peer::Python3) else {
         return;
     };
-    let cert = test_cert();
-    let ca = TempFile::new("ca.pem", &cert.cert_pem);
-    let (builder, mut closes) = track_closes(tls_builder(&cert));
-    let server = start(builder);
+    let (server, mut closes, ca) = server_and_ca_file();
     let port = server.local_addr().port().to_string();
     let out = run_python(&py, PY_ECHO, &[&port, ca.arg(), version]);
     assert_eq!(out.trim(), format!("{want} netloom/1 localhost"));
@@ -186,8 +189,7 @@ fn python_ssl_reads_a_clean_end_after_shutdown_close_notify() {
     let cert = test_cert();
     let ca = TempFile::new("ca.pem", &cert.cert_pem);
     for version in ["1.2", "1.3"] {
-        let (builder, mut closes) = track_closes(tls_builder(&cert));
-        let server = start(builder);
+        let (server, mut closes) = start_tracked(tls_builder(&cert));
         let port = server.local_addr().port().to_string();
         let mut py = Proc::spawn(
             "python3",

@@ -10,9 +10,9 @@ use crossbeam_channel::{unbounded, Receiver};
 use netloom::ws;
 use netloom::{CloseReason, Server};
 
-use super::{run_bounded, start_ws};
+use super::start_ws;
 use crate::common::peers::{require, Peer};
-use crate::common::TIMEOUT;
+use crate::common::{run_bounded, TIMEOUT};
 
 const PAGE: &str = r#"<!doctype html>
 <html><head><title>netloom ws test</title></head><body>

@@ -8,28 +8,14 @@ use crossbeam_channel::unbounded;
 use netloom::ws::{self, WsMode, WsRequest};
 use netloom::Server;
 
-use super::start_ws;
+use super::{start_tcp_and_ws, start_ws, upgrade_handles};
 use crate::common::TIMEOUT;
 use crate::ws_raw::RawWs;
 
 #[test]
 fn handles_and_broadcast_reach_ws_and_tcp_clients() {
-    let (handle_tx, handle_rx) = unbounded();
-    let builder = Server::builder()
-        .event_loops(2)
-        .ws_on_upgrade(move |session, _| {
-            let _ = handle_tx.send(session.handle());
-            Ok(())
-        })
-        .route(ws::TEXT, |ctx| ctx.reply(ws::TEXT, ctx.body()));
-    crate::common::init_logs();
-    let server = builder
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .bind_ws("127.0.0.1:0")
-        .unwrap()
-        .start()
-        .unwrap();
+    let (builder, handle_rx) = upgrade_handles(Server::builder());
+    let server = start_tcp_and_ws(builder.route(ws::TEXT, |ctx| ctx.reply(ws::TEXT, ctx.body())));
     let ws_addr = server.local_addrs()[1];
     let mut a = RawWs::connect(ws_addr, "/a");
     let mut b = RawWs::connect(ws_addr, "/b");
@@ -109,22 +95,8 @@ fn ws_request_is_connection_data() {
 
 #[test]
 fn packer_mode_handles_and_broadcast_send_packer_frames_in_binary_messages() {
-    let (handle_tx, handle_rx) = unbounded();
-    crate::common::init_logs();
-    let server = Server::builder()
-        .event_loops(2)
-        .ws_mode(WsMode::Packer)
-        .ws_on_upgrade(move |session, _| {
-            let _ = handle_tx.send(session.handle());
-            Ok(())
-        })
-        .route(7, |ctx| ctx.reply(7, ctx.body()))
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .bind_ws("127.0.0.1:0")
-        .unwrap()
-        .start()
-        .unwrap();
+    let (builder, handle_rx) = upgrade_handles(Server::builder().ws_mode(WsMode::Packer));
+    let server = start_tcp_and_ws(builder.route(7, |ctx| ctx.reply(7, ctx.body())));
     let mut ws = RawWs::connect(server.local_addrs()[1], "/");
     let mut tcp = crate::common::Client::connect(server.local_addrs()[0]);
     // A packer frame split over two binary messages, then echoed whole.

@@ -11,9 +11,9 @@ use crossbeam_channel::unbounded;
 use netloom::ws::{self, WsMode};
 use netloom::{CloseReason, Server, ServerHandle};
 
-use super::{closes, echo_builder, next_close, run_bounded, start_ws};
+use super::{closes, echo_builder, next_close, start_tcp_and_ws, start_ws};
 use crate::common::peers::{require, Peer};
-use crate::common::TIMEOUT;
+use crate::common::{run_bounded, TIMEOUT};
 
 const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/ws_client.py");
 
@@ -212,15 +212,7 @@ fn python_packer_mode_serves_the_same_routes_as_tcp() {
             .ws_mode(WsMode::Packer)
             .route(7, |ctx| ctx.reply(7, ctx.body())),
     );
-    crate::common::init_logs();
-    let server = builder
-        .event_loops(2)
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .bind_ws("127.0.0.1:0")
-        .unwrap()
-        .start()
-        .unwrap();
+    let server = start_tcp_and_ws(builder);
     // The same route over raw TCP.
     let mut tcp = crate::common::Client::connect(server.local_addrs()[0]);
     tcp.send(7, b"tcp");

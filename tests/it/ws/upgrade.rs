@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use netloom::CloseReason;
 
-use super::{closes, echo_builder, next_close, run_bounded, start_ws};
+use super::{closes, echo_builder, next_close, start_ws};
 use crate::common::peers::{require, Peer};
-use crate::common::TIMEOUT;
+use crate::common::{run_bounded, TIMEOUT};
 use crate::ws_raw::{upgrade_request, RawWs};
 
 #[test]
