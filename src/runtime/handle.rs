@@ -219,7 +219,7 @@ impl Hub {
         }
         let encoded = runtime
             .wire
-            .encode_all(id, 0, &body)
+            .encode_all(id, 0, &body, false) // a broadcast never reaches dialed connections
             .map_err(|e| runtime.count_send_error(Error::Pack(e)))?;
         let mut result = Ok(());
         for index in 0..runtime.loops.len() {
@@ -312,7 +312,7 @@ impl Hub {
         }
         let encoded = runtime
             .wire
-            .encode_all(id, 0, &body)
+            .encode_all(id, 0, &body, true)
             .map_err(|e| runtime.count_send_error(Error::Pack(e)))?;
         let mut result = Ok(());
         for (index, ids) in per_loop.into_iter().enumerate() {

@@ -121,15 +121,23 @@ impl Wire {
     }
 
     /// Encode one message once for every protocol the server listens with
-    /// (a broadcast: every recipient's queue shares it).
+    /// (a broadcast: every recipient's queue shares it), and with
+    /// `dialed` for dialed connections too, which speak `Raw` whatever the
+    /// listeners speak (a server that only dials has no listener at all).
     pub(crate) fn encode_all(
         &self,
         id: u32,
         seq: u32,
         body: &Payload<'_>,
+        dialed: bool,
     ) -> std::result::Result<Encoded, PackError> {
         let mut encoded = Encoded::default();
-        for &protocol in &self.listening {
+        let raw_too = dialed && !self.listening.contains(&Protocol::Raw);
+        let protocols = self
+            .listening
+            .iter()
+            .chain(raw_too.then_some(&Protocol::Raw));
+        for &protocol in protocols {
             let frame = self.encode_shared(protocol, id, seq, body)?;
             match protocol {
                 Protocol::Raw => encoded.raw = Some(frame),
