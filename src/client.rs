@@ -272,7 +272,12 @@ impl Client {
         body: impl AsRef<[u8]>,
         timeout: Duration,
     ) -> Result<Message> {
-        self.last_seq = self.last_seq.wrapping_add(1).max(1);
+        // Odd, as every dialing side numbers its requests (`Requests`):
+        // 1, 3, …, u32::MAX, then 1 again.
+        self.last_seq = match self.last_seq {
+            0 => 1,
+            last => last.wrapping_add(2),
+        };
         let seq = self.last_seq;
         self.send_seq(id, seq, body)?;
         let deadline = std::time::Instant::now() + timeout;

@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 /// Enable SO_KEEPALIVE: first probe after `period` of silence, then every
 /// `period` where the platform lets us set the interval.
-pub(crate) fn set_keepalive(stream: &mio::net::TcpStream, period: Duration) -> io::Result<()> {
+fn set_keepalive(stream: &mio::net::TcpStream, period: Duration) -> io::Result<()> {
     let ka = TcpKeepalive::new().with_time(period);
     #[cfg(any(
         target_os = "linux",
@@ -23,6 +23,28 @@ pub(crate) fn set_keepalive(stream: &mio::net::TcpStream, period: Duration) -> i
     ))]
     let ka = ka.with_interval(period);
     SockRef::from(stream).set_tcp_keepalive(&ka)
+}
+
+/// The socket options every connection gets, accepted or dialed:
+/// TCP_NODELAY when `nodelay`, SO_KEEPALIVE when `keepalive` is set. A
+/// failure is logged at debug and otherwise ignored (the connection works
+/// without them).
+pub(crate) fn tune(
+    stream: &mio::net::TcpStream,
+    peer: SocketAddr,
+    nodelay: bool,
+    keepalive: Option<Duration>,
+) {
+    if nodelay {
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+        }
+    }
+    if let Some(period) = keepalive {
+        if let Err(e) = set_keepalive(stream, period) {
+            log::debug!("{peer}: cannot set SO_KEEPALIVE: {e}");
+        }
+    }
 }
 
 /// A non-blocking listener with SO_REUSEADDR (Unix: restart without

@@ -82,9 +82,9 @@ pub(crate) struct DialState {
     /// certificate is refused is retried on the backoff schedule and
     /// counts against `max_attempts`.
     pub(crate) attempt: u32,
-    /// Connect attempts started (wrapping): the mark of the attempt's
-    /// connect and handshake timers, so a timer left over from an earlier
-    /// attempt never cuts a later one short.
+    /// Connect attempts started (wrapping): every timer of the connection
+    /// carries it, so a timer left over from an earlier attempt never acts
+    /// on a later one (`reactor::event_loop::timers`).
     pub(crate) tries: u32,
     /// It was open at least once (`on_open` ran).
     pub(crate) opened: bool,

@@ -3,7 +3,11 @@
 //!
 //! A request's sequence number is taken from a counter per loop (never 0,
 //! which means "no request"), so it is unique among the loop's
-//! connections and comes round again only after 2^32 − 1 requests. A reply
+//! connections and comes round again only after 2^32 − 1 requests. The
+//! side that dialed a connection numbers its requests odd, the side that
+//! accepted it even (HTTP/2's rule for stream ids): when both ends send
+//! requests on one connection, the peer's request is never taken for the
+//! reply to one of ours. A reply
 //! whose request timed out finds a tombstone (kept one timeout longer, at
 //! least [`TOMBSTONE_MIN`]) and is counted and dropped: it is never handed
 //! to another request. A tombstone is a few dozen bytes; requests timing
@@ -14,6 +18,9 @@
 //! a second with a 10 s timeout that would be ten million wheel entries).
 //! When it fires, what is due expires and the timer is armed again for
 //! the next deadline; a request answered in time costs no timer at all.
+//! Each timer carries the serial it was armed with: one superseded by an
+//! earlier deadline (or one that fired early, and was armed again) finds
+//! a newer serial when it fires and does nothing.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -89,20 +96,25 @@ pub(crate) enum Matched {
 }
 
 /// A timer the reactor must set: for the connection at `key` of
-/// `generation`, at `at`.
+/// `generation`, at `at`, handing `serial` back to `expire_due`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline {
     pub(crate) key: usize,
     pub(crate) generation: u32,
     pub(crate) at: Instant,
+    pub(crate) serial: u32,
 }
 
 /// One connection's requests.
 struct ConnRequests {
     generation: u32,
+    /// The low bit of this side's sequence numbers (1: it dialed).
+    parity: u32,
     by_seq: HashMap<u32, Entry>,
     /// The connection's timer is armed for this instant (none: no timer).
     armed: Option<Instant>,
+    /// The serial of the armed timer (any other timer is superseded).
+    serial: u32,
 }
 
 /// A loop's waiting requests.
@@ -117,33 +129,47 @@ pub(crate) struct Requests {
     deadlines: Vec<Deadline>,
 }
 
+impl ConnRequests {
+    /// Arm the connection's timer for `at` (superseding the armed one).
+    fn arm(&mut self, key: usize, at: Instant) -> Deadline {
+        self.armed = Some(at);
+        self.serial = self.serial.wrapping_add(1);
+        Deadline {
+            key,
+            generation: self.generation,
+            at,
+            serial: self.serial,
+        }
+    }
+}
+
 impl Requests {
-    /// Register a request about to be sent at `now`; returns its sequence
-    /// number.
+    /// Register a request about to be sent at `now` on a connection this
+    /// side `dialed` (or accepted); returns its sequence number.
     pub(crate) fn start(
         &mut self,
         key: usize,
         generation: u32,
+        dialed: bool,
         timeout: Duration,
         sink: ReplySink,
         now: Instant,
     ) -> u32 {
-        let conn = self.by_conn.entry(key).or_insert_with(|| ConnRequests {
+        let fresh = || ConnRequests {
             generation,
+            parity: u32::from(dialed),
             by_seq: HashMap::new(),
             armed: None,
-        });
+            serial: 0,
+        };
+        let conn = self.by_conn.entry(key).or_insert_with(fresh);
         if conn.generation != generation {
-            *conn = ConnRequests {
-                generation,
-                by_seq: HashMap::new(),
-                armed: None,
-            };
+            *conn = fresh();
         }
         let mut seq = self.last_seq;
         loop {
             seq = seq.wrapping_add(1);
-            if seq != 0 && !conn.by_seq.contains_key(&seq) {
+            if seq != 0 && seq & 1 == conn.parity && !conn.by_seq.contains_key(&seq) {
                 break;
             }
         }
@@ -158,12 +184,7 @@ impl Requests {
             },
         );
         if conn.armed.is_none_or(|armed| deadline < armed) {
-            conn.armed = Some(deadline);
-            self.deadlines.push(Deadline {
-                key,
-                generation,
-                at: deadline,
-            });
+            self.deadlines.push(conn.arm(key, deadline));
         }
         seq
     }
@@ -176,12 +197,13 @@ impl Requests {
         }
     }
 
-    /// Match an incoming message's sequence number.
+    /// Match an incoming message's sequence number (one of the other
+    /// side's parity is its own request, never a reply).
     pub(crate) fn matched(&mut self, key: usize, generation: u32, seq: u32) -> Matched {
         let Some(conn) = self
             .by_conn
             .get_mut(&key)
-            .filter(|c| c.generation == generation)
+            .filter(|c| c.generation == generation && seq & 1 == c.parity)
         else {
             return Matched::Unmatched;
         };
@@ -192,27 +214,26 @@ impl Requests {
         }
     }
 
-    /// The connection's timer fired at `now`: the requests due time out
-    /// (their sinks are returned, to fail with `Timeout`, each leaving a
-    /// tombstone), tombstones due are forgotten, and the timer is armed
-    /// again for the next deadline.
+    /// The connection's timer armed with `serial` fired at `now`: the
+    /// requests due time out (their sinks are returned, to fail with
+    /// `Timeout`, each leaving a tombstone), tombstones due are forgotten,
+    /// and the timer is armed again for the next deadline. A superseded
+    /// timer does nothing.
     pub(crate) fn expire_due(
         &mut self,
         key: usize,
         generation: u32,
+        serial: u32,
         now: Instant,
     ) -> Vec<ReplySink> {
         let mut sinks = Vec::new();
         let Some(conn) = self
             .by_conn
             .get_mut(&key)
-            .filter(|c| c.generation == generation)
+            .filter(|c| c.generation == generation && c.serial == serial)
         else {
             return sinks;
         };
-        // Whichever of its timers this is, none is counted on any more: a
-        // new one is armed below if anything still needs one. (Each firing
-        // arms at most one, so stale timers never multiply.)
         conn.armed = None;
         conn.by_seq.retain(|_, entry| match entry {
             Entry::Expired { forget } => *forget > now,
@@ -227,14 +248,8 @@ impl Requests {
                 true
             }
         });
-        let next = conn.by_seq.values().map(Entry::due).min();
-        if let Some(at) = next.filter(|&at| conn.armed.is_none_or(|armed| at < armed)) {
-            conn.armed = Some(at);
-            self.deadlines.push(Deadline {
-                key,
-                generation,
-                at,
-            });
+        if let Some(at) = conn.by_seq.values().map(Entry::due).min() {
+            self.deadlines.push(conn.arm(key, at));
         }
         sinks
     }
@@ -279,15 +294,37 @@ mod tests {
             last_seq: u32::MAX - 1,
             ..Requests::default()
         };
-        let a = r.start(1, 1, Duration::from_secs(1), sink().0, Instant::now());
-        let b = r.start(1, 1, Duration::from_secs(1), sink().0, Instant::now());
+        let a = r.start(1, 1, true, Duration::from_secs(1), sink().0, Instant::now());
+        let b = r.start(1, 1, true, Duration::from_secs(1), sink().0, Instant::now());
         assert_eq!((a, b), (u32::MAX, 1));
         r.last_seq = 0;
         assert_eq!(
-            r.start(1, 1, Duration::from_secs(1), sink().0, Instant::now()),
-            2,
-            "1 is pending"
+            r.start(1, 1, true, Duration::from_secs(1), sink().0, Instant::now()),
+            3,
+            "1 is pending, 2 is the accepting side's"
         );
+    }
+
+    #[test]
+    fn each_side_numbers_its_own_parity_and_never_takes_the_other_s_for_a_reply() {
+        let mut dialer = Requests::default();
+        let mut acceptor = Requests::default();
+        let t = Duration::from_secs(1);
+        let (d1, d2) = (
+            dialer.start(1, 1, true, t, sink().0, Instant::now()),
+            dialer.start(1, 1, true, t, sink().0, Instant::now()),
+        );
+        let (a1, a2) = (
+            acceptor.start(1, 1, false, t, sink().0, Instant::now()),
+            acceptor.start(1, 1, false, t, sink().0, Instant::now()),
+        );
+        assert_eq!((d1, d2, a1, a2), (1, 3, 2, 4));
+        // The acceptor's request 2 reaches the dialer, which has nothing
+        // waiting on 2: a message for its routes. Its own 3 is a reply.
+        assert!(matches!(dialer.matched(1, 1, a1), Matched::Unmatched));
+        assert!(matches!(dialer.matched(1, 1, d2), Matched::Reply(_)));
+        assert!(matches!(acceptor.matched(1, 1, d1), Matched::Unmatched));
+        assert!(matches!(acceptor.matched(1, 1, a2), Matched::Reply(_)));
     }
 
     #[test]
@@ -295,18 +332,21 @@ mod tests {
         let mut r = Requests::default();
         let t0 = Instant::now();
         let (s, rx) = sink();
-        let seq = r.start(3, 7, Duration::from_secs(1), s, t0);
+        let seq = r.start(3, 7, true, Duration::from_secs(1), s, t0);
         let armed = r.take_deadlines();
         assert_eq!(armed.len(), 1);
         assert_eq!(armed[0].at, t0 + Duration::from_secs(1));
         // A timer that fires early expires nothing and arms again for the
         // same deadline (never leaving the request without a timer).
-        assert!(r.expire_due(3, 7, t0).is_empty());
+        assert!(r.expire_due(3, 7, armed[0].serial, t0).is_empty());
         let again = r.take_deadlines();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].at, t0 + Duration::from_secs(1));
         let late = t0 + Duration::from_secs(2);
-        for sink in r.expire_due(3, 7, late) {
+        // The early timer, once superseded, does nothing.
+        assert!(r.expire_due(3, 7, armed[0].serial, late).is_empty());
+        assert!(r.take_deadlines().is_empty());
+        for sink in r.expire_due(3, 7, again[0].serial, late) {
             sink.deliver(Err(Error::Timeout));
         }
         assert!(matches!(rx.try_recv(), Ok(Err(Error::Timeout))));
@@ -317,7 +357,7 @@ mod tests {
         assert!(matches!(r.matched(3, 7, seq), Matched::Late));
         assert!(matches!(r.matched(3, 7, seq), Matched::Unmatched));
         // Another generation of the slot never matches.
-        let seq2 = r.start(3, 8, Duration::from_secs(1), sink().0, t0);
+        let seq2 = r.start(3, 8, true, Duration::from_secs(1), sink().0, t0);
         assert!(matches!(r.matched(3, 7, seq2), Matched::Unmatched));
         assert!(matches!(r.matched(3, 8, seq2), Matched::Reply(_)));
     }
@@ -331,6 +371,7 @@ mod tests {
             let seq = r.start(
                 1,
                 1,
+                true,
                 second,
                 sink().0,
                 t0 + Duration::from_micros(u64::from(i)),
@@ -343,16 +384,17 @@ mod tests {
             "one timer, however many requests"
         );
         // A shorter timeout moves the timer earlier.
-        r.start(1, 1, Duration::from_millis(10), sink().0, t0);
-        assert_eq!(r.take_deadlines()[0].at, t0 + Duration::from_millis(10));
+        r.start(1, 1, true, Duration::from_millis(10), sink().0, t0);
+        let short = r.take_deadlines()[0];
+        assert_eq!(short.at, t0 + Duration::from_millis(10));
         // The timer fires: nothing else waits, the short one expires, and
         // the next timer is its tombstone's end.
-        assert_eq!(r.expire_due(1, 1, t0 + second).len(), 1);
+        assert_eq!(r.expire_due(1, 1, short.serial, t0 + second).len(), 1);
         let next = r.take_deadlines();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].at, t0 + second + TOMBSTONE_MIN);
         // Forgotten at its end: nothing left, no timer.
-        assert!(r.expire_due(1, 1, next[0].at).is_empty());
+        assert!(r.expire_due(1, 1, next[0].serial, next[0].at).is_empty());
         assert!(r.take_deadlines().is_empty());
     }
 
@@ -362,7 +404,7 @@ mod tests {
         let rxs: Vec<_> = (0..3)
             .map(|_| {
                 let (s, rx) = sink();
-                r.start(5, 1, Duration::from_secs(1), s, Instant::now());
+                r.start(5, 1, true, Duration::from_secs(1), s, Instant::now());
                 rx
             })
             .collect();

@@ -16,6 +16,7 @@ use super::requests::Requests;
 use super::roster::Roster;
 use super::{flag, Conn};
 use crate::buf::pool::Pool;
+use crate::buf::queue::SharedFrame;
 use crate::buf::{LazyQueue, Payload};
 use crate::config::{Config, SlowPeerPolicy, WhileDown};
 use crate::error::{CloseReason, Error, Result};
@@ -105,10 +106,11 @@ impl ConnTable {
     }
 
     /// Make a dialed connection: its slot and id now, down (no socket)
-    /// until the reactor starts connecting it (`take_dials`).
-    pub(crate) fn reserve_dial(&self, spec: Arc<super::dial::Dial>, now: u32) -> ConnId {
+    /// until the reactor starts connecting it (`take_dials`; its clock of
+    /// activity starts when it connects).
+    pub(crate) fn reserve_dial(&self, spec: Arc<super::dial::Dial>) -> ConnId {
         let generation = self.next_generation();
-        let mut conn = Conn::new(None, spec.addr, generation, now, Default::default());
+        let mut conn = Conn::new(None, spec.addr, generation, 0, Default::default());
         conn.set(flag::OUTBOUND);
         let key = self.insert(conn);
         self.dials.borrow_mut().insert(key, DialState::new(spec));
@@ -290,18 +292,23 @@ impl ConnTable {
             {
                 continue;
             }
-            let Some(frame) = encoded.get(conn.layer.protocol()) else {
-                continue;
-            };
-            if self.check_high_water(key, conn, frame.len()).is_ok() {
-                let mut queue = LazyQueue {
-                    queue: &mut conn.queue,
-                    pool: &self.pool,
-                };
-                queue.get().push_frame(frame);
-                Counters::bump(&self.counters.messages_out, 1);
-                self.mark_dirty(key, conn);
+            if let Some(frame) = encoded.get(conn.layer.protocol()) {
+                self.push_shared(key, conn, frame);
             }
+        }
+    }
+
+    /// Queue a frame shared with other recipients, unless the connection
+    /// is over its high-water mark (then it misses it, counted).
+    fn push_shared(&self, key: usize, conn: &mut Conn, frame: &SharedFrame) {
+        if self.check_high_water(key, conn, frame.len()).is_ok() {
+            let mut queue = LazyQueue {
+                queue: &mut conn.queue,
+                pool: &self.pool,
+            };
+            queue.get().push_frame(frame);
+            Counters::bump(&self.counters.messages_out, 1);
+            self.mark_dirty(key, conn);
         }
     }
 
@@ -425,12 +432,15 @@ impl ConnTable {
     }
 
     /// Requests of the connection wait for replies (its messages are
-    /// matched against them).
-    pub(crate) fn mark_awaiting(&self, key: usize, generation: u32) {
+    /// matched against them). Returns whether this side dialed it (which
+    /// numbers its requests: see `conn::requests`).
+    pub(crate) fn mark_awaiting(&self, key: usize, generation: u32) -> bool {
         let mut slab = self.conns.borrow_mut();
-        if let Some(conn) = slab.get_mut(key).filter(|c| c.generation == generation) {
+        let conn = slab.get_mut(key).filter(|c| c.generation == generation);
+        conn.is_some_and(|conn| {
             conn.set(flag::AWAITING);
-        }
+            conn.has(flag::OUTBOUND)
+        })
     }
 
     /// Before a batch is dispatched: `None` if the connection is gone or

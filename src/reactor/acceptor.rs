@@ -140,16 +140,7 @@ impl Acceptor {
             self.log_rejected(peer);
             return;
         }
-        if config.nodelay {
-            if let Err(e) = stream.set_nodelay(true) {
-                log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
-            }
-        }
-        if let Some(period) = config.keepalive {
-            if let Err(e) = crate::sys::set_keepalive(&stream, period) {
-                log::debug!("{peer}: cannot set SO_KEEPALIVE: {e}");
-            }
-        }
+        crate::sys::tune(&stream, peer, config.nodelay, config.keepalive);
         let index = match config.balance {
             Balance::RoundRobin => {
                 let i = self.next % server.loops.len();

@@ -263,7 +263,7 @@ impl EventLoop {
                 ),
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
                 Command::Dial(spec, reply) => {
-                    let _ = reply.send(core.table.reserve_dial(spec, self.timers.now32()));
+                    let _ = reply.send(core.table.reserve_dial(spec));
                 }
                 Command::Request {
                     to,

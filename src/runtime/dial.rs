@@ -78,7 +78,7 @@ impl Hub {
                 .map_err(|e| Error::Config(format!("Dial::tls: {e}")))?;
         }
         let spec = Arc::new(dial);
-        let here = local::current(runtime, |core| core.table.reserve_dial(spec.clone(), 0));
+        let here = local::current(runtime, |core| core.table.reserve_dial(spec.clone()));
         let id = match here {
             Some(id) => id,
             None => {

@@ -171,14 +171,15 @@ pub(crate) fn start_on(
 ) -> Result<()> {
     let table = &core.table;
     let (key, generation) = (to.key(), to.generation);
+    let dialed = table.mark_awaiting(key, generation);
     let seq = table.requests.borrow_mut().start(
         key,
         generation,
+        dialed,
         timeout,
         sink,
         std::time::Instant::now(),
     );
-    table.mark_awaiting(key, generation);
     let sent = table.send(key, generation, id, seq, body);
     if let Err(e) = sent {
         let sink = table.requests.borrow_mut().cancel(key, seq);

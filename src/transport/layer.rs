@@ -43,6 +43,10 @@ impl Layer {
         Ok(Layer::new(tls, None))
     }
 
+    fn tls(&self) -> Option<&tls::TlsSession> {
+        self.0.as_ref()?.tls.as_deref()
+    }
+
     fn tls_mut(&mut self) -> Option<&mut tls::TlsSession> {
         self.0.as_mut()?.tls.as_deref_mut()
     }
@@ -213,18 +217,12 @@ impl Layer {
     /// The peer ended its TLS session and our close_notify is owed once the
     /// queue is written (TLS 1.3).
     pub(crate) fn owes_goodbye(&self) -> bool {
-        self.0
-            .as_ref()
-            .and_then(|s| s.tls.as_ref())
-            .is_some_and(|t| t.owes_goodbye())
+        self.tls().is_some_and(|t| t.owes_goodbye())
     }
 
     /// Something other than the write queue waits to be written.
     pub(crate) fn wants_write(&self) -> bool {
-        self.0
-            .as_ref()
-            .and_then(|s| s.tls.as_ref())
-            .is_some_and(|t| t.wants_write())
+        self.tls().is_some_and(|t| t.wants_write())
     }
 
     /// Write the queue (through the layers) to `w` until done or `w` would

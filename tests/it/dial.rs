@@ -4,8 +4,10 @@
 //! real socket on loopback; the sequence packer's wire format is checked
 //! against a Python peer built from literal bytes.
 
+mod attempts;
 mod examples;
 mod reconnect;
+mod two_way;
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};

@@ -3,11 +3,9 @@
 //! refusal logs.
 
 use super::ConnTable;
-use crate::buf::LazyQueue;
 use crate::conn::{flag, Conn};
 use crate::error::{Error, PackError};
 use crate::id::ConnId;
-use crate::stats::Counters;
 use crate::transport::Encoded;
 
 impl ConnTable {
@@ -29,18 +27,11 @@ impl ConnTable {
                 self.send_error(Error::Disconnected);
                 continue;
             }
-            let Some(frame) = encoded.get(conn.layer.protocol()) else {
-                self.send_error(Error::Closed);
-                continue;
-            };
-            if self.check_high_water(key, conn, frame.len()).is_ok() {
-                let mut queue = LazyQueue {
-                    queue: &mut conn.queue,
-                    pool: &self.pool,
-                };
-                queue.get().push_frame(frame);
-                Counters::bump(&self.counters.messages_out, 1);
-                self.mark_dirty(key, conn);
+            match encoded.get(conn.layer.protocol()) {
+                Some(frame) => self.push_shared(key, conn, frame),
+                None => {
+                    self.send_error(Error::Closed);
+                }
             }
         }
     }

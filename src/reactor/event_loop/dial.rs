@@ -30,9 +30,9 @@ impl EventLoop {
     fn start_connect(&mut self, key: usize) {
         let core = self.core.clone();
         let table = &core.table;
-        let Some((addr, timeout, tries)) = table.dials.borrow_mut().get_mut(&key).map(|d| {
+        let Some((addr, timeout)) = table.dials.borrow_mut().get_mut(&key).map(|d| {
             d.tries = d.tries.wrapping_add(1);
-            (d.spec.addr, d.spec.connect_timeout, d.tries)
+            (d.spec.addr, d.spec.connect_timeout)
         }) else {
             return;
         };
@@ -53,8 +53,7 @@ impl EventLoop {
                 conn.stream = Some(stream);
                 conn.set(flag::CONNECTING | flag::WRITABLE);
                 drop(slab);
-                self.timers
-                    .schedule(key, generation, timeout, TimerKind::Connect, tries);
+                self.schedule(key, generation, timeout, TimerKind::Connect);
             }
             Err(e) => {
                 drop(slab);
@@ -106,11 +105,11 @@ impl EventLoop {
         let core = self.core.clone();
         let table = &core.table;
         let config = &core.runtime.config;
-        let Some((layer, tries)) = table
+        let Some(layer) = table
             .dials
             .borrow()
             .get(&key)
-            .map(|d| (Layer::dialed(d.spec.tls.as_ref()), d.tries))
+            .map(|d| Layer::dialed(d.spec.tls.as_ref()))
         else {
             return;
         };
@@ -122,14 +121,7 @@ impl EventLoop {
             conn.unset(flag::CONNECTING);
             conn.last_active = self.timers.now32();
             if let Some(stream) = &conn.stream {
-                if let Err(e) = stream.set_nodelay(config.nodelay) {
-                    log::debug!("{}: cannot set TCP_NODELAY: {e}", conn.peer);
-                }
-                if let Some(period) = config.keepalive {
-                    if let Err(e) = crate::sys::set_keepalive(stream, period) {
-                        log::debug!("{}: cannot set SO_KEEPALIVE: {e}", conn.peer);
-                    }
-                }
+                crate::sys::tune(stream, conn.peer, config.nodelay, config.keepalive);
             }
             table.mark_dirty(key, conn);
             match layer {
@@ -144,20 +136,19 @@ impl EventLoop {
         };
         if handshaking {
             let after = config.handshake_timeout;
-            let kind = TimerKind::Handshake;
-            self.timers.schedule(key, generation, after, kind, tries);
+            self.schedule(key, generation, after, TimerKind::Handshake);
         } else {
             self.opened(key, generation);
         }
     }
 
     /// A dialed connection is open: connected and, over TLS, done with its
-    /// handshake. The backoff starts over; then the heartbeat and
-    /// `on_open` (the first time) or `on_reconnect`.
+    /// handshake. The backoff starts over; the heartbeat starts (each
+    /// attempt has its own); then `on_open` (the first time) or
+    /// `on_reconnect`.
     pub(super) fn opened(&mut self, key: usize, generation: u32) {
         let core = self.core.clone();
         let table = &core.table;
-        let config = &core.runtime.config;
         let (first, attempt) = {
             let mut dials = table.dials.borrow_mut();
             let Some(dial) = dials.get_mut(&key) else {
@@ -170,15 +161,9 @@ impl EventLoop {
             (first, attempt)
         };
         Counters::add(&table.counters().connects, 1);
+        self.start_heartbeat(key, generation);
         if first {
-            if let Some(hb) = &config.heartbeat {
-                let after = hb.ping_after.unwrap_or(hb.idle_timeout);
-                self.schedule(key, generation, after, TimerKind::Idle);
-            }
-            let app = &self.app;
-            if let Some(Err(reason)) = with_session(&core, key, generation, |s| app.hooks.open(s)) {
-                table.close(key, generation, reason);
-            }
+            self.run_on_open(key, generation);
         } else {
             let app = &self.app;
             with_session(&core, key, generation, |s| {
@@ -204,14 +189,14 @@ impl EventLoop {
         self.finalize(key);
     }
 
-    /// The connect deadline of the attempt marked `tries` passed.
-    pub(super) fn connect_expired(&mut self, key: usize, generation: u32, tries: u32) {
+    /// The connect deadline passed (of this attempt: `fire_timers` drops
+    /// an earlier attempt's).
+    pub(super) fn connect_expired(&mut self, key: usize, generation: u32) {
         let late = {
             let slab = self.core.table.conns.borrow();
-            let dials = self.core.table.dials.borrow();
             slab.get(key).is_some_and(|c| {
                 c.generation == generation && c.has(flag::CONNECTING) && !c.has(flag::CLOSING)
-            }) && dials.get(&key).is_some_and(|d| d.tries == tries)
+            })
         };
         if late {
             self.connect_failed(key, generation, CloseReason::ConnectTimeout);

@@ -52,10 +52,7 @@ impl EventLoop {
         let inserted = table.insert(conn);
         debug_assert_eq!(inserted, key);
         Counters::add(&table.counters().accepted, 1);
-        if let Some(hb) = &runtime.config.heartbeat {
-            let first = hb.ping_after.unwrap_or(hb.idle_timeout);
-            self.schedule(key, generation, first, TimerKind::Idle);
-        }
+        self.start_heartbeat(key, generation);
         if runtime.wire.has_handshake(protocol) {
             let after = runtime.config.handshake_timeout;
             self.schedule(key, generation, after, TimerKind::Handshake);
@@ -66,9 +63,14 @@ impl EventLoop {
         if self.shutdown.is_some() {
             table.close(key, generation, CloseReason::Shutdown);
         }
-        let app = &self.app;
-        if let Some(Err(reason)) = with_session(&core, key, generation, |s| app.hooks.open(s)) {
-            table.close(key, generation, reason);
+        self.run_on_open(key, generation);
+    }
+
+    /// Run `on_open`; a connection it refuses is closed with its reason.
+    pub(super) fn run_on_open(&mut self, key: usize, generation: u32) {
+        let (core, app) = (&self.core, &self.app);
+        if let Some(Err(reason)) = with_session(core, key, generation, |s| app.hooks.open(s)) {
+            core.table.close(key, generation, reason);
         }
     }
 

@@ -23,13 +23,11 @@ pub(super) enum TimerKind {
     Idle,
     /// A closing connection's flush deadline.
     Linger,
-    /// The handshake deadline (`mark`: a dialed connection's attempt
-    /// serial).
+    /// The handshake deadline.
     Handshake,
     /// The deadline of the frame in progress.
     Frame,
-    /// A dialed connection's connect deadline (`mark`: the attempt's
-    /// serial, `DialState::tries`).
+    /// A dialed connection's connect deadline.
     Connect,
     /// A dialed connection's backoff is over.
     Reconnect,
@@ -43,10 +41,20 @@ pub(super) struct Timer {
     key: u32,
     generation: u32,
     kind: TimerKind,
-    /// `Frame`: the unfinished bytes when the window began (free room: the
-    /// wheel stores a `u64` tick beside each timer).
+    /// A dialed connection's connect attempt when the timer was set
+    /// (`DialState::tries`, truncated; 0 on accepted connections). The
+    /// attempt belongs to the timer, not to a kind: a timer of an earlier
+    /// attempt is stale and never fires (`EventLoop::fire_timers`). It
+    /// fits in `kind`'s padding: a `Timer` is still 16 bytes.
+    attempt: u16,
+    /// `Frame`: the unfinished bytes when the window began; `Request`: the
+    /// serial the connection's request timer was armed with (free room:
+    /// the wheel stores a `u64` tick beside each timer).
     mark: u32,
 }
+
+// One heartbeat timer per connection lives on the wheel: keep it small.
+const _: () = assert!(std::mem::size_of::<Timer>() == 16);
 
 /// The loop's clock and timer wheel.
 pub(super) struct Timers {
@@ -101,28 +109,23 @@ impl Timers {
         generation: u32,
         at: Instant,
         kind: TimerKind,
+        mark: u32,
     ) {
         let at_ms = at.saturating_duration_since(self.start).as_millis() as u64 + 1;
         let after = Duration::from_millis(at_ms.saturating_sub(self.now_ms));
-        self.schedule(key, generation, after, kind, 0);
-    }
-
-    pub(super) fn schedule(
-        &mut self,
-        key: usize,
-        generation: u32,
-        after: Duration,
-        kind: TimerKind,
-        mark: u32,
-    ) {
-        let at_ms = self.now_ms + after.as_millis() as u64;
-        let tick = at_ms.div_ceil(self.tick_ms);
         let timer = Timer {
             key: key as u32,
             generation,
             kind,
+            attempt: 0,
             mark,
         };
+        self.schedule(timer, after);
+    }
+
+    fn schedule(&mut self, timer: Timer, after: Duration) {
+        let at_ms = self.now_ms + after.as_millis() as u64;
+        let tick = at_ms.div_ceil(self.tick_ms);
         self.wheel.insert(tick, timer);
     }
 
@@ -143,6 +146,7 @@ impl Timers {
 }
 
 impl EventLoop {
+    /// Set a timer of `kind` on a connection, `after` from now.
     pub(super) fn schedule(
         &mut self,
         key: usize,
@@ -150,18 +154,59 @@ impl EventLoop {
         after: Duration,
         kind: TimerKind,
     ) {
-        self.timers.schedule(key, generation, after, kind, 0);
+        self.schedule_marked(key, generation, after, kind, 0);
+    }
+
+    /// As [`schedule`](Self::schedule), carrying `mark` (see [`Timer`]).
+    fn schedule_marked(
+        &mut self,
+        key: usize,
+        generation: u32,
+        after: Duration,
+        kind: TimerKind,
+        mark: u32,
+    ) {
+        let timer = Timer {
+            key: key as u32,
+            generation,
+            kind,
+            attempt: self.attempt(key),
+            mark,
+        };
+        self.timers.schedule(timer, after);
+    }
+
+    /// A dialed connection's current connect attempt (0 for an accepted
+    /// one: only dialed connections have a `DialState`).
+    fn attempt(&self, key: usize) -> u16 {
+        let dials = self.core.table.dials.borrow();
+        dials.get(&key).map_or(0, |d| d.tries as u16)
+    }
+
+    /// A dialed connection keeps its generation from one connect attempt
+    /// to the next, so a timer set during an earlier attempt (a heartbeat,
+    /// a linger, a frame or handshake deadline of a socket since lost)
+    /// must not act on the current one. Request timers are the exception:
+    /// they belong to the requests, which a loss fails at once.
+    fn is_stale(&self, t: &Timer) -> bool {
+        t.kind != TimerKind::Request
+            && (self.core.table.dials.borrow())
+                .get(&(t.key as usize))
+                .is_some_and(|d| d.tries as u16 != t.attempt)
     }
 
     pub(super) fn fire_timers(&mut self) {
         let mut due = self.timers.take_due();
         for t in due.drain(..) {
+            if self.is_stale(&t) {
+                continue;
+            }
             match t.kind {
                 TimerKind::Idle => self.heartbeat(t),
                 TimerKind::Linger => self.linger_expired(t),
                 TimerKind::Handshake => self.handshake_expired(t),
                 TimerKind::Frame => self.frame_check(t),
-                TimerKind::Connect => self.connect_expired(t.key as usize, t.generation, t.mark),
+                TimerKind::Connect => self.connect_expired(t.key as usize, t.generation),
                 TimerKind::Reconnect => self.reconnect_due(t.key as usize, t.generation),
                 TimerKind::Request => self.request_expired(t),
             }
@@ -203,8 +248,7 @@ impl EventLoop {
             let window = self.core.runtime.config.frame_timeout;
             let mark = u32::try_from(unfinished).unwrap_or(u32::MAX);
             let kind = TimerKind::Frame;
-            self.timers
-                .schedule(key, conn.generation, window, kind, mark);
+            self.schedule_marked(key, conn.generation, window, kind, mark);
         }
     }
 
@@ -237,7 +281,7 @@ impl EventLoop {
         match next {
             Some(mark) => {
                 let kind = TimerKind::Frame;
-                self.timers.schedule(key, t.generation, window, kind, mark);
+                self.schedule_marked(key, t.generation, window, kind, mark);
             }
             None => self
                 .core
@@ -255,7 +299,8 @@ impl EventLoop {
         }
         for d in deadlines {
             let kind = TimerKind::Request;
-            self.timers.schedule_at(d.key, d.generation, d.at, kind);
+            self.timers
+                .schedule_at(d.key, d.generation, d.at, kind, d.serial);
         }
     }
 
@@ -263,11 +308,12 @@ impl EventLoop {
     /// (each leaves a tombstone), forget old tombstones, arm the next.
     fn request_expired(&mut self, t: Timer) {
         let table = &self.core.table;
-        let sinks =
-            table
-                .requests
-                .borrow_mut()
-                .expire_due(t.key as usize, t.generation, Instant::now());
+        let sinks = table.requests.borrow_mut().expire_due(
+            t.key as usize,
+            t.generation,
+            t.mark,
+            Instant::now(),
+        );
         Counters::add(&table.counters().request_timeouts, sinks.len() as u64);
         for sink in sinks {
             sink.deliver(Err(Error::Timeout));
@@ -276,27 +322,26 @@ impl EventLoop {
     }
 
     /// The handshake deadline passed: close the connection if it is still
-    /// handshaking. A dialed connection keeps its generation from one
-    /// connect attempt to the next, so its timer is the current attempt's
-    /// only if it carries that attempt's mark.
+    /// handshaking.
     fn handshake_expired(&mut self, t: Timer) {
         let key = t.key as usize;
         let table = &self.core.table;
         let late = table.conns.borrow().get(key).is_some_and(|c| {
-            c.generation == t.generation
-                && !c.has(flag::CLOSING)
-                && c.layer.is_handshaking()
-                && (!c.has(flag::OUTBOUND)
-                    || table
-                        .dials
-                        .borrow()
-                        .get(&key)
-                        .is_some_and(|d| d.tries == t.mark))
+            c.generation == t.generation && !c.has(flag::CLOSING) && c.layer.is_handshaking()
         });
         if late {
             self.core
                 .table
                 .close(key, t.generation, CloseReason::HandshakeTimeout);
+        }
+    }
+
+    /// The first heartbeat check of a connection that just opened (accepted,
+    /// or dialed and connected: again after every reconnect).
+    pub(super) fn start_heartbeat(&mut self, key: usize, generation: u32) {
+        if let Some(hb) = &self.core.runtime.config.heartbeat {
+            let first = hb.ping_after.unwrap_or(hb.idle_timeout);
+            self.schedule(key, generation, first, TimerKind::Idle);
         }
     }
 
@@ -310,16 +355,17 @@ impl EventLoop {
         let (idle, pinged) = {
             let slab = self.core.table.conns.borrow();
             match slab.get(key) {
-                // A dialed connection that is down or connecting is not
-                // idle: look again later.
-                Some(c) if c.generation == t.generation && !c.has(flag::CLOSING) => {
-                    match c.stream.is_none() || c.has(flag::CONNECTING) {
-                        true => (0, true),
-                        false => (
-                            u64::from(self.timers.now32().wrapping_sub(c.last_active)),
-                            c.has(flag::PINGED),
-                        ),
-                    }
+                // A dialed connection's heartbeat starts on every open
+                // (`start_heartbeat`); one that is down or connecting has none.
+                Some(c)
+                    if c.generation == t.generation
+                        && !c.has(flag::CLOSING | flag::CONNECTING)
+                        && c.stream.is_some() =>
+                {
+                    (
+                        u64::from(self.timers.now32().wrapping_sub(c.last_active)),
+                        c.has(flag::PINGED),
+                    )
                 }
                 _ => return,
             }
