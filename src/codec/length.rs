@@ -2,16 +2,9 @@
 
 use bytes::BytesMut;
 
+use super::fixed::LeFrames;
 use super::{Packer, Peek};
 use crate::error::PackError;
-
-/// Largest body the header can describe and a frame length that cannot
-/// overflow `usize` (the 32-bit case); [`LengthPacker::new`] clamps to it.
-const LENGTH_FIELD_MAX: usize = if (u32::MAX as usize) <= usize::MAX - LengthPacker::HEADER_LEN {
-    u32::MAX as usize
-} else {
-    usize::MAX - LengthPacker::HEADER_LEN
-};
 
 /// The default packer: an 8-byte header, then the body.
 ///
@@ -53,7 +46,7 @@ const LENGTH_FIELD_MAX: usize = if (u32::MAX as usize) <= usize::MAX - LengthPac
 /// ```
 #[derive(Debug, Clone)]
 pub struct LengthPacker {
-    max_body_length: usize,
+    frames: LeFrames<{ LengthPacker::HEADER_LEN }>,
 }
 
 impl LengthPacker {
@@ -79,31 +72,13 @@ impl LengthPacker {
     /// ```
     pub fn new(max_body_length: usize) -> Self {
         LengthPacker {
-            max_body_length: max_body_length.min(LENGTH_FIELD_MAX),
+            frames: LeFrames::new(max_body_length),
         }
     }
 
     /// The largest body, in bytes, this packer decodes or encodes.
     pub fn max_body_length(&self) -> usize {
-        self.max_body_length
-    }
-
-    #[inline]
-    fn put_header(id: u32, body_len: usize, out: &mut BytesMut) {
-        // Cannot truncate: callers checked `body_len` against the limit,
-        // which `new` clamps to `u32::MAX`.
-        let mut header = [0u8; Self::HEADER_LEN];
-        header[..4].copy_from_slice(&(body_len as u32).to_le_bytes());
-        header[4..].copy_from_slice(&id.to_le_bytes());
-        // One append for the whole header instead of one per field.
-        out.extend_from_slice(&header);
-    }
-
-    fn too_long(&self, len: usize) -> PackError {
-        PackError::TooLong {
-            len,
-            max: self.max_body_length,
-        }
+        self.frames.max_body_length()
     }
 }
 
@@ -127,27 +102,7 @@ impl Packer for LengthPacker {
     /// [`max_body_length`](LengthPacker::max_body_length).
     #[inline]
     fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
-        let Some(head) = buf.first_chunk::<{ Self::HEADER_LEN }>() else {
-            return Ok(Peek::Incomplete { frame_len: None });
-        };
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let id = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        // Peer-controlled: check before anyone reserves a byte for it.
-        if len > self.max_body_length {
-            return Err(self.too_long(len));
-        }
-        let frame_len = Self::HEADER_LEN + len;
-        if buf.len() < frame_len {
-            return Ok(Peek::Incomplete {
-                frame_len: Some(frame_len),
-            });
-        }
-        Ok(Peek::Frame {
-            id,
-            seq: 0,
-            body: Self::HEADER_LEN..frame_len,
-            len: frame_len,
-        })
+        self.frames.peek(buf)
     }
 
     /// Append `id` and `body` as one frame to `out`; `seq` is ignored (the
@@ -160,14 +115,7 @@ impl Packer for LengthPacker {
     /// appended then.
     #[inline]
     fn encode(&self, id: u32, _seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
-        let len = body.len();
-        if len > self.max_body_length {
-            return Err(self.too_long(len));
-        }
-        out.reserve(Self::HEADER_LEN + len);
-        Self::put_header(id, len, out);
-        out.extend_from_slice(body);
-        Ok(())
+        self.frames.encode(id, 0, body, out)
     }
 
     /// The header alone: the body follows as it is and nothing comes after.
@@ -183,11 +131,7 @@ impl Packer for LengthPacker {
         before: &mut BytesMut,
         _after: &mut BytesMut,
     ) -> Result<bool, PackError> {
-        if body_len > self.max_body_length {
-            return Err(self.too_long(body_len));
-        }
-        Self::put_header(id, body_len, before);
-        Ok(true)
+        self.frames.encode_around(id, 0, body_len, before)
     }
 }
 
@@ -328,7 +272,7 @@ mod tests {
     fn new_clamps_to_the_length_field() {
         assert_eq!(
             LengthPacker::new(usize::MAX).max_body_length(),
-            LENGTH_FIELD_MAX
+            crate::codec::fixed::len_field_max(LengthPacker::HEADER_LEN)
         );
         assert_eq!(
             LengthPacker::default().max_body_length(),

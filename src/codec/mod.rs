@@ -4,6 +4,7 @@
 //! and the [`reader`] that turns a connection's received bytes into frames
 //! (partial frames, many frames per read, large frames).
 
+mod fixed;
 mod length;
 mod packer;
 pub(crate) mod reader;

@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 
+use super::fixed::LeFrames;
 use super::{Packer, Peek};
 use crate::error::PackError;
 
@@ -38,7 +39,7 @@ use crate::error::PackError;
 /// ```
 #[derive(Debug, Clone)]
 pub struct SeqPacker {
-    max_body_length: usize,
+    frames: LeFrames<{ SeqPacker::HEADER_LEN }>,
 }
 
 impl SeqPacker {
@@ -51,31 +52,14 @@ impl SeqPacker {
     /// A packer for bodies of at most `max_body_length` bytes (clamped to
     /// what the length field carries).
     pub fn new(max_body_length: usize) -> Self {
-        let field_max = (u32::MAX as usize).min(usize::MAX - Self::HEADER_LEN);
         SeqPacker {
-            max_body_length: max_body_length.min(field_max),
+            frames: LeFrames::new(max_body_length),
         }
     }
 
     /// The largest body this packer decodes or encodes.
     pub fn max_body_length(&self) -> usize {
-        self.max_body_length
-    }
-
-    fn too_long(&self, len: usize) -> PackError {
-        PackError::TooLong {
-            len,
-            max: self.max_body_length,
-        }
-    }
-
-    #[inline]
-    fn put_header(id: u32, seq: u32, body_len: usize, out: &mut BytesMut) {
-        let mut header = [0u8; Self::HEADER_LEN];
-        header[..4].copy_from_slice(&(body_len as u32).to_le_bytes());
-        header[4..8].copy_from_slice(&id.to_le_bytes());
-        header[8..].copy_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(&header);
+        self.frames.max_body_length()
     }
 }
 
@@ -94,27 +78,7 @@ impl Packer for SeqPacker {
     /// [`PackError::TooLong`] for a declared length over the limit.
     #[inline]
     fn peek(&self, buf: &[u8]) -> Result<Peek, PackError> {
-        let Some(h) = buf.first_chunk::<{ Self::HEADER_LEN }>() else {
-            return Ok(Peek::Incomplete { frame_len: None });
-        };
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let id = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-        let seq = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-        if len > self.max_body_length {
-            return Err(self.too_long(len));
-        }
-        let frame_len = Self::HEADER_LEN + len;
-        if buf.len() < frame_len {
-            return Ok(Peek::Incomplete {
-                frame_len: Some(frame_len),
-            });
-        }
-        Ok(Peek::Frame {
-            id,
-            seq,
-            body: Self::HEADER_LEN..frame_len,
-            len: frame_len,
-        })
+        self.frames.peek(buf)
     }
 
     /// Append one frame.
@@ -124,13 +88,7 @@ impl Packer for SeqPacker {
     /// [`PackError::TooLong`] for a body over the limit (nothing appended).
     #[inline]
     fn encode(&self, id: u32, seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
-        if body.len() > self.max_body_length {
-            return Err(self.too_long(body.len()));
-        }
-        out.reserve(Self::HEADER_LEN + body.len());
-        Self::put_header(id, seq, body.len(), out);
-        out.extend_from_slice(body);
-        Ok(())
+        self.frames.encode(id, seq, body, out)
     }
 
     /// The header alone: the body follows as it is.
@@ -146,11 +104,7 @@ impl Packer for SeqPacker {
         before: &mut BytesMut,
         _after: &mut BytesMut,
     ) -> Result<bool, PackError> {
-        if body_len > self.max_body_length {
-            return Err(self.too_long(body_len));
-        }
-        Self::put_header(id, seq, body_len, before);
-        Ok(true)
+        self.frames.encode_around(id, seq, body_len, before)
     }
 }
 

@@ -30,6 +30,7 @@
 //! 07 00 00 00  01 00 00 00  02 00 00 00  68 69  0d 0a
 //! ```
 
+use super::fixed::{check_len, len_field_max};
 use super::{Packer, Peek};
 use crate::error::PackError;
 use bytes::{Buf, BufMut, BytesMut};
@@ -39,11 +40,7 @@ const OVERHEAD: usize = TlvPacker::HEADER_LEN + TlvPacker::TRAILER.len();
 
 /// The largest `len` the header can carry whose frame length cannot
 /// overflow `usize` (which matters on 32-bit targets only).
-const LEN_FIELD_MAX: usize = if (u32::MAX as usize) <= usize::MAX - OVERHEAD {
-    u32::MAX as usize
-} else {
-    usize::MAX - OVERHEAD
-};
+const LEN_FIELD_MAX: usize = len_field_max(OVERHEAD);
 
 /// The TLV packer: `seq | kind | len | data | "\r\n"` (see the module docs).
 ///
@@ -76,13 +73,6 @@ impl TlvPacker {
     pub fn max_data_len(&self) -> usize {
         self.max_data_len
     }
-
-    fn too_long(&self, len: usize) -> PackError {
-        PackError::TooLong {
-            len,
-            max: self.max_data_len,
-        }
-    }
 }
 
 impl Default for TlvPacker {
@@ -105,9 +95,7 @@ impl Packer for TlvPacker {
         let kind = head.get_u32_le();
         let len = head.get_u32_le() as usize;
         // Peer-controlled: check it before anything is reserved for it.
-        if len > self.max_data_len {
-            return Err(self.too_long(len));
-        }
+        check_len(len, self.max_data_len)?;
         let data_end = TlvPacker::HEADER_LEN + len;
         let frame_len = data_end + TlvPacker::TRAILER.len();
 
@@ -137,9 +125,7 @@ impl Packer for TlvPacker {
     /// Append one frame; `id` is written as `kind`.
     fn encode(&self, id: u32, seq: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
         let len = body.len();
-        if len > self.max_data_len {
-            return Err(self.too_long(len));
-        }
+        check_len(len, self.max_data_len)?;
         out.reserve(OVERHEAD + len);
         put_header(seq, id, len, out);
         out.extend_from_slice(body);
@@ -157,9 +143,7 @@ impl Packer for TlvPacker {
         before: &mut BytesMut,
         after: &mut BytesMut,
     ) -> Result<bool, PackError> {
-        if data_len > self.max_data_len {
-            return Err(self.too_long(data_len));
-        }
+        check_len(data_len, self.max_data_len)?;
         put_header(seq, id, data_len, before);
         after.extend_from_slice(TlvPacker::TRAILER);
         Ok(true)
