@@ -260,7 +260,10 @@ impl Client {
     /// sequence number: `SeqPacker`, `TlvPacker`, …). Messages with
     /// sequence number 0 that come meanwhile are kept for
     /// [`recv`](Self::recv); a late reply to an earlier request that timed
-    /// out is dropped, never taken for this one's.
+    /// out is dropped, never taken for this one's. Sequence numbers are
+    /// odd, as a dialing side's are (a server answering on the same
+    /// connection numbers its own requests even: see the guide's
+    /// "Requests and replies").
     ///
     /// # Errors
     ///
