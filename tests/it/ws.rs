@@ -31,6 +31,7 @@ use crate::common::TIMEOUT;
 // Helpers
 // ---------------------------------------------------------------------------
 
+/// Start `builder` on two loops with a WebSocket listener.
 fn start_ws(builder: Builder) -> ServerHandle {
     crate::common::init_logs();
     builder
@@ -44,15 +45,7 @@ fn start_ws(builder: Builder) -> ServerHandle {
 /// Start `builder` on two loops with a TCP listener (`local_addrs()[0]`)
 /// and a WebSocket one (`local_addrs()[1]`).
 fn start_tcp_and_ws(builder: Builder) -> ServerHandle {
-    crate::common::init_logs();
-    builder
-        .event_loops(2)
-        .bind("127.0.0.1:0")
-        .expect("bind")
-        .bind_ws("127.0.0.1:0")
-        .expect("bind_ws")
-        .start()
-        .expect("start")
+    start_ws(builder.bind("127.0.0.1:0").expect("bind"))
 }
 
 /// Each upgraded connection's handle, sent from `ws_on_upgrade`.
