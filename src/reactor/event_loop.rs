@@ -130,14 +130,11 @@ impl EventLoop {
                 match event.token() {
                     WAKER => self.drain_inbox(),
                     Token(key) => {
-                        // A dialed connection's connect completes (or
-                        // fails) with a writable (or error) event.
-                        if (event.is_writable() || event.is_error()) && self.connect_event(key) {
+                        if (event.is_writable() || event.is_error())
+                            && self.writable_event(key, event.is_writable())
+                        {
                             self.flush(key);
                             continue;
-                        }
-                        if event.is_writable() {
-                            self.mark_dirty(key);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             // Without a hang-up in the event, a short read

@@ -62,10 +62,31 @@ impl EventLoop {
         }
     }
 
+    /// A writable (or error) event. A dialed connection's connect
+    /// completes (or fails) with one: handled here, returns true. Any
+    /// other connection is marked for flushing if `writable` (one look at
+    /// the slab), and the event goes on as an ordinary one.
+    pub(super) fn writable_event(&mut self, key: usize, writable: bool) -> bool {
+        {
+            let table = &self.core.table;
+            let mut slab = table.conns.borrow_mut();
+            let Some(conn) = slab.get_mut(key) else {
+                return false;
+            };
+            if !conn.has(flag::CONNECTING) {
+                if writable {
+                    table.mark_dirty(key, conn);
+                }
+                return false;
+            }
+        }
+        self.connect_event(key)
+    }
+
     /// An event on a connecting socket: connected, failed, or not yet.
     /// Returns false if the connection is not connecting (the event is an
     /// ordinary one).
-    pub(super) fn connect_event(&mut self, key: usize) -> bool {
+    fn connect_event(&mut self, key: usize) -> bool {
         let core = self.core.clone();
         let table = &core.table;
         let mut slab = table.conns.borrow_mut();

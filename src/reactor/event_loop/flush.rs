@@ -14,13 +14,6 @@ use crate::error::CloseReason;
 use crate::stats::Counters;
 
 impl EventLoop {
-    pub(super) fn mark_dirty(&self, key: usize) {
-        let mut slab = self.core.table.conns.borrow_mut();
-        if let Some(conn) = slab.get_mut(key) {
-            self.core.table.mark_dirty(key, conn);
-        }
-    }
-
     pub(super) fn flush_dirty(&mut self) {
         let core = self.core.clone();
         let dirty = &core.table.dirty;
