@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use netloom::{CloseReason, Error, Server};
 
 use common::peers::{require, Peer};
-use common::{cpu_time, echo, serial, start, track_closes, Client};
+use common::{cpu_time, echo, serial, start, start_tracked, Client};
 
 #[test]
 fn a_busy_polling_loop_serves_then_sleeps_once_traffic_stops() {
@@ -107,7 +107,7 @@ fn python_round_trips_through_a_busy_polling_loop() {
 fn busy_polling_does_not_hold_back_the_heartbeat() {
     let _serial = serial();
     let idle = Duration::from_millis(300);
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             // The longest spin, longer than the heartbeat's check interval.
@@ -115,7 +115,6 @@ fn busy_polling_does_not_hold_back_the_heartbeat() {
             .heartbeat(Duration::from_millis(5), idle)
             .route(1, echo),
     );
-    let server = start(builder);
     let mut client = Client::connect(server.local_addr());
     client.send(1, b"hi");
     assert_eq!(client.recv(), (1, b"hi".to_vec()));

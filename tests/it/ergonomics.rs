@@ -17,7 +17,7 @@ use netloom::{
     Packer, Peek, Server,
 };
 
-use crate::common::{echo, start, track_closes, Client, TIMEOUT};
+use crate::common::{echo, start, start_tracked, Client, TIMEOUT};
 
 /// Report every opened connection's handle, by peer address.
 fn report_opens(builder: Builder) -> (Builder, Receiver<(SocketAddr, ConnHandle)>) {
@@ -139,8 +139,7 @@ fn send_to_reaches_exactly_the_set_and_encodes_once() {
                 ctx.hub().send_to(ids, 6, &ctx.body()[..1])
             }),
     );
-    let (builder, mut closes) = track_closes(builder);
-    let server = start(builder);
+    let (server, mut closes) = start_tracked(builder);
     let mut clients = Vec::new();
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -227,8 +226,7 @@ fn run_stores_data_a_later_handler_sees_and_reports_a_closed_connection() {
                 let _ = ctx.handle().run(|_| ()).wait();
             }),
     );
-    let (builder, mut closes) = track_closes(builder);
-    let server = start(builder);
+    let (server, mut closes) = start_tracked(builder);
     let (mut c, handle) = connect(server.local_addr(), &opens);
     c.send(2, b"");
     assert_eq!(c.recv(), (2, b"nobody".to_vec()));
@@ -288,8 +286,7 @@ fn send_confirmed_reports_queued_buffer_full_and_closed() {
                 let _ = release_rx.recv_timeout(TIMEOUT);
             }),
     );
-    let (builder, mut closes) = track_closes(builder);
-    let server = start(builder);
+    let (server, mut closes) = start_tracked(builder);
     let (mut blocker, _) = connect(server.local_addr(), &opens);
     let (mut peer, handle) = connect(server.local_addr(), &opens);
     let (gone, gone_handle) = connect(server.local_addr(), &opens);

@@ -28,7 +28,7 @@ use netloom::{
     Peek, Server,
 };
 
-use crate::common::{echo, frame, start, track_closes, Client, TIMEOUT};
+use crate::common::{echo, frame, start, start_tracked, Client, TIMEOUT};
 
 fn local(c: &Client) -> SocketAddr {
     c.stream.local_addr().expect("local addr")
@@ -80,7 +80,7 @@ fn group_guard(_ctx: &mut Context<'_>, _next: Next<'_>) -> HandlerResult {
 /// close the victim's next message would be echoed.
 #[test]
 fn a_panicking_middleware_closes_only_its_connection() {
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .middleware(|ctx: &mut Context<'_>, next: Next<'_>| -> HandlerResult {
@@ -96,7 +96,6 @@ fn a_panicking_middleware_closes_only_its_connection() {
             .route(1, echo)
             .group([group_guard], |g| g.route(20, echo)),
     );
-    let server = start(builder);
     let mut bystander = Client::connect(server.local_addr());
     assert_echoes(&mut bystander, b"before");
 
@@ -145,7 +144,7 @@ fn a_panicking_middleware_closes_only_its_connection() {
 fn a_panicking_on_open_closes_only_its_connection() {
     let panic_next = Arc::new(AtomicBool::new(false));
     let arm = panic_next.clone();
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .on_open(move |_session| {
@@ -155,7 +154,6 @@ fn a_panicking_on_open_closes_only_its_connection() {
             })
             .route(1, echo),
     );
-    let server = start(builder);
     let mut bystander = Client::connect(server.local_addr());
     assert_echoes(&mut bystander, b"before");
 
@@ -268,7 +266,7 @@ impl Packer for FragileEncode {
 /// queued before the panic, then is closed with `HandlerPanic`, while a
 /// bystander on the same loop is still served.
 fn encode_panic_closes_only_its_connection(route: u32) {
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .packer(FragileEncode)
@@ -276,7 +274,6 @@ fn encode_panic_closes_only_its_connection(route: u32) {
             .route(6, |ctx: &mut Context<'_>| ctx.reply(66, ctx.body()))
             .route(7, |ctx: &mut Context<'_>| ctx.reply(67, ctx.body())),
     );
-    let server = start(builder);
     let mut bystander = Client::connect(server.local_addr());
     assert_echoes(&mut bystander, b"before");
 
@@ -320,7 +317,7 @@ fn a_panicking_encode_after_a_partial_frame_closes_only_its_connection() {
 #[test]
 fn a_packer_panicking_on_a_cross_thread_send_closes_only_its_connection() {
     let (opened_tx, opened) = unbounded();
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .packer(FragileEncode)
@@ -329,7 +326,6 @@ fn a_packer_panicking_on_a_cross_thread_send_closes_only_its_connection() {
             })
             .route(1, echo),
     );
-    let server = start(builder);
     let mut bystander = Client::connect(server.local_addr());
     let _ = opened.recv_timeout(TIMEOUT).expect("on_open ran");
     let mut victim = Client::connect(server.local_addr());
@@ -355,7 +351,7 @@ fn a_packer_panicking_on_a_cross_thread_send_closes_only_its_connection() {
 /// counted once per layer it passed through.
 #[test]
 fn a_handler_error_is_counted_and_the_connection_stays_open() {
-    let (builder, closes) = track_closes(
+    let (server, closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .middleware(|ctx: &mut Context<'_>, next: Next<'_>| -> HandlerResult {
@@ -370,7 +366,6 @@ fn a_handler_error_is_counted_and_the_connection_stays_open() {
                 Err("handler failed (expected by this test)".into())
             }),
     );
-    let server = start(builder);
     let mut c = Client::connect(server.local_addr());
 
     // The reply queued before the error goes out; the next message is
@@ -417,7 +412,7 @@ fn a_handler_error_is_counted_and_the_connection_stays_open() {
 #[test]
 fn least_connections_fills_the_emptier_loop() {
     let (open_tx, opens) = unbounded();
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(2)
             .balance(Balance::LeastConnections)
@@ -426,7 +421,6 @@ fn least_connections_fills_the_emptier_loop() {
             })
             .route(1, echo),
     );
-    let server = start(builder);
     // Connect one client and wait until its loop has it.
     let connect = || -> (Client, ConnId) {
         let c = Client::connect(server.local_addr());

@@ -17,7 +17,7 @@ use std::time::Duration;
 use netloom::{CloseReason, Server};
 
 use crate::common::peers::{require, Peer};
-use crate::common::{echo, start, track_closes};
+use crate::common::{echo, start_tracked};
 use crate::tls_support::{run_python, server_config, test_cert, TempFile};
 
 /// Connect with one TLS version, then either echo once and `unwrap()`
@@ -110,13 +110,12 @@ fn unwrap_succeeds(version: &str, mode: &str) {
     };
     let cert = test_cert();
     let ca = TempFile::new("ca.pem", &cert.cert_pem);
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .tls(Arc::new(server_config(&cert, rustls::ALL_VERSIONS)))
             .route(1, echo),
     );
-    let server = start(builder);
     let port = server.local_addr().port().to_string();
     let out = run_python(&py, PY_UNWRAP, &[&port, ca.arg(), version, mode]);
     assert_eq!(out.trim(), "unwrapped", "TLS {version} {mode}");

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::ResolvesServerCertUsingSni;
 use rustls::sign::CertifiedKey;
 
-use crate::common::{echo, start, track_closes, TIMEOUT};
+use crate::common::{echo, start_tracked, TIMEOUT};
 use crate::tls_support::{
     alpn_and_sni, client_config, provider, server_config, test_cert, TlsPeer, ALPN, ECHO,
 };
@@ -35,14 +35,13 @@ fn info(ctx: &mut Context<'_>) -> netloom::Result<()> {
 #[test]
 fn an_alpn_mismatch_fails_the_handshake_with_a_typed_reason() {
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .tls(Arc::new(server_config(&cert, rustls::ALL_VERSIONS)))
             .route(ECHO, echo)
             .route(INFO, info),
     );
-    let server = start(builder);
     let addr = server.local_addr();
     let offering = |protocols: &[&[u8]]| {
         let mut config = (*client_config(&cert)).clone();
@@ -121,14 +120,13 @@ fn a_certificate_is_chosen_per_sni_name() {
             .with_root_certificates(roots)
             .with_no_client_auth(),
     );
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(2)
             .tls(Arc::new(server_config))
             .route(ECHO, echo)
             .route(INFO, info),
     );
-    let server = start(builder);
     let addr = server.local_addr();
 
     for round in 0..2 {

@@ -11,7 +11,7 @@ use netloom::{Builder, CloseReason, ConnHandle, Context, Error, Server};
 use socket2::{Domain, Socket, Type};
 
 use super::{assert_echoes, local, read_to_eof};
-use crate::common::{echo, frame, start, track_closes, wait_until, Client, TIMEOUT};
+use crate::common::{echo, frame, start, start_tracked, track_closes, wait_until, Client, TIMEOUT};
 
 /// Route 50 blocks its loop: it says so on `entered`, then waits (bounded)
 /// for the test to send on `release`.
@@ -230,8 +230,7 @@ fn connects_are_refused_once_shutdown_has_begun() {
     let (builder, entered, release) =
         blocking_route(Server::builder().event_loops(2).route(1, echo));
     let (builder, opens) = report_opens(builder);
-    let (builder, mut closes) = track_closes(builder);
-    let server = start(builder);
+    let (server, mut closes) = start_tracked(builder);
     let addr = server.local_addr();
     let mut stuck = Client::connect(addr);
     let stuck_loop = handle_of(&opens, &stuck).id().loop_index();

@@ -9,16 +9,15 @@ use crossbeam_channel::unbounded;
 use netloom::{CloseReason, ConnHandle, ConnId, Error, Server};
 
 use super::{assert_echoes, assert_eof, echo_builder, local_addr};
-use crate::common::{echo, start, track_closes, wait_until, Client, TIMEOUT};
+use crate::common::{echo, start, start_tracked, wait_until, Client, TIMEOUT};
 
 #[test]
 fn handle_sends_from_another_thread_and_fails_or_counts_after_close() {
     let (handles_tx, handles) = unbounded::<ConnHandle>();
-    let (builder, mut closes) = track_closes(echo_builder(2).route(5, move |ctx| {
+    let (server, mut closes) = start_tracked(echo_builder(2).route(5, move |ctx| {
         let _ = handles_tx.send(ctx.handle());
         ctx.reply(5, b"registered")
     }));
-    let server = start(builder);
 
     let mut a = Client::connect(server.local_addr());
     a.send(5, b"");

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use netloom::{CloseReason, Context, PackError};
 
 use super::{assert_echoes, assert_eof, echo_builder, local_addr, xorshift};
-use crate::common::{frame, start, track_closes, Client};
+use crate::common::{frame, start_tracked, Client};
 
 #[test]
 fn body_over_max_length_closes_only_that_connection() {
-    let (builder, mut closes) = track_closes(echo_builder(2).max_body_length(1024));
-    let server = start(builder);
+    let (server, mut closes) = start_tracked(echo_builder(2).max_body_length(1024));
     let mut good = Client::connect(server.local_addr());
     assert_echoes(&mut good, b"before");
 
@@ -62,8 +61,7 @@ fn body_over_max_length_closes_only_that_connection() {
 
 #[test]
 fn garbage_input_closes_that_connection_only() {
-    let (builder, mut closes) = track_closes(echo_builder(2).max_body_length(64));
-    let server = start(builder);
+    let (server, mut closes) = start_tracked(echo_builder(2).max_body_length(64));
     let mut good = Client::connect(server.local_addr());
     assert_echoes(&mut good, b"before");
 
@@ -95,13 +93,12 @@ fn garbage_input_closes_that_connection_only() {
 
 #[test]
 fn panicking_handler_closes_its_connection_only() {
-    let (builder, mut closes) = track_closes(echo_builder(1).route(
+    let (server, mut closes) = start_tracked(echo_builder(1).route(
         13,
         |_ctx: &mut Context<'_>| -> netloom::HandlerResult {
             panic!("handler bug (expected by this test)")
         },
     ));
-    let server = start(builder);
     let mut victim = Client::connect(server.local_addr());
     let mut bystander = Client::connect(server.local_addr());
     assert_echoes(&mut bystander, b"before");
@@ -136,14 +133,13 @@ fn on_open_rejection_closes_and_reports_rejected_once() {
     let rejecting = reject.clone();
     // One loop: every on_close runs on it, in order, so a duplicate for
     // the rejected connection would show up before the next close.
-    let (builder, mut closes) = track_closes(echo_builder(1).on_open(move |_session| {
+    let (server, mut closes) = start_tracked(echo_builder(1).on_open(move |_session| {
         if rejecting.load(Ordering::SeqCst) {
             Err("full")
         } else {
             Ok(())
         }
     }));
-    let server = start(builder);
 
     let mut turned_away = Client::connect(server.local_addr());
     assert_eof(&mut turned_away);
@@ -176,11 +172,10 @@ fn on_open_rejection_closes_and_reports_rejected_once() {
 
 #[test]
 fn on_open_can_send_a_message_before_rejecting() {
-    let (builder, mut closes) = track_closes(echo_builder(2).on_open(|session| {
+    let (server, mut closes) = start_tracked(echo_builder(2).on_open(|session| {
         session.send(7, b"welcome, but we are full").unwrap();
         false
     }));
-    let server = start(builder);
     for _ in 0..2 {
         let mut c = Client::connect(server.local_addr());
         assert_eq!(c.recv(), (7, b"welcome, but we are full".to_vec()));

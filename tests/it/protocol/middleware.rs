@@ -11,7 +11,7 @@ use crossbeam_channel::unbounded;
 use netloom::{CloseReason, Context, Next, Server};
 
 use super::{assert_eof, local_addr};
-use crate::common::{frame, start, track_closes, Client, TIMEOUT};
+use crate::common::{frame, start, start_tracked, Client, TIMEOUT};
 
 type Log = Arc<Mutex<Vec<&'static str>>>;
 
@@ -108,7 +108,7 @@ fn auth_middleware_short_circuits_and_passes_values_to_the_handler() {
             }
         }
     };
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(2)
             .route(21, move |ctx| {
@@ -126,7 +126,6 @@ fn auth_middleware_short_circuits_and_passes_values_to_the_handler() {
                 })
             }),
     );
-    let server = start(builder);
 
     // Not logged in: 401, then the server closes; the handler never ran.
     let mut anon = Client::connect(server.local_addr());

@@ -7,7 +7,7 @@ use netloom::{
 };
 
 use super::{assert_echoes, local_addr, read_raw, xorshift};
-use crate::common::{echo, frame, start, track_closes, Client};
+use crate::common::{echo, frame, start_tracked, Client};
 
 /// Lines of at most 64 bytes, id 0: a packer with `decode` only (no `peek`).
 struct Lines;
@@ -47,7 +47,7 @@ impl Packer for Lines {
 /// over-long line closes only its connection.
 #[test]
 fn a_packer_with_only_decode_serves_split_lines_in_order() {
-    let (builder, mut closes) = track_closes(Server::builder().event_loops(1).packer(Lines).route(
+    let (server, mut closes) = start_tracked(Server::builder().event_loops(1).packer(Lines).route(
         0,
         |ctx: &mut Context<'_>| {
             // The body stays borrowed while the context is changed.
@@ -56,7 +56,6 @@ fn a_packer_with_only_decode_serves_split_lines_in_order() {
             ctx.reply(0, line.to_ascii_uppercase())
         },
     ));
-    let server = start(builder);
     let mut c = Client::connect(server.local_addr());
     let text: String = (0..200).map(|i| format!("line {i} of many\n")).collect();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -123,14 +122,13 @@ impl Packer for Moody {
 /// handled; the server keeps serving everyone else.
 #[test]
 fn a_misbehaving_peek_closes_only_its_connection() {
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
             .packer(Moody)
             .route(1, echo)
             .route(13, echo),
     );
-    let server = start(builder);
     let mut good = Client::connect(server.local_addr());
     assert_echoes(&mut good, b"before");
     for (mood, expected) in [

@@ -9,7 +9,7 @@ use crossbeam_channel::unbounded;
 use netloom::{CloseReason, ConnId, Context, Next, Server, UnknownIdPolicy};
 
 use super::{assert_echoes, assert_eof, echo_builder, local_addr};
-use crate::common::{frame, start, track_closes, wait_until, Client, TIMEOUT};
+use crate::common::{frame, start, start_tracked, track_closes, wait_until, Client, TIMEOUT};
 
 #[test]
 fn unknown_id_is_dropped_by_default_and_the_connection_keeps_working() {
@@ -28,8 +28,7 @@ fn unknown_id_is_dropped_by_default_and_the_connection_keeps_working() {
 
 #[test]
 fn unknown_id_close_policy_closes_with_the_id() {
-    let (builder, mut closes) = track_closes(echo_builder(2).unknown_id(UnknownIdPolicy::Close));
-    let server = start(builder);
+    let (server, mut closes) = start_tracked(echo_builder(2).unknown_id(UnknownIdPolicy::Close));
     let mut good = Client::connect(server.local_addr());
     let mut bad = Client::connect(server.local_addr());
 

@@ -12,7 +12,7 @@ use netloom::{CloseReason, ConnHandle, Context, Error, HandlerResult, Next, Serv
 use rustls::version::{TLS12, TLS13};
 
 use super::tls_builder;
-use crate::common::{echo, start, track_closes, TIMEOUT};
+use crate::common::{echo, start, start_tracked, TIMEOUT};
 use crate::tls_support::{
     client_config, client_config_versions, server_config, test_cert, TlsPeer, ECHO,
 };
@@ -119,12 +119,11 @@ fn backpressure_with_a_never_reading_tls_peer() {
 fn heartbeat_pings_then_kicks_an_idle_tls_peer_with_close_notify() {
     const PING: u32 = 99;
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         tls_builder(&cert)
             .heartbeat(Duration::from_millis(20), Duration::from_millis(400))
             .ping_before_kick(Duration::from_millis(150), PING),
     );
-    let server = start(builder);
     let mut peer = TlsPeer::connect(server.local_addr(), client_config(&cert));
     let addr = peer.local_addr();
     peer.assert_echoes(b"then silence");
@@ -201,7 +200,7 @@ fn tag(ctx: &mut Context<'_>, next: Next<'_>) -> HandlerResult {
 fn hooks_middleware_and_a_custom_packer_work_unchanged_over_tls() {
     struct Visits(u32);
     let cert = test_cert();
-    let (builder, mut closes) = track_closes(
+    let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(2)
             .packer(netloom::TlvPacker::default())
@@ -227,7 +226,6 @@ fn hooks_middleware_and_a_custom_packer_work_unchanged_over_tls() {
                 ctx.reply(3, body)
             }),
     );
-    let server = start(builder);
     let mut client = Client::connect_tls(server.local_addr(), "localhost", client_config(&cert))
         .unwrap()
         .with_packer(netloom::TlvPacker::default());
@@ -252,10 +250,9 @@ fn hooks_middleware_and_a_custom_packer_work_unchanged_over_tls() {
 fn shutdown_sends_close_notify() {
     let cert = test_cert();
     let (opened_tx, opened) = unbounded();
-    let (builder, mut closes) = track_closes(tls_builder(&cert).on_open(move |conn| {
+    let (server, mut closes) = start_tracked(tls_builder(&cert).on_open(move |conn| {
         opened_tx.send((conn.peer_addr(), conn.handle())).unwrap();
     }));
-    let server = start(builder);
     let addr = server.local_addr();
     let mut ours = Client::connect_tls(addr, "localhost", client_config(&cert)).unwrap();
     ours.set_timeout(Some(TIMEOUT)).unwrap();
