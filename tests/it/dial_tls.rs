@@ -14,7 +14,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::{
@@ -405,9 +405,11 @@ fn a_peer_that_never_answers_the_client_hello_times_the_handshake_out() {
         while let Ok(1..) = socket.read(&mut [0u8; 4096]) {}
     });
     let cert = test_cert();
+    let handshake_timeout = Duration::from_millis(300);
     let (builder, mut closes) =
-        track_closes(Server::builder().handshake_timeout(Duration::from_millis(300)));
+        track_closes(Server::builder().handshake_timeout(handshake_timeout));
     let (client, _) = dialer(builder);
+    let started = Instant::now();
     client
         .hub()
         .dial(Dial::new(addr).tls(client_config(&cert), localhost()))
@@ -419,6 +421,12 @@ fn a_peer_that_never_answers_the_client_hello_times_the_handshake_out() {
     assert!(
         matches!(reason, CloseReason::HandshakeTimeout),
         "{reason:?}"
+    );
+    // At the configured deadline, not the 5 s default.
+    let took = started.elapsed();
+    assert!(
+        took >= handshake_timeout && took < handshake_timeout + Duration::from_secs(1),
+        "handshake timed out after {took:?}"
     );
     assert_eq!(client.stats().connect_failures, 1);
     client.shutdown(TIMEOUT).unwrap();

@@ -4,7 +4,7 @@
 //! sends addressed to it by id reach it on a server that only dials.
 
 use std::net::TcpListener;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 use netloom::{CloseReason, Dial, Reconnect, SeqPacker, Server};
@@ -19,14 +19,15 @@ fn the_heartbeat_kicks_a_silent_backend_again_after_every_reconnect() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let (down_tx, downs) = unbounded();
     let (up_tx, ups) = unbounded();
+    let idle = Duration::from_millis(150);
     let client = Server::builder()
         .packer(SeqPacker::default())
-        .heartbeat(Duration::from_millis(20), Duration::from_millis(150))
+        .heartbeat(Duration::from_millis(20), idle)
         .on_disconnect(move |_s, d| {
-            let _ = down_tx.send(d.reason.clone());
+            let _ = down_tx.send((d.reason.clone(), Instant::now()));
         })
         .on_reconnect(move |_s, attempts| {
-            let _ = up_tx.send(attempts);
+            let _ = up_tx.send((attempts, Instant::now()));
         })
         .start()
         .unwrap();
@@ -42,20 +43,30 @@ fn the_heartbeat_kicks_a_silent_backend_again_after_every_reconnect() {
         .dial(Dial::new(silent.local_addr().unwrap()).reconnect(policy))
         .unwrap();
     // Three losses in a row, each an idle kick: the heartbeat of the
-    // first attempt did not end with it.
+    // first attempt did not end with it. Each kick comes a whole idle
+    // timeout after its connection opened: no timer of an earlier attempt
+    // cut it short.
+    let mut opened_at = None;
     for round in 1..=3 {
-        let reason = downs
+        let (reason, at) = downs
             .recv_timeout(TIMEOUT)
             .unwrap_or_else(|_| panic!("no idle kick in round {round}"));
         assert!(
             matches!(reason, CloseReason::IdleTimeout),
             "round {round}: lost for {reason}"
         );
-        assert_eq!(
-            ups.recv_timeout(TIMEOUT),
-            Ok(1),
-            "round {round}: reconnected"
-        );
+        if let Some(opened) = opened_at {
+            let lived = at.duration_since(opened);
+            // Both instants are read on the loop thread, and the wheel
+            // never fires early: only rounding to a millisecond counts.
+            assert!(
+                lived + Duration::from_millis(2) >= idle,
+                "round {round}: kicked {lived:?} after it reconnected"
+            );
+        }
+        let (attempts, at) = ups.recv_timeout(TIMEOUT).expect("reconnected");
+        assert_eq!(attempts, 1, "round {round}");
+        opened_at = Some(at);
     }
     conn.close();
     drop(silent);

@@ -217,11 +217,12 @@ fn heartbeat_pings_again_after_each_answer() {
     const PING: u32 = 99;
     let (check, ping_after) = (ms(50), ms(150));
     // A long idle timeout makes a ping that waits for the old kick deadline
-    // stand out from scheduling noise.
+    // stand out from scheduling noise: it would come after about 5 s of
+    // silence, far past the bound below.
     let server = crate::common::start(
         Server::builder()
             .event_loops(1)
-            .heartbeat(check, ms(1000))
+            .heartbeat(check, ms(5000))
             .ping_before_kick(ping_after, PING),
     );
     let mut silence_from = Instant::now();
