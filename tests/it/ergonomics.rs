@@ -260,9 +260,13 @@ fn run_stores_data_a_later_handler_sees_and_reports_a_closed_connection() {
     server.shutdown(TIMEOUT).unwrap();
 
     // Once the loops have stopped, the receipt says so at once.
-    let stopped = handle.run(|_| ()).wait();
+    // (`wait_timeout`, not `wait`: a receipt nobody answers fails the test
+    // instead of hanging it.)
+    let stopped = handle.run(|_| ()).wait_timeout(TIMEOUT);
+    let stopped = stopped.expect("the receipt answered");
     assert!(matches!(stopped, Err(Error::ShutDown)), "{stopped:?}");
-    let stopped = handle.send_confirmed(1, b"").wait();
+    let stopped = handle.send_confirmed(1, b"").wait_timeout(TIMEOUT);
+    let stopped = stopped.expect("the receipt answered");
     assert!(matches!(stopped, Err(Error::ShutDown)), "{stopped:?}");
 }
 
@@ -307,7 +311,10 @@ fn send_confirmed_reports_queued_buffer_full_and_closed() {
     assert!(matches!(first.wait_timeout(TIMEOUT), Some(Ok(()))));
     let refused = second.wait_timeout(TIMEOUT).expect("the loop answered");
     assert!(matches!(refused, Err(Error::BufferFull)), "{refused:?}");
-    let closed = gone_handle.send_confirmed(12, b"x").wait();
+    let closed = gone_handle
+        .send_confirmed(12, b"x")
+        .wait_timeout(TIMEOUT)
+        .expect("the loop answered");
     assert!(matches!(closed, Err(Error::Closed)), "{closed:?}");
 
     assert_eq!(peer.recv(), (10, big));

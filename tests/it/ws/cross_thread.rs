@@ -45,16 +45,21 @@ fn handles_and_broadcast_reach_ws_and_tcp_clients() {
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
+/// A handler floods a client that does not read: the sends are queued
+/// until the next would take the queue over the high-water mark, that one
+/// is refused (`BufferFull`) and not queued, and what was accepted arrives.
 #[test]
 fn slow_ws_reader_gets_backpressure() {
+    const HIGH_WATER: usize = 64 << 10;
+    const CHUNK: usize = 16 << 10;
     let (tx, rx) = unbounded();
     let sent = Arc::new(AtomicUsize::new(0));
     let counted = sent.clone();
-    let server = start_ws(Server::builder().write_high_water(64 << 10).route(
+    let server = start_ws(Server::builder().write_high_water(HIGH_WATER).route(
         ws::TEXT,
         move |ctx| {
             // Flood a client that does not read until the queue is full.
-            let chunk = vec![b'x'; 16 << 10];
+            let chunk = vec![b'x'; CHUNK];
             for _ in 0..10_000 {
                 if let Err(e) = ctx.send_binary(&chunk) {
                     let _ = tx.send(e.to_string());
@@ -69,12 +74,25 @@ fn slow_ws_reader_gets_backpressure() {
     let err = rx.recv_timeout(TIMEOUT).expect("a send failed");
     assert!(err.contains("full"), "{err}");
     assert!(server.stats().slow_peer_events >= 1);
-    // Everything accepted arrives, framed.
+    // The queue is written out only after the handler returns, so the
+    // sends fill it: a send is accepted while the queue plus its chunk
+    // stays within the mark. Each queued frame is its chunk plus a header
+    // of at most 10 bytes, so HIGH_WATER / CHUNK sends fit at most and
+    // one fewer at least (the headers are far smaller than a chunk). A
+    // first send refused (n == 0) or a mark ignored is out of range.
     let n = sent.load(Ordering::Relaxed);
+    let most = HIGH_WATER / CHUNK;
+    assert!((most - 1..=most).contains(&n), "{n} sends accepted");
+    // Everything accepted arrives, framed.
     for _ in 0..n {
         let (first, payload) = raw.recv().expect("frame");
-        assert_eq!((first, payload.len()), (0x82, 16 << 10));
+        assert_eq!((first, payload.len()), (0x82, CHUNK));
     }
+    // And nothing else was queued: the refused send is not behind them,
+    // the next frame is the answer to this ping (read once the drained
+    // queue lets the server read again).
+    raw.send_frame(0x89, b"after", true);
+    assert_eq!(raw.recv(), Some((0x8a, b"after".to_vec())));
     drop(raw);
     server.shutdown(Duration::from_secs(5)).unwrap();
 }

@@ -2,7 +2,7 @@
 //! a byte at a time, violations (1002), ping/pong and the closing
 //! handshake, the idle ping, handler panics (1011), text that must be UTF-8.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 use netloom::ws;
@@ -127,19 +127,40 @@ fn server_close_waits_for_the_peer_close_frame() {
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
 
+/// A peer that never answers the server's close frame is dropped when the
+/// linger passes: not before, and not at the 5 s default.
 #[test]
 fn server_close_gives_up_waiting_after_the_linger() {
+    let linger = Duration::from_millis(300);
     let (builder, closed) = closes(
         echo_builder()
-            .close_linger(Duration::from_millis(300))
+            .close_linger(linger)
             .route(ws::TEXT, |ctx| ctx.close()),
     );
     let server = start_ws(builder);
     let mut raw = RawWs::connect(server.local_addr(), "/");
     assert_eq!(raw.recv(), Some((0x81, b"welcome".to_vec())));
+    // The lower bound is timed from before the frame that makes the server
+    // close: the linger starts in the loop turn that reads it, after this.
+    // The loop's clock counts whole milliseconds and its timers never fire
+    // early (the wheel's 100 ms ticks round later), so at most that
+    // truncation (1 ms) may be missing. The upper bound is timed from the
+    // close frame: the linger counts from the start of the loop turn that
+    // sends it, so it cannot start later than this.
+    let asked = Instant::now();
     raw.send_frame(0x81, b"x", true);
     assert_eq!(raw.expect_close().0, 1000);
+    let close_frame = Instant::now();
     raw.expect_eof();
+    let (waited, since_close) = (asked.elapsed(), close_frame.elapsed());
+    assert!(
+        waited + Duration::from_millis(1) >= linger,
+        "dropped after {waited:?}, before the {linger:?} linger"
+    );
+    assert!(
+        since_close < linger + Duration::from_secs(1),
+        "dropped {since_close:?} after the close frame: the {linger:?} linger was not used"
+    );
     assert!(matches!(next_close(&closed), CloseReason::Local));
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
