@@ -324,6 +324,7 @@ srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", 0))
 srv.listen(1)
+srv.settimeout(10)
 print("ready", srv.getsockname()[1], flush=True)
 c, _ = srv.accept()
 c.settimeout(10)
@@ -334,14 +335,40 @@ for _ in range(3):
     c.sendall(struct.pack("<III", n, i, seq) + body.upper())
 print("done", flush=True)
 "#;
-    let mut child = std::process::Command::new(&py)
-        .args(["-c", script])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    // Killed and reaped however the test ends; its stdout read by a thread
+    // into a channel, so every wait for a line has a deadline. (The bounded
+    // `tls_support::Proc` exists only with the `tls` feature.)
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(
+        std::process::Command::new(&py)
+            .args(["-c", script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (line_tx, lines) = unbounded();
+    thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if line_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next_line = || {
+        lines
+            .recv_timeout(TIMEOUT)
+            .expect("python printed a line within TIMEOUT (stdout still open)")
+            .expect("read python's stdout")
+    };
+    let line = next_line();
     let port = line
         .trim()
         .strip_prefix("ready ")
@@ -358,10 +385,14 @@ print("done", flush=True)
         assert_eq!((m.id, &m.body[..]), (9, want.as_bytes()));
         assert_ne!(m.seq, 0);
     }
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line.trim(), "done");
-    let _ = child.wait();
+    assert_eq!(next_line().trim(), "done");
+    // Python closes its stdout as it exits: then it is reaped at once.
+    assert!(
+        lines.recv_timeout(TIMEOUT).is_err(),
+        "python printed more than expected"
+    );
+    let status = child.0.wait().expect("wait for python");
+    assert!(status.success(), "python failed: {status}");
     client.shutdown(TIMEOUT).unwrap();
 }
 
@@ -380,11 +411,14 @@ fn the_blocking_client_requests_with_timeouts() {
     ));
     assert!(started.elapsed() < Duration::from_secs(2));
     // A reply that comes after its request timed out is skipped, never
-    // taken for the next request's.
+    // taken for the next request's: the next request's own reply comes
+    // later (500 ms after it) than the stale one (300 ms after its own).
     assert!(matches!(
         c.request(2, b"300", Duration::from_millis(100)),
         Err(Error::Timeout)
     ));
+    let reply = c.request(2, b"500", TIMEOUT).unwrap();
+    assert_eq!((reply.id, &reply.body[..]), (2, &b"500"[..]));
     let reply = c.request(1, b"next", TIMEOUT).unwrap();
     assert_eq!(&reply.body[..], b"txen");
     backend.shutdown(TIMEOUT).unwrap();

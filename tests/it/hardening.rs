@@ -3,6 +3,7 @@
 //! offending connection gets a typed close or is held to the configured
 //! bounds while the others carry on.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +11,9 @@ use std::time::Duration;
 use netloom::ws;
 use netloom::{Builder, CloseReason, Server, ServerHandle, SlowPeerPolicy};
 
-use crate::common::{echo, start_tracked, track_closes, wait_until, Client, Closes, TIMEOUT};
+use crate::common::{
+    echo, frame, start_tracked, track_closes, wait_until, Client, Closes, TIMEOUT,
+};
 use crate::ws_raw::RawWs;
 
 /// A masked client ping with a 125-byte payload (the most a control frame
@@ -294,49 +297,89 @@ fn a_slow_websocket_message_is_closed_with_frame_timeout() {
 }
 
 /// Partial frames count against the loop's `max_partial_bytes`: ten peers
-/// holding ~60 KB each under a 256 KiB budget; the largest holders are
-/// closed with `MemoryLimit` until the rest fits, and those that stay still
-/// complete their frames.
+/// on one loop hold frames of ten sizes (20 to 56 KB of body; a frame this
+/// short counts whole once its header is in) under a 256 KiB budget. Over
+/// the budget the loop closes the largest holder with `MemoryLimit`, so
+/// exactly the largest are closed: all but the seven smallest (224,056
+/// bytes; the eighth would make 272,064). They arrive largest first, so
+/// closing the connection just read (or any but the largest) would close
+/// other ones. The survivors still complete their frames.
 #[test]
 fn partial_frames_over_the_loop_budget_close_the_largest_holders() {
+    const BUDGET: usize = 256 << 10;
+    const HELD_BACK: usize = 100;
     let (server, mut closes) = start_tracked(
         Server::builder()
             .event_loops(1)
-            .max_partial_bytes(256 << 10)
+            .max_partial_bytes(BUDGET)
             .route(1, echo),
     );
-    let mut clients = Vec::new();
-    for i in 0..10u8 {
-        let mut c = Client::connect(server.local_addr());
-        let wire = crate::common::frame(1, &vec![i; 60_000]);
-        c.send_raw(&wire[..30_008]);
-        clients.push((c, wire));
+    // Largest first; frames of 20,008 to 56,008 bytes.
+    let bodies: Vec<Vec<u8>> = (0..10u8)
+        .rev()
+        .map(|i| vec![i; 20_000 + 4_000 * usize::from(i)])
+        .collect();
+    let wires: Vec<Vec<u8>> = bodies.iter().map(|b| frame(1, b)).collect();
+    // The policy's outcome, from the sizes: the smallest frames that fit.
+    let mut total = 0;
+    let kept = wires
+        .iter()
+        .rev()
+        .take_while(|w| {
+            total += w.len();
+            total <= BUDGET
+        })
+        .count();
+    assert_eq!(kept, 7, "the sizes no longer make the case this test means");
+    // First, half a header each: too little to know the frame's length,
+    // so each holds only a few bytes (and takes no buffer a closed holder
+    // gave back to the pool).
+    let mut clients: Vec<Client> = (0..wires.len())
+        .map(|_| Client::connect(server.local_addr()))
+        .collect();
+    for (c, wire) in clients.iter_mut().zip(&wires) {
+        c.send_raw(&wire[..4]);
     }
-    wait_until("the budget to be enforced", || {
-        server.stats().closed_by(&CloseReason::MemoryLimit) >= 5
+    let mut read = 4 * clients.len() as u64;
+    wait_until("the loop to read every half header", || {
+        server.stats().bytes_in >= read
     });
-    let mut limited = 0;
-    let mut served = 0;
-    for (c, wire) in &mut clients {
-        let local = c.stream.local_addr().unwrap();
-        if c.stream.write_all(&wire[30_008..]).is_err() {
-            limited += 1;
+    // Then each frame but its last bytes, one peer at a time, so the loop
+    // sees them in this order.
+    for (c, wire) in clients.iter_mut().zip(&wires) {
+        let part = &wire[4..wire.len() - HELD_BACK];
+        c.send_raw(part);
+        read += part.len() as u64;
+        wait_until("the loop to read a holder's frame", || {
+            server.stats().bytes_in >= read
+        });
+    }
+    let largest: HashSet<SocketAddr> = clients[..wires.len() - kept]
+        .iter()
+        .map(|c| c.stream.local_addr().unwrap())
+        .collect();
+    let mut closed = HashSet::new();
+    for _ in 0..largest.len() {
+        let (addr, reason) = closes.next();
+        assert!(matches!(reason, CloseReason::MemoryLimit), "{reason:?}");
+        closed.insert(addr);
+    }
+    assert_eq!(closed, largest, "closed holders are not the largest ones");
+    for ((c, wire), body) in clients.iter_mut().zip(&wires).zip(&bodies) {
+        if closed.contains(&c.stream.local_addr().unwrap()) {
+            c.expect_closed();
             continue;
         }
-        match c.try_recv() {
-            Ok(got) => {
-                assert_eq!(got.1.len(), 60_000);
-                served += 1;
-            }
-            Err(_) => {
-                let reason = closes.reason_for(local);
-                assert!(matches!(reason, CloseReason::MemoryLimit), "{reason:?}");
-                limited += 1;
-            }
-        }
+        c.send_raw(&wire[wire.len() - HELD_BACK..]);
+        let (id, got) = c.recv();
+        assert_eq!(id, 1);
+        assert!(got == *body, "echo differs ({} bytes sent)", body.len());
     }
-    assert!(served >= 3, "{served} served, {limited} closed");
-    assert_eq!(served + limited, 10);
+    assert_eq!(
+        server.stats().closed_by(&CloseReason::MemoryLimit),
+        largest.len() as u64
+    );
+    assert!(closes.rx.is_empty(), "a survivor was closed");
     server.shutdown(TIMEOUT).unwrap();
 }
 
@@ -366,29 +409,57 @@ fn a_body_stalled_before_its_last_byte_is_closed_within_two_windows() {
     server.shutdown(TIMEOUT).unwrap();
 }
 
-/// Unfinished WebSocket messages count against the same budget (at twice
-/// their bytes: tungstenite's buffers): ten peers each holding the first
-/// 60 KB fragment of a message under a 512 KiB budget; the largest holders
-/// are closed with `MemoryLimit` until four fit.
+/// Unfinished WebSocket messages count against the same budget, at twice
+/// their bytes (tungstenite's buffers): ten peers each send the first
+/// fragment of a text message, 60,008 bytes on the wire (counted 120,016),
+/// under a 512 KiB budget. Four fit (480,064 bytes) and five never do.
+/// A read that takes the loop over the budget closes the largest holder,
+/// which holds at least what that read added, so one close brings the
+/// loop back under; had fewer than four survived, the loop held at most
+/// four full holders before the last close and would not have closed.
+/// So exactly six are closed with `MemoryLimit`, and the four left each
+/// get their message echoed once they finish it.
 #[test]
 fn unfinished_websocket_messages_count_against_the_partial_budget() {
+    const PEERS: usize = 10;
+    const FIT: usize = 4;
     let (server, mut closes) = ws_server_tracked(
         Server::builder()
             .event_loops(1)
             .max_partial_bytes(512 << 10),
     );
     let mut peers = Vec::new();
-    for _ in 0..10 {
-        let mut ws = RawWs::connect(server.local_addrs()[0], "/");
+    for _ in 0..PEERS {
+        let (mut ws, local) = ws_peer(&server);
         ws.send_frame(0x01, &[b'a'; 60_000], true);
-        peers.push(ws);
+        peers.push((ws, local));
     }
-    wait_until("the budget to close holders", || {
-        server.stats().closed_by(&CloseReason::MemoryLimit) >= 5
-    });
-    let (_, reason) = closes.next();
-    assert!(matches!(reason, CloseReason::MemoryLimit), "{reason:?}");
-    assert!(server.stats().closed_by(&CloseReason::MemoryLimit) <= 7);
+    let mut closed = HashSet::new();
+    for _ in 0..PEERS - FIT {
+        let (addr, reason) = closes.next();
+        assert!(matches!(reason, CloseReason::MemoryLimit), "{reason:?}");
+        assert!(closed.insert(addr), "{addr} closed twice");
+    }
+    let mut survivors = 0;
+    for (ws, local) in &mut peers {
+        if closed.contains(local) {
+            continue;
+        }
+        survivors += 1;
+        // The final fragment: the whole message comes back.
+        ws.send_frame(0x80, b"end", true);
+        let (first, payload) = ws.recv().expect("the echo of a finished message");
+        assert_eq!(first, 0x81);
+        assert_eq!(payload.len(), 60_003);
+        assert!(payload[..60_000].iter().all(|&b| b == b'a'));
+        assert_eq!(&payload[60_000..], b"end");
+    }
+    assert_eq!(survivors, FIT);
+    assert_eq!(
+        server.stats().closed_by(&CloseReason::MemoryLimit),
+        (PEERS - FIT) as u64
+    );
+    assert!(closes.rx.is_empty(), "a survivor was closed");
     drop(peers);
     server.shutdown(TIMEOUT).unwrap();
 }

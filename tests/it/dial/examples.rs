@@ -6,32 +6,49 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
+use crossbeam_channel::unbounded;
 use netloom::{Context, SeqPacker, Server};
 
-use crate::common::{start, TIMEOUT};
+use crate::common::{run_bounded, start, TIMEOUT};
 
-/// Build the examples (a no-op when `cargo test` built them already) and
-/// return the path of `name`.
+/// How long building the examples may take: a cold `--all-features` build
+/// is slow on a small machine.
+const BUILD_LIMIT: Duration = Duration::from_secs(600);
+
+/// Build the examples once per test process (a no-op when `cargo test`
+/// built them already), bounded in time, and return the path of `name`.
 fn example(name: &str) -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--all-features",
-            "--example",
-            "rpc_server",
-            "--example",
-            "rpc_client",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo");
-    assert!(
-        status.success(),
-        "cargo build --example rpc_server --example rpc_client failed"
-    );
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args([
+                "build",
+                "--quiet",
+                "--all-features",
+                "--example",
+                "rpc_server",
+                "--example",
+                "rpc_client",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // A build past its limit panics in `run_bounded`: kept as the
+        // result, so the other test fails at once instead of building again.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_bounded(cargo, BUILD_LIMIT)
+        }))
+        .map_err(|_| format!("cargo build took longer than {BUILD_LIMIT:?}"))?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    });
+    if let Err(e) = built {
+        panic!("cargo build --example rpc_server --example rpc_client failed: {e}");
+    }
     crate::common::peers::target_dir()
         .join("debug/examples")
         .join(name)
@@ -47,20 +64,11 @@ impl Drop for Reaped {
     }
 }
 
-/// Run `rpc_client` with `args`, bounded in time.
+/// Run `rpc_client` with `args`, bounded in time (killed past it).
 fn rpc_client(args: &[&str]) -> Output {
-    let mut child = Command::new(example("rpc_client"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rpc_client");
-    let deadline = Instant::now() + TIMEOUT * 3;
-    while child.try_wait().expect("rpc_client status").is_none() {
-        assert!(Instant::now() < deadline, "rpc_client did not finish");
-        std::thread::sleep(Duration::from_millis(20)); // polling a child's exit
-    }
-    child.wait_with_output().expect("rpc_client output")
+    let mut client = Command::new(example("rpc_client"));
+    client.args(args);
+    run_bounded(client, TIMEOUT * 3)
 }
 
 #[test]
@@ -72,8 +80,21 @@ fn rpc_client_against_rpc_server_checks_every_reply_and_shows_timeouts() {
         .spawn()
         .expect("start rpc_server");
     let mut server = Reaped(server);
-    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("rpc_server printed nothing").unwrap();
+    // Its stdout read on a thread (to its end, so it never blocks on a
+    // full pipe), so the wait for its first line has a deadline.
+    let stdout = server.0.stdout.take().unwrap();
+    let (line_tx, lines) = unbounded();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if line_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = lines
+        .recv_timeout(TIMEOUT)
+        .expect("rpc_server printed no line within TIMEOUT")
+        .expect("read rpc_server's stdout");
     let addr = first.rsplit(' ').next().unwrap().to_string();
     assert!(first.contains("listening on"), "{first}");
     let out = rpc_client(&[
