@@ -202,25 +202,22 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
 
 /// User + system CPU time of the whole process (every thread).
 pub fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    assert_eq!(rc, 0, "getrusage: {}", io::Error::last_os_error());
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    rusage_cpu(libc::RUSAGE_SELF)
 }
 
 /// CPU time (user + system) of the calling thread alone: called from a
 /// hook, a loop thread's own use, whatever else the test process does.
 #[cfg(target_os = "linux")]
 pub fn thread_cpu_time() -> Duration {
+    rusage_cpu(libc::RUSAGE_THREAD)
+}
+
+/// User + system CPU time of `who` (`getrusage`).
+fn rusage_cpu(who: libc::c_int) -> Duration {
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable rusage.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    let rc = unsafe { libc::getrusage(who, &mut usage) };
     assert_eq!(rc, 0, "getrusage: {}", io::Error::last_os_error());
     let tv = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
