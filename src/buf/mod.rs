@@ -78,6 +78,24 @@ impl LazyQueue<'_> {
     }
 }
 
+/// Make room in `buf` for `take` more bytes of a unit (a TLS record, a
+/// WebSocket frame) that is still `missing` bytes from its end: at least
+/// what arrives now, at most doubling the buffer, never past the unit's
+/// end. So what a connection holds for an unfinished unit follows the
+/// bytes it was sent, whatever length the unit declares, and a trickle of
+/// small reads still costs amortised O(1) copies per byte.
+pub(crate) fn grow_toward(buf: &mut Vec<u8>, take: usize, missing: u64) {
+    if buf.capacity() - buf.len() >= take {
+        return;
+    }
+    /// Smallest room worth an allocation.
+    const MIN_ROOM: u64 = 16;
+    let end = (buf.len() as u64).saturating_add(missing);
+    let doubled = (buf.capacity() as u64).saturating_mul(2).max(MIN_ROOM);
+    let target = doubled.min(end).max((buf.len() + take) as u64);
+    buf.reserve_exact(target as usize - buf.len());
+}
+
 /// How a flush ended: bytes written, and whether the socket is full.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Flushed {

@@ -7,6 +7,8 @@ use super::queue::WriteQueue;
 
 /// Pooled buffers larger than this are freed instead of kept.
 const MAX_POOLED_BYTES: usize = 256 << 10;
+/// A pooled read buffer up to this size serves any small need.
+const SMALL: usize = 512;
 /// At most this many buffers of each kind are kept.
 const MAX_POOLED: usize = 1024;
 
@@ -20,8 +22,24 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn take_read(&mut self) -> BytesMut {
-        self.reads.pop().unwrap_or_default()
+    /// A read buffer for `need` bytes: the pool's latest if it is not
+    /// much larger (at most twice, or [`SMALL`]), else a new one of
+    /// exactly `need`. A connection's small partial frame thus never
+    /// holds, and is never counted against the partial-frame budget for,
+    /// a large pooled buffer.
+    pub(crate) fn take_read(&mut self, need: usize) -> BytesMut {
+        let fits = self
+            .reads
+            .last()
+            .is_some_and(|b| b.capacity() <= need.saturating_mul(2).max(SMALL));
+        match self.reads.pop() {
+            Some(buf) if fits => buf,
+            Some(buf) => {
+                self.reads.push(buf);
+                BytesMut::with_capacity(need)
+            }
+            None => BytesMut::with_capacity(need),
+        }
     }
 
     /// Keep `buf` for another connection if its whole allocation is this
@@ -42,6 +60,12 @@ impl Pool {
         {
             self.reads.push(buf);
         }
+    }
+
+    /// How many read buffers the pool keeps.
+    #[cfg(test)]
+    pub(crate) fn pooled_reads(&self) -> usize {
+        self.reads.len()
     }
 
     pub(crate) fn take_write(&mut self) -> Box<WriteQueue> {
@@ -74,7 +98,8 @@ mod tests {
         buf.extend_from_slice(&[1; 100]);
         drop(buf.split_to(100));
         pool.put_read(buf);
-        assert_eq!(pool.take_read().capacity(), 4096);
+        assert!(pool.take_read(100).capacity() < 4096, "too large for 100");
+        assert_eq!(pool.take_read(2048).capacity(), 4096);
         // Large: freed.
         let mut buf = BytesMut::with_capacity(MAX_POOLED_BYTES * 2);
         buf.extend_from_slice(&[1; 100]);

@@ -342,7 +342,7 @@ impl FrameReader {
 /// A partial frame's bytes copied into a buffer from the pool, with room
 /// for the `missing` rest of the frame.
 fn pooled_copy(pool: &RefCell<Pool>, bytes: &[u8], missing: usize) -> BytesMut {
-    let mut p = pool.borrow_mut().take_read();
+    let mut p = pool.borrow_mut().take_read(bytes.len() + missing);
     p.reserve(bytes.len() + missing);
     p.extend_from_slice(bytes);
     p

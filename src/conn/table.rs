@@ -379,16 +379,16 @@ impl ConnTable {
     }
 
     /// Bring the budget up to date with what `conn` holds for unfinished
-    /// frames now. A closing connection counts nothing: what it holds
-    /// goes with it, within `close_linger`.
-    pub(crate) fn account_partial(&self, conn: &mut Conn) {
-        let now = match conn.has(flag::CLOSING) {
-            true => 0,
-            false => u32::try_from(conn.held_unfinished()).unwrap_or(u32::MAX),
-        };
+    /// units now; returns whether it is inside one (for the frame
+    /// deadline). A closing connection counts too: one waiting for the
+    /// peer's half of a close handshake still holds what its layers hold.
+    pub(crate) fn account_partial(&self, conn: &mut Conn) -> bool {
+        let unfinished = conn.unfinished();
+        let now = u32::try_from(unfinished.held).unwrap_or(u32::MAX);
         let held = self.partial_held.get() - conn.accounted as usize + now as usize;
         self.partial_held.set(held);
         conn.accounted = now;
+        unfinished.in_unit
     }
 
     /// Drop a connection's partial frame (it closes), back to the pool.
@@ -396,17 +396,17 @@ impl ConnTable {
         if let Some(p) = conn.partial.take() {
             self.pool.borrow_mut().put_read(p);
         }
-        self.account_partial(conn);
+        let _ = self.account_partial(conn);
     }
 
-    /// The open connection holding the largest partial frame, if any
-    /// holds one.
-    pub(crate) fn largest_partial(&self) -> Option<(usize, u32)> {
+    /// The connection holding the most for unfinished units, if any holds
+    /// something: its key, generation, and whether it is closing already.
+    pub(crate) fn largest_partial(&self) -> Option<(usize, u32, bool)> {
         let slab = self.conns.borrow();
         slab.iter()
-            .filter(|(_, c)| !c.has(flag::CLOSING) && c.accounted > 0)
+            .filter(|(_, c)| c.accounted > 0)
             .max_by_key(|(_, c)| c.accounted)
-            .map(|(k, c)| (k, c.generation))
+            .map(|(k, c)| (k, c.generation, c.has(flag::CLOSING)))
     }
 
     /// Mark `conn` closing (nothing more is read from it or handled).
@@ -449,6 +449,11 @@ impl ConnTable {
         let slab = self.conns.borrow();
         let conn = slab.get(key).filter(|c| !c.has(flag::CLOSING))?;
         Some(conn.has(flag::AWAITING))
+    }
+
+    /// Bytes queued on the connection at `key` (0 if it is gone).
+    pub(crate) fn queued(&self, key: usize) -> usize {
+        self.conns.borrow().get(key).map_or(0, Conn::queued)
     }
 
     /// Whether the connection at `key` is gone or closing.

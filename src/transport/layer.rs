@@ -82,27 +82,34 @@ impl Layer {
             || stack.ws.as_ref().is_some_and(|w| w.is_upgrading())
     }
 
-    /// Bytes received of a TLS record or WebSocket frame or message not
-    /// yet complete.
-    pub(crate) fn unfinished(&self) -> usize {
+    /// A TLS record, or a WebSocket frame or fragmented message, is not
+    /// complete yet.
+    pub(crate) fn in_unit(&self) -> bool {
         let Some(stack) = self.0.as_deref() else {
-            return 0;
+            return false;
         };
-        stack.tls.as_ref().map_or(0, |t| t.unfinished())
-            + stack.ws.as_ref().map_or(0, ws::WsSession::unfinished)
+        stack.tls.as_ref().is_some_and(|t| t.in_unit())
+            || stack.ws.as_ref().is_some_and(ws::WsSession::in_unit)
     }
 
-    /// Memory held for what [`unfinished`](Self::unfinished) counts.
-    pub(crate) fn held_unfinished(&self) -> usize {
+    /// Memory the layers hold for what is not complete yet (each layer
+    /// reports its own buffers: TLS's partial record, the WebSocket
+    /// layer's partial frame and tungstenite's message buffer).
+    pub(crate) fn held(&self) -> usize {
         let Some(stack) = self.0.as_deref() else {
             return 0;
         };
-        stack.tls.as_ref().map_or(0, |t| t.unfinished())
-            + stack.ws.as_ref().map_or(0, ws::WsSession::held_unfinished)
+        stack.tls.as_ref().map_or(0, |t| t.held())
+            + stack.ws.as_ref().map_or(0, ws::WsSession::held)
     }
 
     /// Bytes just read from the socket: hand what they carry to `sink`.
     /// TLS decrypts `input` in place, so its contents are garbage after.
+    ///
+    /// What a lower layer saw stands even when a layer above it fails:
+    /// the peer's close_notify is answered (and, on TLS 1.2, what is
+    /// queued dropped) whatever the WebSocket layer made of the plaintext
+    /// before it.
     pub(crate) fn receive(
         &mut self,
         input: &mut [u8],
@@ -112,31 +119,37 @@ impl Layer {
             sink.stream.extend_from_slice(input);
             return Ok(Incoming::default());
         };
-        let incoming = match (&mut stack.tls, &mut stack.ws) {
+        let mut tls_closed = false;
+        let result = match (&mut stack.tls, &mut stack.ws) {
             (Some(tls), Some(ws)) => {
                 let mut plain = std::mem::take(sink.plain);
-                let result = tls
-                    .receive(input, &mut plain)
-                    .and_then(|below| Ok(below.and(ws.receive(&plain, sink)?)));
+                let result = tls.receive(input, &mut plain).and_then(|below| {
+                    tls_closed = below.peer_closed;
+                    ws.receive(&plain, sink).map(|above| below.and(above))
+                });
                 plain.clear();
                 *sink.plain = plain;
                 result
             }
-            (Some(tls), None) => tls.receive(input, sink.stream),
+            (Some(tls), None) => {
+                let result = tls.receive(input, sink.stream);
+                tls_closed = result.as_ref().is_ok_and(|i| i.peer_closed);
+                result
+            }
             (None, Some(ws)) => ws.receive(input, sink),
             (None, None) => {
                 sink.stream.extend_from_slice(input);
                 Ok(Incoming::default())
             }
-        }?;
-        if let (true, Some(tls)) = (incoming.peer_closed, &mut stack.tls) {
+        };
+        if let (true, Some(tls)) = (tls_closed, &mut stack.tls) {
             // The peer ended its TLS session: answer with close_notify
             // (TLS 1.2: now, dropping what is queued; 1.3: after it).
             if tls.answer_peer_close() {
                 sink.out.discard();
             }
         }
-        Ok(incoming)
+        result
     }
 
     /// The application's verdict on a WebSocket upgrade: answer it (101, or

@@ -70,7 +70,11 @@ impl TlsSession {
         match *self {}
     }
 
-    pub(crate) fn unfinished(&self) -> usize {
+    pub(crate) fn in_unit(&self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn held(&self) -> usize {
         match *self {}
     }
 

@@ -49,11 +49,11 @@ impl WsSession {
         match *self {}
     }
 
-    pub(crate) fn unfinished(&self) -> usize {
+    pub(crate) fn in_unit(&self) -> bool {
         match *self {}
     }
 
-    pub(crate) fn held_unfinished(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         match *self {}
     }
 

@@ -99,6 +99,10 @@ impl EventLoop {
         }
         if conn.has(flag::PAUSED) && conn.queued() <= config.write_high_water / 2 {
             conn.unset(flag::PAUSED);
+            if conn.has(flag::FRAME_TIMER) {
+                // Its frame window had a pause in it: not the peer's doing.
+                conn.set(flag::FRAME_RESTART);
+            }
             // Edge-triggered: data that arrived while paused raises no new
             // event, so read it next turn.
             if !conn.has(flag::PENDING_READ) {

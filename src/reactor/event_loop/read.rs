@@ -88,9 +88,9 @@ impl EventLoop {
             conn.last_active = self.timers.now32();
             conn.unset(flag::PINGED);
             let mut decoded = self.decode(key, conn, n, direct);
-            table.account_partial(conn);
+            let in_unit = table.account_partial(conn);
             table.check_layer_output(key, conn);
-            self.track_frame(key, conn);
+            self.track_frame(key, conn, in_unit, n);
             drop(slab);
             self.check_partial_memory();
             if decoded.opened {
@@ -129,12 +129,14 @@ impl EventLoop {
     }
 
     /// Over the loop's budget for partial frames: close the connections
-    /// holding the most until it is kept again.
+    /// holding the most until it is kept again. One closing already (it
+    /// waits for the peer's close frame) is dropped at once.
     fn check_partial_memory(&mut self) {
-        let table = &self.core.table;
-        let cap = self.core.runtime.config.max_partial_bytes;
+        let core = self.core.clone();
+        let table = &core.table;
+        let cap = core.runtime.config.max_partial_bytes;
         while table.partial_held() > cap {
-            let Some((key, generation)) = table.largest_partial() else {
+            let Some((key, generation, closing)) = table.largest_partial() else {
                 return;
             };
             log::warn!(
@@ -142,7 +144,12 @@ impl EventLoop {
                 table.index(),
                 table.partial_held()
             );
-            table.close(key, generation, CloseReason::MemoryLimit);
+            if closing {
+                self.count_unflushed(usize::from(table.queued(key) > 0));
+                self.finalize(key);
+            } else {
+                table.close(key, generation, CloseReason::MemoryLimit);
+            }
         }
     }
 
@@ -236,7 +243,8 @@ impl EventLoop {
         }
         // Frames the client sent right behind its request.
         let failed = self.decode(key, conn, 0, false).failed;
-        table.account_partial(conn);
+        let in_unit = table.account_partial(conn);
+        self.track_frame(key, conn, in_unit, 0);
         failed
     }
 }

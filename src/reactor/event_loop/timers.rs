@@ -47,9 +47,8 @@ pub(super) struct Timer {
     /// attempt is stale and never fires (`EventLoop::fire_timers`). It
     /// fits in `kind`'s padding: a `Timer` is still 16 bytes.
     attempt: u16,
-    /// `Frame`: the unfinished bytes when the window began; `Request`: the
-    /// serial the connection's request timer was armed with (free room:
-    /// the wheel stores a `u64` tick beside each timer).
+    /// `Request`: the serial the connection's request timer was armed
+    /// with (free room: the wheel stores a `u64` tick beside each timer).
     mark: u32,
 }
 
@@ -233,60 +232,77 @@ impl EventLoop {
         }
     }
 
-    /// After a read: while a frame (or WebSocket message, or TLS record)
-    /// is unfinished, a timer checks every `frame_timeout` that it
-    /// advances at `frame_min_rate` or better (`frame_check`).
-    pub(super) fn track_frame(&mut self, key: usize, conn: &mut Conn) {
-        let unfinished = conn.unfinished();
-        if unfinished == 0 {
+    /// After a read of `n` bytes: while a unit (a packer frame, a
+    /// WebSocket frame or fragmented message, a TLS record) is unfinished,
+    /// a timer checks every `frame_timeout` that the connection received
+    /// at least `frame_min_rate` bytes a second during the window
+    /// (`frame_check`). Progress is `Conn::window`, a count of the bytes
+    /// received in the window, whatever frames they completed: a client
+    /// streaming whole frames whose reads end mid-frame is making
+    /// progress, however different the partial frames at two instants.
+    /// The first window starts with the unit's first byte.
+    pub(super) fn track_frame(&mut self, key: usize, conn: &mut Conn, in_unit: bool, n: usize) {
+        if !in_unit {
             conn.unset(flag::IN_FRAME);
             return;
         }
+        if conn.has(flag::IN_FRAME) {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            conn.window = conn.window.saturating_add(n);
+            return;
+        }
+        // A unit begins: a fresh window.
         conn.set(flag::IN_FRAME);
-        if !conn.has(flag::FRAME_TIMER) {
+        conn.window = 0;
+        if conn.has(flag::FRAME_TIMER) {
+            // The timer of an earlier unit's window is still pending: it
+            // starts this one's window afresh instead of judging it.
+            conn.set(flag::FRAME_RESTART);
+        } else {
             conn.set(flag::FRAME_TIMER);
             let window = self.core.runtime.config.frame_timeout;
-            let mark = u32::try_from(unfinished).unwrap_or(u32::MAX);
-            let kind = TimerKind::Frame;
-            self.schedule_marked(key, conn.generation, window, kind, mark);
+            self.schedule(key, conn.generation, window, TimerKind::Frame);
         }
     }
 
-    /// A frame window ended: if the connection is still in a frame and
-    /// fewer than `frame_min_rate` bytes a second arrived during the window
-    /// (since `t.mark`), close it; else watch the next window. A frame
-    /// completed meanwhile (fewer unfinished bytes than at the mark) is
-    /// progress too.
+    /// A frame window ended: if the connection is still inside a unit and
+    /// received fewer than `frame_min_rate` bytes a second during the
+    /// window, close it; else watch the next window. A window that began
+    /// late (a new unit after the timer was set) or during which the
+    /// server stopped reading the connection (backpressure: the peer is
+    /// not to blame) is not judged: a fresh one starts.
     fn frame_check(&mut self, t: Timer) {
         let config = &self.core.runtime.config;
         let (window, rate) = (config.frame_timeout, config.frame_min_rate);
         let key = t.key as usize;
-        let next = {
+        let advanced = {
             let mut slab = self.core.table.conns.borrow_mut();
             let Some(c) = slab.get_mut(key).filter(|c| c.generation == t.generation) else {
                 return;
             };
             c.unset(flag::FRAME_TIMER);
             if c.has(flag::CLOSING) || !c.has(flag::IN_FRAME) {
+                c.unset(flag::FRAME_RESTART);
                 return;
             }
-            let now = u32::try_from(c.unfinished()).unwrap_or(u32::MAX);
-            let needed = (u64::from(rate) * window.as_millis() as u64 / 1000).max(1);
-            let advanced = now < t.mark || u64::from(now - t.mark) >= needed;
+            let needed = u64::from(rate)
+                .saturating_mul(window.as_millis().min(u128::from(u64::MAX)) as u64)
+                / 1000;
+            let fresh = c.has(flag::FRAME_RESTART | flag::PAUSED);
+            let advanced = fresh || u64::from(c.window) >= needed.max(1);
             if advanced {
+                c.unset(flag::FRAME_RESTART);
                 c.set(flag::FRAME_TIMER);
+                c.window = 0;
             }
-            advanced.then_some(now)
+            advanced
         };
-        match next {
-            Some(mark) => {
-                let kind = TimerKind::Frame;
-                self.schedule_marked(key, t.generation, window, kind, mark);
-            }
-            None => self
-                .core
+        if advanced {
+            self.schedule(key, t.generation, window, TimerKind::Frame);
+        } else {
+            self.core
                 .table
-                .close(key, t.generation, CloseReason::FrameTimeout),
+                .close(key, t.generation, CloseReason::FrameTimeout);
         }
     }
 

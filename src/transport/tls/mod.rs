@@ -36,7 +36,7 @@ use rustls::unbuffered::WriteTraffic;
 
 use super::Incoming;
 use crate::buf::queue::WriteQueue;
-use crate::buf::{write_until_blocked, Flushed};
+use crate::buf::{grow_toward, write_until_blocked, Flushed};
 use crate::error::CloseReason;
 
 /// Most plaintext bytes encrypted per flush round.
@@ -176,9 +176,11 @@ impl TlsSession {
         received: &mut Received,
     ) -> std::result::Result<(), rustls::Error> {
         while !self.incoming.is_empty() && !input.is_empty() && !received.peer_closed {
-            let take = self.missing().min(input.len());
+            let missing = self.missing();
+            let take = missing.min(input.len());
             let (head, rest) = std::mem::take(&mut input).split_at_mut(take);
             input = rest;
+            grow_toward(&mut self.incoming, take, missing as u64);
             self.incoming.extend_from_slice(head);
             let used = self.end.drive(
                 &mut self.outgoing,
@@ -261,9 +263,14 @@ impl TlsSession {
         self.sent < self.outgoing.len()
     }
 
-    /// Bytes of a record not yet complete.
-    pub(crate) fn unfinished(&self) -> usize {
-        self.incoming.len()
+    /// A record (or a handshake message's fragments) is not complete yet.
+    pub(crate) fn in_unit(&self) -> bool {
+        !self.incoming.is_empty()
+    }
+
+    /// Bytes held for it: `incoming`'s allocation (none between records).
+    pub(crate) fn held(&self) -> usize {
+        self.incoming.capacity()
     }
 
     /// Take rustls to rest over what `incoming` holds (it holds no whole

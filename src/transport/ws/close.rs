@@ -6,7 +6,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tungstenite::protocol::WebSocketContext;
 
-use super::session::Io;
+use super::io::Io;
 use crate::error::{CloseReason, PackError};
 use crate::transport::Goodbye;
 

@@ -11,6 +11,7 @@
 mod close;
 mod encode;
 mod handshake;
+mod io;
 mod request;
 mod session;
 mod tracker;

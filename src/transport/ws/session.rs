@@ -2,7 +2,7 @@
 //! request to the close handshake, driving tungstenite's
 //! `WebSocketContext` over an in-memory adapter.
 
-use std::io::{self, Read, Write};
+use std::io;
 
 use bytes::Bytes;
 use tungstenite::error::Error as WsError;
@@ -13,7 +13,8 @@ use tungstenite::Message as WsMessage;
 
 use super::close::{close_frame_for, fail, failure_code, peer_close, waits_for_peer_close};
 use super::handshake;
-use super::tracker::FrameTracker;
+use super::io::Io;
+use super::tracker::{FrameTracker, Limits};
 use super::{WsMode, WsSettings, BINARY, TEXT};
 use crate::buf::LazyQueue;
 use crate::codec::Message;
@@ -42,40 +43,6 @@ enum State {
     Done,
 }
 
-/// The in-memory stream tungstenite runs over: reads the bytes of this
-/// batch, then says `WouldBlock`; writes append to the write queue.
-pub(super) struct Io<'a, 'b> {
-    pub(super) input: &'a [u8],
-    pub(super) out: &'a mut LazyQueue<'b>,
-    pub(super) wrote: bool,
-}
-
-impl Read for Io<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.input.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(self.input.len());
-        buf[..n].copy_from_slice(&self.input[..n]);
-        self.input = &self.input[n..];
-        Ok(n)
-    }
-}
-
-impl Write for Io<'_, '_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !buf.is_empty() {
-            self.out.get().extend(buf);
-            self.wrote = true;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 impl WsSession {
     pub(super) fn new(mode: WsMode) -> WsSession {
         WsSession {
@@ -90,18 +57,20 @@ impl WsSession {
         matches!(self.state, State::Request(_) | State::Deciding { .. })
     }
 
-    /// Bytes received of a frame or message not yet complete.
-    pub(crate) fn unfinished(&self) -> usize {
-        match &self.state {
-            State::Open { frames, .. } => frames.unfinished as usize,
-            _ => 0,
-        }
+    /// Inside a frame or a fragmented message.
+    pub(crate) fn in_unit(&self) -> bool {
+        matches!(&self.state, State::Open { frames, .. } if frames.in_unit())
     }
 
-    /// Memory held for them: tungstenite accumulates a frame and a
-    /// message in buffers that grow by doubling, so up to about twice.
-    pub(crate) fn held_unfinished(&self) -> usize {
-        self.unfinished().saturating_mul(2)
+    /// Bytes held for what is not complete yet: the upgrade request so
+    /// far, or the frame and message in progress (see `FrameTracker::held`).
+    pub(crate) fn held(&self) -> usize {
+        match &self.state {
+            State::Request(head) => head.capacity(),
+            State::Deciding { response, rest } => response.capacity() + rest.capacity(),
+            State::Open { frames, .. } => frames.held(),
+            State::Done => 0,
+        }
     }
 
     pub(crate) fn awaits_peer_close(&self) -> bool {
@@ -183,17 +152,13 @@ impl WsSession {
             Ok(()) => {
                 // Frames queued before the upgrade completed go after it.
                 out.get().push_front(Bytes::from(response));
-                let mut frames = FrameTracker::default();
-                frames.feed(&rest);
-                let ctx = WebSocketContext::from_partially_read(
-                    rest,
-                    Role::Server,
-                    Some(settings.config),
-                );
+                // What came behind the request is walked on the next
+                // receive (the reactor makes one at once).
+                let ctx = WebSocketContext::new(Role::Server, Some(settings.config));
                 self.state = State::Open {
                     ctx: Box::new(ctx),
                     closing: false,
-                    frames,
+                    frames: FrameTracker::with_pending(rest),
                 };
                 Ok(())
             }
@@ -212,7 +177,8 @@ impl WsSession {
         }
     }
 
-    /// Run tungstenite over `input` until it needs more bytes.
+    /// Hand tungstenite the whole frames `input` completes (after what
+    /// came behind the upgrade request), keeping a trailing partial frame.
     fn read_frames(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<Incoming, CloseReason> {
         let mode = self.mode;
         let State::Open {
@@ -223,76 +189,66 @@ impl WsSession {
         else {
             return Ok(Incoming::default());
         };
-        frames.feed(input);
-        let mut io = Io {
-            input,
-            out: &mut sink.out,
-            wrote: false,
+        let config = ctx.get_config();
+        let limit = |n: Option<usize>| n.map_or(u64::MAX, |n| n as u64);
+        let limits = Limits {
+            max_frame: limit(config.max_frame_size),
+            max_message: limit(config.max_message_size),
+            closing: *closing,
         };
-        let mut finished = false;
-        let mut outcome = Ok(());
-        loop {
-            let message = match ctx.read(&mut io) {
-                Ok(m) => m,
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                    finished = true;
-                    break;
+        let mut wants_write = false;
+        let mut stop = None;
+        let pending = frames.take_pending();
+        for bytes in [&pending[..], input] {
+            if stop.is_some() {
+                break;
+            }
+            let walked = frames.walk(bytes, limits, &mut |run| match feed(
+                ctx,
+                run,
+                mode,
+                limits.closing,
+                sink,
+                &mut wants_write,
+            ) {
+                Fed::More => true,
+                other => {
+                    stop = Some(other);
+                    false
                 }
-                Err(e) => {
-                    let code = match frames.bad_length {
-                        true => CloseCode::Protocol,
-                        false => failure_code(&e),
-                    };
-                    outcome = Err(fail(ctx, &mut io, code, e.to_string()));
-                    break;
-                }
-            };
-            match message {
-                // After our close frame, data is no longer delivered.
-                WsMessage::Text(_) | WsMessage::Binary(_) if *closing => {}
-                WsMessage::Text(text) => match mode {
-                    WsMode::Messages => sink.messages.push(Message::new(TEXT, Bytes::from(text))),
-                    WsMode::Packer => {
-                        let why = "text messages are not accepted".to_string();
-                        outcome = Err(fail(ctx, &mut io, CloseCode::Unsupported, why));
-                        break;
-                    }
-                },
-                WsMessage::Binary(data) => match mode {
-                    WsMode::Messages => sink.messages.push(Message::new(BINARY, data)),
-                    WsMode::Packer => sink.stream.extend_from_slice(&data),
-                },
-                WsMessage::Close(frame) => {
-                    finished = true;
-                    if !*closing {
-                        // Write tungstenite's echo of the close frame; it
-                        // then reports the connection closed.
-                        let _ = ctx.flush(&mut io);
-                        outcome = Err(peer_close(frame, frames.close_code()));
-                    }
-                    break;
-                }
-                // Pongs to pings are queued by tungstenite and written on
-                // its next call.
-                WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
+            });
+            if let Err((code, why)) = walked {
+                let mut io = Io {
+                    input: &[],
+                    out: &mut sink.out,
+                    wrote: false,
+                };
+                stop = Some(Fed::Failed(fail(ctx, &mut io, code, why)));
+                wants_write |= io.wrote;
             }
         }
-        let wants_write = io.wrote;
-        if finished || outcome.is_err() {
+        let outcome = match stop {
+            None | Some(Fed::More) => Ok(()),
+            Some(Fed::Finished) => Err(None),
+            Some(Fed::Closed(frame)) => Err(Some(peer_close(frame, frames.close_code()))),
+            Some(Fed::Failed(reason)) => Err(Some(reason)),
+        };
+        if outcome.is_err() {
             self.state = State::Done;
-        } else if frames.big && frames.at_boundary() && ctx.can_write() {
-            // tungstenite has parsed every byte (its read said WouldBlock)
-            // and holds no frame, message or pending pong: start afresh to
-            // free the buffer the big frame grew.
+        } else if frames.retained > 0 && frames.at_boundary() && ctx.can_write() {
+            // tungstenite holds no frame, message or pending pong: start
+            // afresh to free the buffer a large frame grew.
             let config = *ctx.get_config();
             **ctx = WebSocketContext::new(Role::Server, Some(config));
-            frames.big = false;
+            frames.retained = 0;
         }
-        outcome.map(|()| Incoming {
-            wants_write,
-            ..Incoming::default()
-        })
+        match outcome {
+            Ok(()) | Err(None) => Ok(Incoming {
+                wants_write,
+                ..Incoming::default()
+            }),
+            Err(Some(reason)) => Err(reason),
+        }
     }
 
     /// The connection starts closing: queue our close frame after what is
@@ -351,4 +307,67 @@ impl WsSession {
             let _ = ctx.write(&mut io, WsMessage::Ping(Bytes::new()));
         }
     }
+}
+
+/// What tungstenite made of a run of whole frames.
+enum Fed {
+    /// It needs more.
+    More,
+    /// The close handshake is over (we closed first, and the peer answered).
+    Finished,
+    /// The peer's close frame (tungstenite queued its echo).
+    Closed(Option<CloseFrame>),
+    /// The peer broke the protocol (our close frame is queued).
+    Failed(CloseReason),
+}
+
+/// Run tungstenite over a run of whole frames, delivering what it makes.
+fn feed(
+    ctx: &mut WebSocketContext,
+    run: &[u8],
+    mode: WsMode,
+    closing: bool,
+    sink: &mut Sink<'_>,
+    wants_write: &mut bool,
+) -> Fed {
+    let mut io = Io {
+        input: run,
+        out: &mut sink.out,
+        wrote: false,
+    };
+    let fed = loop {
+        let message = match ctx.read(&mut io) {
+            Ok(m) => m,
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break Fed::More,
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => break Fed::Finished,
+            Err(e) => break Fed::Failed(fail(ctx, &mut io, failure_code(&e), e.to_string())),
+        };
+        match message {
+            // After our close frame, data is no longer delivered.
+            WsMessage::Text(_) | WsMessage::Binary(_) if closing => {}
+            WsMessage::Text(text) => match mode {
+                WsMode::Messages => sink.messages.push(Message::new(TEXT, Bytes::from(text))),
+                WsMode::Packer => {
+                    let why = "text messages are not accepted".to_string();
+                    break Fed::Failed(fail(ctx, &mut io, CloseCode::Unsupported, why));
+                }
+            },
+            WsMessage::Binary(data) => match mode {
+                WsMode::Messages => sink.messages.push(Message::new(BINARY, data)),
+                WsMode::Packer => sink.stream.extend_from_slice(&data),
+            },
+            WsMessage::Close(_) if closing => break Fed::Finished,
+            WsMessage::Close(frame) => {
+                // Write tungstenite's echo of the close frame; it then
+                // reports the connection closed.
+                let _ = ctx.flush(&mut io);
+                break Fed::Closed(frame);
+            }
+            // Pongs to pings are queued by tungstenite and written on its
+            // next call.
+            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
+        }
+    };
+    *wants_write |= io.wrote;
+    fed
 }

@@ -9,7 +9,6 @@ use tungstenite::handshake::server::Request;
 use super::close::sanitize;
 use super::encode::encode;
 use super::request::form_decode;
-use super::tracker::FrameTracker;
 use super::*;
 use crate::buf::pool::Pool;
 use crate::buf::queue::WriteQueue;
@@ -93,7 +92,7 @@ const REQUEST: &[u8] = b"GET /p?q=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\
     Sec-WebSocket-Version: 13\r\n\r\n";
 
 /// A masked client frame.
-fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+pub(super) fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut f = vec![first];
     match payload.len() {
         n if n < 126 => f.push(0x80 | n as u8),
@@ -144,40 +143,6 @@ proptest! {
         let out = h.output();
         prop_assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
         prop_assert!(out.ends_with(&[0x8a, 0x01, b'p']), "pong last");
-    }
-
-    /// The frame tracker finds the same boundaries whatever the split.
-    #[test]
-    fn frame_tracker_follows_any_split(
-        frames in proptest::collection::vec(
-            (any::<bool>(), 0u8..3, 0usize..70000, any::<bool>()), 1..6),
-        cut in any::<prop::sample::Index>(),
-    ) {
-        let mut wire = Vec::new();
-        let mut fragmented = false;
-        for (fin, opcode, len, masked) in &frames {
-            let mut f = client_frame((u8::from(*fin) << 7) | opcode, &vec![0; *len], [1, 2, 3, 4]);
-            if !masked {
-                // Drop the mask bit and key (the tracker must follow both).
-                f[1] &= 0x7f;
-                let at = match f[1] { 126 => 4, 127 => 10, _ => 2 };
-                f.drain(at..at + 4);
-            }
-            wire.extend(f);
-            fragmented = !fin;
-        }
-        let at = cut.index(wire.len() + 1);
-        let mut t = FrameTracker::default();
-        t.feed(&wire[..at]);
-        t.feed(&wire[at..]);
-        prop_assert_eq!(t.at_boundary(), !fragmented);
-        prop_assert_eq!(t.big, frames.iter().any(|f| f.2 as u64 >= SHRINK_AFTER));
-        if at < wire.len() && at > 0 {
-            let mut half = FrameTracker::default();
-            half.feed(&wire[..at]);
-            let inside = half.have != 0 || half.left != 0;
-            prop_assert!(!(inside && half.at_boundary()));
-        }
     }
 
     /// Arbitrary bytes after the upgrade never panic; a failure always
@@ -386,27 +351,4 @@ fn goodbye_is_sanitized() {
         reason: "".into(),
     });
     assert_eq!(u16::from(code), 4000);
-}
-
-#[test]
-fn the_tracker_reads_the_peer_close_code_and_bad_lengths_at_any_split() {
-    let mut payload = 4999u16.to_be_bytes().to_vec();
-    payload.extend_from_slice(b"why");
-    let mut wire = client_frame(0x81, b"text first", [9, 8, 7, 6]);
-    wire.extend(client_frame(0x88, &payload, [0xaa, 0x55, 0x0f, 0xf0]));
-    for cut in 0..=wire.len() {
-        let mut t = FrameTracker::default();
-        t.feed(&wire[..cut]);
-        t.feed(&wire[cut..]);
-        assert_eq!(t.close_code(), Some(4999), "cut at {cut}");
-        assert!(!t.bad_length);
-    }
-    let mut t = FrameTracker::default();
-    t.feed(&[0x88, 0x00]);
-    assert_eq!(t.close_code(), None, "a close frame without a code");
-    let mut huge = vec![0x82, 0xff];
-    huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
-    huge.extend_from_slice(&[0; 4]);
-    t.feed(&huge);
-    assert!(t.bad_length);
 }
