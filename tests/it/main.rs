@@ -15,6 +15,8 @@ mod ergonomics;
 mod features;
 #[cfg(feature = "ws")]
 mod hardening;
+#[cfg(all(feature = "tls", feature = "ws"))]
+mod honest;
 mod layering;
 mod lifecycle;
 mod protocol;
