@@ -22,16 +22,20 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// A read buffer for `need` bytes: the pool's latest if it is not
-    /// much larger (at most twice, or [`SMALL`]), else a new one of
-    /// exactly `need`. A connection's small partial frame thus never
-    /// holds, and is never counted against the partial-frame budget for,
-    /// a large pooled buffer.
-    pub(crate) fn take_read(&mut self, need: usize) -> BytesMut {
+    /// A read buffer for `need` bytes: the pool's latest if it holds them
+    /// and is not much larger (at most twice, or [`SMALL`], and at most
+    /// `slack` more), else a new one of exactly `need`. A connection's
+    /// partial frame thus never holds, and is never counted against the
+    /// partial-frame budget for, a pooled buffer far larger than itself.
+    pub(crate) fn take_read(&mut self, need: usize, slack: usize) -> BytesMut {
+        let most = need
+            .saturating_mul(2)
+            .max(SMALL)
+            .min(need.saturating_add(slack));
         let fits = self
             .reads
             .last()
-            .is_some_and(|b| b.capacity() <= need.saturating_mul(2).max(SMALL));
+            .is_some_and(|b| (need..=most).contains(&b.capacity()));
         match self.reads.pop() {
             Some(buf) if fits => buf,
             Some(buf) => {
@@ -98,8 +102,15 @@ mod tests {
         buf.extend_from_slice(&[1; 100]);
         drop(buf.split_to(100));
         pool.put_read(buf);
-        assert!(pool.take_read(100).capacity() < 4096, "too large for 100");
-        assert_eq!(pool.take_read(2048).capacity(), 4096);
+        assert!(
+            pool.take_read(100, 1 << 16).capacity() < 4096,
+            "too large for 100"
+        );
+        assert!(
+            pool.take_read(2048, 1024).capacity() < 4096,
+            "more than 1024 over"
+        );
+        assert_eq!(pool.take_read(2048, 1 << 16).capacity(), 4096);
         // Large: freed.
         let mut buf = BytesMut::with_capacity(MAX_POOLED_BYTES * 2);
         buf.extend_from_slice(&[1; 100]);

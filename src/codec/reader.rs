@@ -273,11 +273,16 @@ impl FrameReader {
         match partial.take() {
             Some(p) if p.is_empty() => self.spent.push(p),
             // Frames were split off this buffer and a small partial frame
-            // is left: it moves to a pooled buffer, so the connection does
-            // not pin an allocation the bodies share (possibly a large
-            // frame's), and this one is recycled once they are dropped.
-            Some(p) if split_off && p.len() + missing < size => {
-                *partial = Some(pooled_copy(pool, &p, missing));
+            // is left, or one whose frame needs far less room than the
+            // buffer has: it moves to a buffer of its size, so the
+            // connection does not pin (nor count) an allocation the bodies
+            // share (possibly a large frame's), and this one is recycled
+            // once they are dropped.
+            Some(p)
+                if split_off
+                    && (p.len() + missing < size || p.capacity() > p.len() + missing + size) =>
+            {
+                *partial = Some(pooled_copy(pool, &p, missing, size));
                 self.spent.push(p);
             }
             Some(mut p) => {
@@ -292,7 +297,7 @@ impl FrameReader {
                 *partial = Some(p);
             }
             None if !self.rx.is_empty() => {
-                *partial = Some(pooled_copy(pool, &self.rx, missing));
+                *partial = Some(pooled_copy(pool, &self.rx, missing, size));
                 self.rx.clear();
             }
             None => {}
@@ -339,10 +344,10 @@ impl FrameReader {
     }
 }
 
-/// A partial frame's bytes copied into a buffer from the pool, with room
-/// for the `missing` rest of the frame.
-fn pooled_copy(pool: &RefCell<Pool>, bytes: &[u8], missing: usize) -> BytesMut {
-    let mut p = pool.borrow_mut().take_read(bytes.len() + missing);
+/// A partial frame's bytes copied into a buffer from the pool (at most
+/// `slack` larger than the frame), with room for the `missing` rest of it.
+fn pooled_copy(pool: &RefCell<Pool>, bytes: &[u8], missing: usize, slack: usize) -> BytesMut {
+    let mut p = pool.borrow_mut().take_read(bytes.len() + missing, slack);
     p.reserve(bytes.len() + missing);
     p.extend_from_slice(bytes);
     p

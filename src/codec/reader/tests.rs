@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::codec::{LengthPacker, TlvPacker};
 
+mod held;
 mod large;
 
 const PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(

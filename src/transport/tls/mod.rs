@@ -195,6 +195,9 @@ impl TlsSession {
         if !self.incoming.is_empty() || input.is_empty() || received.peer_closed {
             return Ok(());
         }
+        // The record it held is done: the next partial one gets a buffer
+        // of its own size, not this one's.
+        self.incoming = Vec::new();
         let used = self.end.drive(
             &mut self.outgoing,
             input,

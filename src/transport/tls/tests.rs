@@ -352,3 +352,4 @@ fn a_handshake_message_in_tiny_records_is_refused_at_the_buffer_limit() {
 }
 
 mod client;
+mod held;
