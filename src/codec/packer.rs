@@ -91,6 +91,10 @@ pub enum Peek {
 /// limit *before* asking for room for it. An error closes the connection
 /// with [`CloseReason::Protocol`](crate::CloseReason::Protocol).
 ///
+/// A packer runs on the loop threads in the middle of the loop's own
+/// bookkeeping (the connection is borrowed meanwhile): it must stay pure
+/// over bytes and never call into netloom (send through a handle, dial).
+///
 /// # Examples
 ///
 /// A format with a header (a `u16` body length, big-endian, then a `u8`

@@ -42,7 +42,9 @@ pub(crate) enum ReplySink {
 
 impl ReplySink {
     /// Hand over the outcome (a callback's panic is caught and logged).
-    pub(crate) fn deliver(self, reply: Reply) {
+    /// Outside `conn`, through `ConnTable::deliver`, which checks that no
+    /// borrow of the table is held while the callback runs.
+    pub(super) fn deliver(self, reply: Reply) {
         match self {
             ReplySink::Channel(tx) => {
                 let _ = tx.send(reply);

@@ -9,6 +9,7 @@ use slab::Slab;
 
 use std::collections::HashMap;
 
+mod awaiting;
 mod sends;
 
 use super::dial::DialState;

@@ -162,7 +162,7 @@ fn reply(
     match matched {
         Matched::Reply(sink) => {
             let body = source.slice_ref(body);
-            sink.deliver(Ok(Message { id, seq, body }));
+            core.table.deliver(sink, Ok(Message { id, seq, body }));
             true
         }
         Matched::Late => {
@@ -210,6 +210,7 @@ fn lend<R>(
         let id = core.table.id_of(key, conn);
         (std::mem::take(&mut conn.data), conn.peer, id)
     };
+    core.table.debug_assert_unborrowed("a handler or hook");
     let r = f(id, peer, &mut data);
     if let Some(conn) = core.table.conns.borrow_mut().get_mut(key) {
         if conn.generation == generation {

@@ -184,7 +184,7 @@ pub(crate) fn start_on(
     if let Err(e) = sent {
         let sink = table.requests.borrow_mut().cancel(key, seq);
         match (sink, report) {
-            (Some(sink), true) => sink.deliver(Err(e)),
+            (Some(sink), true) => table.deliver(sink, Err(e)),
             _ => return Err(e),
         }
     }

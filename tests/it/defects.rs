@@ -1,0 +1,5 @@
+//! Regression tests for defects found by review (issues 18 and 25), one
+//! file per class: borrows held across user code and requests
+//! (`requests`).
+
+mod requests;
