@@ -147,7 +147,9 @@ impl ConnRequests {
 
 impl Requests {
     /// Register a request about to be sent at `now` on a connection this
-    /// side `dialed` (or accepted); returns its sequence number.
+    /// side `dialed` (or accepted); returns its sequence number. The
+    /// caller checked that the connection at `key` of `generation` is
+    /// open (`ConnTable::begin_request`): a stale id never gets here.
     pub(crate) fn start(
         &mut self,
         key: usize,
@@ -165,6 +167,10 @@ impl Requests {
             serial: 0,
         };
         let conn = self.by_conn.entry(key).or_insert_with(fresh);
+        // The entry of a slot's earlier occupant went with it (`fail_all`
+        // when it was removed): one here is a leak, and its sinks would be
+        // dropped unanswered.
+        debug_assert_eq!(conn.generation, generation, "requests of a removed slot");
         if conn.generation != generation {
             *conn = fresh();
         }
@@ -192,8 +198,12 @@ impl Requests {
     }
 
     /// Undo `start` (the request could not be sent).
-    pub(crate) fn cancel(&mut self, key: usize, seq: u32) -> Option<ReplySink> {
-        match self.by_conn.get_mut(&key)?.by_seq.remove(&seq)? {
+    pub(crate) fn cancel(&mut self, key: usize, generation: u32, seq: u32) -> Option<ReplySink> {
+        let conn = self
+            .by_conn
+            .get_mut(&key)
+            .filter(|c| c.generation == generation)?;
+        match conn.by_seq.remove(&seq)? {
             Entry::Waiting { sink, .. } => Some(sink),
             Entry::Expired { .. } => None,
         }
@@ -279,6 +289,12 @@ impl Requests {
     pub(crate) fn take_deadlines(&mut self) -> Vec<Deadline> {
         std::mem::take(&mut self.deadlines)
     }
+
+    /// How many connections have an entry (tests: nothing leaks).
+    #[cfg(test)]
+    pub(crate) fn connections(&self) -> usize {
+        self.by_conn.len()
+    }
 }
 
 #[cfg(test)]
@@ -358,7 +374,9 @@ mod tests {
         assert_eq!(armed[0].at, late + TOMBSTONE_MIN);
         assert!(matches!(r.matched(3, 7, seq), Matched::Late));
         assert!(matches!(r.matched(3, 7, seq), Matched::Unmatched));
-        // Another generation of the slot never matches.
+        // The slot's next occupant (the earlier one's requests went with
+        // it): another generation never matches.
+        assert!(r.fail_all(3, 7).is_empty());
         let seq2 = r.start(3, 8, true, Duration::from_secs(1), sink().0, t0);
         assert!(matches!(r.matched(3, 7, seq2), Matched::Unmatched));
         assert!(matches!(r.matched(3, 8, seq2), Matched::Reply(_)));

@@ -222,7 +222,7 @@ impl EventLoop {
                     // connection only, as in a handler.
                     let sent = catch_unwind(AssertUnwindSafe(|| {
                         let body = Payload::Shared(body);
-                        core.table.send(to.key(), to.generation, id, seq, body)
+                        core.table.send(to, id, seq, body)
                     }));
                     match sent {
                         Ok(Ok(())) => {}
@@ -231,7 +231,7 @@ impl EventLoop {
                             let why = panic_message(&*panic);
                             log::error!("conn {to}: packer panicked encoding a message: {why}");
                             let reason = CloseReason::HandlerPanic;
-                            core.table.close(to.key(), to.generation, reason);
+                            core.table.close_with(to, reason, None);
                         }
                     }
                 }
@@ -252,12 +252,10 @@ impl EventLoop {
                     shared.inflight.fetch_sub(encoded.len(), Ordering::Relaxed);
                     core.table.send_encoded(&ids, &encoded);
                 }
-                Command::Close(id, goodbye) => core.table.close_with(
-                    id.key(),
-                    id.generation,
-                    CloseReason::Local,
-                    goodbye.as_deref(),
-                ),
+                Command::Close(id, goodbye) => {
+                    core.table
+                        .close_with(id, CloseReason::Local, goodbye.as_deref())
+                }
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
                 Command::Dial(spec, reply) => {
                     let _ = reply.send(core.table.reserve_dial(spec));

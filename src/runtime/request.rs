@@ -170,25 +170,40 @@ pub(crate) fn start_on(
     report: bool,
 ) -> Result<()> {
     let table = &core.table;
-    let (key, generation) = (to.key(), to.generation);
-    let dialed = table.mark_awaiting(key, generation);
-    let seq = table.requests.borrow_mut().start(
-        key,
-        generation,
-        dialed,
-        timeout,
-        sink,
-        std::time::Instant::now(),
-    );
-    let sent = table.send(key, generation, id, seq, body);
-    if let Err(e) = sent {
-        let sink = table.requests.borrow_mut().cancel(key, seq);
-        match (sink, report) {
-            (Some(sink), true) => table.deliver(sink, Err(e)),
-            _ => return Err(e),
+    // The connection first: a stale id fails before any request state is
+    // touched.
+    let at = match table.begin_request(to) {
+        Ok(at) => at,
+        Err(e) => return refuse(core, sink, e, report),
+    };
+    let now = std::time::Instant::now();
+    let seq =
+        table
+            .requests
+            .borrow_mut()
+            .start(at.key, at.generation, at.dialed, timeout, sink, now);
+    if let Err(e) = table.send(to, id, seq, body) {
+        let sink = table
+            .requests
+            .borrow_mut()
+            .cancel(at.key, at.generation, seq);
+        match sink {
+            Some(sink) => return refuse(core, sink, e, report),
+            None => return Err(e),
         }
     }
     Ok(())
+}
+
+/// A request that could not be sent: its error goes to `sink` when
+/// `report`ing, else back to the caller.
+fn refuse(core: &LoopCore, sink: ReplySink, e: Error, report: bool) -> Result<()> {
+    if report {
+        core.table.deliver(sink, Err(e));
+        Ok(())
+    } else {
+        Err(e)
+    }
 }
 
 /// Answers one request later, from any thread: it carries the request's

@@ -1,5 +1,6 @@
 //! Regression tests for defects found by review (issues 18 and 25), one
-//! file per class: borrows held across user code and requests
-//! (`requests`).
+//! file per class: connection identity (`identity`), borrows held across
+//! user code and requests (`requests`).
 
+mod identity;
 mod requests;

@@ -4,10 +4,38 @@
 //! code runs.
 
 use super::ConnTable;
+use crate::conn::flag;
 use crate::conn::requests::{Reply, ReplySink};
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::id::ConnId;
+
+/// Where a request waits: the slot and generation of its connection
+/// (checked open), and whether this side dialed it (which numbers its
+/// requests: see `conn::requests`).
+pub(crate) struct Requester {
+    pub(crate) key: usize,
+    pub(crate) generation: u32,
+    pub(crate) dialed: bool,
+}
 
 impl ConnTable {
+    /// Before a request on connection `to` is registered: `to` must name
+    /// an open connection of this loop, checked first, so that a stale id
+    /// fails with [`Error::Closed`] before any request state is touched.
+    /// Marks the connection's messages as possible replies.
+    pub(crate) fn begin_request(&self, to: ConnId) -> Result<Requester> {
+        let mut slab = self.conns.borrow_mut();
+        let Some((key, conn)) = self.open_conn(&mut slab, to) else {
+            return Err(self.send_error(Error::Closed));
+        };
+        conn.set(flag::AWAITING);
+        Ok(Requester {
+            key,
+            generation: conn.generation,
+            dialed: conn.has(flag::OUTBOUND),
+        })
+    }
+
     /// Hand a request its outcome. A callback sink runs user code, which
     /// may call back into the table (retry on the same handle): no cell of
     /// the table may be borrowed (checked in debug builds).
@@ -69,6 +97,43 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         table.deliver(ReplySink::Channel(tx), Err(Error::Timeout));
         assert!(matches!(rx.try_recv(), Ok(Err(Error::Timeout))));
+    }
+
+    /// A stale id (its slot free, then reused; or another loop's twin)
+    /// creates no request state, and a removed connection leaves none.
+    #[test]
+    fn a_stale_id_touches_no_request_state_and_a_removed_one_leaves_none() {
+        use crate::conn::Conn;
+        use std::time::{Duration, Instant};
+
+        let table = table();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let conn = |g| Conn::new(None, peer, g, 0, Default::default());
+        let first = table.next_generation();
+        let key = table.insert(conn(first));
+        let old = table.id(key, first);
+        let at = table.begin_request(old).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sink = ReplySink::Channel(tx);
+        let now = Instant::now();
+        let second = Duration::from_secs(1);
+        table
+            .requests
+            .borrow_mut()
+            .start(at.key, at.generation, at.dialed, second, sink, now);
+        assert!(table.remove(key).is_some());
+        table.fail_requests(key, first);
+        assert!(matches!(rx.try_recv(), Ok(Err(Error::Disconnected))));
+        assert_eq!(table.requests.borrow().connections(), 0);
+
+        assert!(matches!(table.begin_request(old), Err(Error::Closed)));
+        let next = table.next_generation();
+        assert_eq!(table.insert(conn(next)), key, "the slot is reused");
+        assert!(matches!(table.begin_request(old), Err(Error::Closed)));
+        let twin = ConnId::new(1, key, next);
+        assert!(matches!(table.begin_request(twin), Err(Error::Closed)));
+        assert_eq!(table.requests.borrow().connections(), 0);
+        assert!(table.begin_request(table.id(key, next)).is_ok());
     }
 
     #[test]
