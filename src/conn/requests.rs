@@ -32,12 +32,43 @@ use crate::error::{panic_message, Error};
 /// What a request gets: its reply, or why there is none.
 pub(crate) type Reply = Result<Message, Error>;
 
-/// Where a request's outcome goes.
+/// Where a request's outcome goes. Every sink gets exactly one outcome:
+/// one dropped unanswered (a request still in the inbox of a loop that
+/// exits, say) answers `Err(ShutDown)` on its way out, unless the caller
+/// got the error instead ([`forget`](Self::forget)).
 pub(crate) enum ReplySink {
-    /// To a thread waiting for it.
+    /// To a thread waiting for it (dropped, the waiter sees `ShutDown`).
     Channel(crossbeam_channel::Sender<Reply>),
     /// To a callback, run on the connection's loop thread.
-    Callback(Box<dyn FnOnce(Reply) + Send>),
+    Callback(Callback),
+}
+
+/// A reply callback, called exactly once: with the outcome, or with
+/// `Err(ShutDown)` when dropped unanswered.
+pub(crate) struct Callback(Option<Box<dyn FnOnce(Reply) + Send>>);
+
+impl Callback {
+    pub(crate) fn new(f: impl FnOnce(Reply) + Send + 'static) -> Self {
+        Callback(Some(Box::new(f)))
+    }
+
+    /// Run the callback with `reply` (its panic is caught and logged).
+    fn call(&mut self, reply: Reply) {
+        if let Some(f) = self.0.take() {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(reply))) {
+                log::error!("a reply callback panicked: {}", panic_message(&*panic));
+            }
+        }
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        // Not while unwinding: a second panic there would abort.
+        if !std::thread::panicking() {
+            self.call(Err(Error::ShutDown));
+        }
+    }
 }
 
 impl ReplySink {
@@ -49,11 +80,15 @@ impl ReplySink {
             ReplySink::Channel(tx) => {
                 let _ = tx.send(reply);
             }
-            ReplySink::Callback(f) => {
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(reply))) {
-                    log::error!("a reply callback panicked: {}", panic_message(&*panic));
-                }
-            }
+            ReplySink::Callback(mut f) => f.call(reply),
+        }
+    }
+
+    /// Drop the sink without an outcome: the request's error went back
+    /// to its caller instead (`request_with` returned it).
+    pub(crate) fn forget(self) {
+        if let ReplySink::Callback(mut f) = self {
+            f.0 = None;
         }
     }
 }

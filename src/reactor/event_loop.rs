@@ -10,6 +10,8 @@
 //! poll does not sleep while anything is pending).
 
 mod dial;
+#[cfg(test)]
+mod exits;
 mod flush;
 mod lifecycle;
 mod read;
@@ -51,6 +53,9 @@ pub(crate) struct EventLoop {
     /// Keys to read again next turn (their read budget ran out).
     pending: Vec<usize>,
     shutdown: Option<Instant>,
+    /// The loop is closing everything and exiting (the shutdown deadline,
+    /// or a broken poll): no connection is kept to reconnect.
+    exiting: bool,
     /// Connections dropped with unsent data since shutdown began.
     unflushed_in_shutdown: usize,
     /// Spreads reconnect delays.
@@ -92,6 +97,7 @@ impl EventLoop {
             plain: BytesMut::new(),
             pending: Vec::new(),
             shutdown: None,
+            exiting: false,
             unflushed_in_shutdown: 0,
             jitter: Jitter::default(),
         }
@@ -258,7 +264,7 @@ impl EventLoop {
                 }
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
                 Command::Dial(spec, reply) => {
-                    let _ = reply.send(core.table.reserve_dial(spec));
+                    let _ = reply.send(core.reserve_dial(spec));
                 }
                 Command::Request {
                     to,

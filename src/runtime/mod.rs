@@ -62,8 +62,9 @@ pub(crate) enum Command {
     Close(ConnId, Option<Box<Goodbye>>),
     /// Close everything, flushing until the deadline, then exit.
     Shutdown(Instant),
-    /// Dial a connection on this loop; its id goes back on `reply`.
-    Dial(Arc<Dial>, Sender<ConnId>),
+    /// Dial a connection on this loop; its id (or why not) goes back on
+    /// `reply`.
+    Dial(Arc<Dial>, Sender<Result<ConnId>>),
     /// A request on one connection: send it with a fresh sequence number
     /// and route its reply to `sink`.
     Request {
@@ -162,19 +163,30 @@ impl Runtime {
 
     /// Hand a command to loop `index`, charging `bytes` to its inbox.
     pub(crate) fn push(&self, index: usize, bytes: usize, cmd: Command) -> Result<()> {
+        self.try_push(index, bytes, cmd).map_err(|(e, _)| e)
+    }
+
+    /// [`push`](Self::push), giving the command back with the error (what
+    /// it carries, a reply sink, say, is the caller's to settle).
+    pub(crate) fn try_push(
+        &self,
+        index: usize,
+        bytes: usize,
+        cmd: Command,
+    ) -> std::result::Result<(), (Error, Command)> {
         let Some(lp) = self.loops.get(index) else {
-            return Err(self.count_send_error(Error::Closed));
+            return Err((self.count_send_error(Error::Closed), cmd));
         };
         if bytes > 0 {
             let before = lp.inflight.fetch_add(bytes, Ordering::Relaxed);
             if before + bytes > self.config.inbox_capacity {
                 lp.inflight.fetch_sub(bytes, Ordering::Relaxed);
-                return Err(self.count_send_error(Error::InboxFull));
+                return Err((self.count_send_error(Error::InboxFull), cmd));
             }
         }
-        if lp.tx.send(cmd).is_err() {
+        if let Err(refused) = lp.tx.send(cmd) {
             lp.inflight.fetch_sub(bytes, Ordering::Relaxed);
-            return Err(self.count_send_error(Error::ShutDown));
+            return Err((self.count_send_error(Error::ShutDown), refused.0));
         }
         lp.notify();
         Ok(())

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::{with_current, Command, ConnHandle, LoopCore};
 use crate::buf::Payload;
 use crate::codec::Message;
-use crate::conn::requests::{Reply, ReplySink};
+use crate::conn::requests::{Callback, Reply, ReplySink};
 use crate::error::{Error, Result};
 
 /// A request's reply, to wait for: see [`ConnHandle::request`].
@@ -103,15 +103,21 @@ impl ConnHandle {
     }
 
     /// Like [`request`](Self::request), with the reply (or its error:
-    /// [`Error::Timeout`], [`Error::Disconnected`], or the send's) handed to
-    /// `on_reply`, which runs on the connection's loop thread: keep it
-    /// short, and never block in it. The form to use inside handlers.
+    /// [`Error::Timeout`], [`Error::Disconnected`], [`Error::ShutDown`],
+    /// or the send's) handed to `on_reply`, which runs on the connection's
+    /// loop thread: keep it short, and never block in it. The form to use
+    /// inside handlers. `on_reply` may itself call into the loop (retry on
+    /// the same handle, say).
+    ///
+    /// `on_reply` runs exactly once if this returns `Ok`, never if it
+    /// returns an error.
     ///
     /// # Errors
     ///
     /// As [`send`](Self::send), when the request cannot be sent at once (on
-    /// the connection's own loop thread); from other threads such errors
-    /// reach `on_reply`.
+    /// the connection's own loop thread) or cannot reach the loop
+    /// ([`Error::ShutDown`], [`Error::InboxFull`]); from other threads,
+    /// errors the loop finds (a closed connection) reach `on_reply`.
     pub fn request_with(
         &self,
         id: u32,
@@ -119,7 +125,7 @@ impl ConnHandle {
         timeout: Duration,
         on_reply: impl FnOnce(Result<Message>) + Send + 'static,
     ) -> Result<()> {
-        let sink = ReplySink::Callback(Box::new(on_reply));
+        let sink = ReplySink::Callback(Callback::new(on_reply));
         self.start_request(id, body.as_ref(), timeout, sink)
     }
 
@@ -132,6 +138,7 @@ impl ConnHandle {
     ) -> Result<()> {
         let runtime = &self.runtime;
         if runtime.is_shut_down() {
+            sink.forget();
             return Err(runtime.count_send_error(Error::ShutDown));
         }
         let to = self.id;
@@ -153,7 +160,15 @@ impl ConnHandle {
             timeout,
             sink,
         };
-        runtime.push(to.loop_index(), len, cmd)
+        runtime
+            .try_push(to.loop_index(), len, cmd)
+            .map_err(|(e, cmd)| {
+                // The caller gets the error: the sink gets nothing.
+                if let Command::Request { sink, .. } = cmd {
+                    sink.forget();
+                }
+                e
+            })
     }
 }
 
@@ -196,12 +211,13 @@ pub(crate) fn start_on(
 }
 
 /// A request that could not be sent: its error goes to `sink` when
-/// `report`ing, else back to the caller.
+/// `report`ing, else back to the caller (and the sink gets nothing).
 fn refuse(core: &LoopCore, sink: ReplySink, e: Error, report: bool) -> Result<()> {
     if report {
         core.table.deliver(sink, Err(e));
         Ok(())
     } else {
+        sink.forget();
         Err(e)
     }
 }

@@ -235,6 +235,7 @@ impl EventLoop {
                 | CloseReason::Rejected(_)
                 | CloseReason::HandlerPanic
         ) || self.shutdown.is_some()
+            || self.exiting
         {
             return false;
         }

@@ -175,8 +175,10 @@ impl EventLoop {
         }
     }
 
-    /// Shutdown deadline (or a broken poll): close everything now.
+    /// Shutdown deadline (or a broken poll): close everything now, dialed
+    /// connections with a reconnect policy too (the loop exits).
     pub(super) fn close_all_now(&mut self) -> usize {
+        self.exiting = true;
         let keys: Vec<(usize, bool)> = {
             let mut slab = self.core.table.conns.borrow_mut();
             slab.iter_mut()
