@@ -163,30 +163,34 @@ impl Runtime {
 
     /// Hand a command to loop `index`, charging `bytes` to its inbox.
     pub(crate) fn push(&self, index: usize, bytes: usize, cmd: Command) -> Result<()> {
-        self.try_push(index, bytes, cmd).map_err(|(e, _)| e)
+        self.push_or(index, bytes, cmd, drop)
     }
 
-    /// [`push`](Self::push), giving the command back with the error (what
+    /// [`push`](Self::push), handing a refused command to `refused` (what
     /// it carries, a reply sink, say, is the caller's to settle).
-    pub(crate) fn try_push(
+    pub(crate) fn push_or(
         &self,
         index: usize,
         bytes: usize,
         cmd: Command,
-    ) -> std::result::Result<(), (Error, Command)> {
+        refused: impl FnOnce(Command),
+    ) -> Result<()> {
         let Some(lp) = self.loops.get(index) else {
-            return Err((self.count_send_error(Error::Closed), cmd));
+            refused(cmd);
+            return Err(self.count_send_error(Error::Closed));
         };
         if bytes > 0 {
             let before = lp.inflight.fetch_add(bytes, Ordering::Relaxed);
             if before + bytes > self.config.inbox_capacity {
                 lp.inflight.fetch_sub(bytes, Ordering::Relaxed);
-                return Err((self.count_send_error(Error::InboxFull), cmd));
+                refused(cmd);
+                return Err(self.count_send_error(Error::InboxFull));
             }
         }
-        if let Err(refused) = lp.tx.send(cmd) {
+        if let Err(back) = lp.tx.send(cmd) {
             lp.inflight.fetch_sub(bytes, Ordering::Relaxed);
-            return Err((self.count_send_error(Error::ShutDown), refused.0));
+            refused(back.0);
+            return Err(self.count_send_error(Error::ShutDown));
         }
         lp.notify();
         Ok(())

@@ -3,7 +3,10 @@
 //! [`Responder`] (answer a request later, from any thread).
 //!
 //! The connection's loop gives each request a sequence number (the packer
-//! must carry one: `SeqPacker`, `TlvPacker`, or yours), keeps it until the
+//! must carry one: `SeqPacker`, `TlvPacker`, or yours; see
+//! `Packer::carries_seq`. On a connection whose framing carries none, the
+//! default `LengthPacker` or a WebSocket connection in message mode, a
+//! request fails at once with [`Error::NoSeq`]), keeps it until the
 //! reply with that number comes, and fails it with [`Error::Timeout`] after
 //! its timeout (on the loop's timer wheel) or [`Error::Disconnected`] when
 //! the connection is lost or closed. A reply that comes after its request
@@ -48,7 +51,9 @@ impl PendingReply {
     /// [`Error::Timeout`] (no reply within the request's timeout),
     /// [`Error::Disconnected`] (the connection was lost or closed first),
     /// [`Error::ShutDown`] (the server stopped first), or the error of
-    /// sending the request (e.g. [`Error::BufferFull`]).
+    /// sending the request (e.g. [`Error::BufferFull`], or
+    /// [`Error::NoSeq`] for a WebSocket connection in message mode,
+    /// without waiting).
     pub fn wait(self) -> Result<Message> {
         // The loop answers by the timeout; the margin covers a busy turn.
         match self.rx.recv_timeout(self.timeout + Duration::from_secs(1)) {
@@ -89,7 +94,12 @@ impl ConnHandle {
     /// # Errors
     ///
     /// As [`send`](Self::send), for the request itself; the reply's own
-    /// errors come from [`PendingReply::wait`].
+    /// errors come from [`PendingReply::wait`]. [`Error::NoSeq`] at once
+    /// when the server's packer carries no sequence number (the default
+    /// `LengthPacker`): no reply could ever be matched to the request. A
+    /// WebSocket connection in message mode carries none either; that is
+    /// known on its loop, so from another thread `wait` returns the error
+    /// (at once, not after the timeout).
     pub fn request(
         &self,
         id: u32,
@@ -141,6 +151,13 @@ impl ConnHandle {
             sink.forget();
             return Err(runtime.count_send_error(Error::ShutDown));
         }
+        // No connection of this server carries a sequence number: say so
+        // now, on any thread (a WebSocket connection in message mode is
+        // known only on its loop, which fails the request at once).
+        if !runtime.wire.may_carry_seq() {
+            sink.forget();
+            return Err(runtime.count_send_error(Error::NoSeq));
+        }
         let to = self.id;
         let mut sink = Some(sink);
         let local = with_current(runtime, to.loop_index(), |core| {
@@ -160,15 +177,12 @@ impl ConnHandle {
             timeout,
             sink,
         };
-        runtime
-            .try_push(to.loop_index(), len, cmd)
-            .map_err(|(e, cmd)| {
-                // The caller gets the error: the sink gets nothing.
-                if let Command::Request { sink, .. } = cmd {
-                    sink.forget();
-                }
-                e
-            })
+        runtime.push_or(to.loop_index(), len, cmd, |cmd| {
+            // The caller gets the error: the sink gets nothing.
+            if let Command::Request { sink, .. } = cmd {
+                sink.forget();
+            }
+        })
     }
 }
 

@@ -21,13 +21,17 @@ pub(crate) struct Requester {
 impl ConnTable {
     /// Before a request on connection `to` is registered: `to` must name
     /// an open connection of this loop, checked first, so that a stale id
-    /// fails with [`Error::Closed`] before any request state is touched.
+    /// fails with [`Error::Closed`] before any request state is touched;
+    /// and its framing must carry sequence numbers ([`Error::NoSeq`]).
     /// Marks the connection's messages as possible replies.
     pub(crate) fn begin_request(&self, to: ConnId) -> Result<Requester> {
         let mut slab = self.conns.borrow_mut();
         let Some((key, conn)) = self.open_conn(&mut slab, to) else {
             return Err(self.send_error(Error::Closed));
         };
+        if !self.wire.carries_seq(conn.layer.protocol()) {
+            return Err(self.send_error(Error::NoSeq));
+        }
         conn.set(flag::AWAITING);
         Ok(Requester {
             key,
@@ -80,13 +84,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::codec::{LengthPacker, ServerPacker};
+    use crate::codec::{SeqPacker, ServerPacker};
     use crate::config::Config;
     use crate::transport::Wire;
 
     fn table() -> ConnTable {
         let config = Config::default();
-        let packer = ServerPacker::Length(LengthPacker::default());
+        let packer = ServerPacker::Custom(Box::new(SeqPacker::default()));
         let wire = Wire::new(packer, None, None, Vec::new(), &config).unwrap();
         ConnTable::new(0, Arc::new(wire), &config, Arc::default(), Arc::default())
     }
