@@ -164,6 +164,9 @@ pub(crate) struct Requests {
     last_seq: u32,
     /// Timers to set (drained by the reactor every turn).
     deadlines: Vec<Deadline>,
+    /// Sinks of an entry left by a slot's earlier occupant (a leak, never
+    /// expected: see `start`), to fail once the borrow is released.
+    orphans: Vec<ReplySink>,
 }
 
 impl ConnRequests {
@@ -203,11 +206,16 @@ impl Requests {
         };
         let conn = self.by_conn.entry(key).or_insert_with(fresh);
         // The entry of a slot's earlier occupant went with it (`fail_all`
-        // when it was removed): one here is a leak, and its sinks would be
-        // dropped unanswered.
+        // when it was removed): one here is a leak. Its sinks are failed
+        // by the caller (`take_orphans`), never dropped under the borrow.
         debug_assert_eq!(conn.generation, generation, "requests of a removed slot");
         if conn.generation != generation {
-            *conn = fresh();
+            let stale = std::mem::replace(conn, fresh());
+            self.orphans
+                .extend(stale.by_seq.into_values().filter_map(|e| match e {
+                    Entry::Waiting { sink, .. } => Some(sink),
+                    Entry::Expired { .. } => None,
+                }));
         }
         let mut seq = self.last_seq;
         loop {
@@ -318,6 +326,11 @@ impl Requests {
             }
             None => Vec::new(),
         }
+    }
+
+    /// Sinks `start` took from a removed slot's leftover entry.
+    pub(crate) fn take_orphans(&mut self) -> Vec<ReplySink> {
+        std::mem::take(&mut self.orphans)
     }
 
     /// The timers to set since the last call.

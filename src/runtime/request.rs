@@ -211,6 +211,10 @@ pub(crate) fn start_on(
             .requests
             .borrow_mut()
             .start(at.key, at.generation, at.dialed, timeout, sink, now);
+    let orphans = table.requests.borrow_mut().take_orphans();
+    for sink in orphans {
+        table.deliver(sink, Err(Error::Disconnected));
+    }
     if let Err(e) = table.send(to, id, seq, body) {
         let sink = table
             .requests
