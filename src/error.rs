@@ -64,6 +64,14 @@ pub enum Error {
     /// connection that reconnects, retry once it is back.
     #[error("connection lost or down")]
     Disconnected,
+    /// A request was made on a connection whose framing carries no
+    /// sequence number (the default `LengthPacker`, or a WebSocket
+    /// connection in message mode), so no reply could ever be matched to
+    /// it. Nothing was sent. Use `SeqPacker`, `TlvPacker` or a packer that
+    /// carries one (see `Packer::carries_seq`), or `send` and a route for
+    /// the answer.
+    #[error("the connection's framing carries no sequence number: requests need one")]
+    NoSeq,
 }
 
 /// A peer broke the wire protocol, or a message cannot be encoded.

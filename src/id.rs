@@ -31,7 +31,9 @@ impl ConnId {
         self.loop_index as usize
     }
 
-    /// The connection's slot in its loop's table.
+    /// The connection's slot in its loop's table. Read only by
+    /// `ConnTable::lookup`, which checks the loop and the generation with
+    /// it: no other code splits an id into parts.
     pub(crate) fn key(&self) -> usize {
         self.key as usize
     }

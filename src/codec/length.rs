@@ -133,6 +133,12 @@ impl Packer for LengthPacker {
     ) -> Result<bool, PackError> {
         self.frames.encode_around(id, 0, body_len, before)
     }
+
+    /// No: the format has no room for a sequence number (use
+    /// [`SeqPacker`](crate::SeqPacker) for requests).
+    fn carries_seq(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,10 @@ pub enum Peek {
 /// limit *before* asking for room for it. An error closes the connection
 /// with [`CloseReason::Protocol`](crate::CloseReason::Protocol).
 ///
+/// A packer runs on the loop threads in the middle of the loop's own
+/// bookkeeping (the connection is borrowed meanwhile): it must stay pure
+/// over bytes and never call into netloom (send through a handle, dial).
+///
 /// # Examples
 ///
 /// A format with a header (a `u16` body length, big-endian, then a `u8`
@@ -275,6 +279,49 @@ pub trait Packer: Send + Sync + 'static {
         let _ = (id, seq, body_len, before, after);
         Ok(false)
     }
+
+    /// Whether the format carries [`Message::seq`] on the wire. Requests
+    /// (`ConnHandle::request`, `request_with`) need it to find their
+    /// replies: on a packer that says no, they fail at once with
+    /// [`Error::NoSeq`](crate::Error::NoSeq) instead of waiting out their
+    /// timeout while the reply goes to the routes. The server asks once,
+    /// when it starts.
+    ///
+    /// The default asks the packer itself: it encodes an empty message
+    /// whose sequence number uses all 32 bits, reads it back (with
+    /// [`peek`](Packer::peek), else [`decode`](Packer::decode)) and
+    /// answers whether the number came back whole. Override it when that
+    /// probe cannot tell (say, a format that refuses empty bodies).
+    ///
+    /// ```
+    /// use netloom::{LengthPacker, Packer, SeqPacker};
+    ///
+    /// assert!(SeqPacker::default().carries_seq());
+    /// assert!(!LengthPacker::default().carries_seq());
+    /// ```
+    fn carries_seq(&self) -> bool {
+        probe_seq(self)
+    }
+}
+
+/// The sequence number [`Packer::carries_seq`]'s probe sends: every byte
+/// distinct and non-zero, so a format that drops or truncates it shows.
+const SEQ_PROBE: u32 = 0x5EC1_A7B3;
+
+/// Encode an empty message with [`SEQ_PROBE`] and read it back: does the
+/// number survive?
+fn probe_seq<P: Packer + ?Sized>(packer: &P) -> bool {
+    let mut buf = BytesMut::new();
+    if packer.encode(1, SEQ_PROBE, &[], &mut buf).is_err() {
+        return false;
+    }
+    match packer.peek(&buf) {
+        Ok(Peek::Frame { seq, .. }) => seq == SEQ_PROBE,
+        Ok(Peek::Unsupported) => {
+            matches!(packer.decode(&mut buf), Ok(Some(m)) if m.seq == SEQ_PROBE)
+        }
+        Ok(Peek::Incomplete { .. }) | Err(_) => false,
+    }
 }
 
 /// Most room the provided `decode` reserves ahead at once beyond what the
@@ -314,4 +361,63 @@ pub(crate) fn check_frame(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A packer that decodes (no `peek`): `seq u32 | id u32 | body \n`,
+    /// keeping the sequence number or (`keeps: false`) dropping it.
+    struct Decoding {
+        keeps: bool,
+    }
+
+    impl Packer for Decoding {
+        fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, PackError> {
+            let Some(end) = buf.iter().skip(8).position(|&b| b == b'\n') else {
+                return Ok(None);
+            };
+            let mut frame = buf.split_to(8 + end + 1).freeze();
+            let seq = frame.get_u32_le();
+            let id = frame.get_u32_le();
+            frame.truncate(end);
+            let seq = if self.keeps { seq } else { 0 };
+            Ok(Some(Message {
+                id,
+                seq,
+                body: frame,
+            }))
+        }
+
+        fn encode(
+            &self,
+            id: u32,
+            seq: u32,
+            body: &[u8],
+            out: &mut BytesMut,
+        ) -> Result<(), PackError> {
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(body);
+            out.extend_from_slice(b"\n");
+            Ok(())
+        }
+    }
+
+    /// One that cannot encode anything.
+    struct Refusing;
+
+    impl Packer for Refusing {
+        fn encode(&self, _: u32, _: u32, _: &[u8], _: &mut BytesMut) -> Result<(), PackError> {
+            Err(PackError::Malformed("no".into()))
+        }
+    }
+
+    #[test]
+    fn the_probe_reads_back_through_decode_and_fails_closed() {
+        assert!(Decoding { keeps: true }.carries_seq());
+        assert!(!Decoding { keeps: false }.carries_seq());
+        assert!(!Refusing.carries_seq());
+    }
 }

@@ -106,6 +106,11 @@ impl Packer for SeqPacker {
     ) -> Result<bool, PackError> {
         self.frames.encode_around(id, seq, body_len, before)
     }
+
+    /// Yes: the header's third field.
+    fn carries_seq(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,11 @@ impl Packer for TlvPacker {
         after.extend_from_slice(TlvPacker::TRAILER);
         Ok(true)
     }
+
+    /// Yes: the header's first field.
+    fn carries_seq(&self) -> bool {
+        true
+    }
 }
 
 fn put_header(seq: u32, kind: u32, len: usize, out: &mut BytesMut) {

@@ -32,26 +32,63 @@ use crate::error::{panic_message, Error};
 /// What a request gets: its reply, or why there is none.
 pub(crate) type Reply = Result<Message, Error>;
 
-/// Where a request's outcome goes.
+/// Where a request's outcome goes. Every sink gets exactly one outcome:
+/// one dropped unanswered (a request still in the inbox of a loop that
+/// exits, say) answers `Err(ShutDown)` on its way out, unless the caller
+/// got the error instead ([`forget`](Self::forget)).
 pub(crate) enum ReplySink {
-    /// To a thread waiting for it.
+    /// To a thread waiting for it (dropped, the waiter sees `ShutDown`).
     Channel(crossbeam_channel::Sender<Reply>),
     /// To a callback, run on the connection's loop thread.
-    Callback(Box<dyn FnOnce(Reply) + Send>),
+    Callback(Callback),
+}
+
+/// A reply callback, called exactly once: with the outcome, or with
+/// `Err(ShutDown)` when dropped unanswered.
+pub(crate) struct Callback(Option<Box<dyn FnOnce(Reply) + Send>>);
+
+impl Callback {
+    pub(crate) fn new(f: impl FnOnce(Reply) + Send + 'static) -> Self {
+        Callback(Some(Box::new(f)))
+    }
+
+    /// Run the callback with `reply` (its panic is caught and logged).
+    fn call(&mut self, reply: Reply) {
+        if let Some(f) = self.0.take() {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(reply))) {
+                log::error!("a reply callback panicked: {}", panic_message(&*panic));
+            }
+        }
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        // Not while unwinding: a second panic there would abort.
+        if !std::thread::panicking() {
+            self.call(Err(Error::ShutDown));
+        }
+    }
 }
 
 impl ReplySink {
     /// Hand over the outcome (a callback's panic is caught and logged).
-    pub(crate) fn deliver(self, reply: Reply) {
+    /// Outside `conn`, through `ConnTable::deliver`, which checks that no
+    /// borrow of the table is held while the callback runs.
+    pub(super) fn deliver(self, reply: Reply) {
         match self {
             ReplySink::Channel(tx) => {
                 let _ = tx.send(reply);
             }
-            ReplySink::Callback(f) => {
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(reply))) {
-                    log::error!("a reply callback panicked: {}", panic_message(&*panic));
-                }
-            }
+            ReplySink::Callback(mut f) => f.call(reply),
+        }
+    }
+
+    /// Drop the sink without an outcome: the request's error went back
+    /// to its caller instead (`request_with` returned it).
+    pub(crate) fn forget(self) {
+        if let ReplySink::Callback(mut f) = self {
+            f.0 = None;
         }
     }
 }
@@ -127,6 +164,9 @@ pub(crate) struct Requests {
     last_seq: u32,
     /// Timers to set (drained by the reactor every turn).
     deadlines: Vec<Deadline>,
+    /// Sinks of an entry left by a slot's earlier occupant (a leak, never
+    /// expected: see `start`), to fail once the borrow is released.
+    orphans: Vec<ReplySink>,
 }
 
 impl ConnRequests {
@@ -145,7 +185,9 @@ impl ConnRequests {
 
 impl Requests {
     /// Register a request about to be sent at `now` on a connection this
-    /// side `dialed` (or accepted); returns its sequence number.
+    /// side `dialed` (or accepted); returns its sequence number. The
+    /// caller checked that the connection at `key` of `generation` is
+    /// open (`ConnTable::begin_request`): a stale id never gets here.
     pub(crate) fn start(
         &mut self,
         key: usize,
@@ -163,8 +205,17 @@ impl Requests {
             serial: 0,
         };
         let conn = self.by_conn.entry(key).or_insert_with(fresh);
+        // The entry of a slot's earlier occupant went with it (`fail_all`
+        // when it was removed): one here is a leak. Its sinks are failed
+        // by the caller (`take_orphans`), never dropped under the borrow.
+        debug_assert_eq!(conn.generation, generation, "requests of a removed slot");
         if conn.generation != generation {
-            *conn = fresh();
+            let stale = std::mem::replace(conn, fresh());
+            self.orphans
+                .extend(stale.by_seq.into_values().filter_map(|e| match e {
+                    Entry::Waiting { sink, .. } => Some(sink),
+                    Entry::Expired { .. } => None,
+                }));
         }
         let mut seq = self.last_seq;
         loop {
@@ -190,8 +241,12 @@ impl Requests {
     }
 
     /// Undo `start` (the request could not be sent).
-    pub(crate) fn cancel(&mut self, key: usize, seq: u32) -> Option<ReplySink> {
-        match self.by_conn.get_mut(&key)?.by_seq.remove(&seq)? {
+    pub(crate) fn cancel(&mut self, key: usize, generation: u32, seq: u32) -> Option<ReplySink> {
+        let conn = self
+            .by_conn
+            .get_mut(&key)
+            .filter(|c| c.generation == generation)?;
+        match conn.by_seq.remove(&seq)? {
             Entry::Waiting { sink, .. } => Some(sink),
             Entry::Expired { .. } => None,
         }
@@ -273,9 +328,20 @@ impl Requests {
         }
     }
 
+    /// Sinks `start` took from a removed slot's leftover entry.
+    pub(crate) fn take_orphans(&mut self) -> Vec<ReplySink> {
+        std::mem::take(&mut self.orphans)
+    }
+
     /// The timers to set since the last call.
     pub(crate) fn take_deadlines(&mut self) -> Vec<Deadline> {
         std::mem::take(&mut self.deadlines)
+    }
+
+    /// How many connections have an entry (tests: nothing leaks).
+    #[cfg(test)]
+    pub(crate) fn connections(&self) -> usize {
+        self.by_conn.len()
     }
 }
 
@@ -356,7 +422,9 @@ mod tests {
         assert_eq!(armed[0].at, late + TOMBSTONE_MIN);
         assert!(matches!(r.matched(3, 7, seq), Matched::Late));
         assert!(matches!(r.matched(3, 7, seq), Matched::Unmatched));
-        // Another generation of the slot never matches.
+        // The slot's next occupant (the earlier one's requests went with
+        // it): another generation never matches.
+        assert!(r.fail_all(3, 7).is_empty());
         let seq2 = r.start(3, 8, true, Duration::from_secs(1), sink().0, t0);
         assert!(matches!(r.matched(3, 7, seq2), Matched::Unmatched));
         assert!(matches!(r.matched(3, 8, seq2), Matched::Reply(_)));

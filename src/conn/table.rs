@@ -9,6 +9,7 @@ use slab::Slab;
 
 use std::collections::HashMap;
 
+mod awaiting;
 mod sends;
 
 use super::dial::DialState;
@@ -162,10 +163,24 @@ impl ConnTable {
         }
     }
 
-    /// The live connection at `key` with `generation`, unless closing.
-    fn open_conn(slab: &mut Slab<Conn>, key: usize, generation: u32) -> Option<&mut Conn> {
-        slab.get_mut(key)
-            .filter(|c| c.generation == generation && !c.has(flag::CLOSING))
+    /// The one way from a [`ConnId`] to its connection: its slot and the
+    /// connection in it, if `id` names that connection (this loop, that
+    /// slot, that generation, checked together). `None` for another
+    /// loop's id, a stale id (the slot's earlier occupant) or a free slot:
+    /// nothing is created, reset or removed for such an id.
+    pub(crate) fn lookup<'s>(
+        &self,
+        slab: &'s mut Slab<Conn>,
+        id: ConnId,
+    ) -> Option<(usize, &'s mut Conn)> {
+        let key = id.key();
+        let conn = slab.get_mut(key)?;
+        (self.id_of(key, conn) == id).then_some((key, conn))
+    }
+
+    /// [`lookup`](Self::lookup), unless the connection is closing.
+    fn open_conn<'s>(&self, slab: &'s mut Slab<Conn>, id: ConnId) -> Option<(usize, &'s mut Conn)> {
+        self.lookup(slab, id).filter(|(_, c)| !c.has(flag::CLOSING))
     }
 
     /// Count a failed send and return the error.
@@ -231,16 +246,9 @@ impl ConnTable {
     /// Queue one message on a connection, after the connection and
     /// high-water checks; counts it and marks the connection dirty.
     #[inline]
-    pub(crate) fn send(
-        &self,
-        key: usize,
-        generation: u32,
-        id: u32,
-        seq: u32,
-        body: Payload<'_>,
-    ) -> Result<()> {
+    pub(crate) fn send(&self, to: ConnId, id: u32, seq: u32, body: Payload<'_>) -> Result<()> {
         let mut slab = self.conns.borrow_mut();
-        let Some(conn) = Self::open_conn(&mut slab, key, generation) else {
+        let Some((key, conn)) = self.open_conn(&mut slab, to) else {
             return Err(self.send_error(Error::Closed));
         };
         if conn.stream.is_none() && self.refuses_while_down(key) {
@@ -287,9 +295,7 @@ impl ConnTable {
         for (key, conn) in slab.iter_mut() {
             // Dialed connections are the server's own links to other
             // servers, not its clients: a broadcast never reaches them.
-            if conn.has(flag::CLOSING | flag::OUTBOUND)
-                || except.is_some_and(|x| x.key() == key && x.generation == conn.generation)
-            {
+            if conn.has(flag::CLOSING | flag::OUTBOUND) || except == Some(self.id_of(key, conn)) {
                 continue;
             }
             if let Some(frame) = encoded.get(conn.layer.protocol()) {
@@ -315,9 +321,10 @@ impl ConnTable {
     /// Heartbeat ping: the layer's own (WebSocket ping frame) or a packer
     /// message with `ping_id` and an empty body.
     pub(crate) fn ping(&self, key: usize, generation: u32, ping_id: u32) {
+        let to = self.id(key, generation);
         {
             let mut slab = self.conns.borrow_mut();
-            let Some(conn) = Self::open_conn(&mut slab, key, generation) else {
+            let Some((key, conn)) = self.open_conn(&mut slab, to) else {
                 return;
             };
             let out = LazyQueue {
@@ -330,25 +337,20 @@ impl ConnTable {
             }
         }
         // A full queue just means the peer will be kicked instead.
-        let _ = self.send(key, generation, ping_id, 0, Payload::Slice(&[]));
+        let _ = self.send(to, ping_id, 0, Payload::Slice(&[]));
     }
 
     /// Start closing a connection: stop reading, flush, then close at the
     /// end of the turn. Later reasons do not replace the first.
     pub(crate) fn close(&self, key: usize, generation: u32, reason: CloseReason) {
-        self.close_with(key, generation, reason, None);
+        self.close_with(self.id(key, generation), reason, None);
     }
 
-    /// [`close`](Self::close) with the application's WebSocket close frame.
-    pub(crate) fn close_with(
-        &self,
-        key: usize,
-        generation: u32,
-        reason: CloseReason,
-        goodbye: Option<&Goodbye>,
-    ) {
+    /// [`close`](Self::close) the connection `id` names, with the
+    /// application's WebSocket close frame.
+    pub(crate) fn close_with(&self, id: ConnId, reason: CloseReason, goodbye: Option<&Goodbye>) {
         let mut slab = self.conns.borrow_mut();
-        if let Some(conn) = Self::open_conn(&mut slab, key, generation) {
+        if let Some((key, conn)) = self.open_conn(&mut slab, id) {
             self.begin_close(key, conn, reason, goodbye);
         }
     }
@@ -421,33 +423,21 @@ impl ConnTable {
         self.closings.get()
     }
 
-    /// A send to the connection at `key` was refused (its queue is full):
-    /// true the first time (the caller logs it at warn), false after.
-    pub(crate) fn first_refusal(&self, key: usize) -> bool {
+    /// A send to connection `id` was refused (its queue is full): true
+    /// the first time (the caller logs it at warn), false after.
+    pub(crate) fn first_refusal(&self, id: ConnId) -> bool {
         let mut slab = self.conns.borrow_mut();
-        let Some(conn) = slab.get_mut(key) else {
+        let Some((_, conn)) = self.lookup(&mut slab, id) else {
             return false;
         };
         flag::first(&mut conn.flags, flag::SEND_REFUSAL_LOGGED)
     }
 
-    /// Requests of the connection wait for replies (its messages are
-    /// matched against them). Returns whether this side dialed it (which
-    /// numbers its requests: see `conn::requests`).
-    pub(crate) fn mark_awaiting(&self, key: usize, generation: u32) -> bool {
-        let mut slab = self.conns.borrow_mut();
-        let conn = slab.get_mut(key).filter(|c| c.generation == generation);
-        conn.is_some_and(|conn| {
-            conn.set(flag::AWAITING);
-            conn.has(flag::OUTBOUND)
-        })
-    }
-
-    /// Before a batch is dispatched: `None` if the connection is gone or
+    /// Before a batch is dispatched: `None` if connection `id` is gone or
     /// closing, else whether its messages may be replies to its requests.
-    pub(crate) fn batch_state(&self, key: usize) -> Option<bool> {
-        let slab = self.conns.borrow();
-        let conn = slab.get(key).filter(|c| !c.has(flag::CLOSING))?;
+    pub(crate) fn batch_state(&self, id: ConnId) -> Option<bool> {
+        let mut slab = self.conns.borrow_mut();
+        let (_, conn) = self.open_conn(&mut slab, id)?;
         Some(conn.has(flag::AWAITING))
     }
 
@@ -456,11 +446,8 @@ impl ConnTable {
         self.conns.borrow().get(key).map_or(0, Conn::queued)
     }
 
-    /// Whether the connection at `key` is gone or closing.
-    pub(crate) fn is_closing(&self, key: usize) -> bool {
-        self.conns
-            .borrow()
-            .get(key)
-            .is_none_or(|c| c.has(flag::CLOSING))
+    /// Whether connection `id` is gone or closing.
+    pub(crate) fn is_closing(&self, id: ConnId) -> bool {
+        self.open_conn(&mut self.conns.borrow_mut(), id).is_none()
     }
 }

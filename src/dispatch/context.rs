@@ -115,7 +115,7 @@ impl Session<'_> {
     #[inline]
     pub(crate) fn send_payload(&self, id: u32, seq: u32, body: Payload<'_>) -> Result<()> {
         let me = self.id;
-        self.core.table.send(me.key(), me.generation, id, seq, body)
+        self.core.table.send(me, id, seq, body)
     }
 
     /// Close this connection once what is queued has been written
@@ -138,9 +138,7 @@ impl Session<'_> {
 
     fn close_with_goodbye(&self, goodbye: Option<&Goodbye>) {
         let me = self.id;
-        self.core
-            .table
-            .close_with(me.key(), me.generation, CloseReason::Local, goodbye);
+        self.core.table.close_with(me, CloseReason::Local, goodbye);
     }
 
     /// This connection's user data: at most one value per type, kept until

@@ -45,10 +45,11 @@ impl App {
     /// panics. Stops at the first message after the connection starts
     /// closing.
     pub(crate) fn dispatch(&self, core: &LoopCore, key: usize, generation: u32, batch: &Batch) {
-        let Some(awaiting) = core.table.batch_state(key) else {
+        let me = core.table.id(key, generation);
+        let Some(awaiting) = core.table.batch_state(me) else {
             return;
         };
-        lend(core, key, generation, |id, peer, data| {
+        lend(core, me, |id, peer, data| {
             // One `Context` for the whole batch: per message only its id,
             // seq and body change.
             let empty = Bytes::new();
@@ -72,7 +73,7 @@ impl App {
                 // this one?
                 if core.table.closings() != closings {
                     closings = core.table.closings();
-                    if core.table.is_closing(key) {
+                    if core.table.is_closing(me) {
                         break;
                     }
                 }
@@ -87,16 +88,16 @@ impl App {
                 if !ctx.values.is_empty() {
                     ctx.values.clear();
                 }
-                self.handle(&mut ctx, generation);
+                self.handle(&mut ctx);
             }
         });
     }
 
     /// Run the message in `ctx` through its route.
     #[inline]
-    fn handle(&self, ctx: &mut Context<'_>, generation: u32) {
+    fn handle(&self, ctx: &mut Context<'_>) {
         let core = ctx.session.core;
-        let (key, msg_id) = (ctx.session.id.key(), ctx.id);
+        let (me, msg_id) = (ctx.session.id, ctx.id);
         let Some(route) = self.router.get(msg_id) else {
             Counters::add(&core.table.counters().unknown_ids, 1);
             match self.unknown_id {
@@ -105,8 +106,8 @@ impl App {
                     log::debug!("conn {id} ({peer}): no route for message id {msg_id}; dropped")
                 }
                 UnknownIdPolicy::Close => {
-                    core.table
-                        .close(key, generation, CloseReason::UnknownId(msg_id))
+                    let reason = CloseReason::UnknownId(msg_id);
+                    core.table.close_with(me, reason, None)
                 }
             }
             return;
@@ -120,7 +121,7 @@ impl App {
                 // A peer that does not read makes every reply fail: say so
                 // once per connection, not once per message.
                 let refused = matches!(e.downcast_ref::<Error>(), Some(Error::BufferFull));
-                if refused && !core.table.first_refusal(key) {
+                if refused && !core.table.first_refusal(me) {
                     log::debug!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
                 } else if refused {
                     log::warn!(
@@ -136,7 +137,7 @@ impl App {
                     "conn {id} ({peer}): handler for message {msg_id} panicked: {}",
                     panic_message(&*panic)
                 );
-                core.table.close(key, generation, CloseReason::HandlerPanic);
+                core.table.close_with(me, CloseReason::HandlerPanic, None);
             }
         }
     }
@@ -162,7 +163,7 @@ fn reply(
     match matched {
         Matched::Reply(sink) => {
             let body = source.slice_ref(body);
-            sink.deliver(Ok(Message { id, seq, body }));
+            core.table.deliver(sink, Ok(Message { id, seq, body }));
             true
         }
         Matched::Late => {
@@ -185,7 +186,17 @@ pub(crate) fn with_session<R>(
     generation: u32,
     f: impl FnOnce(&mut Session<'_>) -> R,
 ) -> Option<R> {
-    lend(core, key, generation, |id, peer, data| {
+    with_session_of(core, core.table.id(key, generation), f)
+}
+
+/// Run `f` with a [`Session`] for the connection `id` names (`None` if it
+/// is gone, or `id` is stale or another loop's).
+pub(crate) fn with_session_of<R>(
+    core: &LoopCore,
+    id: ConnId,
+    f: impl FnOnce(&mut Session<'_>) -> R,
+) -> Option<R> {
+    lend(core, id, |id, peer, data| {
         f(&mut Session {
             core,
             id,
@@ -200,21 +211,19 @@ pub(crate) fn with_session<R>(
 /// after, unless the connection was removed meanwhile.
 fn lend<R>(
     core: &LoopCore,
-    key: usize,
-    generation: u32,
+    id: ConnId,
     f: impl FnOnce(ConnId, SocketAddr, &mut Extensions) -> R,
 ) -> Option<R> {
-    let (mut data, peer, id) = {
-        let mut slab = core.table.conns.borrow_mut();
-        let conn = slab.get_mut(key).filter(|c| c.generation == generation)?;
-        let id = core.table.id_of(key, conn);
-        (std::mem::take(&mut conn.data), conn.peer, id)
+    let table = &core.table;
+    let (mut data, peer) = {
+        let mut slab = table.conns.borrow_mut();
+        let (_, conn) = table.lookup(&mut slab, id)?;
+        (std::mem::take(&mut conn.data), conn.peer)
     };
+    table.debug_assert_unborrowed("a handler or hook");
     let r = f(id, peer, &mut data);
-    if let Some(conn) = core.table.conns.borrow_mut().get_mut(key) {
-        if conn.generation == generation {
-            conn.data = data;
-        }
+    if let Some((_, conn)) = table.lookup(&mut table.conns.borrow_mut(), id) {
+        conn.data = data;
     }
     Some(r)
 }

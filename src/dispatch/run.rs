@@ -6,7 +6,7 @@
 use std::mem::size_of;
 
 use super::context::Session;
-use super::with_session;
+use super::with_session_of;
 use crate::error::Error;
 use crate::runtime::{Command, ConnHandle, LoopCore, Receipt};
 
@@ -76,7 +76,7 @@ impl ConnHandle {
         let (runtime, to) = (&self.runtime, self.id);
         let (receipt, reply) = Receipt::pending(runtime.clone(), to.loop_index());
         let job = Box::new(move |core: &LoopCore| {
-            let ran = with_session(core, to.key(), to.generation, |session| {
+            let ran = with_session_of(core, to, |session| {
                 core.guarded(to, "a closure run by ConnHandle::run", || f(session))
             });
             reply.send(ran.flatten().ok_or(Error::Closed));

@@ -10,6 +10,8 @@
 //! poll does not sleep while anything is pending).
 
 mod dial;
+#[cfg(test)]
+mod exits;
 mod flush;
 mod lifecycle;
 mod read;
@@ -51,6 +53,9 @@ pub(crate) struct EventLoop {
     /// Keys to read again next turn (their read budget ran out).
     pending: Vec<usize>,
     shutdown: Option<Instant>,
+    /// The loop is closing everything and exiting (the shutdown deadline,
+    /// or a broken poll): no connection is kept to reconnect.
+    exiting: bool,
     /// Connections dropped with unsent data since shutdown began.
     unflushed_in_shutdown: usize,
     /// Spreads reconnect delays.
@@ -92,6 +97,7 @@ impl EventLoop {
             plain: BytesMut::new(),
             pending: Vec::new(),
             shutdown: None,
+            exiting: false,
             unflushed_in_shutdown: 0,
             jitter: Jitter::default(),
         }
@@ -222,7 +228,7 @@ impl EventLoop {
                     // connection only, as in a handler.
                     let sent = catch_unwind(AssertUnwindSafe(|| {
                         let body = Payload::Shared(body);
-                        core.table.send(to.key(), to.generation, id, seq, body)
+                        core.table.send(to, id, seq, body)
                     }));
                     match sent {
                         Ok(Ok(())) => {}
@@ -231,7 +237,7 @@ impl EventLoop {
                             let why = panic_message(&*panic);
                             log::error!("conn {to}: packer panicked encoding a message: {why}");
                             let reason = CloseReason::HandlerPanic;
-                            core.table.close(to.key(), to.generation, reason);
+                            core.table.close_with(to, reason, None);
                         }
                     }
                 }
@@ -252,15 +258,13 @@ impl EventLoop {
                     shared.inflight.fetch_sub(encoded.len(), Ordering::Relaxed);
                     core.table.send_encoded(&ids, &encoded);
                 }
-                Command::Close(id, goodbye) => core.table.close_with(
-                    id.key(),
-                    id.generation,
-                    CloseReason::Local,
-                    goodbye.as_deref(),
-                ),
+                Command::Close(id, goodbye) => {
+                    core.table
+                        .close_with(id, CloseReason::Local, goodbye.as_deref())
+                }
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
                 Command::Dial(spec, reply) => {
-                    let _ = reply.send(core.table.reserve_dial(spec));
+                    let _ = reply.send(core.reserve_dial(spec));
                 }
                 Command::Request {
                     to,

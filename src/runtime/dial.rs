@@ -4,9 +4,10 @@ use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{local, Command, ConnHandle, Hub};
+use super::{local, Command, ConnHandle, Hub, LoopCore};
 use crate::conn::dial::Dial;
 use crate::error::{Error, Result};
+use crate::id::ConnId;
 
 impl Hub {
     /// Dial `addr` (the first address it resolves to) with the default
@@ -45,6 +46,10 @@ impl Hub {
     /// to that loop; from any other thread the loops take turns, and the
     /// call waits for the chosen loop to make the connection's slot.
     ///
+    /// The connection counts in [`connection_count`](Self::connection_count)
+    /// (and against `max_connections`) from the moment its slot is made
+    /// until it is closed for good.
+    ///
     /// # Errors
     ///
     /// [`Error::ShutDown`] when the server is shutting down;
@@ -78,16 +83,30 @@ impl Hub {
                 .map_err(|e| Error::Config(format!("Dial::tls: {e}")))?;
         }
         let spec = Arc::new(dial);
-        let here = local::current(runtime, |core| core.table.reserve_dial(spec.clone()));
-        let id = match here {
-            Some(id) => id,
+        let id = match local::current(runtime, |core| core.reserve_dial(spec.clone())) {
+            Some(reserved) => reserved?,
             None => {
                 let (tx, rx) = crossbeam_channel::bounded(1);
                 runtime.push(runtime.dial_loop(), 0, Command::Dial(spec, tx))?;
-                rx.recv().map_err(|_| Error::ShutDown)?
+                // Dropped unanswered: the loop exited first.
+                rx.recv().map_err(|_| Error::ShutDown)??
             }
         };
-        runtime.live.fetch_add(1, Ordering::Relaxed);
         Ok(self.conn(id))
+    }
+}
+
+impl LoopCore {
+    /// Make a dialed connection's slot on this loop (`Hub::dial`, on the
+    /// loop thread). It counts as open from now on, before its connect can
+    /// fail and uncount it. Refused once shutdown has begun: the loop
+    /// closed its connections already and would wait for this one until
+    /// the deadline.
+    pub(crate) fn reserve_dial(&self, spec: Arc<Dial>) -> Result<ConnId> {
+        if self.runtime.is_shut_down() {
+            return Err(Error::ShutDown);
+        }
+        self.runtime.live.fetch_add(1, Ordering::Relaxed);
+        Ok(self.table.reserve_dial(spec))
     }
 }

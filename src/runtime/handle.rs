@@ -99,7 +99,7 @@ impl ConnHandle {
         }
         let to = self.id;
         if let Some(r) = with_current(runtime, to.loop_index(), |core| {
-            core.table.send(to.key(), to.generation, id, seq, local)
+            core.table.send(to, id, seq, local)
         }) {
             return r;
         }
@@ -128,12 +128,8 @@ impl ConnHandle {
     fn close_with_goodbye(&self, goodbye: Option<Goodbye>) {
         let id = self.id;
         let local = with_current(&self.runtime, id.loop_index(), |core| {
-            core.table.close_with(
-                id.key(),
-                id.generation,
-                CloseReason::Local,
-                goodbye.as_ref(),
-            );
+            core.table
+                .close_with(id, CloseReason::Local, goodbye.as_ref());
         });
         if local.is_none() {
             // Fails only once the loop is gone: the connection is closed.

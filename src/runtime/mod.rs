@@ -62,8 +62,9 @@ pub(crate) enum Command {
     Close(ConnId, Option<Box<Goodbye>>),
     /// Close everything, flushing until the deadline, then exit.
     Shutdown(Instant),
-    /// Dial a connection on this loop; its id goes back on `reply`.
-    Dial(Arc<Dial>, Sender<ConnId>),
+    /// Dial a connection on this loop; its id (or why not) goes back on
+    /// `reply`.
+    Dial(Arc<Dial>, Sender<Result<ConnId>>),
     /// A request on one connection: send it with a fresh sequence number
     /// and route its reply to `sink`.
     Request {
@@ -162,18 +163,33 @@ impl Runtime {
 
     /// Hand a command to loop `index`, charging `bytes` to its inbox.
     pub(crate) fn push(&self, index: usize, bytes: usize, cmd: Command) -> Result<()> {
+        self.push_or(index, bytes, cmd, drop)
+    }
+
+    /// [`push`](Self::push), handing a refused command to `refused` (what
+    /// it carries, a reply sink, say, is the caller's to settle).
+    pub(crate) fn push_or(
+        &self,
+        index: usize,
+        bytes: usize,
+        cmd: Command,
+        refused: impl FnOnce(Command),
+    ) -> Result<()> {
         let Some(lp) = self.loops.get(index) else {
+            refused(cmd);
             return Err(self.count_send_error(Error::Closed));
         };
         if bytes > 0 {
             let before = lp.inflight.fetch_add(bytes, Ordering::Relaxed);
             if before + bytes > self.config.inbox_capacity {
                 lp.inflight.fetch_sub(bytes, Ordering::Relaxed);
+                refused(cmd);
                 return Err(self.count_send_error(Error::InboxFull));
             }
         }
-        if lp.tx.send(cmd).is_err() {
+        if let Err(back) = lp.tx.send(cmd) {
             lp.inflight.fetch_sub(bytes, Ordering::Relaxed);
+            refused(back.0);
             return Err(self.count_send_error(Error::ShutDown));
         }
         lp.notify();

@@ -160,7 +160,7 @@ impl LoopCore {
             Err(panic) => {
                 log::error!("conn {to}: {what} panicked: {}", panic_message(&*panic));
                 let reason = CloseReason::HandlerPanic;
-                self.table.close(to.key(), to.generation, reason);
+                self.table.close_with(to, reason, None);
                 None
             }
         }
@@ -197,7 +197,7 @@ impl ConnHandle {
         let (to, body) = (self.id, body.as_ref());
         if let Some(sent) = with_current(runtime, to.loop_index(), |core| {
             let body = Payload::Slice(body);
-            core.table.send(to.key(), to.generation, id, seq, body)
+            core.table.send(to, id, seq, body)
         }) {
             return Receipt::ready(sent);
         }
@@ -207,7 +207,7 @@ impl ConnHandle {
         let job = Box::new(move |core: &LoopCore| {
             let sent = core.guarded(to, "the packer", || {
                 let body = Payload::Shared(body);
-                core.table.send(to.key(), to.generation, id, seq, body)
+                core.table.send(to, id, seq, body)
             });
             reply.send(sent.unwrap_or(Err(Error::Closed)));
         });

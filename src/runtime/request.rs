@@ -3,7 +3,10 @@
 //! [`Responder`] (answer a request later, from any thread).
 //!
 //! The connection's loop gives each request a sequence number (the packer
-//! must carry one: `SeqPacker`, `TlvPacker`, or yours), keeps it until the
+//! must carry one: `SeqPacker`, `TlvPacker`, or yours; see
+//! `Packer::carries_seq`. On a connection whose framing carries none, the
+//! default `LengthPacker` or a WebSocket connection in message mode, a
+//! request fails at once with [`Error::NoSeq`]), keeps it until the
 //! reply with that number comes, and fails it with [`Error::Timeout`] after
 //! its timeout (on the loop's timer wheel) or [`Error::Disconnected`] when
 //! the connection is lost or closed. A reply that comes after its request
@@ -17,7 +20,7 @@ use bytes::Bytes;
 use super::{with_current, Command, ConnHandle, LoopCore};
 use crate::buf::Payload;
 use crate::codec::Message;
-use crate::conn::requests::{Reply, ReplySink};
+use crate::conn::requests::{Callback, Reply, ReplySink};
 use crate::error::{Error, Result};
 
 /// A request's reply, to wait for: see [`ConnHandle::request`].
@@ -48,7 +51,9 @@ impl PendingReply {
     /// [`Error::Timeout`] (no reply within the request's timeout),
     /// [`Error::Disconnected`] (the connection was lost or closed first),
     /// [`Error::ShutDown`] (the server stopped first), or the error of
-    /// sending the request (e.g. [`Error::BufferFull`]).
+    /// sending the request (e.g. [`Error::BufferFull`], or
+    /// [`Error::NoSeq`] for a WebSocket connection in message mode,
+    /// without waiting).
     pub fn wait(self) -> Result<Message> {
         // The loop answers by the timeout; the margin covers a busy turn.
         match self.rx.recv_timeout(self.timeout + Duration::from_secs(1)) {
@@ -89,7 +94,12 @@ impl ConnHandle {
     /// # Errors
     ///
     /// As [`send`](Self::send), for the request itself; the reply's own
-    /// errors come from [`PendingReply::wait`].
+    /// errors come from [`PendingReply::wait`]. [`Error::NoSeq`] at once
+    /// when the server's packer carries no sequence number (the default
+    /// `LengthPacker`): no reply could ever be matched to the request. A
+    /// WebSocket connection in message mode carries none either; that is
+    /// known on its loop, so from another thread `wait` returns the error
+    /// (at once, not after the timeout).
     pub fn request(
         &self,
         id: u32,
@@ -103,15 +113,21 @@ impl ConnHandle {
     }
 
     /// Like [`request`](Self::request), with the reply (or its error:
-    /// [`Error::Timeout`], [`Error::Disconnected`], or the send's) handed to
-    /// `on_reply`, which runs on the connection's loop thread: keep it
-    /// short, and never block in it. The form to use inside handlers.
+    /// [`Error::Timeout`], [`Error::Disconnected`], [`Error::ShutDown`],
+    /// or the send's) handed to `on_reply`, which runs on the connection's
+    /// loop thread: keep it short, and never block in it. The form to use
+    /// inside handlers. `on_reply` may itself call into the loop (retry on
+    /// the same handle, say).
+    ///
+    /// `on_reply` runs exactly once if this returns `Ok`, never if it
+    /// returns an error.
     ///
     /// # Errors
     ///
     /// As [`send`](Self::send), when the request cannot be sent at once (on
-    /// the connection's own loop thread); from other threads such errors
-    /// reach `on_reply`.
+    /// the connection's own loop thread) or cannot reach the loop
+    /// ([`Error::ShutDown`], [`Error::InboxFull`]); from other threads,
+    /// errors the loop finds (a closed connection) reach `on_reply`.
     pub fn request_with(
         &self,
         id: u32,
@@ -119,7 +135,7 @@ impl ConnHandle {
         timeout: Duration,
         on_reply: impl FnOnce(Result<Message>) + Send + 'static,
     ) -> Result<()> {
-        let sink = ReplySink::Callback(Box::new(on_reply));
+        let sink = ReplySink::Callback(Callback::new(on_reply));
         self.start_request(id, body.as_ref(), timeout, sink)
     }
 
@@ -132,7 +148,15 @@ impl ConnHandle {
     ) -> Result<()> {
         let runtime = &self.runtime;
         if runtime.is_shut_down() {
+            sink.forget();
             return Err(runtime.count_send_error(Error::ShutDown));
+        }
+        // No connection of this server carries a sequence number: say so
+        // now, on any thread (a WebSocket connection in message mode is
+        // known only on its loop, which fails the request at once).
+        if !runtime.wire.may_carry_seq() {
+            sink.forget();
+            return Err(runtime.count_send_error(Error::NoSeq));
         }
         let to = self.id;
         let mut sink = Some(sink);
@@ -153,7 +177,12 @@ impl ConnHandle {
             timeout,
             sink,
         };
-        runtime.push(to.loop_index(), len, cmd)
+        runtime.push_or(to.loop_index(), len, cmd, |cmd| {
+            // The caller gets the error: the sink gets nothing.
+            if let Command::Request { sink, .. } = cmd {
+                sink.forget();
+            }
+        })
     }
 }
 
@@ -170,25 +199,45 @@ pub(crate) fn start_on(
     report: bool,
 ) -> Result<()> {
     let table = &core.table;
-    let (key, generation) = (to.key(), to.generation);
-    let dialed = table.mark_awaiting(key, generation);
-    let seq = table.requests.borrow_mut().start(
-        key,
-        generation,
-        dialed,
-        timeout,
-        sink,
-        std::time::Instant::now(),
-    );
-    let sent = table.send(key, generation, id, seq, body);
-    if let Err(e) = sent {
-        let sink = table.requests.borrow_mut().cancel(key, seq);
-        match (sink, report) {
-            (Some(sink), true) => sink.deliver(Err(e)),
-            _ => return Err(e),
+    // The connection first: a stale id fails before any request state is
+    // touched.
+    let at = match table.begin_request(to) {
+        Ok(at) => at,
+        Err(e) => return refuse(core, sink, e, report),
+    };
+    let now = std::time::Instant::now();
+    let seq =
+        table
+            .requests
+            .borrow_mut()
+            .start(at.key, at.generation, at.dialed, timeout, sink, now);
+    let orphans = table.requests.borrow_mut().take_orphans();
+    for sink in orphans {
+        table.deliver(sink, Err(Error::Disconnected));
+    }
+    if let Err(e) = table.send(to, id, seq, body) {
+        let sink = table
+            .requests
+            .borrow_mut()
+            .cancel(at.key, at.generation, seq);
+        match sink {
+            Some(sink) => return refuse(core, sink, e, report),
+            None => return Err(e),
         }
     }
     Ok(())
+}
+
+/// A request that could not be sent: its error goes to `sink` when
+/// `report`ing, else back to the caller (and the sink gets nothing).
+fn refuse(core: &LoopCore, sink: ReplySink, e: Error, report: bool) -> Result<()> {
+    if report {
+        core.table.deliver(sink, Err(e));
+        Ok(())
+    } else {
+        sink.forget();
+        Err(e)
+    }
 }
 
 /// Answers one request later, from any thread: it carries the request's

@@ -28,6 +28,10 @@ impl WsSettings {
         match *self {}
     }
 
+    pub(crate) fn carries_seq(&self) -> bool {
+        match *self {}
+    }
+
     pub(crate) fn encode(
         &self,
         _packer: &ServerPacker,

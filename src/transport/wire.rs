@@ -14,6 +14,9 @@ use crate::error::{CloseReason, PackError, Result};
 /// WebSocket settings, and the protocols its listeners speak.
 pub(crate) struct Wire {
     packer: ServerPacker,
+    /// The packer carries a message's sequence number (asked once:
+    /// `Packer::carries_seq`).
+    packer_carries_seq: bool,
     tls: Option<tls::TlsAcceptor>,
     ws: Option<ws::WsSettings>,
     /// The protocols of the server's listeners (each once).
@@ -41,8 +44,10 @@ impl Wire {
         if let Some(ws) = &mut ws {
             ws.validate(config)?;
         }
+        let packer_carries_seq = ask_carries_seq(&packer);
         Ok(Wire {
             packer,
+            packer_carries_seq,
             tls,
             ws,
             listening,
@@ -52,6 +57,22 @@ impl Wire {
     /// The packer.
     pub(crate) fn packer(&self) -> &ServerPacker {
         &self.packer
+    }
+
+    /// Whether a connection speaking `protocol` carries sequence numbers,
+    /// which requests need to find their replies.
+    pub(crate) fn carries_seq(&self, protocol: Protocol) -> bool {
+        self.packer_carries_seq
+            && match protocol {
+                Protocol::Raw => true,
+                Protocol::WebSocket => self.ws.as_ref().is_some_and(|ws| ws.carries_seq()),
+            }
+    }
+
+    /// Whether any connection can carry sequence numbers (no: a request
+    /// fails before it reaches a loop).
+    pub(crate) fn may_carry_seq(&self) -> bool {
+        self.packer_carries_seq
     }
 
     /// The WebSocket settings, on a server with WebSocket listeners.
@@ -175,6 +196,18 @@ impl Wire {
             ..SharedFrame::default()
         })
     }
+}
+
+/// Ask the packer (user code: a panic means no) whether it carries
+/// sequence numbers.
+fn ask_carries_seq(packer: &ServerPacker) -> bool {
+    let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        packer.as_dyn().carries_seq()
+    }));
+    asked.unwrap_or_else(|_| {
+        log::warn!("the packer panicked in carries_seq: requests will fail with NoSeq");
+        false
+    })
 }
 
 /// One message encoded for each protocol the server listens with.

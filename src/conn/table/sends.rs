@@ -16,10 +16,7 @@ impl ConnTable {
     pub(crate) fn send_encoded(&self, ids: &[ConnId], encoded: &Encoded) {
         let mut slab = self.conns.borrow_mut();
         for to in ids {
-            let key = to.key();
-            let open = Self::open_conn(&mut slab, key, to.generation)
-                .filter(|_| to.loop_index() == self.index);
-            let Some(conn) = open else {
+            let Some((key, conn)) = self.open_conn(&mut slab, *to) else {
                 self.send_error(Error::Closed);
                 continue;
             };

@@ -13,7 +13,7 @@ use super::EventLoop;
 use crate::buf::LazyQueue;
 use crate::conn::flag;
 use crate::dispatch::with_session;
-use crate::error::{CloseReason, Error};
+use crate::error::CloseReason;
 use crate::stats::Counters;
 use crate::transport::Layer;
 
@@ -235,6 +235,7 @@ impl EventLoop {
                 | CloseReason::Rejected(_)
                 | CloseReason::HandlerPanic
         ) || self.shutdown.is_some()
+            || self.exiting
         {
             return false;
         }
@@ -282,9 +283,7 @@ impl EventLoop {
             conn.flags &= keep;
             conn.generation
         };
-        for sink in table.requests.borrow_mut().fail_all(key, generation) {
-            sink.deliver(Err(Error::Disconnected));
-        }
+        table.fail_requests(key, generation);
         let id = table.id(key, generation);
         if let CloseReason::TlsHandshake(_) = reason {
             // A refused certificate or name does not fix itself: say so

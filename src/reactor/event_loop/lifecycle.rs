@@ -16,7 +16,7 @@ use crate::conn::flag;
 use crate::conn::Conn;
 use crate::dispatch::context::Session;
 use crate::dispatch::with_session;
-use crate::error::{CloseReason, Ending, Error};
+use crate::error::{CloseReason, Ending};
 use crate::stats::Counters;
 use crate::transport::Protocol;
 
@@ -117,9 +117,8 @@ impl EventLoop {
         let Some(mut conn) = table.remove(key) else {
             return;
         };
-        for sink in table.requests.borrow_mut().fail_all(key, conn.generation) {
-            sink.deliver(Err(Error::Disconnected));
-        }
+        // After the removal: a callback that retries finds it gone.
+        table.fail_requests(key, conn.generation);
         if let Some(stream) = conn.stream.as_mut() {
             let _ = self.poll.registry().deregister(stream);
         }
@@ -152,6 +151,7 @@ impl EventLoop {
             self.discard_input(stream);
         }
         drop(stream);
+        table.debug_assert_unborrowed("on_close");
         let mut session = Session {
             core: &core,
             id,
@@ -175,8 +175,10 @@ impl EventLoop {
         }
     }
 
-    /// Shutdown deadline (or a broken poll): close everything now.
+    /// Shutdown deadline (or a broken poll): close everything now, dialed
+    /// connections with a reconnect policy too (the loop exits).
     pub(super) fn close_all_now(&mut self) -> usize {
+        self.exiting = true;
         let keys: Vec<(usize, bool)> = {
             let mut slab = self.core.table.conns.borrow_mut();
             slab.iter_mut()

@@ -332,7 +332,7 @@ impl EventLoop {
         );
         Counters::add(&table.counters().request_timeouts, sinks.len() as u64);
         for sink in sinks {
-            sink.deliver(Err(Error::Timeout));
+            table.deliver(sink, Err(Error::Timeout));
         }
         self.arm_request_timers();
     }

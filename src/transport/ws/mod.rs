@@ -103,6 +103,13 @@ impl WsSettings {
         WsSession::new(self.mode)
     }
 
+    /// Whether a message keeps its sequence number on these connections:
+    /// only when binary messages carry packer frames (message mode carries
+    /// bodies alone).
+    pub(crate) fn carries_seq(&self) -> bool {
+        self.mode == WsMode::Packer
+    }
+
     /// Encode one outgoing message as a server (unmasked) data frame.
     pub(crate) fn encode(
         &self,

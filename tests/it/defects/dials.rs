@@ -1,0 +1,70 @@
+//! What dials do to the server's accounting: the open-connection count
+//! (`Hub::connection_count`, checked against `max_connections`) counts a
+//! dialed connection before anything can uncount it.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use netloom::{Dial, Server};
+
+use crate::common::{echo, start, wait_until, Client, TIMEOUT};
+
+/// Dials from a thread that is no loop, each refused at once, while
+/// clients connect: the count never wraps, and no client is turned away
+/// for a limit the server is far from.
+#[test]
+fn refused_dials_from_another_thread_never_wrap_the_connection_count() {
+    const DIALS: usize = 3000;
+    const LIMIT: usize = 256;
+    let server = start(
+        Server::builder()
+            .event_loops(2)
+            .max_connections(LIMIT)
+            .route(1, echo),
+    );
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let highest = Arc::new(AtomicUsize::new(0));
+    let (addr, hub) = (server.local_addr(), server.hub());
+    let clients = {
+        let (stop, highest, hub) = (stop.clone(), highest.clone(), hub.clone());
+        thread::spawn(move || {
+            let (mut served, mut refused) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                highest.fetch_max(hub.connection_count(), Ordering::Relaxed);
+                let mut c = Client::connect(addr);
+                c.send(1, b"ping");
+                match c.try_recv() {
+                    Ok(got) => {
+                        assert_eq!(got, (1, b"ping".to_vec()));
+                        served += 1;
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+            (served, refused)
+        })
+    };
+    for _ in 0..DIALS {
+        hub.dial(Dial::new(closed)).unwrap();
+        highest.fetch_max(hub.connection_count(), Ordering::Relaxed);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (served, refused) = clients.join().unwrap();
+    let highest = highest.load(Ordering::Relaxed);
+    assert!(highest <= LIMIT, "connection_count() reached {highest}");
+    assert_eq!(
+        (refused, hub.stats().rejected),
+        (0, 0),
+        "clients turned away ({served} served)"
+    );
+    assert!(served > 0);
+    wait_until("every dial failed", || hub.connection_count() == 0);
+    assert_eq!(hub.stats().connect_failures, DIALS as u64);
+    server.shutdown(TIMEOUT).unwrap();
+}
