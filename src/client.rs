@@ -283,7 +283,7 @@ impl Client {
         };
         let seq = self.last_seq;
         self.send_seq(id, seq, body)?;
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = std::time::Instant::now() + crate::config::saturate(timeout);
         let result = loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use super::{with_current, Command, ConnHandle, LoopCore};
 use crate::buf::Payload;
 use crate::codec::Message;
+use crate::config::saturate;
 use crate::conn::requests::{Reply, ReplySink};
 use crate::error::{Error, Result};
 
@@ -51,7 +52,8 @@ impl PendingReply {
     /// sending the request (e.g. [`Error::BufferFull`]).
     pub fn wait(self) -> Result<Message> {
         // The loop answers by the timeout; the margin covers a busy turn.
-        match self.rx.recv_timeout(self.timeout + Duration::from_secs(1)) {
+        let wait = saturate(self.timeout) + Duration::from_secs(1);
+        match self.rx.recv_timeout(wait) {
             Ok(reply) => reply,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::Timeout),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::ShutDown),
