@@ -257,6 +257,11 @@ impl ConnTable {
             .queue_message(protocol, id, seq, &body, queue.get())
         {
             Ok(()) => {
+                if seq != 0 {
+                    // A request or a reply: meaningless on another
+                    // connection (a dialed one's next, after a loss).
+                    queue.get().bind_last();
+                }
                 Counters::bump(&self.counters.messages_out, 1);
                 self.mark_dirty(key, conn);
                 Ok(())

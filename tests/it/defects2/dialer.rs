@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver};
-use netloom::{Context, Dial, Disconnect, Error, Reconnect, SeqPacker, Server, ServerHandle};
+use netloom::{
+    CloseReason, Context, Dial, Disconnect, Error, Reconnect, SeqPacker, Server, ServerHandle,
+};
 
 use super::free_port;
 use crate::common::{init_logs, TIMEOUT};
@@ -54,6 +56,60 @@ fn dialer(loops: usize) -> (ServerHandle, Receiver<Disconnect>) {
         .start()
         .expect("start the dialer");
     (server, downs)
+}
+
+#[test]
+fn a_message_queued_while_connects_fail_arrives_once_the_backend_is_up() {
+    let addr = free_port();
+    let (client, downs) = dialer(2);
+    let conn = client
+        .hub()
+        .dial(Dial::new(addr).reconnect(quick()))
+        .unwrap();
+    let first = downs
+        .recv_timeout(TIMEOUT)
+        .expect("the first connect fails");
+    assert!(
+        matches!(first.reason, CloseReason::ConnectFailed(_)),
+        "{:?}",
+        first.reason
+    );
+    // Queued while down (the loop confirms it), then at least one more
+    // connect fails with it queued.
+    // A request made while down fails at the next loss, and its frame is
+    // never sent (its caller was told it failed). The loop applies it
+    // before the message after it, whose receipt says it is queued.
+    let request = conn.request(5, b"request", TIMEOUT).unwrap();
+    conn.send_confirmed(5, b"hello")
+        .wait()
+        .expect("queued while down");
+    while downs.try_recv().is_ok() {}
+    let again = downs.recv_timeout(TIMEOUT).expect("another connect fails");
+    assert!(
+        matches!(again.reason, CloseReason::ConnectFailed(_)),
+        "{:?}",
+        again.reason
+    );
+    let failed = request.wait();
+    assert!(matches!(failed, Err(Error::Disconnected)), "{failed:?}");
+    let (backend, got) = backend_on(addr);
+    conn.send(5, b"world").unwrap();
+    assert_eq!(
+        got.recv_timeout(TIMEOUT).expect("hello arrives"),
+        b"hello",
+        "the message sent while down was lost"
+    );
+    assert_eq!(
+        got.recv_timeout(TIMEOUT).unwrap(),
+        b"world",
+        "a failed request was sent after all"
+    );
+    // Nothing twice: a round trip after them finds nothing else.
+    let echo = conn.request(1, b"end", TIMEOUT).unwrap().wait().unwrap();
+    assert_eq!(&echo.body[..], b"end");
+    assert!(got.try_recv().is_err(), "a message arrived twice");
+    client.shutdown(TIMEOUT).unwrap();
+    backend.shutdown(TIMEOUT).unwrap();
 }
 
 /// Policies whose numbers make no sense are refused where the dial is
