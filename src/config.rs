@@ -43,7 +43,10 @@ pub enum UnknownIdPolicy {
 #[non_exhaustive]
 pub enum SlowPeerPolicy {
     /// The send fails with [`Error::BufferFull`] and the loop stops reading
-    /// from that peer until its queue drains below half the mark.
+    /// from that peer until its queue drains below half the mark. A
+    /// connection this side waits for replies on (one it dialed, or sent
+    /// requests on) is read on regardless: only its sends are refused, or
+    /// a backend blocked writing replies would jam it for good.
     #[default]
     Backpressure,
     /// The peer is closed with [`CloseReason::SlowPeer`](crate::CloseReason::SlowPeer)

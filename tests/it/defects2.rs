@@ -5,6 +5,7 @@
 //! overflow, a dialed link against a backend that blocks writing its
 //! replies, and a stalled TLS handshake with sends queued.
 
+mod backpressure;
 mod dialer;
 mod durations;
 

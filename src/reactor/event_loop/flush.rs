@@ -9,6 +9,7 @@ use mio::{Interest, Token};
 use super::timers::TimerKind;
 use super::EventLoop;
 use crate::buf::{Flushed, LazyQueue};
+use crate::conn::table::ConnTable;
 use crate::conn::{flag, Conn};
 use crate::error::CloseReason;
 use crate::stats::Counters;
@@ -97,7 +98,10 @@ impl EventLoop {
                 conn.unset(flag::WRITABLE);
             }
         }
-        if conn.has(flag::PAUSED) && conn.queued() <= config.write_high_water / 2 {
+        // Paused until half drained; at once if it came to wait for
+        // replies while paused (its first request).
+        let drained = conn.queued() <= config.write_high_water / 2;
+        if conn.has(flag::PAUSED) && (drained || !ConnTable::may_pause(conn)) {
             conn.unset(flag::PAUSED);
             // Edge-triggered: data that arrived while paused raises no new
             // event, so read it next turn.

@@ -1,9 +1,9 @@
 //! Backpressure on a side that waits for replies (issue 25, item 14): a
-//! dialed connection over its high-water mark refuses new requests with
-//! `BufferFull` and keeps reading the replies. Paused reads would jam it
-//! against a naive backend that blocks in `sendall` while the dialer does
-//! not read: the backend stops reading requests, the dialer's queue never
-//! drains, and neither side moves again.
+//! dialed connection, or an accepted one the server sends requests on,
+//! over its high-water mark refuses new requests with `BufferFull` and
+//! keeps reading the replies. Paused reads would jam it against a naive
+//! peer that blocks in `sendall` while we do not read: the peer stops
+//! reading requests, our queue never drains, and neither side moves again.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -13,28 +13,39 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
-use netloom::{Error, SeqPacker, Server};
+use netloom::{Builder, ConnHandle, Error, SeqPacker, Server, ServerHandle};
 
 use crate::common::peers::{require, Peer};
 use crate::common::{init_logs, TIMEOUT};
 
-/// A naive blocking backend: read one request (the sequence packer's
-/// 12-byte header, then the body), `sendall` the same frame back, repeat;
-/// at end of file print how many it answered. Its sockets time out, so it
-/// ends by itself even if the test is gone. Its socket buffers are small
-/// (64 KiB), as a backend's may be: then a dialer that stops reading
-/// blocks its `sendall` long before its own queue drains, whatever the
-/// kernel's autotuning does for the dialer's socket.
-const NAIVE_BACKEND: &str = r#"
-import socket, struct
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-srv.bind(("127.0.0.1", 0))
-srv.listen(1)
-srv.settimeout(60)
-print("ready", srv.getsockname()[1], flush=True)
-c, _ = srv.accept()
+/// A naive blocking peer that answers requests: read one (the sequence
+/// packer's 12-byte header, then the body), `sendall` the same frame
+/// back, repeat; at end of file print how many it answered. It listens
+/// (`listen`: a backend we dial) or connects (`connect PORT`: a client
+/// our server sends requests to). Its sockets time out, so it ends by
+/// itself even if the test is gone. Its socket buffers are small
+/// (64 KiB), as a peer's may be: then a side that stops reading blocks
+/// its `sendall` long before its own queue drains, whatever the kernel's
+/// autotuning does for our socket.
+const NAIVE_PEER: &str = r#"
+import socket, struct, sys
+def small(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+if sys.argv[1] == "listen":
+    srv = socket.socket()
+    small(srv)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(60)
+    print("ready", srv.getsockname()[1], flush=True)
+    c, _ = srv.accept()
+else:
+    c = socket.socket()
+    small(c)
+    c.settimeout(60)
+    c.connect(("127.0.0.1", int(sys.argv[2])))
+    print("ready", c.getsockname()[1], flush=True)
 c.settimeout(60)
 f = c.makefile("rb")
 answered = 0
@@ -51,18 +62,21 @@ while True:
 print("done", answered, flush=True)
 "#;
 
-/// The Python backend, killed (by pid) and reaped when dropped; its stdout
+/// The Python peer, killed (by pid) and reaped when dropped; its stdout
 /// lines come through a channel, so every wait for one has a deadline.
-struct Backend {
+struct Naive {
     child: Child,
     lines: Receiver<std::io::Result<String>>,
+    /// Its address: where it listens, or where it connects from.
     addr: SocketAddr,
 }
 
-impl Backend {
-    fn start(python: &str) -> Backend {
+impl Naive {
+    /// Start it with `args` (`["listen"]` or `["connect", PORT]`).
+    fn start(python: &str, args: &[&str]) -> Naive {
         let mut child = Command::new(python)
-            .args(["-c", NAIVE_BACKEND])
+            .args(["-c", NAIVE_PEER])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -76,17 +90,17 @@ impl Backend {
                 }
             }
         });
-        let mut backend = Backend {
+        let mut peer = Naive {
             child,
             lines,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        let line = backend.next_line();
+        let line = peer.next_line();
         let port = line
             .strip_prefix("ready ")
             .expect("python printed ready PORT");
-        backend.addr.set_port(port.parse().expect("a port"));
-        backend
+        peer.addr.set_port(port.parse().expect("a port"));
+        peer
     }
 
     fn next_line(&self) -> String {
@@ -99,7 +113,7 @@ impl Backend {
     }
 }
 
-impl Drop for Backend {
+impl Drop for Naive {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -117,7 +131,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A refusal comes as soon as the loop applies the request.
 const PROMPT: Duration = Duration::from_secs(3);
 
-/// Against the naive backend, with a small high-water mark and with the
+/// A server with the sequence packer, one loop and `high_water` as its
+/// write queues' mark.
+fn server(high_water: usize) -> Builder {
+    init_logs();
+    Server::builder()
+        .event_loops(1)
+        .packer(SeqPacker::default())
+        .write_high_water(high_water)
+}
+
+/// Against a naive backend, with a small high-water mark and with the
 /// default one (4 MiB; it jammed after a handful of replies): 64 KiB
 /// requests, up to 512 in flight, until 1024 are answered. Each one is
 /// answered or promptly refused with `BufferFull`; the link never jams,
@@ -128,22 +152,49 @@ fn a_dialed_link_keeps_reading_replies_from_a_backend_that_blocks_in_sendall() {
         return;
     };
     for high_water in [256 << 10, 4 << 20] {
-        flood(&python, high_water);
+        let backend = Naive::start(&python, &["listen"]);
+        let client = server(high_water).start().unwrap();
+        let conn = client.hub().connect(backend.addr).unwrap();
+        let answered = flood(&conn, high_water);
+        assert_eq!(client.stats().connects, 1);
+        finish(client, &backend, answered);
     }
 }
 
-/// Flood the naive backend through a dialed connection whose write queue
-/// has `high_water` as its mark.
-fn flood(python: &str, high_water: usize) {
-    let backend = Backend::start(python);
-    init_logs();
-    let client = Server::builder()
-        .event_loops(1)
-        .packer(SeqPacker::default())
-        .write_high_water(high_water)
+/// The same from the accepting side: a server that sends requests to a
+/// naive client reads its replies whatever its queue holds.
+#[test]
+fn a_server_sending_requests_keeps_reading_replies_from_a_client_that_blocks_in_sendall() {
+    let Some(python) = require(Peer::Python3) else {
+        return;
+    };
+    let (opened_tx, opened) = unbounded();
+    let high_water = 4 << 20;
+    let server = server(high_water)
+        .on_open(move |s| {
+            let _ = opened_tx.send(s.handle());
+        })
+        .bind("127.0.0.1:0")
+        .unwrap()
         .start()
         .unwrap();
-    let conn = client.hub().connect(backend.addr).unwrap();
+    let port = server.local_addr().port().to_string();
+    let client = Naive::start(&python, &["connect", &port]);
+    let conn: ConnHandle = opened.recv_timeout(TIMEOUT).expect("the client connects");
+    let answered = flood(&conn, high_water);
+    finish(server, &client, answered);
+}
+
+/// Shut `server` down; `peer` must have answered exactly `answered`
+/// requests: nothing refused was sent.
+fn finish(server: ServerHandle, peer: &Naive, answered: usize) {
+    server.shutdown(TIMEOUT).unwrap();
+    assert_eq!(peer.next_line(), format!("done {answered}"));
+}
+
+/// Send requests on `conn` until `WANTED` are answered; returns how many
+/// the peer answered in all (one more, after them, shows the link works).
+fn flood(conn: &ConnHandle, high_water: usize) -> usize {
     let started = Instant::now();
     let (tx, outcomes) = unbounded();
     let mut issued: HashMap<u64, Instant> = HashMap::new();
@@ -193,12 +244,12 @@ fn flood(python: &str, high_water: usize) {
             started.elapsed()
         );
     }
-    assert!(refused > 0, "the high-water mark {high_water} was never reached");
-    // The link still works, and is the same connection.
+    assert!(
+        refused > 0,
+        "the high-water mark {high_water} was never reached"
+    );
+    // The link still works.
     let reply = conn.request(7, b"after", TIMEOUT).unwrap().wait().unwrap();
     assert_eq!(&reply.body[..], b"after");
-    assert_eq!(client.stats().connects, 1);
-    client.shutdown(TIMEOUT).unwrap();
-    // The backend answered exactly the requests that were not refused.
-    assert_eq!(backend.next_line(), format!("done {}", ok + 1));
+    ok + 1
 }
