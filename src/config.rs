@@ -137,7 +137,8 @@ pub struct Config {
     /// Listen backlog. Default: 1024.
     pub backlog: u32,
     /// How long a connection closed with unsent data may linger to flush
-    /// it before it is dropped. Default: 5 s.
+    /// it before it is dropped. Default: 5 s. A connection that never
+    /// opened (connecting, or handshaking) closes at once.
     pub close_linger: Duration,
     /// Longest pause of the acceptor after EMFILE/ENFILE (it doubles from
     /// 5 ms up to this). Default: 500 ms.

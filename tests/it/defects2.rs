@@ -8,6 +8,8 @@
 mod backpressure;
 mod dialer;
 mod durations;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 

@@ -111,10 +111,14 @@ impl EventLoop {
             }
         }
         if conn.has(flag::CLOSING) {
-            // Without a connected socket (a dialed connection down or
-            // still connecting) there is nothing to flush or wait for.
-            let unconnected = conn.stream.is_none() || conn.has(flag::CONNECTING);
-            let done = unconnected
+            // A connection that never opened has nothing to linger for:
+            // without a connected socket (a dialed connection down or
+            // still connecting) nothing can be written, and before its
+            // handshake completes nothing queued may be (what it said of
+            // the handshake itself was written above, if it could be).
+            let unopened =
+                conn.stream.is_none() || conn.has(flag::CONNECTING) || conn.layer.is_handshaking();
+            let done = unopened
                 || conn.queued() == 0
                     && !conn.layer.wants_write()
                     && !conn.layer.awaits_peer_close();
