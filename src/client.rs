@@ -267,7 +267,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when no reply comes in time; as
+    /// [`Error::Timeout`] when no reply comes in time (a `timeout` longer
+    /// than [`FOREVER`](crate::FOREVER) is `FOREVER`); as
     /// [`send`](Self::send) and [`recv`](Self::recv) otherwise.
     pub fn request(
         &mut self,

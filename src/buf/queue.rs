@@ -311,7 +311,8 @@ impl WriteQueue {
         self.len = 0;
         let mut current = Bytes::new();
         for (i, frame) in frames.into_iter().enumerate() {
-            let keep = !frame.bound && !(cut && i == 0);
+            let started = cut && i == 0;
+            let keep = !(frame.bound || started);
             let mut left = frame.len - std::mem::take(&mut rest);
             while left > 0 {
                 if current.is_empty() {
