@@ -1,6 +1,8 @@
 //! A dialed TLS link whose handshake stalls with sends queued (issue 25,
 //! item 15): it never opened, so there is nothing to linger for; the
 //! handshake timeout ends it at its deadline, not `close_linger` later.
+//! And messages queued while TLS connects fail (issue 25, item 3) go out
+//! after the handshake that succeeds.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -11,7 +13,7 @@ use netloom::{CloseReason, Dial, Error, Reconnect, SeqPacker, Server};
 use rustls::pki_types::ServerName;
 
 use crate::common::{init_logs, track_closes, TIMEOUT};
-use crate::tls_support::{client_config, test_cert};
+use crate::tls_support::{client_config, server_config, test_cert};
 
 /// A listener that accepts and reads, and never says a word; it holds
 /// each socket until the dialer gives up. Returns its address.
@@ -112,4 +114,64 @@ fn a_stalled_handshake_with_sends_queued_is_lost_at_its_deadline() {
     assert!(took >= HANDSHAKE && took < LATE, "lost after {took:?}");
     conn.close();
     client.shutdown(TIMEOUT).unwrap();
+}
+
+/// Over TLS too, what was queued while connects failed (plaintext, never
+/// sealed) goes out after the handshake of the connection that succeeds,
+/// once and in order.
+#[test]
+fn a_message_queued_while_tls_connects_fail_arrives_after_the_handshake() {
+    let addr = super::free_port();
+    init_logs();
+    let (down_tx, downs) = unbounded();
+    let client = Server::builder()
+        .packer(SeqPacker::default())
+        .on_disconnect(move |_s, d| {
+            let _ = down_tx.send(d.attempt);
+        })
+        .start()
+        .unwrap();
+    let cert = test_cert();
+    let localhost = ServerName::try_from("localhost").unwrap();
+    let policy = Reconnect {
+        initial: Duration::from_millis(40),
+        max: Duration::from_millis(80),
+        ..Reconnect::default()
+    };
+    let conn = client
+        .hub()
+        .dial(
+            Dial::new(addr)
+                .tls(client_config(&cert), localhost)
+                .reconnect(policy),
+        )
+        .unwrap();
+    downs
+        .recv_timeout(TIMEOUT)
+        .expect("the first connect fails");
+    conn.send_confirmed(5, b"hello")
+        .wait()
+        .expect("queued while down");
+    while downs.try_recv().is_ok() {}
+    downs.recv_timeout(TIMEOUT).expect("another connect fails");
+    let (got_tx, got) = unbounded();
+    let backend = Server::builder()
+        .tls(std::sync::Arc::new(server_config(
+            &cert,
+            rustls::ALL_VERSIONS,
+        )))
+        .packer(SeqPacker::default())
+        .route(5, move |ctx: &mut netloom::Context<'_>| {
+            let _ = got_tx.send(ctx.body().to_vec());
+        })
+        .bind(addr)
+        .expect("bind the TLS backend")
+        .start()
+        .unwrap();
+    conn.send(5, b"world").unwrap();
+    assert_eq!(got.recv_timeout(TIMEOUT).expect("hello arrives"), b"hello");
+    assert_eq!(got.recv_timeout(TIMEOUT).unwrap(), b"world");
+    client.shutdown(TIMEOUT).unwrap();
+    backend.shutdown(TIMEOUT).unwrap();
+    assert!(got.try_recv().is_err(), "a message arrived twice");
 }
