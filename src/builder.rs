@@ -212,7 +212,8 @@ impl Builder {
     /// [`CloseReason::FrameTimeout`]. Defaults: 20 s and 500 B/s (Apache's
     /// `mod_reqtimeout` body rate): a body trickled at a few bytes a second
     /// is closed after 20 s, one stalled before its last byte within 40 s,
-    /// while a link doing 500 B/s or more completes any frame.
+    /// while a link doing 500 B/s or more completes any frame. A `window`
+    /// longer than [`FOREVER`](crate::FOREVER) is `FOREVER` (never closes).
     pub fn frame_timeout(mut self, window: Duration, min_rate: u32) -> Self {
         self.config.frame_timeout = window;
         self.config.frame_min_rate = min_rate;
@@ -229,7 +230,8 @@ impl Builder {
     }
 
     /// How long a connection closed with unsent data may linger to flush
-    /// it. Default: 5 s.
+    /// it. Default: 5 s; longer than [`FOREVER`](crate::FOREVER) is
+    /// `FOREVER`.
     pub fn close_linger(mut self, linger: Duration) -> Self {
         self.config.close_linger = linger;
         self
@@ -238,13 +240,15 @@ impl Builder {
     /// Close connections whose handshake (TLS, and the WebSocket upgrade on
     /// `bind_ws` listeners) has not finished this long
     /// after accept; for a dialed TLS connection (`Dial::tls`),
-    /// this long after its TCP connect. Default: 5 s.
+    /// this long after its TCP connect. Default: 5 s; longer than
+    /// [`FOREVER`](crate::FOREVER) is `FOREVER`.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
         self
     }
 
-    /// Longest pause of the acceptor after EMFILE/ENFILE. Default: 500 ms.
+    /// Longest pause of the acceptor after EMFILE/ENFILE. Default: 500 ms;
+    /// longer than [`FOREVER`](crate::FOREVER) is `FOREVER`.
     pub fn accept_backoff_max(mut self, max: Duration) -> Self {
         self.config.accept_backoff_max = max;
         self
@@ -429,6 +433,7 @@ impl Builder {
             hb.ping_after = Some(after);
             hb.ping_id = ping_id;
         }
+        self.config.saturate_durations();
         self.config.validate()?;
         let config = self.config;
         let packer = match self.packer {

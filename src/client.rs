@@ -267,7 +267,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when no reply comes in time; as
+    /// [`Error::Timeout`] when no reply comes in time (a `timeout` longer
+    /// than [`FOREVER`](crate::FOREVER) is `FOREVER`); as
     /// [`send`](Self::send) and [`recv`](Self::recv) otherwise.
     pub fn request(
         &mut self,
@@ -283,7 +284,7 @@ impl Client {
         };
         let seq = self.last_seq;
         self.send_seq(id, seq, body)?;
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = std::time::Instant::now() + crate::config::saturate(timeout);
         let result = loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {

@@ -43,7 +43,10 @@ pub enum UnknownIdPolicy {
 #[non_exhaustive]
 pub enum SlowPeerPolicy {
     /// The send fails with [`Error::BufferFull`] and the loop stops reading
-    /// from that peer until its queue drains below half the mark.
+    /// from that peer until its queue drains below half the mark. A
+    /// connection this side waits for replies on (one it dialed, or sent
+    /// requests on) is read on regardless: only its sends are refused, or
+    /// a backend blocked writing replies would jam it for good.
     #[default]
     Backpressure,
     /// The peer is closed with [`CloseReason::SlowPeer`](crate::CloseReason::SlowPeer)
@@ -69,10 +72,29 @@ pub struct Heartbeat {
     pub ping_id: u32,
 }
 
+/// "Forever": the longest duration any setting takes (about 100 years).
+///
+/// Every duration netloom is given (the `Builder`'s and `Config`'s
+/// timeouts and lingers, [`Dial::connect_timeout`](crate::Dial::connect_timeout),
+/// [`Reconnect`]'s delays, request timeouts) is capped at this, so
+/// `Duration::MAX` is a valid way to say "never": a timer that far ahead
+/// never fires, and no deadline computed from it overflows.
+pub const FOREVER: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `d`, or [`FOREVER`] if it is longer: the one place a duration given to
+/// netloom is saturated.
+#[inline]
+pub(crate) fn saturate(d: Duration) -> Duration {
+    d.min(FOREVER)
+}
+
 /// Longest [`Config::busy_poll`].
 pub(crate) const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
 
 /// Every setting of a server. Build one with [`Server::builder`](crate::Server::builder).
+///
+/// A duration longer than [`FOREVER`] is taken as `FOREVER` when the
+/// server starts: `Duration::MAX` is a valid way to say "never".
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -115,7 +137,8 @@ pub struct Config {
     /// Listen backlog. Default: 1024.
     pub backlog: u32,
     /// How long a connection closed with unsent data may linger to flush
-    /// it before it is dropped. Default: 5 s.
+    /// it before it is dropped. Default: 5 s. A connection that never
+    /// opened (connecting, or handshaking) closes at once.
     pub close_linger: Duration,
     /// Longest pause of the acceptor after EMFILE/ENFILE (it doubles from
     /// 5 ms up to this). Default: 500 ms.
@@ -179,6 +202,26 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Cap every duration at [`FOREVER`] (`Builder::start` does, before
+    /// [`validate`](Self::validate)), so that `Duration::MAX` means
+    /// "never" and no deadline computed from a setting overflows.
+    pub(crate) fn saturate_durations(&mut self) {
+        for d in [
+            &mut self.close_linger,
+            &mut self.accept_backoff_max,
+            &mut self.handshake_timeout,
+            &mut self.frame_timeout,
+        ] {
+            *d = saturate(*d);
+        }
+        self.keepalive = self.keepalive.map(saturate);
+        if let Some(hb) = &mut self.heartbeat {
+            hb.check_interval = saturate(hb.check_interval);
+            hb.idle_timeout = saturate(hb.idle_timeout);
+            hb.ping_after = hb.ping_after.map(saturate);
+        }
+    }
+
     /// Check every value; called by `Builder::start`.
     ///
     /// # Errors

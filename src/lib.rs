@@ -126,7 +126,7 @@ pub use bytes;
 pub use builder::{Builder, Group, Server};
 pub use codec::{LengthPacker, Message, Packer, Peek, SeqPacker, TlvPacker};
 pub use config::{
-    Balance, Config, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown,
+    Balance, Config, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown, FOREVER,
 };
 pub use conn::dial::Dial;
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};

@@ -244,6 +244,27 @@ mod tests {
     }
 
     #[test]
+    fn far_future_entries_stay_and_next_due_stays_within_a_round() {
+        let mut wheel = TimerWheel::new(8);
+        wheel.insert(u64::MAX, "never");
+        wheel.insert(u64::MAX / 2, "much later");
+        wheel.insert(3, "soon");
+        assert_eq!(advance(&mut wheel, 3), ["soon"]);
+        for now in [4, 11, 100, 1 << 40] {
+            let next = wheel.next_due().expect("entries left");
+            assert!(
+                next > wheel.current() && next <= wheel.current() + 8,
+                "{next}"
+            );
+            assert!(advance(&mut wheel, now).is_empty(), "fired early at {now}");
+        }
+        assert_eq!(wheel.len(), 2);
+        assert_eq!(advance(&mut wheel, u64::MAX / 2), ["much later"]);
+        assert_eq!(advance(&mut wheel, u64::MAX - 1), Vec::<&str>::new());
+        assert_eq!(wheel.len(), 1);
+    }
+
+    #[test]
     fn empty_slots_are_skipped() {
         let mut wheel = TimerWheel::new(1024);
         wheel.insert(700, ());

@@ -68,11 +68,28 @@ impl Drop for Appending<'_> {
     }
 }
 
+/// One frame in the queue (or one unit of layer output): its length, and
+/// whether it only makes sense on the connection it was queued for.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    len: usize,
+    /// Carries a sequence number (a request, or a reply to the peer's
+    /// request): on a new connection (a reconnect) nobody waits for it.
+    bound: bool,
+}
+
+/// Frames queued, front first, and how far the front one is written:
+/// `frames` covers exactly the `len` bytes pending, plus the `front_done`
+/// bytes of the front frame already written (or handed to TLS). With it a
+/// dialed connection that lost its socket can tell the frames that never
+/// started (sent on the next connection) from the one cut in the middle.
 #[derive(Default)]
 pub(crate) struct WriteQueue {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
+    frames: VecDeque<Frame>,
+    front_done: usize,
 }
 
 impl WriteQueue {
@@ -85,22 +102,35 @@ impl WriteQueue {
         self.len == 0
     }
 
-    /// Append to the coalescing buffer with `encode`. If it fails or
-    /// panics, whatever it appended is discarded.
+    /// A frame of `len` bytes was just appended.
+    #[inline]
+    fn end_frame(&mut self, len: usize) {
+        if len > 0 {
+            self.frames.push_back(Frame { len, bound: false });
+        }
+    }
+
+    /// Append to the coalescing buffer with `encode` (one frame). If it
+    /// fails or panics, whatever it appended is discarded.
     #[inline]
     pub(crate) fn encode_with<E>(
         &mut self,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut appending = Appending::new(&mut self.tail);
-        encode(appending.tail)?;
-        self.len += appending.keep();
+        let added = {
+            let mut appending = Appending::new(&mut self.tail);
+            encode(appending.tail)?;
+            appending.keep()
+        };
+        self.len += added;
+        self.end_frame(added);
         Ok(())
     }
 
     /// Queue `body` by reference between the bytes `frame` appends before
-    /// and after it (`Packer::encode_around`). Returns `false`, with nothing
-    /// queued, when `frame` cannot frame it so (or fails, or panics).
+    /// and after it (`Packer::encode_around`), as one frame. Returns
+    /// `false`, with nothing queued, when `frame` cannot frame it so (or
+    /// fails, or panics).
     pub(crate) fn encode_around<E>(
         &mut self,
         body: Bytes,
@@ -114,32 +144,51 @@ impl WriteQueue {
         let added = appending.keep();
         drop(appending);
         self.len += added;
-        self.push_shared(body);
-        self.extend(&after);
+        let len = added + body.len() + after.len();
+        self.push_chunk(body);
+        self.append(&after);
+        self.end_frame(len);
         Ok(true)
     }
 
-    /// Queue an already encoded, possibly shared frame without copying it.
-    pub(crate) fn push_shared(&mut self, frame: Bytes) {
-        if frame.is_empty() {
+    /// The frame queued last carries a sequence number (a request, or a
+    /// reply to one): it is dropped rather than sent on another connection
+    /// ([`keep_unstarted`](Self::keep_unstarted)).
+    pub(crate) fn bind_last(&mut self) {
+        if let Some(last) = self.frames.back_mut() {
+            last.bound = true;
+        }
+    }
+
+    /// Queue an already encoded piece of a frame without copying it.
+    fn push_chunk(&mut self, piece: Bytes) {
+        if piece.is_empty() {
             return;
         }
         self.seal();
-        self.len += frame.len();
-        self.chunks.push_back(frame);
+        self.len += piece.len();
+        self.chunks.push_back(piece);
     }
 
-    /// Queue a shared frame's pieces by reference.
+    /// Queue a shared frame's pieces by reference, as one frame.
     pub(crate) fn push_frame(&mut self, frame: &SharedFrame) {
-        self.push_shared(frame.head.clone());
-        self.push_shared(frame.body.clone());
-        self.push_shared(frame.tail.clone());
+        self.push_chunk(frame.head.clone());
+        self.push_chunk(frame.body.clone());
+        self.push_chunk(frame.tail.clone());
+        self.end_frame(frame.len());
     }
 
-    /// Append bytes to the coalescing buffer (layer output: pong, close).
-    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+    /// Append bytes of a frame to the coalescing buffer.
+    fn append(&mut self, bytes: &[u8]) {
         self.tail.extend_from_slice(bytes);
         self.len += bytes.len();
+    }
+
+    /// Append layer output (a pong, a close frame) to the coalescing
+    /// buffer, as one unit.
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        self.append(bytes);
+        self.end_frame(bytes.len());
     }
 
     /// Put `bytes` before everything queued. Only valid while nothing of
@@ -150,9 +199,12 @@ impl WriteQueue {
         if bytes.is_empty() {
             return;
         }
+        debug_assert_eq!(self.front_done, 0, "push_front after a write");
         self.seal();
         self.len += bytes.len();
+        let len = bytes.len();
         self.chunks.push_front(bytes);
+        self.frames.push_front(Frame { len, bound: false });
     }
 
     /// Move the coalescing buffer's bytes into the chunk list.
@@ -170,6 +222,7 @@ impl WriteQueue {
             let n = w.write(&self.tail)?;
             self.tail.advance(n);
             self.len -= n;
+            self.frames_done(n);
             return Ok(n);
         }
         self.seal();
@@ -209,8 +262,22 @@ impl WriteQueue {
         }
     }
 
+    /// `n` more bytes of the front frames are written.
+    fn frames_done(&mut self, n: usize) {
+        let mut done = self.front_done + n;
+        while let Some(front) = self.frames.front() {
+            if done < front.len {
+                break;
+            }
+            done -= front.len;
+            self.frames.pop_front();
+        }
+        self.front_done = if self.frames.is_empty() { 0 } else { done };
+    }
+
     fn consume(&mut self, mut n: usize) {
         self.len -= n;
+        self.frames_done(n);
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 break;
@@ -225,134 +292,69 @@ impl WriteQueue {
         }
     }
 
+    /// The socket is gone and the queue waits for another connection (a
+    /// dialed connection's reconnect): keep the frames that never started,
+    /// in order; drop the front frame if part of it was written (the rest
+    /// would be garbage on a new connection) and every frame bound to this
+    /// connection ([`bind_last`](Self::bind_last)). Returns the bytes
+    /// dropped.
+    pub(crate) fn keep_unstarted(&mut self) -> usize {
+        let cut = self.front_done > 0;
+        if !cut && !self.frames.iter().any(|f| f.bound) {
+            return 0;
+        }
+        self.seal();
+        let before = self.len;
+        let mut chunks = std::mem::take(&mut self.chunks).into_iter();
+        let frames = std::mem::take(&mut self.frames);
+        let mut rest = std::mem::replace(&mut self.front_done, 0);
+        self.len = 0;
+        let mut current = Bytes::new();
+        for (i, frame) in frames.into_iter().enumerate() {
+            let started = cut && i == 0;
+            let keep = !(frame.bound || started);
+            let mut left = frame.len - std::mem::take(&mut rest);
+            while left > 0 {
+                if current.is_empty() {
+                    match chunks.next() {
+                        Some(chunk) => current = chunk,
+                        None => break,
+                    }
+                }
+                let piece = current.split_to(left.min(current.len()));
+                left -= piece.len();
+                if !keep {
+                    continue;
+                }
+                if piece.len() >= SHARE_MIN {
+                    self.push_chunk(piece);
+                } else {
+                    self.append(&piece);
+                }
+            }
+            if keep {
+                self.end_frame(frame.len);
+            }
+        }
+        before - self.len
+    }
+
     /// Drop everything pending (the connection is going away).
     pub(crate) fn clear(&mut self) {
         self.chunks.clear();
         self.tail.clear();
         self.len = 0;
+        self.frames.clear();
+        self.front_done = 0;
     }
 
     /// Bytes of heap this queue keeps while empty (for the pool's cap).
     pub(crate) fn retained(&self) -> usize {
-        self.tail.capacity() + self.chunks.capacity() * std::mem::size_of::<Bytes>()
+        self.tail.capacity()
+            + self.chunks.capacity() * std::mem::size_of::<Bytes>()
+            + self.frames.capacity() * std::mem::size_of::<Frame>()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A writer that accepts at most `limit` bytes per call.
-    struct Trickle {
-        out: Vec<u8>,
-        limit: usize,
-    }
-
-    impl Write for Trickle {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = buf.len().min(self.limit);
-            self.out.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn keeps_order_across_coalesced_and_shared_chunks() {
-        let mut q = WriteQueue::default();
-        q.encode_with(|b| {
-            b.extend_from_slice(b"ab");
-            Ok::<_, ()>(())
-        })
-        .unwrap();
-        q.push_shared(Bytes::from_static(b"cde"));
-        q.encode_with(|b| {
-            b.extend_from_slice(b"f");
-            Ok::<_, ()>(())
-        })
-        .unwrap();
-        assert!(q
-            .encode_with(|b| {
-                b.extend_from_slice(b"XX");
-                Err(())
-            })
-            .is_err());
-        assert_eq!(q.len(), 6);
-        let mut w = Trickle {
-            out: Vec::new(),
-            limit: 2,
-        };
-        while !q.is_empty() {
-            q.write_to(&mut w).unwrap();
-        }
-        assert_eq!(w.out, b"abcdef");
-    }
-
-    #[test]
-    fn a_panicking_encoder_leaves_nothing_behind() {
-        let mut q = WriteQueue::default();
-        q.extend(b"ok");
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            q.encode_with(|b| -> Result<(), ()> {
-                b.extend_from_slice(b"half");
-                panic!("encoder bug")
-            })
-        }));
-        assert!(panicked.is_err());
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            q.encode_around(
-                Bytes::from_static(b"body"),
-                |before, _| -> Result<bool, ()> {
-                    before.extend_from_slice(b"head");
-                    panic!("encoder bug")
-                },
-            )
-        }));
-        assert!(panicked.is_err());
-        assert_eq!(q.len(), 2);
-        let mut out = Vec::new();
-        while !q.is_empty() {
-            q.write_to(&mut out).unwrap();
-        }
-        assert_eq!(out, b"ok");
-    }
-
-    #[test]
-    fn encode_around_queues_the_body_by_reference_in_order() {
-        let mut q = WriteQueue::default();
-        q.extend(b"<");
-        let body = Bytes::from(vec![b'b'; 3]);
-        let queued = q
-            .encode_around(body.clone(), |before, after| {
-                before.extend_from_slice(b"H");
-                after.extend_from_slice(b"T");
-                Ok::<_, ()>(true)
-            })
-            .unwrap();
-        assert!(queued);
-        // Declined or failed: nothing of it stays queued.
-        let declined = q.encode_around(body.clone(), |before, _| {
-            before.extend_from_slice(b"XX");
-            Ok::<_, ()>(false)
-        });
-        assert_eq!(declined, Ok(false));
-        assert!(q
-            .encode_around(body, |before, _| {
-                before.extend_from_slice(b"XX");
-                Err(())
-            })
-            .is_err());
-        q.extend(b">");
-        assert_eq!(q.len(), 7);
-        let mut w = Trickle {
-            out: Vec::new(),
-            limit: 3,
-        };
-        while !q.is_empty() {
-            q.write_to(&mut w).unwrap();
-        }
-        assert_eq!(w.out, b"<HbbbT>");
-    }
-}
+mod tests;

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use super::{saturate, FOREVER};
+use crate::error::{Error, Result};
+
 /// How a dialed connection comes back after it was lost: exponential
 /// backoff, `initial × factor^(attempt − 1)` capped at `max`, each delay
 /// spread by up to ± `jitter` of itself, for at most `max_attempts` attempts
@@ -11,6 +14,11 @@ use std::time::Duration;
 ///
 /// The default is the seeds' schedule: 3 s, 6 s, 12 s, 24 s, … up to 60 s,
 /// no jitter, forever.
+///
+/// Delays are capped at [`FOREVER`] (`max: Duration::MAX` means no cap
+/// below that). [`Hub::dial`](crate::Hub::dial) refuses a policy with a
+/// `factor` that is not a finite number of at least 1, or a `jitter` that
+/// is not a number from 0 to 1, with [`Error::Config`](crate::Error::Config).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reconnect {
     /// Delay before the first attempt after a loss.
@@ -39,17 +47,54 @@ impl Default for Reconnect {
 }
 
 impl Reconnect {
+    /// Check the numbers a `Duration` cannot check (`Hub::dial` does).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return Err(Error::Config(format!(
+                "Reconnect::factor must be a finite number >= 1, not {}",
+                self.factor
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(Error::Config(format!(
+                "Reconnect::jitter must be a number from 0 to 1, not {}",
+                self.jitter
+            )));
+        }
+        Ok(())
+    }
+
     /// The delay before attempt `attempt` (1 for the first after a loss),
     /// with `spread` in `-1.0..=1.0` choosing where in the jitter band.
+    /// Never more than [`FOREVER`], and never a panic, whatever the
+    /// numbers (those `validate` refuses included: a factor that is not a
+    /// number counts as 1, a jitter that is not one as 0).
     pub(crate) fn delay(&self, attempt: u32, spread: f64) -> Duration {
-        let exp = self
-            .factor
-            .max(1.0)
-            .powi(attempt.saturating_sub(1).min(64) as i32);
-        let base = self.initial.as_secs_f64() * exp;
-        let base = base.min(self.max.as_secs_f64());
-        let jittered = base * (1.0 + self.jitter.clamp(0.0, 1.0) * spread.clamp(-1.0, 1.0));
-        Duration::from_secs_f64(jittered.max(0.0))
+        let factor = if self.factor.is_nan() {
+            1.0
+        } else {
+            self.factor.max(1.0)
+        };
+        let exp = factor.powi(attempt.saturating_sub(1).min(64) as i32);
+        let max = saturate(self.max).as_secs_f64();
+        // `min` of an infinite product and a finite `max` is `max`.
+        let base = (saturate(self.initial).as_secs_f64() * exp).min(max);
+        let jitter = if self.jitter.is_nan() {
+            0.0
+        } else {
+            self.jitter.clamp(0.0, 1.0)
+        };
+        let spread = if spread.is_nan() {
+            0.0
+        } else {
+            spread.clamp(-1.0, 1.0)
+        };
+        let jittered = base * (1.0 + jitter * spread);
+        Duration::try_from_secs_f64(jittered.max(0.0)).map_or(FOREVER, saturate)
     }
 }
 
@@ -76,6 +121,52 @@ mod tests {
         let secs: Vec<u64> = (1..=7).map(|a| r.delay(a, 0.0).as_secs()).collect();
         assert_eq!(secs, [3, 6, 12, 24, 48, 60, 60]);
         assert_eq!(r.delay(u32::MAX, 0.0), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn extreme_numbers_saturate_at_forever_and_never_panic() {
+        let huge = Reconnect {
+            initial: Duration::MAX,
+            factor: 1e300,
+            max: Duration::MAX,
+            jitter: 1.0,
+            max_attempts: None,
+        };
+        for attempt in [0, 1, 2, 64, u32::MAX] {
+            for spread in [-1.0, 0.0, 1.0, f64::NAN, f64::INFINITY] {
+                assert!(huge.delay(attempt, spread) <= FOREVER);
+            }
+        }
+        assert_eq!(huge.delay(2, 0.0), FOREVER);
+        assert_eq!(huge.delay(2, -1.0), Duration::ZERO);
+        let nonsense = [
+            (f64::NAN, 0.0),
+            (f64::INFINITY, 0.0),
+            (-5.0, 0.0),
+            (2.0, f64::NAN),
+            (2.0, f64::INFINITY),
+            (2.0, -3.0),
+        ];
+        for (factor, jitter) in nonsense {
+            let r = Reconnect {
+                factor,
+                jitter,
+                ..Reconnect::default()
+            };
+            assert!(matches!(r.validate(), Err(Error::Config(_))), "{r:?}");
+            for attempt in [1, 2, 100] {
+                let d = r.delay(attempt, 0.5);
+                assert!(d <= FOREVER, "{r:?}: {d:?}");
+            }
+        }
+        // An infinite factor is "as long as max" (here the default 60 s).
+        let steep = Reconnect {
+            factor: f64::INFINITY,
+            ..Reconnect::default()
+        };
+        assert_eq!(steep.delay(2, 0.0), Duration::from_secs(60));
+        assert_eq!(steep.delay(1, 0.0), Duration::from_secs(3));
+        Reconnect::default().validate().unwrap();
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Reconnect, WhileDown};
+use crate::config::{saturate, Reconnect, WhileDown};
 use crate::transport::tls::TlsConnector;
 
 /// An outbound connection to make on the server's loops: see
@@ -48,16 +48,25 @@ impl Dial {
         }
     }
 
-    /// Give up a connect attempt after `timeout` (default 10 s).
+    /// Give up a connect attempt after `timeout` (default 10 s; longer
+    /// than [`FOREVER`](crate::FOREVER) is `FOREVER`: never give up).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.connect_timeout = saturate(timeout);
         self
     }
 
     /// Come back after a loss (or a failed first connect) by this policy.
-    /// Without one, a lost connection is closed (`on_close` runs).
+    /// Without one, a lost connection is closed (`on_close` runs). Its
+    /// delays are capped at [`FOREVER`](crate::FOREVER); a policy whose
+    /// numbers make no sense (see [`Reconnect`]) makes
+    /// [`Hub::dial`](crate::Hub::dial) fail with
+    /// [`Error::Config`](crate::Error::Config).
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
-        self.reconnect = Some(policy);
+        self.reconnect = Some(Reconnect {
+            initial: saturate(policy.initial),
+            max: saturate(policy.max),
+            ..policy
+        });
         self
     }
 

@@ -27,6 +27,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::codec::Message;
+use crate::config::FOREVER;
 use crate::error::{panic_message, Error};
 
 /// What a request gets: its reply, or why there is none.
@@ -96,10 +97,6 @@ impl ReplySink {
 /// The least time a timed-out request's tombstone is kept: a reply later
 /// than this after the timeout is an ordinary (unmatched) message.
 pub(crate) const TOMBSTONE_MIN: Duration = Duration::from_secs(10);
-
-/// The furthest deadline kept (a longer timeout waits this long): an
-/// `Instant` cannot hold "never".
-const FOREVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 enum Entry {
     /// Waiting until `deadline`; a tombstone then lives `timeout` again.

@@ -211,13 +211,24 @@ impl ConnTable {
         }))
     }
 
+    /// Whether backpressure may pause reading `conn`. Not if this side
+    /// waits for replies on it (it dialed it, or sent requests on it):
+    /// what it would stop reading is the replies, and a backend that
+    /// blocks writing them would stop reading our queue too, jamming both
+    /// for good. Such a connection's sends are refused instead, while its
+    /// reads go on.
+    pub(crate) fn may_pause(conn: &Conn) -> bool {
+        !conn.has(flag::OUTBOUND | flag::AWAITING)
+    }
+
     /// Apply the slow-peer policy to a connection whose queue holds
-    /// `queued` bytes, over the mark: stop reading it until it drains, or
-    /// close it.
+    /// `queued` bytes, over the mark: stop reading it until it drains
+    /// (unless it [waits for replies](Self::may_pause)), or close it.
     #[cold]
     fn slow_peer(&self, key: usize, conn: &mut Conn, queued: usize) {
         Counters::add(&self.counters.slow_peer_events, 1);
         match self.slow_peer {
+            SlowPeerPolicy::Backpressure if !Self::may_pause(conn) => {}
             SlowPeerPolicy::Backpressure => {
                 if !conn.has(flag::PAUSED) {
                     log::debug!(
@@ -265,6 +276,11 @@ impl ConnTable {
             .queue_message(protocol, id, seq, &body, queue.get())
         {
             Ok(()) => {
+                if seq != 0 {
+                    // A request or a reply: meaningless on another
+                    // connection (a dialed one's next, after a loss).
+                    queue.get().bind_last();
+                }
                 Counters::bump(&self.counters.messages_out, 1);
                 self.mark_dirty(key, conn);
                 Ok(())

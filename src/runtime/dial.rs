@@ -54,7 +54,9 @@ impl Hub {
     ///
     /// [`Error::ShutDown`] when the server is shutting down;
     /// [`Error::Config`] when rustls cannot start a session with the
-    /// dial's TLS settings.
+    /// dial's TLS settings, or its [`Reconnect`](crate::Reconnect) policy
+    /// makes no sense (a `factor` below 1 or not a number, a `jitter`
+    /// outside 0 to 1).
     ///
     /// # Examples
     ///
@@ -77,6 +79,9 @@ impl Hub {
         let runtime = &self.runtime;
         if runtime.is_shut_down() {
             return Err(Error::ShutDown);
+        }
+        if let Some(policy) = &dial.reconnect {
+            policy.validate()?;
         }
         if let Some(tls) = &dial.tls {
             tls.check()

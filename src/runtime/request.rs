@@ -20,6 +20,7 @@ use bytes::Bytes;
 use super::{with_current, Command, ConnHandle, LoopCore};
 use crate::buf::Payload;
 use crate::codec::Message;
+use crate::config::saturate;
 use crate::conn::requests::{Callback, Reply, ReplySink};
 use crate::error::{Error, Result};
 
@@ -56,7 +57,8 @@ impl PendingReply {
     /// without waiting).
     pub fn wait(self) -> Result<Message> {
         // The loop answers by the timeout; the margin covers a busy turn.
-        match self.rx.recv_timeout(self.timeout + Duration::from_secs(1)) {
+        let wait = saturate(self.timeout) + Duration::from_secs(1);
+        match self.rx.recv_timeout(wait) {
             Ok(reply) => reply,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::Timeout),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::ShutDown),

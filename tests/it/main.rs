@@ -9,6 +9,7 @@ mod common;
 mod tls_support;
 
 mod defects;
+mod defects2;
 mod dial;
 #[cfg(feature = "tls")]
 mod dial_tls;

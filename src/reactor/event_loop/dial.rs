@@ -264,17 +264,20 @@ impl EventLoop {
             if let Some(mut stream) = conn.stream.take() {
                 let _ = self.poll.registry().deregister(&mut stream);
             }
-            // What was queued for the lost socket may hold half a frame:
-            // drop it; what is sent from now on waits for the next one.
-            let unsent = conn.queued() > 0;
+            // What never started waits for the next socket, in order, with
+            // what is sent from now on (a failed connect wrote nothing).
+            // Dropped: a frame cut in the middle (its rest would be garbage
+            // there), requests and replies (their requests fail below, or
+            // died with the peer's session), and TLS records not written.
+            let dropped = conn.queue.as_mut().map_or(0, |q| q.keep_unstarted());
+            if dropped > 0 || conn.layer.wants_write() {
+                Counters::add(&table.counters().unflushed_closes, 1);
+            }
             LazyQueue {
                 queue: &mut conn.queue,
                 pool: &table.pool,
             }
-            .discard();
-            if unsent {
-                Counters::add(&table.counters().unflushed_closes, 1);
-            }
+            .release_if_empty();
             table.release_partial(conn);
             conn.layer = Layer::default();
             conn.close_reason = None;

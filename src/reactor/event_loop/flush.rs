@@ -9,6 +9,7 @@ use mio::{Interest, Token};
 use super::timers::TimerKind;
 use super::EventLoop;
 use crate::buf::{Flushed, LazyQueue};
+use crate::conn::table::ConnTable;
 use crate::conn::{flag, Conn};
 use crate::error::CloseReason;
 use crate::stats::Counters;
@@ -97,7 +98,10 @@ impl EventLoop {
                 conn.unset(flag::WRITABLE);
             }
         }
-        if conn.has(flag::PAUSED) && conn.queued() <= config.write_high_water / 2 {
+        // Paused until half drained; at once if it came to wait for
+        // replies while paused (its first request).
+        let drained = conn.queued() <= config.write_high_water / 2;
+        if conn.has(flag::PAUSED) && (drained || !ConnTable::may_pause(conn)) {
             conn.unset(flag::PAUSED);
             if conn.has(flag::FRAME_TIMER) {
                 // Its frame window had a pause in it: not the peer's doing.
@@ -111,10 +115,14 @@ impl EventLoop {
             }
         }
         if conn.has(flag::CLOSING) {
-            // Without a connected socket (a dialed connection down or
-            // still connecting) there is nothing to flush or wait for.
-            let unconnected = conn.stream.is_none() || conn.has(flag::CONNECTING);
-            let done = unconnected
+            // A connection that never opened has nothing to linger for:
+            // without a connected socket (a dialed connection down or
+            // still connecting) nothing can be written, and before its
+            // handshake completes nothing queued may be (what it said of
+            // the handshake itself was written above, if it could be).
+            let unopened =
+                conn.stream.is_none() || conn.has(flag::CONNECTING) || conn.layer.is_handshaking();
+            let done = unopened
                 || conn.queued() == 0
                     && !conn.layer.wants_write()
                     && !conn.layer.awaits_peer_close();

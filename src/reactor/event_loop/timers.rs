@@ -73,8 +73,8 @@ impl Timers {
             tick = tick.min(hb.check_interval);
             longest = longest.max(hb.idle_timeout);
         }
-        let tick_ms = (tick.as_millis() as u64).max(1);
-        let slots = (longest.as_millis() as u64 / tick_ms + 2).min(1 << 16) as usize;
+        let tick_ms = millis(tick).max(1);
+        let slots = (millis(longest) / tick_ms).saturating_add(2).min(1 << 16) as usize;
         Timers {
             wheel: TimerWheel::new(slots),
             due: Vec::new(),
@@ -95,9 +95,12 @@ impl Timers {
 
     /// How long until the next timer may be due.
     pub(super) fn until_next(&self) -> Option<Duration> {
-        self.wheel
-            .next_due()
-            .map(|tick| Duration::from_millis((tick * self.tick_ms).saturating_sub(self.now_ms)))
+        self.wheel.next_due().map(|tick| {
+            Duration::from_millis(
+                tick.saturating_mul(self.tick_ms)
+                    .saturating_sub(self.now_ms),
+            )
+        })
     }
 
     /// Schedule a timer to fire at `at` or later (never before: the
@@ -110,7 +113,7 @@ impl Timers {
         kind: TimerKind,
         mark: u32,
     ) {
-        let at_ms = at.saturating_duration_since(self.start).as_millis() as u64 + 1;
+        let at_ms = millis(at.saturating_duration_since(self.start)).saturating_add(1);
         let after = Duration::from_millis(at_ms.saturating_sub(self.now_ms));
         let timer = Timer {
             key: key as u32,
@@ -122,8 +125,12 @@ impl Timers {
         self.schedule(timer, after);
     }
 
+    /// Durations are capped at `FOREVER` where they enter netloom; the
+    /// arithmetic here saturates all the same, so no duration can wrap
+    /// into the past (and fire at once) or panic: a tick beyond the wheel's
+    /// round stays in its slot until its own round comes.
     fn schedule(&mut self, timer: Timer, after: Duration) {
-        let at_ms = self.now_ms + after.as_millis() as u64;
+        let at_ms = self.now_ms.saturating_add(millis(after));
         let tick = at_ms.div_ceil(self.tick_ms);
         self.wheel.insert(tick, timer);
     }
@@ -142,6 +149,12 @@ impl Timers {
         due.clear();
         self.due = due;
     }
+}
+
+/// Whole milliseconds in `d`, saturating at `u64::MAX` (`as u64` would
+/// truncate `Duration::MAX` to a small number).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl EventLoop {
