@@ -16,6 +16,7 @@
 //! backpressure.
 
 mod browser;
+mod closes;
 mod cross_thread;
 mod frames;
 mod python;
