@@ -206,13 +206,15 @@ impl Builder {
         self
     }
 
-    /// While a frame the peer began (packer frame, WebSocket message, TLS
-    /// record) is unfinished, it must advance by at least `min_rate` bytes a
-    /// second over every `window`; else the connection closes with
+    /// While a unit the peer began (packer frame, WebSocket frame or
+    /// message, TLS record) is unfinished, the connection must receive at
+    /// least `min_rate` bytes a second over every `window` (whole units
+    /// completed meanwhile count: that is progress); else it closes with
     /// [`CloseReason::FrameTimeout`]. Defaults: 20 s and 500 B/s (Apache's
     /// `mod_reqtimeout` body rate): a body trickled at a few bytes a second
-    /// is closed after 20 s, one stalled before its last byte within 40 s,
-    /// while a link doing 500 B/s or more completes any frame. A `window`
+    /// is closed within 20 to 40 s, one stalled before its last byte within
+    /// 60 s, while a link doing 500 B/s or more completes any frame. See
+    /// [`Config::frame_timeout`](crate::Config::frame_timeout). A `window`
     /// longer than [`FOREVER`](crate::FOREVER) is `FOREVER` (never closes).
     pub fn frame_timeout(mut self, window: Duration, min_rate: u32) -> Self {
         self.config.frame_timeout = window;

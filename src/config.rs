@@ -153,17 +153,22 @@ pub struct Config {
     /// waits; see [`Builder::busy_poll`](crate::Builder::busy_poll).
     /// Default: zero (off). At most 10 ms.
     pub busy_poll: Duration,
-    /// While a frame the peer began (a packer frame, a WebSocket message or
-    /// a TLS record) is unfinished, it must advance by at least
-    /// `frame_min_rate` bytes a second over every window of this length
-    /// (the first window starts at its first byte); else the connection
-    /// closes with `CloseReason::FrameTimeout`. Default: 20 s. With the
-    /// defaults a body trickled at a few bytes a second is closed after
-    /// 20 s, one sent all but its last byte then stalled after at most
-    /// 40 s, while a link delivering 500 B/s or more completes any frame.
+    /// While a unit the peer began (a packer frame, a WebSocket frame or
+    /// fragmented message, a TLS record) is unfinished, the connection
+    /// must receive at least `frame_min_rate` bytes a second over every
+    /// window of this length (the first window starts at the unit's first
+    /// byte; bytes that complete other units count too: a client streaming
+    /// whole frames is making progress wherever its reads end); else it
+    /// closes with `CloseReason::FrameTimeout`. A window the server spent
+    /// not reading the connection (backpressure) is not held against it.
+    /// Default: 20 s. With the defaults a body trickled at a few bytes a
+    /// second is closed after 20 to 40 s, one sent all but its last byte
+    /// then stalled after at most 60 s, while a link delivering 500 B/s or
+    /// more completes any frame. Checked on the timer wheel: up to one
+    /// tick (at most 100 ms) late.
     pub frame_timeout: Duration,
-    /// The minimum data rate of an unfinished frame, in bytes per second,
-    /// averaged over each `frame_timeout` window (as Apache's
+    /// The minimum data rate while a unit is unfinished, in bytes per
+    /// second, averaged over each `frame_timeout` window (as Apache's
     /// `mod_reqtimeout` `MinRate`). At least 1. Default: 500.
     pub frame_min_rate: u32,
     /// Most bytes of partial frames one loop keeps for all its connections
