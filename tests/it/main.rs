@@ -8,6 +8,7 @@ mod common;
 #[cfg(feature = "tls")]
 mod tls_support;
 
+mod client_timeout;
 mod dial;
 #[cfg(feature = "tls")]
 mod dial_tls;
