@@ -12,6 +12,7 @@ mod client_timeout;
 mod dial;
 #[cfg(feature = "tls")]
 mod dial_tls;
+mod docs_sync;
 mod ergonomics;
 mod features;
 #[cfg(feature = "ws")]
