@@ -9,6 +9,7 @@ mod common;
 mod tls_support;
 
 mod client_timeout;
+mod deprecated;
 mod dial;
 #[cfg(feature = "tls")]
 mod dial_tls;
