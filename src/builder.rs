@@ -283,13 +283,16 @@ impl Builder {
         self
     }
 
-    /// TCP_NODELAY on accepted sockets. Default: on.
+    /// TCP_NODELAY on accepted sockets, and on the sockets this server
+    /// dials once they connect. Default: on.
     pub fn nodelay(mut self, on: bool) -> Self {
         self.config.nodelay = on;
         self
     }
 
-    /// SO_KEEPALIVE with this idle time and probe interval. Default: off.
+    /// SO_KEEPALIVE with this idle time and probe interval, on accepted
+    /// sockets and on the sockets this server dials once they connect.
+    /// Default: off.
     pub fn keepalive(mut self, period: Duration) -> Self {
         self.config.keepalive = Some(period);
         self

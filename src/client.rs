@@ -75,9 +75,10 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if no address accepts the connection.
+    /// [`Error::Io`] if no address accepts the connection,
+    /// [`Error::Timeout`] if the system gave up waiting for an answer.
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Client> {
-        let tcp = TcpStream::connect(addr)?;
+        let tcp = TcpStream::connect(addr).map_err(timed_out)?;
         Client::from_tcp(tcp, |tcp| Ok(Box::new(tcp)))
     }
 
@@ -85,9 +86,10 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] (`TimedOut` after `timeout`).
+    /// [`Error::Timeout`] after `timeout`, [`Error::Io`] if the
+    /// connection fails otherwise.
     pub fn connect_timeout(addr: SocketAddr, timeout: Duration) -> Result<Client> {
-        let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+        let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(timed_out)?;
         Client::from_tcp(tcp, |tcp| Ok(Box::new(tcp)))
     }
 
@@ -98,6 +100,7 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Io`] if the connection or the handshake fails,
+    /// [`Error::Timeout`] if the system gave up waiting for the server,
     /// [`Error::Config`] if `server_name` is not a valid DNS name or IP.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
@@ -106,9 +109,13 @@ impl Client {
         server_name: &str,
         config: Arc<ClientConfig>,
     ) -> Result<Client> {
-        let tcp = TcpStream::connect(addr)?;
+        let tcp = TcpStream::connect(addr).map_err(timed_out)?;
         Client::from_tcp(tcp, |tcp| {
-            Ok(Box::new(ClientTls::connect(tcp, server_name, config)?))
+            let tls = ClientTls::connect(tcp, server_name, config).map_err(|e| match e {
+                Error::Io(e) => timed_out(e),
+                e => e,
+            })?;
+            Ok(Box::new(tls))
         })
     }
 
@@ -142,8 +149,12 @@ impl Client {
     }
 
     /// Read and write timeouts (`None`: block forever, the default). A
-    /// timed-out [`recv`](Self::recv) returns [`Error::Io`] of kind
-    /// `WouldBlock` or `TimedOut` (platform-dependent) and may be retried.
+    /// [`recv`](Self::recv) (or [`round_trip`](Self::round_trip)) that
+    /// waits longer returns [`Error::Timeout`] and may be retried: bytes of
+    /// a message that had begun to arrive are kept. A
+    /// [`send`](Self::send) that waits longer for the peer to read also
+    /// returns [`Error::Timeout`], but part of the message may have gone
+    /// out: the stream's framing is then unknown, so close the client.
     ///
     /// # Errors
     ///
@@ -195,8 +206,9 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::Pack`] if the packer refuses it, [`Error::Io`] on a socket
-    /// error.
+    /// [`Error::Pack`] if the packer refuses it, [`Error::Timeout`] if the
+    /// write timeout passed (see [`set_timeout`](Self::set_timeout)),
+    /// [`Error::Io`] on a socket error.
     pub fn send(&mut self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
         self.send_seq(id, 0, body)
     }
@@ -209,8 +221,8 @@ impl Client {
     pub fn send_seq(&mut self, id: u32, seq: u32, body: impl AsRef<[u8]>) -> Result<()> {
         self.out.clear();
         self.packer.encode(id, seq, body.as_ref(), &mut self.out)?;
-        self.stream.write_all(&self.out)?;
-        self.stream.flush()?;
+        self.stream.write_all(&self.out).map_err(timed_out)?;
+        self.stream.flush().map_err(timed_out)?;
         Ok(())
     }
 
@@ -219,8 +231,9 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Closed`] when the server closed the connection,
-    /// [`Error::Pack`] if it sent bytes the packer rejects, [`Error::Io`]
-    /// on a socket error or timeout.
+    /// [`Error::Pack`] if it sent bytes the packer rejects,
+    /// [`Error::Timeout`] if the read timeout passed (retry if you like),
+    /// [`Error::Io`] on a socket error.
     pub fn recv(&mut self) -> Result<Message> {
         if let Some(m) = self.early.pop_front() {
             return Ok(m);
@@ -239,7 +252,7 @@ impl Client {
                 Ok(n) => self.received.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Error::Closed),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(timed_out(e)),
             }
         }
     }
@@ -295,14 +308,6 @@ impl Client {
                 Ok(m) if m.seq == seq => break Ok(m),
                 Ok(m) if m.seq == 0 => self.early.push_back(m),
                 Ok(_late) => {}
-                Err(Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break Err(Error::Timeout)
-                }
                 Err(e) => break Err(e),
             }
         };
@@ -314,5 +319,16 @@ impl Client {
     pub fn close(mut self) {
         self.stream.close();
         let _ = self.stream.tcp().shutdown(Shutdown::Both);
+    }
+}
+
+/// A socket error as the client reports it: [`Error::Timeout`] for the
+/// kinds a blocking call that ran out of time returns (`WouldBlock` on
+/// Linux and macOS, `TimedOut` on Windows and from `connect_timeout`),
+/// [`Error::Io`] for the rest.
+fn timed_out(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+        _ => Error::Io(e),
     }
 }

@@ -129,10 +129,12 @@ pub struct Config {
     pub heartbeat: Option<Heartbeat>,
     /// What to do with messages no route handles. Default: drop.
     pub unknown_id: UnknownIdPolicy,
-    /// Set TCP_NODELAY on accepted sockets. Default: true.
+    /// Set TCP_NODELAY on accepted and dialed sockets (a dialed one once
+    /// it has connected). Default: true.
     pub nodelay: bool,
     /// Enable SO_KEEPALIVE with this idle time (and probe interval) on
-    /// accepted sockets. Default: `None` (off).
+    /// accepted and dialed sockets (a dialed one once it has connected).
+    /// Default: `None` (off).
     pub keepalive: Option<Duration>,
     /// Listen backlog. Default: 1024.
     pub backlog: u32,

@@ -56,7 +56,13 @@ pub enum Error {
     /// A request got no reply within its timeout. The peer may still
     /// handle it; a reply that comes later is counted and dropped, never
     /// handed to another request. Retry if the request is idempotent.
-    #[error("no reply within the request's timeout")]
+    ///
+    /// Also every blocking-client operation that ran out of time
+    /// ([`Client`](crate::client::Client)'s `recv`, `send`, `round_trip`,
+    /// `connect_timeout`, …), whichever kind the OS gave the socket call
+    /// (`WouldBlock` or `TimedOut`): a `recv` can be retried, a `send` may
+    /// have written part of its message (close the client).
+    #[error("timed out")]
     Timeout,
     /// The connection was lost before the reply came (the request may or
     /// may not have been handled), or a dialed connection that refuses

@@ -158,23 +158,37 @@ impl Stats {
     }
 }
 
+/// One line, every counter named as its field is (`connections=3
+/// accepted=10 … closed=7 closed.peer_closed=5 closed.idle_timeout=2`):
+/// the closes per kind follow, those that are not zero.
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "conns={} accepted={} rejected={} in={}B/{}msg out={}B/{}msg send_errors={} slow={}",
-            self.connections,
-            self.accepted,
-            self.rejected,
-            self.bytes_in,
-            self.messages_in,
-            self.bytes_out,
-            self.messages_out,
-            self.send_errors,
-            self.slow_peer_events
-        )?;
-        for (i, n) in self.closed.iter().enumerate().filter(|(_, n)| **n > 0) {
-            write!(f, " closed.{}={n}", CloseReason::kind_name(i))?;
+        let fields = [
+            ("connections", self.connections),
+            ("accepted", self.accepted),
+            ("rejected", self.rejected),
+            ("accept_errors", self.accept_errors),
+            ("closed", self.closed_total()),
+            ("bytes_in", self.bytes_in),
+            ("bytes_out", self.bytes_out),
+            ("messages_in", self.messages_in),
+            ("messages_out", self.messages_out),
+            ("send_errors", self.send_errors),
+            ("slow_peer_events", self.slow_peer_events),
+            ("unknown_ids", self.unknown_ids),
+            ("handler_errors", self.handler_errors),
+            ("unflushed_closes", self.unflushed_closes),
+            ("connects", self.connects),
+            ("connect_failures", self.connect_failures),
+            ("request_timeouts", self.request_timeouts),
+            ("late_replies", self.late_replies),
+        ];
+        for (i, (name, n)) in fields.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={n}")?;
+        }
+        for (kind, n) in self.closed_by_kind().filter(|&(_, n)| n > 0) {
+            write!(f, " closed.{kind}={n}")?;
         }
         Ok(())
     }

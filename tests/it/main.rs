@@ -8,11 +8,14 @@ mod common;
 #[cfg(feature = "tls")]
 mod tls_support;
 
+mod client_timeout;
 mod defects;
 mod defects2;
+mod deprecated;
 mod dial;
 #[cfg(feature = "tls")]
 mod dial_tls;
+mod docs_sync;
 mod ergonomics;
 mod features;
 #[cfg(feature = "ws")]

@@ -90,7 +90,7 @@ impl Drop for TempFile {
 }
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Server settings: our certificate, these versions, ALPN [`ALPN`].

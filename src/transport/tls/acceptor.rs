@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection};
@@ -50,13 +51,12 @@ impl TlsAcceptor {
             .map_err(|e| Error::Config(format!("{}: {e}", cert_chain.display())))?;
         let key = PrivateKeyDer::from_pem_file(private_key)
             .map_err(|e| Error::Config(format!("{}: {e}", private_key.display())))?;
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::Config(e.to_string()))?
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .map_err(|e| Error::Config(format!("certificate and key: {e}")))?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| Error::Config(format!("certificate and key: {e}")))?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(TlsAcceptor::new(Arc::new(config)))
     }
@@ -66,6 +66,18 @@ impl TlsAcceptor {
             .map(|conn| TlsSession::new(End::Server { conn, sni: None }))
             .map_err(|e| CloseReason::TlsHandshake(e.to_string()))
     }
+}
+
+/// The crypto provider for configurations netloom builds itself: the
+/// process default if the application installed one
+/// (`CryptoProvider::install_default`), else rustls' default provider,
+/// aws-lc-rs (post-quantum key exchange first). Named explicitly rather
+/// than through `ServerConfig::builder()`, which panics when the crate
+/// graph enables two providers and none was installed.
+fn provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
 thread_local! {

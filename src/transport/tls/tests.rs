@@ -16,7 +16,7 @@ use rustls::{
 use super::*;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// A server acceptor for "localhost" and a root store trusting it.

@@ -350,7 +350,7 @@ fn the_blocking_client_connects_and_times_out() {
             .recv_timeout(TIMEOUT)
             .expect("connect_timeout returned within TIMEOUT");
         match result {
-            Err(Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}"),
+            Err(Error::Timeout) => {}
             other => panic!("connect_timeout to a full accept queue: {other:?}"),
         }
         assert!(
