@@ -18,6 +18,7 @@ pub struct ConnId {
 }
 
 impl ConnId {
+    #[inline]
     pub(crate) fn new(loop_index: usize, key: usize, generation: u32) -> Self {
         ConnId {
             loop_index: loop_index as u32,
@@ -27,6 +28,7 @@ impl ConnId {
     }
 
     /// The event loop that owns the connection.
+    #[inline]
     pub fn loop_index(&self) -> usize {
         self.loop_index as usize
     }
@@ -34,6 +36,7 @@ impl ConnId {
     /// The connection's slot in its loop's table. Read only by
     /// `ConnTable::lookup`, which checks the loop and the generation with
     /// it: no other code splits an id into parts.
+    #[inline]
     pub(crate) fn key(&self) -> usize {
         self.key as usize
     }

@@ -146,6 +146,7 @@ impl ConnTable {
     }
 
     /// The id of a connection in the table.
+    #[inline]
     pub(crate) fn id_of(&self, key: usize, conn: &Conn) -> ConnId {
         ConnId::new(self.index, key, conn.generation)
     }
@@ -168,6 +169,7 @@ impl ConnTable {
     /// slot, that generation, checked together). `None` for another
     /// loop's id, a stale id (the slot's earlier occupant) or a free slot:
     /// nothing is created, reset or removed for such an id.
+    #[inline]
     pub(crate) fn lookup<'s>(
         &self,
         slab: &'s mut Slab<Conn>,
@@ -179,6 +181,7 @@ impl ConnTable {
     }
 
     /// [`lookup`](Self::lookup), unless the connection is closing.
+    #[inline]
     fn open_conn<'s>(&self, slab: &'s mut Slab<Conn>, id: ConnId) -> Option<(usize, &'s mut Conn)> {
         self.lookup(slab, id).filter(|(_, c)| !c.has(flag::CLOSING))
     }
@@ -267,14 +270,16 @@ impl ConnTable {
         }
         self.check_high_water(key, conn, body.as_slice().len())?;
         let protocol = conn.layer.protocol();
+        let outbound = conn.has(flag::OUTBOUND);
         let mut queue = LazyQueue {
             queue: &mut conn.queue,
             pool: &self.pool,
         };
-        match self
-            .wire
-            .queue_message(protocol, id, seq, &body, queue.get())
-        {
+        let q = queue.get();
+        if outbound {
+            q.track_frames();
+        }
+        match self.wire.queue_message(protocol, id, seq, &body, q) {
             Ok(()) => {
                 if seq != 0 {
                     // A request or a reply: meaningless on another
@@ -324,11 +329,16 @@ impl ConnTable {
     /// is over its high-water mark (then it misses it, counted).
     fn push_shared(&self, key: usize, conn: &mut Conn, frame: &SharedFrame) {
         if self.check_high_water(key, conn, frame.len()).is_ok() {
+            let outbound = conn.has(flag::OUTBOUND);
             let mut queue = LazyQueue {
                 queue: &mut conn.queue,
                 pool: &self.pool,
             };
-            queue.get().push_frame(frame);
+            let q = queue.get();
+            if outbound {
+                q.track_frames();
+            }
+            q.push_frame(frame);
             Counters::bump(&self.counters.messages_out, 1);
             self.mark_dirty(key, conn);
         }
