@@ -90,6 +90,10 @@ pub(crate) struct WriteQueue {
     len: usize,
     frames: VecDeque<Frame>,
     front_done: usize,
+    /// Layer output (pongs: what the peer made the connection answer)
+    /// queued while the queue was over its high-water mark, since it was
+    /// last seen at or under it (`ConnTable::check_layer_output`).
+    pub(crate) answered_over_mark: usize,
 }
 
 impl WriteQueue {
@@ -346,6 +350,7 @@ impl WriteQueue {
         self.len = 0;
         self.frames.clear();
         self.front_done = 0;
+        self.answered_over_mark = 0;
     }
 
     /// Bytes of heap this queue keeps while empty (for the pool's cap).

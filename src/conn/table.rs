@@ -243,14 +243,36 @@ impl ConnTable {
         }
     }
 
-    /// After a layer queued its own replies (pongs, close frames; what a
-    /// read made it answer): the same mark and policy as for messages, so
-    /// a peer that makes the server answer and never reads is paused (or
-    /// closed) like any slow peer.
-    pub(crate) fn check_layer_output(&self, key: usize, conn: &mut Conn) {
+    /// After a layer queued its own replies (`answered` bytes: pongs,
+    /// close frames; what a read made it answer): the same mark and
+    /// policy as for messages, so a peer that makes the server answer and
+    /// never reads is paused (or closed) like any slow peer. One that may
+    /// not be paused (this side waits for replies on it) is closed as a
+    /// slow peer once the answers it left unread over the mark reach the
+    /// mark again: its sends are refused over the mark, but answers are
+    /// not, and its queue would grow without bound.
+    pub(crate) fn check_layer_output(&self, key: usize, conn: &mut Conn, answered: usize) {
         let queued = conn.queued();
-        if queued > self.write_high_water && !conn.has(flag::CLOSING) {
-            self.slow_peer(key, conn, queued);
+        let Some(queue) = conn.queue.as_deref_mut() else {
+            return;
+        };
+        if queued <= self.write_high_water {
+            queue.answered_over_mark = 0;
+            return;
+        }
+        queue.answered_over_mark = queue.answered_over_mark.saturating_add(answered);
+        let unread = queue.answered_over_mark;
+        if conn.has(flag::CLOSING) {
+            return;
+        }
+        self.slow_peer(key, conn, queued);
+        if !Self::may_pause(conn) && unread > self.write_high_water && !conn.has(flag::CLOSING) {
+            log::debug!(
+                "conn {} ({}): {unread} bytes of answers unread over the high-water mark; closing",
+                self.id_of(key, conn),
+                conn.peer
+            );
+            self.begin_close(key, conn, CloseReason::SlowPeer, None);
         }
     }
 

@@ -5,6 +5,8 @@
 //! overflow, a dialed link against a backend that blocks writing its
 //! replies, and a stalled TLS handshake with sends queued.
 
+#[cfg(feature = "ws")]
+mod awaiting;
 mod backpressure;
 mod dialer;
 mod durations;
