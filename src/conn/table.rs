@@ -46,8 +46,9 @@ pub(crate) struct ConnTable {
     pub(crate) requests: RefCell<Requests>,
     /// The dialing state of the connections this loop dialed.
     pub(crate) dials: RefCell<HashMap<usize, DialState>>,
-    /// Dialed connections not connecting yet.
-    to_dial: RefCell<Vec<usize>>,
+    /// Dialed connections not connecting yet (by id: one closed before it
+    /// connected frees its slot, which another may take meanwhile).
+    to_dial: RefCell<Vec<ConnId>>,
     /// Moves whenever a connection of this loop starts closing: a batch
     /// being dispatched looks its connection up again only when this moved
     /// (a handler closed it, or another), not before every message.
@@ -115,14 +116,32 @@ impl ConnTable {
         conn.set(flag::OUTBOUND);
         let key = self.insert(conn);
         self.dials.borrow_mut().insert(key, DialState::new(spec));
-        self.to_dial.borrow_mut().push(key);
+        let id = self.id(key, generation);
+        self.to_dial.borrow_mut().push(id);
         Counters::add(&self.counters.connections, 1);
-        self.id(key, generation)
+        id
     }
 
-    /// Dialed connections to start connecting (drained by the reactor).
-    pub(crate) fn take_dials(&self) -> Vec<usize> {
+    /// Dialed connections to start connecting (drained by the reactor;
+    /// each through [`down_dial`](Self::down_dial)).
+    pub(crate) fn take_dials(&self) -> Vec<ConnId> {
         std::mem::take(&mut *self.to_dial.borrow_mut())
+    }
+
+    /// Dials to start or request timers to set: work the reactor does
+    /// once a turn, so a turn that left some must not be followed by a
+    /// sleep.
+    pub(crate) fn has_deferred(&self) -> bool {
+        !self.to_dial.borrow().is_empty() || self.requests.borrow().has_deadlines()
+    }
+
+    /// The slot of the dialed connection `id`, if it is still there, open
+    /// and without a socket: ready for a connect attempt. `None` for one
+    /// closed meanwhile (its slot may hold another connection by now).
+    pub(crate) fn down_dial(&self, id: ConnId) -> Option<usize> {
+        let mut slab = self.conns.borrow_mut();
+        let (key, conn) = self.open_conn(&mut slab, id)?;
+        (conn.stream.is_none() && conn.has(flag::OUTBOUND)).then_some(key)
     }
 
     /// Remove a connection for good.

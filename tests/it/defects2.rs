@@ -10,6 +10,7 @@ mod awaiting;
 mod backpressure;
 mod dialer;
 mod durations;
+mod slots;
 #[cfg(feature = "tls")]
 mod tls;
 
