@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{saturate, Config};
 use crate::dispatch::App;
 use crate::error::{Error, Result};
 use crate::reactor::acceptor::{self, Acceptor};
@@ -162,7 +162,8 @@ impl ServerHandle {
     /// Stop accepting, close every connection (`on_close` gets
     /// [`CloseReason::Shutdown`](crate::CloseReason::Shutdown)) after
     /// flushing what is queued, and join every thread. Connections still
-    /// unflushed after `deadline` are closed anyway.
+    /// unflushed after `deadline` are closed anyway (a `deadline` longer
+    /// than [`FOREVER`](crate::FOREVER) is `FOREVER`).
     ///
     /// # Errors
     ///
@@ -185,7 +186,8 @@ impl ServerHandle {
     }
 
     fn stop(&mut self, deadline: Duration) -> Result<()> {
-        self.runtime.request_shutdown(Instant::now() + deadline);
+        self.runtime
+            .request_shutdown(Instant::now() + saturate(deadline));
         self.wait()
     }
 
@@ -254,7 +256,8 @@ impl ShutdownHandle {
     /// waiting for it): stop accepting, close every connection after
     /// flushing what is queued, within `deadline`. Later calls do nothing.
     pub fn shutdown(&self, deadline: Duration) {
-        self.runtime.request_shutdown(Instant::now() + deadline);
+        self.runtime
+            .request_shutdown(Instant::now() + saturate(deadline));
     }
 
     /// Whether a shutdown has been asked for.

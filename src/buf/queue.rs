@@ -95,6 +95,10 @@ pub(crate) struct WriteQueue {
     front_done: usize,
     /// `frames` is kept (see [`track_frames`](Self::track_frames)).
     tracking: bool,
+    /// Layer output (pongs: what the peer made the connection answer)
+    /// queued while the queue was over its high-water mark, since it was
+    /// last seen at or under it (`ConnTable::check_layer_output`).
+    pub(crate) answered_over_mark: usize,
 }
 
 impl WriteQueue {
@@ -309,7 +313,10 @@ impl WriteQueue {
     /// connection ([`bind_last`](Self::bind_last)). Returns the bytes
     /// dropped.
     pub(crate) fn keep_unstarted(&mut self) -> usize {
-        debug_assert!(self.tracking || self.is_empty(), "a queue not tracking its frames");
+        debug_assert!(
+            self.tracking || self.is_empty(),
+            "a queue not tracking its frames"
+        );
         let cut = self.front_done > 0;
         if !cut && !self.frames.iter().any(|f| f.bound) {
             return 0;
@@ -357,6 +364,7 @@ impl WriteQueue {
         self.len = 0;
         self.frames.clear();
         self.front_done = 0;
+        self.answered_over_mark = 0;
         self.tracking = false;
     }
 

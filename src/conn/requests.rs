@@ -335,6 +335,11 @@ impl Requests {
         std::mem::take(&mut self.deadlines)
     }
 
+    /// Whether timers wait to be set ([`take_deadlines`](Self::take_deadlines)).
+    pub(crate) fn has_deadlines(&self) -> bool {
+        !self.deadlines.is_empty()
+    }
+
     /// How many connections have an entry (tests: nothing leaks).
     #[cfg(test)]
     pub(crate) fn connections(&self) -> usize {

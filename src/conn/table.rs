@@ -10,6 +10,7 @@ use slab::Slab;
 use std::collections::HashMap;
 
 mod awaiting;
+mod dials;
 mod sends;
 
 use super::dial::DialState;
@@ -46,8 +47,9 @@ pub(crate) struct ConnTable {
     pub(crate) requests: RefCell<Requests>,
     /// The dialing state of the connections this loop dialed.
     pub(crate) dials: RefCell<HashMap<usize, DialState>>,
-    /// Dialed connections not connecting yet.
-    to_dial: RefCell<Vec<usize>>,
+    /// Dialed connections not connecting yet (by id: one closed before it
+    /// connected frees its slot, which another may take meanwhile).
+    to_dial: RefCell<Vec<ConnId>>,
     /// Moves whenever a connection of this loop starts closing: a batch
     /// being dispatched looks its connection up again only when this moved
     /// (a handler closed it, or another), not before every message.
@@ -104,25 +106,6 @@ impl ConnTable {
         let key = self.conns.borrow_mut().insert(conn);
         self.roster.add(key, generation);
         key
-    }
-
-    /// Make a dialed connection: its slot and id now, down (no socket)
-    /// until the reactor starts connecting it (`take_dials`; its clock of
-    /// activity starts when it connects).
-    pub(crate) fn reserve_dial(&self, spec: Arc<super::dial::Dial>) -> ConnId {
-        let generation = self.next_generation();
-        let mut conn = Conn::new(None, spec.addr, generation, 0, Default::default());
-        conn.set(flag::OUTBOUND);
-        let key = self.insert(conn);
-        self.dials.borrow_mut().insert(key, DialState::new(spec));
-        self.to_dial.borrow_mut().push(key);
-        Counters::add(&self.counters.connections, 1);
-        self.id(key, generation)
-    }
-
-    /// Dialed connections to start connecting (drained by the reactor).
-    pub(crate) fn take_dials(&self) -> Vec<usize> {
-        std::mem::take(&mut *self.to_dial.borrow_mut())
     }
 
     /// Remove a connection for good.
@@ -246,14 +229,36 @@ impl ConnTable {
         }
     }
 
-    /// After a layer queued its own replies (pongs, close frames; what a
-    /// read made it answer): the same mark and policy as for messages, so
-    /// a peer that makes the server answer and never reads is paused (or
-    /// closed) like any slow peer.
-    pub(crate) fn check_layer_output(&self, key: usize, conn: &mut Conn) {
+    /// After a layer queued its own replies (`answered` bytes: pongs,
+    /// close frames; what a read made it answer): the same mark and
+    /// policy as for messages, so a peer that makes the server answer and
+    /// never reads is paused (or closed) like any slow peer. One that may
+    /// not be paused (this side waits for replies on it) is closed as a
+    /// slow peer once the answers it left unread over the mark reach the
+    /// mark again: its sends are refused over the mark, but answers are
+    /// not, and its queue would grow without bound.
+    pub(crate) fn check_layer_output(&self, key: usize, conn: &mut Conn, answered: usize) {
         let queued = conn.queued();
-        if queued > self.write_high_water && !conn.has(flag::CLOSING) {
-            self.slow_peer(key, conn, queued);
+        let Some(queue) = conn.queue.as_deref_mut() else {
+            return;
+        };
+        if queued <= self.write_high_water {
+            queue.answered_over_mark = 0;
+            return;
+        }
+        queue.answered_over_mark = queue.answered_over_mark.saturating_add(answered);
+        let unread = queue.answered_over_mark;
+        if conn.has(flag::CLOSING) {
+            return;
+        }
+        self.slow_peer(key, conn, queued);
+        if !Self::may_pause(conn) && unread > self.write_high_water && !conn.has(flag::CLOSING) {
+            log::debug!(
+                "conn {} ({}): {unread} bytes of answers unread over the high-water mark; closing",
+                self.id_of(key, conn),
+                conn.peer
+            );
+            self.begin_close(key, conn, CloseReason::SlowPeer, None);
         }
     }
 

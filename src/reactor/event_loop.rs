@@ -202,7 +202,11 @@ impl EventLoop {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.pending.is_empty() {
+        // Reads to finish, or what the end of the last turn left to do:
+        // user code run there (`on_close`, a reply callback failed by a
+        // close) may have dialed or sent a request, whose connect or
+        // timer starts on the next turn, not whenever an event comes.
+        if !self.pending.is_empty() || self.core.table.has_deferred() {
             return Some(Duration::ZERO);
         }
         let timer = self.timers.until_next();

@@ -20,8 +20,10 @@ use crate::transport::Layer;
 impl EventLoop {
     /// Start connecting the dialed connections reserved since last time.
     pub(super) fn start_dials(&mut self) {
-        for key in self.core.table.take_dials() {
-            self.start_connect(key);
+        for id in self.core.table.take_dials() {
+            if let Some(key) = self.core.table.down_dial(id) {
+                self.start_connect(key);
+            }
         }
     }
 
@@ -307,10 +309,8 @@ impl EventLoop {
 
     /// A reconnect's backoff is over: connect again (unless closed).
     pub(super) fn reconnect_due(&mut self, key: usize, generation: u32) {
-        let down = self.core.table.conns.borrow().get(key).is_some_and(|c| {
-            c.generation == generation && c.stream.is_none() && !c.has(flag::CLOSING)
-        });
-        if down {
+        let table = &self.core.table;
+        if let Some(key) = table.down_dial(table.id(key, generation)) {
             self.start_connect(key);
         }
     }

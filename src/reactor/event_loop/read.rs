@@ -87,9 +87,11 @@ impl EventLoop {
             Counters::bump(&table.counters().bytes_in, n as u64);
             conn.last_active = self.timers.now32();
             conn.unset(flag::PINGED);
+            let before = conn.queued();
             let mut decoded = self.decode(key, conn, n, direct);
             let in_unit = table.account_partial(conn);
-            table.check_layer_output(key, conn);
+            let answered = conn.queued().saturating_sub(before);
+            table.check_layer_output(key, conn, answered);
             self.track_frame(key, conn, in_unit, n);
             drop(slab);
             self.check_partial_memory();

@@ -154,3 +154,23 @@ fn requests_with_timeout_max_get_their_replies() {
     client.shutdown(TIMEOUT).expect("no loop thread panicked");
     backend.shutdown(TIMEOUT).unwrap();
 }
+
+/// `shutdown(Duration::MAX)` ("flush for as long as it takes") stops the
+/// server, from the handle and from a `ShutdownHandle`: the deadline
+/// saturates instead of overflowing `Instant + Duration`.
+#[test]
+fn shutdown_with_duration_max_stops_the_server() {
+    let (server, _closes) = start_tracked(Server::builder().route(1, echo));
+    let mut client = Client::connect(server.local_addr());
+    client.send(1, b"before");
+    assert_eq!(client.recv(), (1, b"before".to_vec()));
+    let stop = server.shutdown_handle();
+    let stopped = std::thread::spawn(move || server.shutdown(Duration::MAX));
+    let result = stopped
+        .join()
+        .expect("shutdown(Duration::MAX) does not panic");
+    result.expect("a clean stop");
+    // Asked again, after the fact: nothing happens, and nothing panics.
+    stop.shutdown(Duration::MAX);
+    client.expect_closed();
+}

@@ -1,0 +1,49 @@
+//! The table's side of dialed connections: their slots made before they
+//! connect, named by whole id until the reactor starts connecting them.
+
+use std::sync::Arc;
+
+use super::ConnTable;
+use crate::conn::dial::{Dial, DialState};
+use crate::conn::{flag, Conn};
+use crate::id::ConnId;
+use crate::stats::Counters;
+
+impl ConnTable {
+    /// Make a dialed connection: its slot and id now, down (no socket)
+    /// until the reactor starts connecting it (`take_dials`; its clock of
+    /// activity starts when it connects).
+    pub(crate) fn reserve_dial(&self, spec: Arc<Dial>) -> ConnId {
+        let generation = self.next_generation();
+        let mut conn = Conn::new(None, spec.addr, generation, 0, Default::default());
+        conn.set(flag::OUTBOUND);
+        let key = self.insert(conn);
+        self.dials.borrow_mut().insert(key, DialState::new(spec));
+        let id = self.id(key, generation);
+        self.to_dial.borrow_mut().push(id);
+        Counters::add(&self.counters.connections, 1);
+        id
+    }
+
+    /// Dialed connections to start connecting (drained by the reactor;
+    /// each through [`down_dial`](Self::down_dial)).
+    pub(crate) fn take_dials(&self) -> Vec<ConnId> {
+        std::mem::take(&mut *self.to_dial.borrow_mut())
+    }
+
+    /// Dials to start or request timers to set: work the reactor does
+    /// once a turn, so a turn that left some must not be followed by a
+    /// sleep.
+    pub(crate) fn has_deferred(&self) -> bool {
+        !self.to_dial.borrow().is_empty() || self.requests.borrow().has_deadlines()
+    }
+
+    /// The slot of the dialed connection `id`, if it is still there, open
+    /// and without a socket: ready for a connect attempt. `None` for one
+    /// closed meanwhile (its slot may hold another connection by now).
+    pub(crate) fn down_dial(&self, id: ConnId) -> Option<usize> {
+        let mut slab = self.conns.borrow_mut();
+        let (key, conn) = self.open_conn(&mut slab, id)?;
+        (conn.stream.is_none() && conn.has(flag::OUTBOUND)).then_some(key)
+    }
+}
