@@ -140,7 +140,14 @@ impl Dispatcher {
             vec![shared],
             accept_waker,
         ));
-        let table = ConnTable::new(0, runtime.wire.clone(), &runtime.config, counters, roster);
+        let table = ConnTable::new(
+            runtime.tag,
+            0,
+            runtime.wire.clone(),
+            &runtime.config,
+            counters,
+            roster,
+        );
         let core = LoopCore {
             runtime,
             table,

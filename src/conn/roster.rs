@@ -32,14 +32,15 @@ impl Roster {
         }
     }
 
-    /// The ids of the connections open now on loop `loop_index`.
-    pub(crate) fn ids(&self, loop_index: usize) -> Vec<ConnId> {
+    /// The ids of the connections open now on loop `loop_index` of the
+    /// server tagged `server`.
+    pub(crate) fn ids(&self, server: u32, loop_index: usize) -> Vec<ConnId> {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots
             .iter()
             .enumerate()
             .filter(|(_, &g)| g != 0)
-            .map(|(key, &g)| ConnId::new(loop_index, key, g))
+            .map(|(key, &g)| ConnId::new(server, loop_index, key, g))
             .collect()
     }
 }
@@ -56,6 +57,9 @@ mod tests {
         r.remove(3);
         r.add(5, 2);
         r.remove(9);
-        assert_eq!(r.ids(2), [ConnId::new(2, 0, 1), ConnId::new(2, 5, 2)]);
+        assert_eq!(
+            r.ids(7, 2),
+            [ConnId::new(7, 2, 0, 1), ConnId::new(7, 2, 5, 2)]
+        );
     }
 }

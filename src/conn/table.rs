@@ -29,6 +29,8 @@ use crate::transport::{Encoded, Goodbye, Wire};
 /// A loop's connections. Each `RefCell` is borrowed only for the length of
 /// one operation, never across a call into user code.
 pub(crate) struct ConnTable {
+    /// The server's tag (see `ConnId`).
+    server: u32,
     index: usize,
     wire: Arc<Wire>,
     write_high_water: usize,
@@ -58,6 +60,7 @@ pub(crate) struct ConnTable {
 
 impl ConnTable {
     pub(crate) fn new(
+        server: u32,
         index: usize,
         wire: Arc<Wire>,
         config: &Config,
@@ -65,6 +68,7 @@ impl ConnTable {
         roster: Arc<Roster>,
     ) -> Self {
         ConnTable {
+            server,
             index,
             wire,
             write_high_water: config.write_high_water,
@@ -131,12 +135,12 @@ impl ConnTable {
     /// The id of a connection in the table.
     #[inline]
     pub(crate) fn id_of(&self, key: usize, conn: &Conn) -> ConnId {
-        ConnId::new(self.index, key, conn.generation)
+        ConnId::new(self.server, self.index, key, conn.generation)
     }
 
     /// The id of slot `key` with `generation`.
     pub(crate) fn id(&self, key: usize, generation: u32) -> ConnId {
-        ConnId::new(self.index, key, generation)
+        ConnId::new(self.server, self.index, key, generation)
     }
 
     #[inline]

@@ -77,6 +77,7 @@ impl EventLoop {
         let timers = Timers::new(config);
         let shared = &runtime.loops[index];
         let table = ConnTable::new(
+            runtime.tag,
             index,
             runtime.wire.clone(),
             config,

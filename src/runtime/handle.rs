@@ -354,7 +354,8 @@ impl Hub {
     /// [`connections`](Self::connections)).
     pub fn connection_ids(&self) -> Vec<ConnId> {
         let loops = self.runtime.loops.iter().enumerate();
-        loops.flat_map(|(i, l)| l.roster.ids(i)).collect()
+        let tag = self.runtime.tag;
+        loops.flat_map(|(i, l)| l.roster.ids(tag, i)).collect()
     }
 
     /// A handle for a connection id (for example one stored in your session

@@ -92,6 +92,8 @@ pub(crate) struct Runtime {
     accept_waker: mio::Waker,
     /// The loop the next dial from outside a loop goes to (round-robin).
     next_dial: AtomicUsize,
+    /// This server's tag in its connections' ids (unique in the process).
+    pub(crate) tag: u32,
 }
 
 /// The shutdown handshake between whoever asks for it and the acceptor:
@@ -119,6 +121,7 @@ impl Runtime {
             stop: Mutex::new(Stop::default()),
             accept_waker,
             next_dial: AtomicUsize::new(0),
+            tag: crate::id::next_server_tag(),
         }
     }
 

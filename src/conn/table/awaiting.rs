@@ -92,7 +92,14 @@ mod tests {
         let config = Config::default();
         let packer = ServerPacker::Custom(Box::new(SeqPacker::default()));
         let wire = Wire::new(packer, None, None, Vec::new(), &config).unwrap();
-        ConnTable::new(0, Arc::new(wire), &config, Arc::default(), Arc::default())
+        ConnTable::new(
+            1,
+            0,
+            Arc::new(wire),
+            &config,
+            Arc::default(),
+            Arc::default(),
+        )
     }
 
     #[test]
@@ -134,8 +141,13 @@ mod tests {
         let next = table.next_generation();
         assert_eq!(table.insert(conn(next)), key, "the slot is reused");
         assert!(matches!(table.begin_request(old), Err(Error::Closed)));
-        let twin = ConnId::new(1, key, next);
+        let twin = ConnId::new(1, 1, key, next);
         assert!(matches!(table.begin_request(twin), Err(Error::Closed)));
+        let other_server = ConnId::new(2, 0, key, next);
+        assert!(matches!(
+            table.begin_request(other_server),
+            Err(Error::Closed)
+        ));
         assert_eq!(table.requests.borrow().connections(), 0);
         assert!(table.begin_request(table.id(key, next)).is_ok());
     }

@@ -173,3 +173,38 @@ fn a_request_through_a_stale_id_fails_and_leaves_the_slots_new_owner_alone() {
     dialer.shutdown(TIMEOUT).unwrap();
     backend.shutdown(TIMEOUT).unwrap();
 }
+
+/// Two servers in one process: the first connection of each has the same
+/// loop, slot and generation. An id of server A used through server B's
+/// `Hub` reaches nothing there (it reached B's client: ids did not name
+/// their server).
+#[test]
+fn an_id_of_one_server_names_no_connection_of_another() {
+    let (a, opened_a) = relay(1);
+    let (b, opened_b) = relay(1);
+    let mut client_a = Client::connect(a.local_addr());
+    let mut client_b = Client::connect(b.local_addr());
+    let id_a = opened_a.recv_timeout(TIMEOUT).expect("A's on_open");
+    let id_b = opened_b.recv_timeout(TIMEOUT).expect("B's on_open");
+    assert_eq!(
+        slot_and_generation(id_a),
+        slot_and_generation(id_b),
+        "look-alike ids"
+    );
+    assert_ne!(id_a, id_b);
+    let before = b.stats().send_errors;
+    b.hub().conn(id_a).send(2, b"meant for A's client").unwrap();
+    b.hub().send_to([id_a], 2, b"meant for A's client").unwrap();
+    // B's own client, through its own id, is reached: the marker comes
+    // first unless the foreign-id sends got through.
+    b.hub().conn(id_b).send(3, b"marker").unwrap();
+    assert_eq!(client_b.recv(), (3, b"marker".to_vec()));
+    let deadline = Instant::now() + TIMEOUT;
+    while b.stats().send_errors < before + 2 {
+        assert!(Instant::now() < deadline, "{}", b.stats());
+        std::thread::yield_now();
+    }
+    // A's client got nothing from B either.
+    a.hub().conn(id_a).send(4, b"from A").unwrap();
+    assert_eq!(client_a.recv(), (4, b"from A".to_vec()));
+}
