@@ -4,7 +4,7 @@
 //! bounds while the others carry on.
 
 use std::collections::HashSet;
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,43 +14,7 @@ use netloom::{Builder, CloseReason, Server, ServerHandle, SlowPeerPolicy};
 use crate::common::{
     echo, frame, start_tracked, track_closes, wait_until, Client, Closes, TIMEOUT,
 };
-use crate::ws_raw::RawWs;
-
-/// A masked client ping with a 125-byte payload (the most a control frame
-/// carries): 131 bytes on the wire, 127 in the pong.
-fn ping_frame() -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut f = vec![0x89, 0x80 | 125];
-    f.extend_from_slice(&mask);
-    f.extend((0..125u8).map(|i| i ^ mask[i as usize % 4]));
-    f
-}
-
-/// Write pings without reading until a write blocks for `stall`, or
-/// `limit` bytes are out. Returns the bytes written.
-fn flood_pings(ws: &mut RawWs, limit: usize, stall: Duration) -> usize {
-    ws.stream.set_write_timeout(Some(stall)).unwrap();
-    let batch: Vec<u8> = (0..256).flat_map(|_| ping_frame()).collect();
-    let mut sent = 0;
-    while sent < limit {
-        match ws.stream.write(&batch) {
-            Ok(n) => sent += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                return sent
-            }
-            Err(e) => panic!("write: {e}"),
-        }
-    }
-    sent
-}
+use crate::ws_raw::{flood_pings, RawWs};
 
 /// A server with a WebSocket listener (`local_addrs()[0]`) echoing text
 /// and a TCP one (`local_addrs()[1]`) echoing id 1.

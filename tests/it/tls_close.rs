@@ -26,12 +26,9 @@ use crate::tls_support::{run_python, server_config, test_cert, TempFile};
 /// close_notify: the reply in TLS 1.3, nothing in TLS 1.2.
 const PY_UNWRAP: &str = r#"
 import socket, ssl, struct, sys
+from tls_peer import Bio, context
 port, cafile, version, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.load_verify_locations(cafile)
-ctx.minimum_version = v
-ctx.maximum_version = v
+ctx = context(cafile, version)
 frame = struct.pack("<II", 2, 1) + b"hi"
 
 def after_echo(i):
@@ -52,49 +49,15 @@ def with_request(i):
     # The request's record and close_notify leave in one write, so the
     # server reads them together: its reply must not follow its
     # close_notify.
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
-    while True:
-        try:
-            obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            sock.sendall(out.read())
-            data = sock.recv(65536)
-            if not data:
-                sys.exit("EOF in the handshake")
-            inc.write(data)
-    sock.sendall(out.read())
-    obj.write(frame)
-    try:
-        obj.unwrap()
-    except ssl.SSLWantReadError:
-        pass
-    sock.sendall(out.read())
+    bio = Bio(port, ctx)
+    bio.write_and_close_notify(frame)
     # TLS 1.3 closes one direction only: the reply to the request comes,
     # then the server's close_notify. TLS 1.2: close_notify alone.
-    got = b""
-    while True:
-        data = sock.recv(65536)
-        if data:
-            inc.write(data)
-        else:
-            inc.write_eof()
-        try:
-            while True:
-                got += obj.read(65536)
-        except ssl.SSLWantReadError:
-            if not data:
-                sys.exit("EOF without close_notify")
-            continue
-        except ssl.SSLZeroReturnError:
-            break
+    got = bio.until_close_notify()
     want = frame if version == "1.3" else b""
     if got != want:
         sys.exit("TLS %s: got %r after our close_notify, want %r" % (version, got, want))
-    obj.unwrap()
-    sock.close()
+    bio.close()
 
 for i in range(20):
     try:

@@ -472,10 +472,21 @@ impl Drop for Proc {
     }
 }
 
+/// A command running `py` with tests/it on its module path (for
+/// `tls_peer.py`, what the Python TLS peers share).
+pub fn python(py: &str) -> Command {
+    let mut cmd = Command::new(py);
+    cmd.env(
+        "PYTHONPATH",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it"),
+    );
+    cmd
+}
+
 /// Run a Python script with `py` (from `require(Peer::Python3)`) to
 /// completion (bounded) and return its stdout; the script must exit 0.
 pub fn run_python(py: &str, script: &str, args: &[&str]) -> String {
-    let mut p = Proc::spawn("python3", Command::new(py).arg("-c").arg(script).args(args));
+    let mut p = Proc::spawn("python3", python(py).arg("-c").arg(script).args(args));
     let (status, out) = p.finish();
     assert!(
         status.success(),

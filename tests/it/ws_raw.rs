@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use crate::common::TIMEOUT;
 
@@ -155,4 +156,40 @@ pub(crate) fn parse_server_frame(b: &[u8]) -> Option<((u8, Vec<u8>), usize)> {
     };
     let payload = b.get(head..head + len)?.to_vec();
     Some(((b[0], payload), head + len))
+}
+
+/// A masked client ping with a 125-byte payload (the most a control frame
+/// carries): 131 bytes on the wire, 127 in the pong.
+pub(crate) fn ping_frame() -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x89, 0x80 | 125];
+    f.extend_from_slice(&mask);
+    f.extend((0..125u8).map(|i| i ^ mask[i as usize % 4]));
+    f
+}
+
+/// Write pings without reading until a write blocks for `stall`, or
+/// `limit` bytes are out. Returns the bytes written.
+pub(crate) fn flood_pings(ws: &mut RawWs, limit: usize, stall: Duration) -> usize {
+    ws.stream.set_write_timeout(Some(stall)).unwrap();
+    let batch: Vec<u8> = (0..256).flat_map(|_| ping_frame()).collect();
+    let mut sent = 0;
+    while sent < limit {
+        match ws.stream.write(&batch) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                return sent
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    sent
 }

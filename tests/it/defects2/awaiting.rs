@@ -3,7 +3,6 @@
 //! without bound (a WebSocket ping flood that never reads: one pong per
 //! ping, queued by the layer, not refused like a message).
 
-use std::io::{self, Write};
 use std::time::Duration;
 
 use crossbeam_channel::unbounded;
@@ -11,43 +10,7 @@ use netloom::ws::WsMode;
 use netloom::{CloseReason, ConnHandle, SeqPacker, Server};
 
 use crate::common::{init_logs, wait_until, TIMEOUT};
-use crate::ws_raw::RawWs;
-
-/// A masked client ping with a 125-byte payload: 131 bytes on the wire,
-/// 127 in the pong.
-fn ping_frame() -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut f = vec![0x89, 0x80 | 125];
-    f.extend_from_slice(&mask);
-    f.extend((0..125u8).map(|i| i ^ mask[i as usize % 4]));
-    f
-}
-
-/// Write pings without reading until a write blocks for `stall` (or the
-/// server closes), or `limit` bytes are out. Returns the bytes written.
-fn flood_pings(ws: &mut RawWs, limit: usize, stall: Duration) -> usize {
-    ws.stream.set_write_timeout(Some(stall)).unwrap();
-    let batch: Vec<u8> = (0..256).flat_map(|_| ping_frame()).collect();
-    let mut sent = 0;
-    while sent < limit {
-        match ws.stream.write(&batch) {
-            Ok(n) => sent += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                return sent
-            }
-            Err(e) => panic!("write: {e}"),
-        }
-    }
-    sent
-}
+use crate::ws_raw::{flood_pings, ping_frame, RawWs};
 
 /// A WebSocket client (packer mode, sequence packer) the server sends one
 /// request to, which then floods pings and never reads. The server may

@@ -8,7 +8,7 @@ use netloom::{CloseReason, ServerHandle};
 use super::{tls_builder, INFO};
 use crate::common::peers::{require, Peer};
 use crate::common::{frame, start_tracked, Closes};
-use crate::tls_support::{run_python, test_cert, Proc, TempFile, ECHO};
+use crate::tls_support::{python, run_python, test_cert, Proc, TempFile, ECHO};
 
 /// A TLS server (see [`tls_builder`]) with its closes tracked, and its
 /// certificate in a PEM file for a peer to trust as its CA.
@@ -85,12 +85,9 @@ fn openssl_s_client_tls12_handshake_and_framed_echo() {
 /// to 1 MiB, and what the server saw. Prints the server's INFO text.
 const PY_ECHO: &str = r#"
 import socket, ssl, struct, sys
+from tls_peer import context
 port, cafile, version = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.load_verify_locations(cafile)
-ctx.minimum_version = v
-ctx.maximum_version = v
+ctx = context(cafile, version)
 ctx.set_alpn_protocols(["netloom/1"])
 raw = socket.create_connection(("127.0.0.1", port), timeout=10)
 s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
@@ -153,12 +150,9 @@ fn python_ssl_tls13_echoes_up_to_one_mib() {
 /// close_notify raises `SSLEOFError`; a clean one reads `b''`.
 const PY_WAIT_FOR_CLOSE: &str = r#"
 import socket, ssl, struct, sys
+from tls_peer import context
 port, cafile, version = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.load_verify_locations(cafile)
-ctx.minimum_version = v
-ctx.maximum_version = v
+ctx = context(cafile, version)
 raw = socket.create_connection(("127.0.0.1", port), timeout=10)
 s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
 s.settimeout(10)
@@ -193,7 +187,7 @@ fn python_ssl_reads_a_clean_end_after_shutdown_close_notify() {
         let port = server.local_addr().port().to_string();
         let mut py = Proc::spawn(
             "python3",
-            Command::new(&py).args(["-c", PY_WAIT_FOR_CLOSE, &port, ca.arg(), version]),
+            python(&py).args(["-c", PY_WAIT_FOR_CLOSE, &port, ca.arg(), version]),
         );
         assert_eq!(py.read_line(), "ready");
         server.shutdown(Duration::from_secs(5)).unwrap();

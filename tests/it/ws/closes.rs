@@ -54,62 +54,20 @@ fn the_first_of_two_close_frames_is_the_one_reported() {
 /// goes first. It was sent after the peer's close_notify in TLS 1.2 too:
 /// the WebSocket layer's close hid what TLS had seen.
 const PY_CLOSE: &str = r#"
-import socket, ssl, sys
+import sys
+from tls_peer import Bio, context
 port, cafile, version = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.load_verify_locations(cafile)
-ctx.minimum_version = v
-ctx.maximum_version = v
-sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
-
-def pump():
-    data = sock.recv(65536)
-    if not data:
-        sys.exit("EOF")
-    inc.write(data)
-
-while True:
-    try:
-        obj.do_handshake()
-        break
-    except ssl.SSLWantReadError:
-        sock.sendall(out.read())
-        pump()
-obj.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-sock.sendall(out.read())
+bio = Bio(port, context(cafile, version))
+bio.obj.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+bio.flush()
 head = b""
 while b"\r\n\r\n" not in head:
-    try:
-        head += obj.read(65536)
-    except ssl.SSLWantReadError:
-        pump()
+    head += bio.read()
 assert head.startswith(b"HTTP/1.1 101"), head
-obj.write(b"\x88\x82\x00\x00\x00\x00\x03\xe8")
-try:
-    obj.unwrap()
-except ssl.SSLWantReadError:
-    pass
-sock.sendall(out.read())
-got = head[head.index(b"\r\n\r\n") + 4:]
-while True:
-    data = sock.recv(65536)
-    if data:
-        inc.write(data)
-    else:
-        inc.write_eof()
-    try:
-        while True:
-            got += obj.read(65536)
-    except ssl.SSLWantReadError:
-        if not data:
-            sys.exit("EOF without close_notify")
-        continue
-    except ssl.SSLZeroReturnError:
-        break
+# Our close frame (code 1000) and close_notify in one write.
+bio.write_and_close_notify(b"\x88\x82\x00\x00\x00\x00\x03\xe8")
+got = head[head.index(b"\r\n\r\n") + 4:] + bio.until_close_notify()
 want = b"\x88\x02\x03\xe8" if version == "1.3" else b""
 if got != want:
     sys.exit("TLS %s: got %r before the server's close_notify, want %r" % (version, got, want))
