@@ -1,10 +1,11 @@
-//! Dialing from the application: [`Hub::connect`] and [`Hub::dial`].
+//! Dialing from the application: [`Hub::connect`], [`Hub::dial`], and
+//! [`ConnHandle::reconnect_now`].
 
 use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{local, Command, ConnHandle, Hub, LoopCore};
+use super::{local, with_current, Command, ConnHandle, Hub, LoopCore, Receipt};
 use crate::conn::dial::Dial;
 use crate::error::{Error, Result};
 use crate::id::ConnId;
@@ -113,5 +114,53 @@ impl LoopCore {
         }
         self.runtime.live.fetch_add(1, Ordering::Relaxed);
         Ok(self.table.reserve_dial(spec))
+    }
+}
+
+impl ConnHandle {
+    /// Skip the rest of a dialed connection's reconnect backoff: one
+    /// waiting to come back after a loss (or a failed connect) starts its
+    /// next attempt at once, in the loop's current turn. The timer of the
+    /// skipped backoff is dropped when it fires (it belongs to an earlier
+    /// attempt), so this never makes two attempts. The attempt counts as
+    /// the next one of the policy (`max_attempts`, the next delay).
+    ///
+    /// The receipt says whether an attempt was started: `true` for a
+    /// connection that was down; `false` for one connecting or open, which
+    /// is left alone (to drop a working link and dial again, close it and
+    /// dial anew). On the connection's own loop thread the receipt is
+    /// ready at once.
+    ///
+    /// # Errors
+    ///
+    /// In the receipt: [`Error::Closed`] for a connection closed for good,
+    /// [`Error::Config`] for an accepted (not dialed) connection,
+    /// [`Error::ShutDown`] or [`Error::InboxFull`] before the loop got it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn backend_is_back(backend: &netloom::ConnHandle) {
+    /// // Told by service discovery that the backend is up again: do not
+    /// // wait out the rest of a 60 s backoff.
+    /// let _ = backend.reconnect_now();
+    /// # }
+    /// ```
+    pub fn reconnect_now(&self) -> Receipt<bool> {
+        let (runtime, id) = (&self.runtime, self.id);
+        if runtime.is_shut_down() {
+            return Receipt::ready(Err(Error::ShutDown));
+        }
+        if let Some(done) = with_current(runtime, id.loop_index(), |core| {
+            core.table.reconnect_now(id)
+        }) {
+            return Receipt::ready(done);
+        }
+        let (receipt, reply) = Receipt::pending(runtime.clone(), id.loop_index());
+        let job = Box::new(move |core: &LoopCore| reply.send(core.table.reconnect_now(id)));
+        match runtime.push(id.loop_index(), 0, Command::Run { bytes: 0, job }) {
+            Ok(()) => receipt,
+            Err(e) => Receipt::ready(Err(e)),
+        }
     }
 }

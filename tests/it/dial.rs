@@ -2,9 +2,11 @@
 //! matched by sequence number, reconnect with backoff, and a gateway that
 //! relays between its clients and a backend it dialed. Every peer is a
 //! real socket on loopback; the sequence packer's wire format is checked
-//! against a Python peer built from literal bytes.
+//! against a Python peer built from literal bytes. `control`: reconnect
+//! control (issue 19).
 
 mod attempts;
+mod control;
 mod examples;
 mod reconnect;
 mod two_way;

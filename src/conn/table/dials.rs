@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::ConnTable;
 use crate::conn::dial::{Dial, DialState};
 use crate::conn::{flag, Conn};
+use crate::error::{Error, Result};
 use crate::id::ConnId;
 use crate::stats::Counters;
 
@@ -45,5 +46,33 @@ impl ConnTable {
         let mut slab = self.conns.borrow_mut();
         let (key, conn) = self.open_conn(&mut slab, id)?;
         (conn.stream.is_none() && conn.has(flag::OUTBOUND)).then_some(key)
+    }
+
+    /// `ConnHandle::reconnect_now`: a dialed connection waiting out its
+    /// backoff is queued to connect this turn (`take_dials`); the attempt
+    /// it starts bumps `DialState::tries`, so the skipped backoff's timer
+    /// is stale when it fires. Returns whether an attempt was queued:
+    /// false for one connecting or open (left alone).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] for a connection closed for good;
+    /// [`Error::Config`] for one that was accepted, not dialed.
+    pub(crate) fn reconnect_now(&self, id: ConnId) -> Result<bool> {
+        let mut slab = self.conns.borrow_mut();
+        let (_, conn) = self.open_conn(&mut slab, id).ok_or(Error::Closed)?;
+        if !conn.has(flag::OUTBOUND) {
+            return Err(Error::Config(format!(
+                "reconnect_now: conn {id} was accepted, not dialed"
+            )));
+        }
+        if conn.stream.is_some() {
+            return Ok(false);
+        }
+        let mut to_dial = self.to_dial.borrow_mut();
+        if !to_dial.contains(&id) {
+            to_dial.push(id);
+        }
+        Ok(true)
     }
 }
