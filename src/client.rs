@@ -49,6 +49,42 @@ impl Stream for ClientTls {
 }
 
 /// A blocking connection to a netloom (or any same-format) server.
+///
+/// One `Client` is one caller's: [`request`](Self::request) takes
+/// `&mut self` (one request at a time), and a lost connection stays lost.
+/// For **threads sharing one link, with reconnect**, dial it instead:
+/// [`Hub::dial`](crate::Hub::dial) with a [`Reconnect`](crate::Reconnect)
+/// policy on a server that only dials (no `bind`) gives a
+/// [`ConnHandle`](crate::ConnHandle) that any number of threads clone and
+/// call [`request`](crate::ConnHandle::request) on at once, each getting
+/// its own reply (matched by sequence number), blocking in
+/// [`PendingReply::wait`](crate::PendingReply::wait); the link comes back
+/// by itself after a loss, and requests waiting at a loss fail with
+/// [`Error::Disconnected`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use netloom::{Dial, Reconnect, SeqPacker, Server};
+///
+/// let client = Server::builder().packer(SeqPacker::default()).start()?;
+/// let backend = client.hub().dial(
+///     Dial::new("127.0.0.1:7000".parse().unwrap()).reconnect(Reconnect::default()),
+/// )?;
+/// let workers: Vec<_> = (0..8)
+///     .map(|_| {
+///         let backend = backend.clone();
+///         std::thread::spawn(move || {
+///             let reply = backend.request(1, b"ping", Duration::from_secs(1))?.wait()?;
+///             Ok::<_, netloom::Error>(reply.body)
+///         })
+///     })
+///     .collect();
+/// for w in workers {
+///     let _ = w.join();
+/// }
+/// client.shutdown(Duration::from_secs(1))?;
+/// # Ok::<(), netloom::Error>(())
+/// ```
 pub struct Client {
     stream: Box<dyn Stream>,
     packer: Arc<dyn Packer>,
