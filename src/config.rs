@@ -7,7 +7,7 @@
 mod dial;
 mod env;
 
-pub use dial::{Reconnect, WhileDown};
+pub use dial::{HealthCheck, Reconnect, WhileDown};
 
 use std::time::Duration;
 

@@ -177,11 +177,17 @@ pub enum CloseReason {
     /// `connect_timeout` (and it has no reconnect policy, or used up its
     /// attempts).
     ConnectTimeout,
+    /// A dialed connection's requests timed out this many times in a row
+    /// (`Dial::reconnect_after_timeouts`): the link is taken for dead.
+    RequestTimeouts(u32),
+    /// A dialed connection's health check (`Dial::health_check`) failed:
+    /// no answer within its timeout, or the request could not be made.
+    HealthCheckFailed(String),
 }
 
 impl CloseReason {
     /// Number of distinct kinds, for per-kind counters.
-    pub(crate) const KINDS: usize = 21;
+    pub(crate) const KINDS: usize = 23;
 
     /// A small stable index per kind, used by [`Stats`](crate::Stats).
     pub(crate) fn kind_index(&self) -> usize {
@@ -207,6 +213,8 @@ impl CloseReason {
             CloseReason::MemoryLimit => 18,
             CloseReason::ConnectFailed(_) => 19,
             CloseReason::ConnectTimeout => 20,
+            CloseReason::RequestTimeouts(_) => 21,
+            CloseReason::HealthCheckFailed(_) => 22,
         }
     }
 
@@ -234,6 +242,8 @@ impl CloseReason {
             "memory_limit",
             "connect_failed",
             "connect_timeout",
+            "request_timeouts",
+            "health_check_failed",
         ][index]
     }
 
@@ -271,7 +281,9 @@ impl CloseReason {
             | CloseReason::Local
             | CloseReason::Shutdown
             | CloseReason::FrameTimeout
-            | CloseReason::MemoryLimit => Ending::Ours,
+            | CloseReason::MemoryLimit
+            | CloseReason::RequestTimeouts(_)
+            | CloseReason::HealthCheckFailed(_) => Ending::Ours,
         }
     }
 
@@ -294,6 +306,8 @@ impl CloseReason {
                 | CloseReason::MemoryLimit
                 | CloseReason::ConnectFailed(_)
                 | CloseReason::ConnectTimeout
+                | CloseReason::RequestTimeouts(_)
+                | CloseReason::HealthCheckFailed(_)
         )
     }
 }
@@ -369,6 +383,8 @@ impl fmt::Display for CloseReason {
             }
             CloseReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
             CloseReason::ConnectTimeout => f.write_str("connect timed out"),
+            CloseReason::RequestTimeouts(n) => write!(f, "{n} requests in a row timed out"),
+            CloseReason::HealthCheckFailed(why) => write!(f, "health check failed: {why}"),
         }
     }
 }
@@ -407,6 +423,8 @@ mod tests {
             CloseReason::MemoryLimit,
             CloseReason::ConnectFailed(Arc::new(io::ErrorKind::ConnectionRefused.into())),
             CloseReason::ConnectTimeout,
+            CloseReason::RequestTimeouts(3),
+            CloseReason::HealthCheckFailed("timed out".into()),
         ];
         assert_eq!(all.len(), CloseReason::KINDS);
         for (i, r) in all.iter().enumerate() {

@@ -126,7 +126,8 @@ pub use bytes;
 pub use builder::{Builder, Group, Server};
 pub use codec::{LengthPacker, Message, Packer, Peek, SeqPacker, TlvPacker};
 pub use config::{
-    Balance, Config, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown, FOREVER,
+    Balance, Config, HealthCheck, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown,
+    FOREVER,
 };
 pub use conn::dial::Dial;
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};

@@ -1,5 +1,6 @@
-//! How a dialed connection comes back after a loss ([`Reconnect`]) and what
-//! sends do while it is down ([`WhileDown`]). Where to dial, and how (the
+//! How a dialed connection comes back after a loss ([`Reconnect`]), what
+//! sends do while it is down ([`WhileDown`]), and how it is found dead
+//! while it looks up ([`HealthCheck`]). Where to dial, and how (the
 //! `Dial` itself), is `conn::dial`: its TLS settings are the transport's.
 
 use std::time::Duration;
@@ -96,6 +97,28 @@ impl Reconnect {
         let jittered = base * (1.0 + jitter * spread);
         Duration::try_from_secs_f64(jittered.max(0.0)).map_or(FOREVER, saturate)
     }
+}
+
+/// An application-level health check of a dialed connection
+/// ([`Dial::health_check`](crate::Dial::health_check)): every `interval`
+/// while it is open, a request `id` with `body` through the packer; no
+/// reply within `timeout` (or a request that cannot be made) closes the
+/// link with [`CloseReason::HealthCheckFailed`](crate::CloseReason::HealthCheckFailed),
+/// and it reconnects by its policy. Any reply counts as healthy: the
+/// peer's route for `id` answers it (`ctx.reply`).
+///
+/// The interval is measured from the open, then from each check's start;
+/// both are timers on the loop's wheel (up to one tick late).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// The request's message id.
+    pub id: u32,
+    /// The request's body.
+    pub body: bytes::Bytes,
+    /// Time between checks (and from the open to the first).
+    pub interval: Duration,
+    /// How long a check waits for its reply.
+    pub timeout: Duration,
 }
 
 /// What a send to a dialed connection does while it is down (between a

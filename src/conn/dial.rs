@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{saturate, Reconnect, WhileDown};
+use crate::config::{saturate, HealthCheck, Reconnect, WhileDown};
 use crate::transport::tls::TlsConnector;
 
 /// An outbound connection to make on the server's loops: see
@@ -34,6 +34,10 @@ pub struct Dial {
     pub(crate) while_down: WhileDown,
     /// TLS as the client (`Dial::tls`); `None`: plain TCP.
     pub(crate) tls: Option<TlsConnector>,
+    /// Drop the link after this many request timeouts in a row.
+    pub(crate) timeouts_to_drop: Option<u32>,
+    /// The application-level health check, if any.
+    pub(crate) health: Option<HealthCheck>,
 }
 
 impl Dial {
@@ -45,6 +49,8 @@ impl Dial {
             reconnect: None,
             while_down: WhileDown::Queue,
             tls: None,
+            timeouts_to_drop: None,
+            health: None,
         }
     }
 
@@ -73,6 +79,33 @@ impl Dial {
     /// What sends do while the connection is down. Default: queue.
     pub fn while_down(mut self, policy: WhileDown) -> Self {
         self.while_down = policy;
+        self
+    }
+
+    /// Take the link for dead after `n` of its requests in a row time out
+    /// (a reply, late ones too, starts the count over; so does a new
+    /// connection): it is closed with
+    /// [`CloseReason::RequestTimeouts`](crate::CloseReason::RequestTimeouts)
+    /// and reconnects by its [`reconnect`](Self::reconnect) policy. The
+    /// packer must carry sequence numbers ([`Hub::dial`](crate::Hub::dial)
+    /// fails with [`Error::NoSeq`](crate::Error::NoSeq) otherwise), and
+    /// `n` must be at least 1 ([`Error::Config`](crate::Error::Config)).
+    pub fn reconnect_after_timeouts(mut self, n: u32) -> Self {
+        self.timeouts_to_drop = Some(n);
+        self
+    }
+
+    /// Check the link's health while it is open: see [`HealthCheck`].
+    /// The packer must carry sequence numbers
+    /// ([`Hub::dial`](crate::Hub::dial) fails with
+    /// [`Error::NoSeq`](crate::Error::NoSeq) otherwise); a zero `interval`
+    /// or `timeout` is an [`Error::Config`](crate::Error::Config).
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health = Some(HealthCheck {
+            interval: saturate(check.interval),
+            timeout: saturate(check.timeout),
+            ..check
+        });
         self
     }
 

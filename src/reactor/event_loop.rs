@@ -13,6 +13,7 @@ mod dial;
 #[cfg(test)]
 mod exits;
 mod flush;
+mod health;
 mod lifecycle;
 mod read;
 mod timers;

@@ -84,6 +84,23 @@ impl Hub {
         if let Some(policy) = &dial.reconnect {
             policy.validate()?;
         }
+        if dial.timeouts_to_drop == Some(0) {
+            return Err(Error::Config(
+                "Dial::reconnect_after_timeouts must be at least 1".into(),
+            ));
+        }
+        if let Some(check) = &dial.health {
+            if check.interval.is_zero() || check.timeout.is_zero() {
+                return Err(Error::Config(
+                    "Dial::health_check: interval and timeout must not be zero".into(),
+                ));
+            }
+        }
+        if (dial.timeouts_to_drop.is_some() || dial.health.is_some())
+            && !runtime.wire.may_carry_seq()
+        {
+            return Err(Error::NoSeq);
+        }
         if let Some(tls) = &dial.tls {
             tls.check()
                 .map_err(|e| Error::Config(format!("Dial::tls: {e}")))?;
@@ -140,11 +157,17 @@ impl ConnHandle {
     /// # Examples
     ///
     /// ```no_run
-    /// # fn backend_is_back(backend: &netloom::ConnHandle) {
+    /// use netloom::{Dial, Reconnect, SeqPacker, Server};
+    ///
+    /// let client = Server::builder().packer(SeqPacker::default()).start()?;
+    /// let backend = client.hub().dial(
+    ///     Dial::new("127.0.0.1:7000".parse().unwrap()).reconnect(Reconnect::default()),
+    /// )?;
     /// // Told by service discovery that the backend is up again: do not
     /// // wait out the rest of a 60 s backoff.
-    /// let _ = backend.reconnect_now();
-    /// # }
+    /// let started = backend.reconnect_now().wait()?;
+    /// log::info!("an attempt started: {started}");
+    /// # Ok::<(), netloom::Error>(())
     /// ```
     pub fn reconnect_now(&self) -> Receipt<bool> {
         let (runtime, id) = (&self.runtime, self.id);

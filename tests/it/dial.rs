@@ -3,11 +3,12 @@
 //! relays between its clients and a backend it dialed. Every peer is a
 //! real socket on loopback; the sequence packer's wire format is checked
 //! against a Python peer built from literal bytes. `control`: reconnect
-//! control (issue 19).
+//! control and `health`: links found dead (issue 19).
 
 mod attempts;
 mod control;
 mod examples;
+mod health;
 mod reconnect;
 mod two_way;
 

@@ -185,6 +185,7 @@ impl EventLoop {
         };
         Counters::add(&table.counters().connects, 1);
         self.start_heartbeat(key, generation);
+        self.start_health(key, generation);
         if first {
             self.run_on_open(key, generation);
         } else {

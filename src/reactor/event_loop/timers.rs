@@ -33,6 +33,8 @@ pub(super) enum TimerKind {
     Reconnect,
     /// The earliest request deadline (or tombstone end) of a connection.
     Request,
+    /// A dialed connection's next health check (`Dial::health_check`).
+    Health,
 }
 
 /// A scheduled check of one connection.
@@ -221,6 +223,7 @@ impl EventLoop {
                 TimerKind::Connect => self.connect_expired(t.key as usize, t.generation),
                 TimerKind::Reconnect => self.reconnect_due(t.key as usize, t.generation),
                 TimerKind::Request => self.request_expired(t),
+                TimerKind::Health => self.health_due(t.key as usize, t.generation),
             }
         }
         self.timers.restore(due);
@@ -344,8 +347,12 @@ impl EventLoop {
             Instant::now(),
         );
         Counters::add(&table.counters().request_timeouts, sinks.len() as u64);
+        let timed_out = !sinks.is_empty();
         for sink in sinks {
             table.deliver(sink, Err(Error::Timeout));
+        }
+        if timed_out {
+            self.timeouts_in_a_row(t.key as usize, t.generation);
         }
         self.arm_request_timers();
     }

@@ -81,6 +81,9 @@ pub(super) fn close_frame_for(
         },
         CloseReason::Shutdown => (1001, "going away"),
         CloseReason::IdleTimeout => (1000, "idle timeout"),
+        CloseReason::RequestTimeouts(_) | CloseReason::HealthCheckFailed(_) => {
+            (1001, "peer unresponsive")
+        }
         CloseReason::SlowPeer => (1008, "slow peer"),
         CloseReason::FrameTimeout => (1008, "message too slow"),
         CloseReason::MemoryLimit => (1013, "try again later"),

@@ -1,0 +1,139 @@
+//! `Requests` on its own: numbering, matching, timeouts, losses.
+
+use super::*;
+
+fn sink() -> (ReplySink, crossbeam_channel::Receiver<Reply>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    (ReplySink::Channel(tx), rx)
+}
+
+#[test]
+fn sequence_numbers_skip_zero_and_pending_ones_when_they_wrap() {
+    let mut r = Requests {
+        last_seq: u32::MAX - 1,
+        ..Requests::default()
+    };
+    let a = r.start(1, 1, true, Duration::from_secs(1), sink().0, Instant::now());
+    let b = r.start(1, 1, true, Duration::from_secs(1), sink().0, Instant::now());
+    assert_eq!((a, b), (u32::MAX, 1));
+    r.last_seq = 0;
+    assert_eq!(
+        r.start(1, 1, true, Duration::from_secs(1), sink().0, Instant::now()),
+        3,
+        "1 is pending, 2 is the accepting side's"
+    );
+}
+
+#[test]
+fn each_side_numbers_its_own_parity_and_never_takes_the_other_s_for_a_reply() {
+    let mut dialer = Requests::default();
+    let mut acceptor = Requests::default();
+    let t = Duration::from_secs(1);
+    let (d1, d2) = (
+        dialer.start(1, 1, true, t, sink().0, Instant::now()),
+        dialer.start(1, 1, true, t, sink().0, Instant::now()),
+    );
+    let (a1, a2) = (
+        acceptor.start(1, 1, false, t, sink().0, Instant::now()),
+        acceptor.start(1, 1, false, t, sink().0, Instant::now()),
+    );
+    assert_eq!((d1, d2, a1, a2), (1, 3, 2, 4));
+    // The acceptor's request 2 reaches the dialer, which has nothing
+    // waiting on 2: a message for its routes. Its own 3 is a reply.
+    assert!(matches!(dialer.matched(1, 1, a1), Matched::Unmatched));
+    assert!(matches!(dialer.matched(1, 1, d2), Matched::Reply(_)));
+    assert!(matches!(acceptor.matched(1, 1, d1), Matched::Unmatched));
+    assert!(matches!(acceptor.matched(1, 1, a2), Matched::Reply(_)));
+}
+
+#[test]
+fn a_reply_after_the_timeout_is_late_never_another_requests() {
+    let mut r = Requests::default();
+    let t0 = Instant::now();
+    let (s, rx) = sink();
+    let seq = r.start(3, 7, true, Duration::from_secs(1), s, t0);
+    let armed = r.take_deadlines();
+    assert_eq!(armed.len(), 1);
+    assert_eq!(armed[0].at, t0 + Duration::from_secs(1));
+    // A timer that fires early expires nothing and arms again for the
+    // same deadline (never leaving the request without a timer).
+    assert!(r.expire_due(3, 7, armed[0].serial, t0).is_empty());
+    let again = r.take_deadlines();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].at, t0 + Duration::from_secs(1));
+    let late = t0 + Duration::from_secs(2);
+    // The early timer, once superseded, does nothing.
+    assert!(r.expire_due(3, 7, armed[0].serial, late).is_empty());
+    assert!(r.take_deadlines().is_empty());
+    for sink in r.expire_due(3, 7, again[0].serial, late) {
+        sink.deliver(Err(Error::Timeout));
+    }
+    assert!(matches!(rx.try_recv(), Ok(Err(Error::Timeout))));
+    // The tombstone asks for the timer at its end.
+    let armed = r.take_deadlines();
+    assert_eq!(armed.len(), 1);
+    assert_eq!(armed[0].at, late + TOMBSTONE_MIN);
+    assert!(matches!(r.matched(3, 7, seq), Matched::Late));
+    assert!(matches!(r.matched(3, 7, seq), Matched::Unmatched));
+    // The slot's next occupant (the earlier one's requests went with
+    // it): another generation never matches.
+    assert!(r.fail_all(3, 7).is_empty());
+    let seq2 = r.start(3, 8, true, Duration::from_secs(1), sink().0, t0);
+    assert!(matches!(r.matched(3, 7, seq2), Matched::Unmatched));
+    assert!(matches!(r.matched(3, 8, seq2), Matched::Reply(_)));
+}
+
+#[test]
+fn a_connection_arms_one_timer_for_many_requests() {
+    let mut r = Requests::default();
+    let t0 = Instant::now();
+    let second = Duration::from_secs(1);
+    for i in 0..1000u32 {
+        let seq = r.start(
+            1,
+            1,
+            true,
+            second,
+            sink().0,
+            t0 + Duration::from_micros(u64::from(i)),
+        );
+        assert!(matches!(r.matched(1, 1, seq), Matched::Reply(_)));
+    }
+    assert_eq!(
+        r.take_deadlines().len(),
+        1,
+        "one timer, however many requests"
+    );
+    // A shorter timeout moves the timer earlier.
+    r.start(1, 1, true, Duration::from_millis(10), sink().0, t0);
+    let short = r.take_deadlines()[0];
+    assert_eq!(short.at, t0 + Duration::from_millis(10));
+    // The timer fires: nothing else waits, the short one expires, and
+    // the next timer is its tombstone's end.
+    assert_eq!(r.expire_due(1, 1, short.serial, t0 + second).len(), 1);
+    let next = r.take_deadlines();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].at, t0 + second + TOMBSTONE_MIN);
+    // Forgotten at its end: nothing left, no timer.
+    assert!(r.expire_due(1, 1, next[0].serial, next[0].at).is_empty());
+    assert!(r.take_deadlines().is_empty());
+}
+
+#[test]
+fn losing_the_connection_fails_every_waiting_request() {
+    let mut r = Requests::default();
+    let rxs: Vec<_> = (0..3)
+        .map(|_| {
+            let (s, rx) = sink();
+            r.start(5, 1, true, Duration::from_secs(1), s, Instant::now());
+            rx
+        })
+        .collect();
+    for s in r.fail_all(5, 1) {
+        s.deliver(Err(Error::Disconnected));
+    }
+    for rx in rxs {
+        assert!(matches!(rx.try_recv(), Ok(Err(Error::Disconnected))));
+    }
+    assert!(r.fail_all(5, 1).is_empty());
+}
