@@ -183,11 +183,14 @@ pub enum CloseReason {
     /// A dialed connection's health check (`Dial::health_check`) failed:
     /// no answer within its timeout, or the request could not be made.
     HealthCheckFailed(String),
+    /// A dialed host name (`Dial::host`) did not resolve, or resolved to
+    /// nothing, or its resolver gave no answer within `connect_timeout`.
+    ResolveFailed(String),
 }
 
 impl CloseReason {
     /// Number of distinct kinds, for per-kind counters.
-    pub(crate) const KINDS: usize = 23;
+    pub(crate) const KINDS: usize = 24;
 
     /// A small stable index per kind, used by [`Stats`](crate::Stats).
     pub(crate) fn kind_index(&self) -> usize {
@@ -215,6 +218,7 @@ impl CloseReason {
             CloseReason::ConnectTimeout => 20,
             CloseReason::RequestTimeouts(_) => 21,
             CloseReason::HealthCheckFailed(_) => 22,
+            CloseReason::ResolveFailed(_) => 23,
         }
     }
 
@@ -244,6 +248,7 @@ impl CloseReason {
             "connect_timeout",
             "request_timeouts",
             "health_check_failed",
+            "resolve_failed",
         ][index]
     }
 
@@ -265,7 +270,8 @@ impl CloseReason {
             CloseReason::PeerClosed
             | CloseReason::Io(_)
             | CloseReason::ConnectFailed(_)
-            | CloseReason::ConnectTimeout => Ending::Gone,
+            | CloseReason::ConnectTimeout
+            | CloseReason::ResolveFailed(_) => Ending::Gone,
             CloseReason::TlsHandshake(_) | CloseReason::Tls(_) => Ending::TlsFailed,
             CloseReason::HandshakeTimeout
             | CloseReason::WsClosed { .. }
@@ -308,6 +314,7 @@ impl CloseReason {
                 | CloseReason::ConnectTimeout
                 | CloseReason::RequestTimeouts(_)
                 | CloseReason::HealthCheckFailed(_)
+                | CloseReason::ResolveFailed(_)
         )
     }
 }
@@ -385,6 +392,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ConnectTimeout => f.write_str("connect timed out"),
             CloseReason::RequestTimeouts(n) => write!(f, "{n} requests in a row timed out"),
             CloseReason::HealthCheckFailed(why) => write!(f, "health check failed: {why}"),
+            CloseReason::ResolveFailed(why) => write!(f, "host name did not resolve: {why}"),
         }
     }
 }
@@ -425,6 +433,7 @@ mod tests {
             CloseReason::ConnectTimeout,
             CloseReason::RequestTimeouts(3),
             CloseReason::HealthCheckFailed("timed out".into()),
+            CloseReason::ResolveFailed("no such host".into()),
         ];
         assert_eq!(all.len(), CloseReason::KINDS);
         for (i, r) in all.iter().enumerate() {

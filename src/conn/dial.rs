@@ -7,7 +7,10 @@
 //! because it carries the transport's TLS connector (`Dial::tls`, in
 //! `builder/tls.rs` with the server's TLS settings).
 
-use std::net::SocketAddr;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +31,13 @@ use crate::transport::tls::TlsConnector;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Dial {
+    /// The address dialed; for a host name, the unspecified address with
+    /// its port until it resolves.
     pub(crate) addr: SocketAddr,
+    /// The host name to resolve before every attempt (`Dial::host`).
+    pub(crate) host: Option<(String, u16)>,
+    /// How a host name resolves (default: the system's resolver).
+    pub(crate) resolver: Resolver,
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect: Option<Reconnect>,
     pub(crate) while_down: WhileDown,
@@ -45,6 +54,8 @@ impl Dial {
     pub fn new(addr: SocketAddr) -> Self {
         Dial {
             addr,
+            host: None,
+            resolver: Resolver::default(),
             connect_timeout: Duration::from_secs(10),
             reconnect: None,
             while_down: WhileDown::Queue,
@@ -52,6 +63,42 @@ impl Dial {
             timeouts_to_drop: None,
             health: None,
         }
+    }
+
+    /// Dial the host name `host` on `port`: resolved off the loop thread
+    /// (by [`resolver`](Self::resolver), the system's by default) before
+    /// the first attempt and again before every reconnect, so a backend
+    /// that moves is followed. Each address it resolves to is tried in
+    /// turn: one refused (or timed out) moves to the next, and the attempt
+    /// fails only when none connects. A name that does not resolve (or
+    /// resolves to nothing) fails the attempt with
+    /// [`CloseReason::ResolveFailed`](crate::CloseReason::ResolveFailed),
+    /// which takes the reconnect backoff like any failed attempt.
+    ///
+    /// ```
+    /// use netloom::{Dial, Reconnect};
+    ///
+    /// let dial = Dial::host("backend.local", 7000).reconnect(Reconnect::default());
+    /// # drop(dial);
+    /// ```
+    pub fn host(host: impl Into<String>, port: u16) -> Self {
+        Dial {
+            host: Some((host.into(), port)),
+            ..Dial::new(SocketAddr::from(([0, 0, 0, 0], port)))
+        }
+    }
+
+    /// Resolve [`host`](Self::host) names with `resolve` instead of the
+    /// system's resolver: service discovery, or a test moving a name. It
+    /// runs on a short-lived thread of its own for each attempt, never on
+    /// a loop, and may block. Its first address is tried first. Ignored by
+    /// a dial of a `SocketAddr`.
+    pub fn resolver(
+        mut self,
+        resolve: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+    ) -> Self {
+        self.resolver = Resolver(Arc::new(resolve));
+        self
     }
 
     /// Give up a connect attempt after `timeout` (default 10 s; longer
@@ -109,9 +156,36 @@ impl Dial {
         self
     }
 
-    /// The address dialed.
+    /// The address dialed (for a [`host`](Self::host) name, the
+    /// unspecified address with its port: see [`host_name`](Self::host_name)).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The host name and port dialed, for a [`host`](Self::host) dial.
+    pub fn host_name(&self) -> Option<(&str, u16)> {
+        self.host.as_ref().map(|(h, p)| (h.as_str(), *p))
+    }
+}
+
+/// A host name resolver (`Dial::resolver`).
+type ResolveFn = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync;
+
+/// How a dial's host name resolves: shared by the dial's attempts.
+#[derive(Clone)]
+pub(crate) struct Resolver(pub(crate) Arc<ResolveFn>);
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver(Arc::new(|host: &str, port: u16| {
+            Ok((host, port).to_socket_addrs()?.collect())
+        }))
+    }
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver")
     }
 }
 
@@ -130,15 +204,74 @@ pub(crate) struct DialState {
     pub(crate) tries: u32,
     /// It was open at least once (`on_open` ran).
     pub(crate) opened: bool,
+    /// A host dial: the addresses of this attempt not tried yet.
+    pub(crate) addrs: VecDeque<SocketAddr>,
+    /// A host dial: its name is being resolved for try `tries`, or the
+    /// resolver's error waits for the loop to fail the attempt with it.
+    pub(crate) resolve: Resolve,
+}
+
+/// Where a host dial's resolution stands.
+#[derive(Debug, Default)]
+pub(crate) enum Resolve {
+    /// Nothing asked (or the answer used).
+    #[default]
+    Idle,
+    /// A resolver thread works for this try.
+    Pending(u32),
+    /// The resolver failed: the attempt fails with this.
+    Failed(String),
+}
+
+/// What a dialed connection's next connect attempt does (`next_step`).
+pub(crate) enum Step {
+    /// Connect to this address: a new try.
+    Connect(SocketAddr),
+    /// Resolve the host name (a new try; `Resolve::Pending` is set).
+    Resolve,
+    /// The resolver failed: the attempt fails with this.
+    Fail(String),
+    /// The name is being resolved: the answer starts the attempt.
+    Wait,
 }
 
 impl DialState {
+    /// The next step of a connect attempt: an address dials it (a host
+    /// dial, its next resolved address, or resolves again once none is
+    /// left). A new socket or resolution is a new try (`tries`), so
+    /// every timer of the previous one is stale.
+    pub(crate) fn next_step(&mut self) -> Step {
+        if self.spec.host.is_none() {
+            self.tries = self.tries.wrapping_add(1);
+            return Step::Connect(self.spec.addr);
+        }
+        match std::mem::take(&mut self.resolve) {
+            Resolve::Pending(t) => {
+                self.resolve = Resolve::Pending(t);
+                Step::Wait
+            }
+            Resolve::Failed(why) => Step::Fail(why),
+            Resolve::Idle => {
+                self.tries = self.tries.wrapping_add(1);
+                match self.addrs.pop_front() {
+                    Some(addr) => Step::Connect(addr),
+                    None => {
+                        self.resolve = Resolve::Pending(self.tries);
+                        Step::Resolve
+                    }
+                }
+            }
+        }
+    }
+
     pub(crate) fn new(spec: Arc<Dial>) -> Self {
         DialState {
             spec,
             attempt: 0,
             tries: 0,
             opened: false,
+            addrs: VecDeque::new(),
+            resolve: Resolve::Idle,
         }
     }
 }

@@ -16,6 +16,7 @@ mod flush;
 mod health;
 mod lifecycle;
 mod read;
+mod resolve;
 mod timers;
 
 use std::io;

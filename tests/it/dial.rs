@@ -3,12 +3,13 @@
 //! relays between its clients and a backend it dialed. Every peer is a
 //! real socket on loopback; the sequence packer's wire format is checked
 //! against a Python peer built from literal bytes. `control`: reconnect
-//! control and `health`: links found dead (issue 19).
+//! control, `health`: links found dead, `hosts`: host names (issue 19).
 
 mod attempts;
 mod control;
 mod examples;
 mod health;
+mod hosts;
 mod reconnect;
 mod two_way;
 

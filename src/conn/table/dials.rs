@@ -1,10 +1,12 @@
 //! The table's side of dialed connections: their slots made before they
 //! connect, named by whole id until the reactor starts connecting them.
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::ConnTable;
-use crate::conn::dial::{Dial, DialState};
+use crate::conn::dial::{Dial, DialState, Resolve};
 use crate::conn::{flag, Conn};
 use crate::error::{Error, Result};
 use crate::id::ConnId;
@@ -46,6 +48,38 @@ impl ConnTable {
         let mut slab = self.conns.borrow_mut();
         let (key, conn) = self.open_conn(&mut slab, id)?;
         (conn.stream.is_none() && conn.has(flag::OUTBOUND)).then_some(key)
+    }
+
+    /// A host dial's name resolved (on a resolver thread, for try
+    /// `tries`): its addresses are kept for the attempt, or its error to
+    /// fail it with, and the connection is queued to go on this turn
+    /// (`take_dials`). An answer for an earlier try, or for a connection
+    /// closed or connected meanwhile, is dropped.
+    pub(crate) fn resolved(&self, id: ConnId, tries: u32, result: io::Result<Vec<SocketAddr>>) {
+        let Some(key) = self.down_dial(id) else {
+            return;
+        };
+        {
+            let mut dials = self.dials.borrow_mut();
+            let Some(d) = dials.get_mut(&key) else {
+                return;
+            };
+            if !matches!(d.resolve, Resolve::Pending(t) if t == tries) {
+                return;
+            }
+            d.resolve = match result {
+                Ok(addrs) if !addrs.is_empty() => {
+                    d.addrs = addrs.into();
+                    Resolve::Idle
+                }
+                Ok(_) => Resolve::Failed("the name resolved to no address".into()),
+                Err(e) => Resolve::Failed(e.to_string()),
+            };
+        }
+        let mut to_dial = self.to_dial.borrow_mut();
+        if !to_dial.contains(&id) {
+            to_dial.push(id);
+        }
     }
 
     /// `ConnHandle::reconnect_now`: a dialed connection waiting out its

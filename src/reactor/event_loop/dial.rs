@@ -11,6 +11,7 @@ use mio::{Interest, Token};
 use super::timers::TimerKind;
 use super::EventLoop;
 use crate::buf::LazyQueue;
+use crate::conn::dial::{Resolve, Step};
 use crate::conn::flag;
 use crate::dispatch::with_session;
 use crate::error::CloseReason;
@@ -28,15 +29,29 @@ impl EventLoop {
     }
 
     /// A connect attempt: a new socket, registered for WRITABLE (connected
-    /// or failed) and READABLE, with the attempt's deadline.
-    fn start_connect(&mut self, key: usize) {
+    /// or failed) and READABLE, with the attempt's deadline. A host dial
+    /// resolves its name first (`start_resolve`), then comes back here
+    /// for each address in turn.
+    pub(super) fn start_connect(&mut self, key: usize) {
         let core = self.core.clone();
         let table = &core.table;
-        let Some((addr, timeout)) = table.dials.borrow_mut().get_mut(&key).map(|d| {
-            d.tries = d.tries.wrapping_add(1);
-            (d.spec.addr, d.spec.connect_timeout)
-        }) else {
+        let Some((step, timeout)) = (table.dials.borrow_mut())
+            .get_mut(&key)
+            .map(|d| (d.next_step(), d.spec.connect_timeout))
+        else {
             return;
+        };
+        let addr = match step {
+            Step::Connect(addr) => addr,
+            Step::Wait => return,
+            Step::Resolve => return self.start_resolve(key),
+            Step::Fail(why) => {
+                let generation = table.conns.borrow().get(key).map(|c| c.generation);
+                if let Some(generation) = generation {
+                    self.connect_failed(key, generation, CloseReason::ResolveFailed(why));
+                }
+                return;
+            }
         };
         let connected = mio::net::TcpStream::connect(addr).and_then(|mut stream| {
             let interest = Interest::READABLE | Interest::WRITABLE;
@@ -53,6 +68,7 @@ impl EventLoop {
         match connected {
             Ok(stream) => {
                 conn.stream = Some(stream);
+                conn.peer = addr;
                 conn.set(flag::CONNECTING | flag::WRITABLE);
                 drop(slab);
                 self.schedule(key, generation, timeout, TimerKind::Connect);
@@ -179,6 +195,7 @@ impl EventLoop {
             };
             let attempt = dial.attempt;
             dial.attempt = 0;
+            dial.addrs.clear();
             let first = !dial.opened;
             dial.opened = true;
             (first, attempt)
@@ -197,8 +214,12 @@ impl EventLoop {
     }
 
     /// A connect attempt failed (refused, unreachable, timed out): the
-    /// same as losing the connection.
+    /// same as losing the connection; but a host dial with addresses left
+    /// to try goes on with the next one.
     pub(super) fn connect_failed(&mut self, key: usize, generation: u32, reason: CloseReason) {
+        if self.next_address(key, generation, &reason) {
+            return;
+        }
         Counters::add(&self.core.table.counters().connect_failures, 1);
         {
             let mut slab = self.core.table.conns.borrow_mut();
@@ -216,6 +237,9 @@ impl EventLoop {
     /// The connect deadline passed (of this attempt: `fire_timers` drops
     /// an earlier attempt's).
     pub(super) fn connect_expired(&mut self, key: usize, generation: u32) {
+        if self.resolve_expired(key, generation) {
+            return;
+        }
         let late = {
             let slab = self.core.table.conns.borrow();
             slab.get(key).is_some_and(|c| {
@@ -256,6 +280,8 @@ impl EventLoop {
                 return false;
             }
             dial.attempt += 1;
+            dial.addrs.clear();
+            dial.resolve = Resolve::Idle;
             let spread = self.jitter.next();
             (policy.delay(dial.attempt, spread), dial.attempt)
         };

@@ -96,6 +96,7 @@ pub(super) fn close_frame_for(
         | CloseReason::Io(_)
         | CloseReason::ConnectFailed(_)
         | CloseReason::ConnectTimeout
+        | CloseReason::ResolveFailed(_)
         | CloseReason::TlsHandshake(_)
         | CloseReason::Tls(_)
         | CloseReason::HandshakeTimeout
