@@ -143,10 +143,10 @@ impl ConnHandle {
     /// the next one of the policy (`max_attempts`, the next delay).
     ///
     /// The receipt says whether an attempt was started: `true` for a
-    /// connection that was down; `false` for one connecting or open, which
-    /// is left alone (to drop a working link and dial again, close it and
-    /// dial anew). On the connection's own loop thread the receipt is
-    /// ready at once.
+    /// connection that was down; `false` for one connecting (or resolving
+    /// its host name) or open, which is left alone (to drop a working link
+    /// and dial again, close it and dial anew). On the connection's own
+    /// loop thread the receipt is ready at once.
     ///
     /// # Errors
     ///

@@ -86,7 +86,8 @@ impl ConnTable {
     /// backoff is queued to connect this turn (`take_dials`); the attempt
     /// it starts bumps `DialState::tries`, so the skipped backoff's timer
     /// is stale when it fires. Returns whether an attempt was queued:
-    /// false for one connecting or open (left alone).
+    /// false for one connecting (its host name resolving too) or open
+    /// (left alone).
     ///
     /// # Errors
     ///
@@ -94,13 +95,16 @@ impl ConnTable {
     /// [`Error::Config`] for one that was accepted, not dialed.
     pub(crate) fn reconnect_now(&self, id: ConnId) -> Result<bool> {
         let mut slab = self.conns.borrow_mut();
-        let (_, conn) = self.open_conn(&mut slab, id).ok_or(Error::Closed)?;
+        let (key, conn) = self.open_conn(&mut slab, id).ok_or(Error::Closed)?;
         if !conn.has(flag::OUTBOUND) {
             return Err(Error::Config(format!(
                 "reconnect_now: conn {id} was accepted, not dialed"
             )));
         }
-        if conn.stream.is_some() {
+        let resolving = (self.dials.borrow())
+            .get(&key)
+            .is_some_and(|d| matches!(d.resolve, Resolve::Pending(_)));
+        if conn.stream.is_some() || resolving {
             return Ok(false);
         }
         let mut to_dial = self.to_dial.borrow_mut();

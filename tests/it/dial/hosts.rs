@@ -147,3 +147,35 @@ fn localhost_resolves_and_connects() {
     assert!(downs.try_recv().is_err());
     client.shutdown(TIMEOUT).unwrap();
 }
+
+/// A resolver that does not answer is bounded by the connect timeout:
+/// the attempt fails with `ResolveFailed` and backs off, and the loop
+/// never waited for it (another dial on the same server connects
+/// meanwhile).
+#[test]
+fn a_resolver_that_hangs_is_bounded_by_the_connect_timeout() {
+    let (addr, accepts) = counting_backend();
+    let (client, downs) = dialer();
+    let dial = Dial::host("slow.test", 7000)
+        .connect_timeout(Duration::from_millis(200))
+        .reconnect(Reconnect {
+            initial: Duration::from_secs(30),
+            ..quick()
+        })
+        .resolver(|_host, _port| {
+            thread::sleep(Duration::from_secs(2)); // a resolver stuck
+            Ok(Vec::new())
+        });
+    let slow = client.hub().dial(dial).unwrap();
+    let _other = client.hub().dial(Dial::new(addr)).unwrap();
+    accepts
+        .recv_timeout(TIMEOUT)
+        .expect("the other dial connected");
+    let down = downs.recv_timeout(Duration::from_secs(1)).expect("gave up");
+    assert!(
+        matches!(&down.reason, CloseReason::ResolveFailed(why) if why.contains("connect timeout")),
+        "{down:?}"
+    );
+    slow.close();
+    client.shutdown(TIMEOUT).unwrap();
+}
