@@ -1,0 +1,6 @@
+//! Defects found by the independent review of the partial-unit accounting
+//! and the frame deadline (issues 18 and 25), each pinned by a test over
+//! loopback sockets that failed before its fix.
+
+#[cfg(feature = "tls")]
+mod stale_partial;
