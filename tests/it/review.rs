@@ -4,3 +4,5 @@
 
 #[cfg(feature = "tls")]
 mod stale_partial;
+#[cfg(feature = "ws")]
+mod ws_retained;
