@@ -4,5 +4,7 @@
 
 #[cfg(feature = "tls")]
 mod stale_partial;
+#[cfg(all(feature = "tls", feature = "ws"))]
+mod tls_error;
 #[cfg(feature = "ws")]
 mod ws_retained;
