@@ -109,7 +109,8 @@ impl Layer {
     /// What a lower layer saw stands even when a layer above it fails:
     /// the peer's close_notify is answered (and, on TLS 1.2, what is
     /// queued dropped) whatever the WebSocket layer made of the plaintext
-    /// before it.
+    /// before it. And what it saw before it failed goes up: the messages
+    /// of the records before a bad one are handled.
     pub(crate) fn receive(
         &mut self,
         input: &mut [u8],
@@ -123,13 +124,22 @@ impl Layer {
         let result = match (&mut stack.tls, &mut stack.ws) {
             (Some(tls), Some(ws)) => {
                 let mut plain = std::mem::take(sink.plain);
-                let result = tls.receive(input, &mut plain).and_then(|below| {
-                    tls_closed = below.peer_closed;
-                    ws.receive(&plain, sink).map(|above| below.and(above))
-                });
+                let below = tls.receive(input, &mut plain);
+                tls_closed = below.as_ref().is_ok_and(|b| b.peer_closed);
+                // What TLS decrypted before a bad record goes up all the
+                // same (as it does to the packer without WebSocket): those
+                // records were sound. A TLS failure is the one reported:
+                // nothing more can be said over it.
+                let above = match &below {
+                    Err(_) if plain.is_empty() => Ok(Incoming::default()),
+                    _ => ws.receive(&plain, sink),
+                };
                 plain.clear();
                 *sink.plain = plain;
-                result
+                match (below, above) {
+                    (Ok(below), Ok(above)) => Ok(below.and(above)),
+                    (Err(reason), _) | (Ok(_), Err(reason)) => Err(reason),
+                }
             }
             (Some(tls), None) => {
                 let result = tls.receive(input, sink.stream);

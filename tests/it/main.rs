@@ -25,6 +25,7 @@ mod honest;
 mod layering;
 mod lifecycle;
 mod protocol;
+mod review;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]

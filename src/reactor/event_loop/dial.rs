@@ -307,8 +307,10 @@ impl EventLoop {
                 pool: &table.pool,
             }
             .release_if_empty();
-            table.release_partial(conn);
+            // The layers go first: what they held (a TLS record cut off by
+            // the loss) is freed with them and must not stay counted.
             conn.layer = Layer::default();
+            table.release_partial(conn);
             conn.close_reason = None;
             let keep =
                 flag::OUTBOUND | flag::AWAITING | flag::SEND_REFUSAL_LOGGED | flag::PACK_REFUSED;

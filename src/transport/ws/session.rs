@@ -235,9 +235,12 @@ impl WsSession {
         };
         if outcome.is_err() {
             self.state = State::Done;
-        } else if frames.retained > 0 && frames.at_boundary() && ctx.can_write() {
-            // tungstenite holds no frame, message or pending pong: start
-            // afresh to free the buffer a large frame grew.
+        } else if frames.retained > 0 && frames.tungstenite_idle() && ctx.can_write() {
+            // tungstenite holds no frame (it is only handed whole ones),
+            // no message and no pending pong: start afresh to free the
+            // buffer a large frame grew, even while the next frame is
+            // partly kept in ours (a client streaming large messages has
+            // one almost always; the buffer would double what it holds).
             let config = *ctx.get_config();
             **ctx = WebSocketContext::new(Role::Server, Some(config));
             frames.retained = 0;

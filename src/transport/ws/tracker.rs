@@ -342,8 +342,15 @@ impl FrameTracker {
 
     /// Between messages, with nothing kept: tungstenite holds no frame or
     /// message either.
+    #[cfg(test)]
     pub(super) fn at_boundary(&self) -> bool {
         !self.in_unit()
+    }
+
+    /// tungstenite holds no message in progress, nor (being handed only
+    /// whole frames) any frame, whatever partial frame is kept here.
+    pub(super) fn tungstenite_idle(&self) -> bool {
+        !self.fragmented
     }
 
     /// Bytes held for unfinished units: the kept frame's buffer, bytes
