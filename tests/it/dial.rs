@@ -90,6 +90,23 @@ fn seq_client(addr: SocketAddr) -> netloom::client::Client {
         .with_packer(SeqPacker::default())
 }
 
+/// A loopback listener on its own thread: every accepted socket goes to
+/// the channel (kept open by the receiver until dropped).
+fn counting_backend() -> (SocketAddr, Receiver<std::net::TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, accepted) = unbounded();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            if tx.send(stream).is_err() {
+                return;
+            }
+        }
+    });
+    (addr, accepted)
+}
+
 /// A loopback port with nothing listening on it.
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")

@@ -3,31 +3,14 @@
 //! starts a second attempt. The backend is a `std::net` listener whose
 //! accepts are counted.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::thread;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::{Dial, Disconnect, Error, Reconnect, SeqPacker, Server, ServerHandle};
 
+use super::counting_backend;
 use crate::common::{init_logs, start, wait_until, TIMEOUT};
-
-/// A loopback listener on its own thread: every accepted socket goes to
-/// the channel (kept open by the receiver until dropped).
-fn counting_backend() -> (SocketAddr, Receiver<TcpStream>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, accepted) = unbounded();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            if tx.send(stream).is_err() {
-                return;
-            }
-        }
-    });
-    (addr, accepted)
-}
 
 /// A dialing server on two loops reporting every `on_disconnect` and
 /// every `on_reconnect`.

@@ -6,7 +6,6 @@
 //! counted; a resolver hook moves the name.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -14,24 +13,8 @@ use std::time::Duration;
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::{CloseReason, Dial, Disconnect, Reconnect, SeqPacker, Server, ServerHandle};
 
-use super::free_port;
+use super::{counting_backend, free_port};
 use crate::common::{init_logs, TIMEOUT};
-
-/// A loopback listener whose accepted sockets go to the channel.
-fn counting_backend() -> (SocketAddr, Receiver<TcpStream>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, accepted) = unbounded();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            if tx.send(stream).is_err() {
-                return;
-            }
-        }
-    });
-    (addr, accepted)
-}
 
 /// A dialing server on two loops reporting every `on_disconnect`.
 fn dialer() -> (ServerHandle, Receiver<Disconnect>) {
