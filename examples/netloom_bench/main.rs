@@ -29,6 +29,7 @@ mod load;
 mod os;
 mod rpc;
 mod rpc_clients;
+mod rpc_floor;
 mod serve;
 mod wire;
 
@@ -52,11 +53,11 @@ usage: netloom_bench <command> [options]
        [--ping-interval 10s] [--hb-check 1s] [--measure 20s] [--busy-poll DUR]
         server RSS per idle connection; with --heartbeat, server CPU with idle
         connections that ping (heartbeat off vs on; --busy-poll for netloom there)
-  rpc [--scenarios 1x1,1x16,1x256,100x1,100x16] [--kinds netloom,tokio] [--size 32]
+  rpc [--scenarios 1x1,1x16,1x256,100x1,100x16] [--kinds netloom,tokio,mio] [--size 32]
       [--duration 5s] [--warmup 1s] [--repeat R] [--server-cpus 0] [--client-cpus 1] [--out DIR]
         request/response matched by sequence number: netloom's request against a
-        tokio Framed + map-of-oneshots client, same netloom server (`serve rpc`);
-        req/s, client CPU per request, p50/p99, ratios
+        tokio Framed + map-of-oneshots client and a raw-mio floor, same netloom
+        server (`serve rpc`); req/s, client CPU per request, p50/p99, ratios
 ";
 
 fn main() {

@@ -1,6 +1,7 @@
 //! `rpc`: requests matched to replies by sequence number, netloom's
 //! `ConnHandle::request_with` against a tokio client doing the same
-//! correlation (see `rpc_clients.rs`), both against the same netloom
+//! correlation (see `rpc_clients.rs`) and the raw-mio floor
+//! (`rpc_floor.rs`), all against the same netloom
 //! server (`serve rpc`, a child pinned to the server CPUs) in one run.
 //!
 //! For each scenario (connections × requests in flight on each) and each
@@ -45,7 +46,10 @@ pub fn main(args: Args) -> Result<(), String> {
         args.str("scenarios")
             .unwrap_or("1x1,1x16,1x256,100x1,100x16"),
     )?;
-    let kinds: Vec<String> = args.list("kinds", vec!["netloom".into(), "tokio".into()])?;
+    let kinds: Vec<String> = args.list(
+        "kinds",
+        vec!["netloom".into(), "tokio".into(), "mio".into()],
+    )?;
     let size: usize = args.get("size", 32)?;
     let duration = parse_duration(args.str("duration").unwrap_or("5s"))?;
     let warmup = parse_duration(args.str("warmup").unwrap_or("1s"))?;
@@ -179,7 +183,7 @@ fn report(rows: &[Row], scenarios: &[(usize, usize)]) -> String {
         "| conns × in flight | client | req/s | client CPU/req | p50 | p99 |\n|---|---|---:|---:|---:|---:|"
     );
     for &sc in scenarios {
-        for kind in ["netloom", "tokio"] {
+        for kind in ["netloom", "tokio", "mio"] {
             let rps = pick(sc, kind, |r| r.rps);
             if rps.is_nan() {
                 continue;
@@ -198,18 +202,22 @@ fn report(rows: &[Row], scenarios: &[(usize, usize)]) -> String {
     }
     let _ = writeln!(
         out,
-        "\n| conns × in flight | CPU/req netloom/tokio | p99 netloom/tokio | req/s netloom/tokio |\n|---|---:|---:|---:|"
+        "\n| conns × in flight | CPU/req netloom/tokio | p99 netloom/tokio | req/s netloom/tokio \
+         | CPU/req netloom/mio | CPU/req tokio/mio |\n|---|---:|---:|---:|---:|---:|"
     );
     for &sc in scenarios {
-        let ratio = |f: fn(&Row) -> f64| pick(sc, "netloom", f) / pick(sc, "tokio", f);
+        let ratio = |a: &str, b: &str, f: fn(&Row) -> f64| pick(sc, a, f) / pick(sc, b, f);
+        let cpu = |r: &Row| r.cpu_us_per_req;
         let _ = writeln!(
             out,
-            "| {} × {} | {:.2} | {:.2} | {:.2} |",
+            "| {} × {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             sc.0,
             sc.1,
-            ratio(|r| r.cpu_us_per_req),
-            ratio(|r| r.p99_us),
-            ratio(|r| r.rps)
+            ratio("netloom", "tokio", cpu),
+            ratio("netloom", "tokio", |r| r.p99_us),
+            ratio("netloom", "tokio", |r| r.rps),
+            ratio("netloom", "mio", cpu),
+            ratio("tokio", "mio", cpu),
         );
     }
     out

@@ -1,4 +1,5 @@
-//! The two request/response clients `rpc` compares, doing the same work:
+//! The request/response clients `rpc` compares (the third, the raw-mio
+//! floor, is `rpc_floor.rs`), doing the same work:
 //! `conns` connections, `in_flight` requests outstanding on each at all
 //! times (a closed loop: every reply sends the next request), every reply
 //! checked against its request and timed.
@@ -23,22 +24,22 @@ use hdrhistogram::Histogram;
 use netloom::{ConnHandle, SeqPacker, Server};
 
 /// Longest a request may wait before it counts as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Message id of every request.
-const ID: u32 = 1;
+pub const ID: u32 = 1;
 
 /// What the measuring side reads while a client runs.
 pub struct Meter {
     /// Set while the measurement window is open: replies are recorded.
     measuring: AtomicBool,
     /// Set at the end: no new requests.
-    stop: AtomicBool,
+    pub stop: AtomicBool,
     replies: AtomicU64,
-    errors: AtomicU64,
+    pub errors: AtomicU64,
     /// Request chains that ended (one per outstanding request).
-    ended: AtomicU64,
+    pub ended: AtomicU64,
     hist: Mutex<Histogram<u64>>,
-    body: Bytes,
+    pub body: Bytes,
 }
 
 impl Meter {
@@ -55,7 +56,7 @@ impl Meter {
     }
 
     /// One reply came, `sent` when its request left.
-    fn reply(&self, ok: bool, sent: Instant) {
+    pub fn reply(&self, ok: bool, sent: Instant) {
         if !ok {
             self.errors.fetch_add(1, Ordering::Relaxed);
         } else if self.measuring.load(Ordering::Relaxed) {
@@ -94,7 +95,7 @@ impl Meter {
 
     /// Stop sending and wait (bounded) for the `chains` outstanding
     /// requests to end.
-    fn drain(&self, chains: u64) -> Result<(), String> {
+    pub fn drain(&self, chains: u64) -> Result<(), String> {
         self.stop.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + REQUEST_TIMEOUT + Duration::from_secs(2);
         while self.ended.load(Ordering::Relaxed) < chains {
@@ -120,6 +121,7 @@ pub fn run(
     match kind {
         "netloom" => run_netloom(addr, conns, in_flight, meter, window),
         "tokio" => run_tokio(addr, conns, in_flight, meter, window),
+        "mio" => crate::rpc_floor::run_mio(addr, conns, in_flight, meter, window),
         other => Err(format!("unknown client kind {other:?}")),
     }
 }
