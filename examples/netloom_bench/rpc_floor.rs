@@ -3,7 +3,7 @@
 //! each, every reply checked and timed, each reply sending the next
 //! request), written straight on one `mio::Poll` with nothing a library
 //! adds: per turn one `epoll_wait`, then per ready connection reads until
-//! `EWOULDBLOCK`, the replies matched by sequence number in a fixed ring
+//! a short read (edge-triggered: one `recv` per wake-up), the replies matched by sequence number in a fixed ring
 //! (no map, no timers, no callbacks), the next requests appended to one
 //! buffer and one write. What netloom and tokio spend above this is what
 //! they cost; what this spends is the kernel's share, which neither can
@@ -166,6 +166,13 @@ fn read_replies(link: &mut Link, chunk: &mut [u8], meter: &Meter, stop: bool) ->
     loop {
         match link.stream.read(chunk) {
             Ok(0) => return false,
+            // Edge-triggered: a short read drained the socket, and any
+            // later byte raises a new edge, so the read that would only
+            // say `WouldBlock` is skipped (as netloom's loop does).
+            Ok(n) if n < chunk.len() => {
+                link.input.extend_from_slice(&chunk[..n]);
+                break;
+            }
             Ok(n) => link.input.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -21,10 +21,15 @@
 //! Each timer carries the serial it was armed with: one superseded by an
 //! earlier deadline (or one that fired early, and was armed again) finds
 //! a newer serial when it fires and does nothing.
+//!
+//! The maps hash with `FxHash`: their keys (slots, this side's sequence
+//! numbers) are chosen here, never by a peer, so there is no flood to
+//! resist, and SipHash was a tenth of a request's client CPU.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
 
 use crate::codec::Message;
 use crate::config::FOREVER;
@@ -144,7 +149,7 @@ struct ConnRequests {
     generation: u32,
     /// The low bit of this side's sequence numbers (1: it dialed).
     parity: u32,
-    by_seq: HashMap<u32, Entry>,
+    by_seq: FxHashMap<u32, Entry>,
     /// The connection's timer is armed for this instant (none: no timer).
     armed: Option<Instant>,
     /// The serial of the armed timer (any other timer is superseded).
@@ -159,7 +164,7 @@ pub(crate) struct Requests {
     /// Per connection slot. An entry stays while its connection lives
     /// (with its armed timer), so a connection doing one request at a
     /// time arms a timer once per timeout, not once per request.
-    by_conn: HashMap<usize, ConnRequests>,
+    by_conn: FxHashMap<usize, ConnRequests>,
     last_seq: u32,
     /// Timers to set (drained by the reactor every turn).
     deadlines: Vec<Deadline>,
@@ -199,7 +204,7 @@ impl Requests {
         let fresh = || ConnRequests {
             generation,
             parity: u32::from(dialed),
-            by_seq: HashMap::new(),
+            by_seq: FxHashMap::default(),
             armed: None,
             serial: 0,
             timeouts_in_row: 0,
