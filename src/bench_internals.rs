@@ -121,6 +121,7 @@ impl Dispatcher {
         let app = App {
             router,
             unknown_id: config.unknown_id,
+            profiles: Vec::new(),
             hooks: Hooks::default(),
             state: Arc::default(),
         };
@@ -130,8 +131,8 @@ impl Dispatcher {
         let accept_waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
         let (tx, _rx) = crossbeam_channel::unbounded();
         let packer = ServerPacker::Length(LengthPacker::default());
-        let wire =
-            Wire::new(packer, None, None, Vec::new(), &config).map_err(std::io::Error::other)?;
+        let wire = Wire::new(packer, Vec::new(), None, None, Vec::new(), &config)
+            .map_err(std::io::Error::other)?;
         let shared = LoopShared::new(tx, waker);
         let (counters, roster) = (shared.counters.clone(), shared.roster.clone());
         let runtime = Arc::new(Runtime::new(

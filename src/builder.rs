@@ -6,12 +6,14 @@
 //! result to `server.rs`, which spawns the threads.
 
 mod group;
+mod profile;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "ws")]
 mod ws;
 
 pub use group::Group;
+pub use profile::Profile;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -77,6 +79,8 @@ pub struct Builder {
     tls: Option<TlsAcceptor>,
     /// WebSocket settings (`builder/ws.rs`).
     ws: Option<WsSettings>,
+    /// Dial profiles by name (`builder/profile.rs`).
+    profiles: Vec<(String, Profile)>,
 }
 
 impl fmt::Debug for Builder {
@@ -298,6 +302,24 @@ impl Builder {
         self
     }
 
+    /// SO_LINGER on accepted sockets and on dialed ones without a
+    /// [`Profile`]: `Some(Duration::ZERO)` resets a connection (RST) when
+    /// it closes instead of the orderly FIN. Default: `None` (the
+    /// system's behaviour).
+    pub fn linger(mut self, linger: Option<Duration>) -> Self {
+        self.config.linger = linger;
+        self
+    }
+
+    /// SO_RCVBUF and SO_SNDBUF in bytes on accepted sockets and on dialed
+    /// ones without a [`Profile`] (`None`: the system's, autotuned; the
+    /// kernel may double or clamp a size). Default: both `None`.
+    pub fn socket_buffers(mut self, recv: Option<usize>, send: Option<usize>) -> Self {
+        self.config.recv_buffer_size = recv;
+        self.config.send_buffer_size = send;
+        self
+    }
+
     /// Listen backlog. Default: 1024.
     pub fn backlog(mut self, n: u32) -> Self {
         self.config.backlog = n;
@@ -438,9 +460,8 @@ impl Builder {
             hb.ping_after = Some(after);
             hb.ping_id = ping_id;
         }
-        self.config.saturate_durations();
-        self.config.validate()?;
-        let config = self.config;
+        let mut config = self.config;
+        let (packers, routings) = profile::settle_all(self.profiles, &mut config)?;
         let packer = match self.packer {
             Some(custom) if !implements_decoding(&*custom) => {
                 return Err(Error::Config(
@@ -451,10 +472,11 @@ impl Builder {
             None => ServerPacker::Length(LengthPacker::new(config.max_body_length)),
         };
         let protocols = self.addrs.iter().map(|&(_, p)| p).collect();
-        let wire = Wire::new(packer, self.tls, self.ws, protocols, &config)?;
+        let wire = Wire::new(packer, packers, self.tls, self.ws, protocols, &config)?;
         let app = App {
             router: self.routes.build(),
             unknown_id: config.unknown_id,
+            profiles: routings,
             hooks: self.hooks,
             state: Arc::new(self.state),
         };

@@ -6,8 +6,10 @@
 
 mod dial;
 mod env;
+mod profile;
 
 pub use dial::{HealthCheck, Reconnect, WhileDown};
+pub(crate) use profile::{ProfileConfig, MAX_PROFILES, SERVER_PROFILE};
 
 use std::time::Duration;
 
@@ -70,6 +72,34 @@ pub struct Heartbeat {
     pub ping_after: Option<Duration>,
     /// Message id of the ping (see `ping_after`).
     pub ping_id: u32,
+}
+
+impl Heartbeat {
+    pub(crate) fn saturate(&mut self) {
+        self.check_interval = saturate(self.check_interval);
+        self.idle_timeout = saturate(self.idle_timeout);
+        self.ping_after = self.ping_after.map(saturate);
+    }
+
+    /// Check the numbers (the server's heartbeat and each profile's).
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |msg: &str| Err(Error::Config(msg.to_string()));
+        if self.check_interval < Duration::from_millis(1) {
+            return bad("heartbeat check_interval must be at least 1 ms");
+        }
+        // Connections keep their last-activity time as wrapping u32
+        // milliseconds; idle spans must stay well inside that range.
+        if self.idle_timeout > Duration::from_secs(24 * 24 * 3600) {
+            return bad("heartbeat idle_timeout must be at most 24 days");
+        }
+        if self.idle_timeout < self.check_interval {
+            return bad("heartbeat idle_timeout must be >= check_interval");
+        }
+        if self.ping_after.is_some_and(|p| p >= self.idle_timeout) {
+            return bad("heartbeat ping_after must be shorter than idle_timeout");
+        }
+        Ok(())
+    }
 }
 
 /// "Forever": the longest duration any setting takes (about 100 years).
@@ -136,6 +166,17 @@ pub struct Config {
     /// accepted and dialed sockets (a dialed one once it has connected).
     /// Default: `None` (off).
     pub keepalive: Option<Duration>,
+    /// SO_LINGER on accepted sockets and dialed ones (without a profile):
+    /// `Some(Duration::ZERO)` resets a connection (RST) when it is
+    /// closed instead of the orderly FIN; `None` (the default) leaves the
+    /// system's behaviour. Longer than `i32::MAX` seconds is that.
+    pub linger: Option<Duration>,
+    /// SO_RCVBUF in bytes for accepted and dialed sockets (the kernel may
+    /// double or clamp it). Default: `None` (the system's, autotuned).
+    pub recv_buffer_size: Option<usize>,
+    /// SO_SNDBUF in bytes for accepted and dialed sockets (the kernel may
+    /// double or clamp it). Default: `None` (the system's, autotuned).
+    pub send_buffer_size: Option<usize>,
     /// Listen backlog. Default: 1024.
     pub backlog: u32,
     /// How long a connection closed with unsent data may linger to flush
@@ -178,6 +219,9 @@ pub struct Config {
     /// `CloseReason::MemoryLimit`. A single frame larger than this cannot
     /// complete. Default: 64 MiB (64 slow 1 MiB bodies per loop).
     pub max_partial_bytes: usize,
+    /// The dial profiles' settings (`Builder::profile`), index `i` being
+    /// profile `i + 1`.
+    pub(crate) profiles: Vec<ProfileConfig>,
 }
 
 impl Default for Config {
@@ -196,6 +240,9 @@ impl Default for Config {
             unknown_id: UnknownIdPolicy::Drop,
             nodelay: true,
             keepalive: None,
+            linger: None,
+            recv_buffer_size: None,
+            send_buffer_size: None,
             backlog: 1024,
             close_linger: Duration::from_secs(5),
             accept_backoff_max: Duration::from_millis(500),
@@ -204,6 +251,7 @@ impl Default for Config {
             frame_timeout: Duration::from_secs(20),
             frame_min_rate: 500,
             max_partial_bytes: 64 << 20,
+            profiles: Vec::new(),
         }
     }
 }
@@ -221,11 +269,14 @@ impl Config {
         ] {
             *d = saturate(*d);
         }
-        self.keepalive = self.keepalive.map(saturate);
+        let mut socket = self.server_socket();
+        profile::saturate_socket(&mut socket);
+        (self.keepalive, self.linger) = (socket.keepalive, socket.linger);
         if let Some(hb) = &mut self.heartbeat {
-            hb.check_interval = saturate(hb.check_interval);
-            hb.idle_timeout = saturate(hb.idle_timeout);
-            hb.ping_after = hb.ping_after.map(saturate);
+            hb.saturate();
+        }
+        for p in &mut self.profiles {
+            p.saturate();
         }
     }
 
@@ -275,22 +326,14 @@ impl Config {
             return bad("max_partial_bytes must be at least 1 byte");
         }
         if let Some(hb) = &self.heartbeat {
-            if hb.check_interval < Duration::from_millis(1) {
-                return bad("heartbeat check_interval must be at least 1 ms");
-            }
-            // Connections keep their last-activity time as wrapping u32
-            // milliseconds; idle spans must stay well inside that range.
-            if hb.idle_timeout > Duration::from_secs(24 * 24 * 3600) {
-                return bad("heartbeat idle_timeout must be at most 24 days");
-            }
-            if hb.idle_timeout < hb.check_interval {
-                return bad("heartbeat idle_timeout must be >= check_interval");
-            }
-            if let Some(p) = hb.ping_after {
-                if p >= hb.idle_timeout {
-                    return bad("heartbeat ping_after must be shorter than idle_timeout");
-                }
-            }
+            hb.validate()?;
+        }
+        profile::validate_socket(&self.server_socket(), "the server")?;
+        if self.profiles.len() > MAX_PROFILES {
+            return bad("at most 255 profiles");
+        }
+        for p in &self.profiles {
+            p.validate()?;
         }
         Ok(())
     }

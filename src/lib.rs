@@ -123,7 +123,7 @@ pub mod ws;
 /// use: no need to depend on it separately.
 pub use bytes;
 
-pub use builder::{Builder, Group, Server};
+pub use builder::{Builder, Group, Profile, Server};
 pub use codec::{LengthPacker, Message, Packer, Peek, SeqPacker, TlvPacker};
 pub use config::{
     Balance, Config, HealthCheck, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown,

@@ -25,24 +25,82 @@ fn set_keepalive(stream: &mio::net::TcpStream, period: Duration) -> io::Result<(
     SockRef::from(stream).set_tcp_keepalive(&ka)
 }
 
-/// The socket options every connection gets, accepted or dialed:
-/// TCP_NODELAY when `nodelay`, SO_KEEPALIVE when `keepalive` is set. A
-/// failure is logged at debug and otherwise ignored (the connection works
-/// without them).
-pub(crate) fn tune(
-    stream: &mio::net::TcpStream,
-    peer: SocketAddr,
-    nodelay: bool,
-    keepalive: Option<Duration>,
-) {
-    if nodelay {
+/// The socket options of a connection (the server's, or its profile's),
+/// once it is accepted or has connected: TCP_NODELAY, SO_KEEPALIVE,
+/// SO_LINGER and the buffer sizes (a dialed socket had its buffers set
+/// as its connect started, in [`connect`]; setting them again is
+/// harmless).
+/// A failure is logged at debug and otherwise ignored (the connection
+/// works without them).
+pub(crate) fn tune(stream: &mio::net::TcpStream, peer: SocketAddr, options: &SocketOptions) {
+    if options.nodelay {
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
         }
     }
-    if let Some(period) = keepalive {
+    if let Some(period) = options.keepalive {
         if let Err(e) = set_keepalive(stream, period) {
             log::debug!("{peer}: cannot set SO_KEEPALIVE: {e}");
+        }
+    }
+    let sock = SockRef::from(stream);
+    if let Some(linger) = options.linger {
+        if let Err(e) = sock.set_linger(Some(linger)) {
+            log::debug!("{peer}: cannot set SO_LINGER: {e}");
+        }
+    }
+    set_buffers(&sock, peer, options);
+}
+
+fn set_buffers(sock: &SockRef<'_>, peer: SocketAddr, options: &SocketOptions) {
+    if let Some(size) = options.recv_buffer {
+        if let Err(e) = sock.set_recv_buffer_size(size) {
+            log::debug!("{peer}: cannot set SO_RCVBUF: {e}");
+        }
+    }
+    if let Some(size) = options.send_buffer {
+        if let Err(e) = sock.set_send_buffer_size(size) {
+            log::debug!("{peer}: cannot set SO_SNDBUF: {e}");
+        }
+    }
+}
+
+/// Start a non-blocking connect to `addr`, its buffer sizes set at once
+/// (the rest of the options wait for [`tune`] once it connects).
+pub(crate) fn connect(
+    addr: SocketAddr,
+    options: &SocketOptions,
+) -> io::Result<mio::net::TcpStream> {
+    let stream = mio::net::TcpStream::connect(addr)?;
+    set_buffers(&SockRef::from(&stream), addr, options);
+    Ok(stream)
+}
+
+/// Socket options of a connection (the server's, or a dial profile's:
+/// `config` holds and checks them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SocketOptions {
+    /// TCP_NODELAY.
+    pub(crate) nodelay: bool,
+    /// SO_KEEPALIVE with this idle time (and probe interval).
+    pub(crate) keepalive: Option<Duration>,
+    /// SO_LINGER: `Some(ZERO)` makes close reset the connection (RST)
+    /// instead of the orderly FIN.
+    pub(crate) linger: Option<Duration>,
+    /// SO_RCVBUF in bytes (the kernel may double or clamp it).
+    pub(crate) recv_buffer: Option<usize>,
+    /// SO_SNDBUF in bytes (the kernel may double or clamp it).
+    pub(crate) send_buffer: Option<usize>,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            nodelay: true,
+            keepalive: None,
+            linger: None,
+            recv_buffer: None,
+            send_buffer: None,
         }
     }
 }

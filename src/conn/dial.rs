@@ -47,6 +47,10 @@ pub struct Dial {
     pub(crate) timeouts_to_drop: Option<u32>,
     /// The application-level health check, if any.
     pub(crate) health: Option<HealthCheck>,
+    /// The profile named by `Dial::profile`, if any.
+    pub(crate) profile_name: Option<String>,
+    /// Its index (`Hub::dial` looks the name up; 0: the server's own).
+    pub(crate) profile: u8,
 }
 
 impl Dial {
@@ -62,6 +66,8 @@ impl Dial {
             tls: None,
             timeouts_to_drop: None,
             health: None,
+            profile_name: None,
+            profile: 0,
         }
     }
 
@@ -153,6 +159,26 @@ impl Dial {
             timeout: saturate(check.timeout),
             ..check
         });
+        self
+    }
+
+    /// Speak the protocol of the profile `name` on this connection: its
+    /// packer, routes and middleware, heartbeat and socket options (see
+    /// [`Profile`](crate::Profile), registered with
+    /// [`Builder::profile`](crate::Builder::profile)) instead of the
+    /// server's own. Every dial naming a profile shares it: nothing of it
+    /// is copied per connection. [`Hub::dial`](crate::Hub::dial) fails
+    /// with [`Error::Config`](crate::Error::Config) for a name the server
+    /// does not know.
+    ///
+    /// ```
+    /// use netloom::Dial;
+    ///
+    /// let dial = Dial::new("127.0.0.1:7000".parse().unwrap()).profile("backend");
+    /// # drop(dial);
+    /// ```
+    pub fn profile(mut self, name: impl Into<String>) -> Self {
+        self.profile_name = Some(name.into());
         self
     }
 

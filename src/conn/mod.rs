@@ -75,6 +75,10 @@ pub(crate) struct Conn {
     /// Loop clock (milliseconds, wrapping) of the peer's last byte.
     pub(crate) last_active: u32,
     pub(crate) flags: u16,
+    /// The connection's protocol: 0 for the server's own (accepted, and
+    /// dials without a profile), else the dial profile's index
+    /// (`config::ProfileConfig`).
+    pub(crate) profile: u8,
     /// What the loop's partial-frame budget counts for this connection
     /// (`Unfinished::held` when last accounted).
     pub(crate) accounted: u32,
@@ -108,6 +112,7 @@ impl Conn {
             generation,
             last_active: now,
             flags: 0,
+            profile: 0,
             accounted: 0,
             window: 0,
             partial: None,

@@ -278,7 +278,7 @@ impl ConnTable {
             return Err(self.send_error(Error::Disconnected));
         }
         self.check_high_water(key, conn, body.as_slice().len())?;
-        let protocol = conn.layer.protocol();
+        let speaks = (conn.profile, conn.layer.protocol());
         let outbound = conn.has(flag::OUTBOUND);
         let mut queue = LazyQueue {
             queue: &mut conn.queue,
@@ -288,7 +288,7 @@ impl ConnTable {
         if outbound {
             q.track_frames();
         }
-        match self.wire.queue_message(protocol, id, seq, &body, q) {
+        match self.wire.queue_message(speaks, id, seq, &body, q) {
             Ok(()) => {
                 if seq != 0 {
                     // A request or a reply: meaningless on another
@@ -469,11 +469,12 @@ impl ConnTable {
     }
 
     /// Before a batch is dispatched: `None` if connection `id` is gone or
-    /// closing, else whether its messages may be replies to its requests.
-    pub(crate) fn batch_state(&self, id: ConnId) -> Option<bool> {
+    /// closing, else whether its messages may be replies to its requests,
+    /// and its profile (whose routes take them).
+    pub(crate) fn batch_state(&self, id: ConnId) -> Option<(bool, u8)> {
         let mut slab = self.conns.borrow_mut();
         let (_, conn) = self.open_conn(&mut slab, id)?;
-        Some(conn.has(flag::AWAITING))
+        Some((conn.has(flag::AWAITING), conn.profile))
     }
 
     /// Bytes queued on the connection at `key` (0 if it is gone).

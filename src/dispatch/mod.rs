@@ -30,14 +30,26 @@ use context::{Context, Session};
 use hooks::Hooks;
 use router::Router;
 
-/// The application a server runs: routes, the unknown-id policy, hooks,
-/// and the shared state (each loop's `LoopCore` holds it too, so that a
-/// `Session` reaches it through the loop it already points to).
+/// The application a server runs: routes with their unknown-id policy
+/// (the server's, then each dial profile's), hooks, and the shared state
+/// (each loop's `LoopCore` holds it too, so that a `Session` reaches it
+/// through the loop it already points to).
 pub(crate) struct App {
+    /// The server's own routes (profile 0).
     pub(crate) router: Router,
     pub(crate) unknown_id: UnknownIdPolicy,
+    /// Each dial profile's routes: index `i` is profile `i + 1`.
+    pub(crate) profiles: Vec<Routing>,
     pub(crate) hooks: Hooks,
     pub(crate) state: Arc<StateMap>,
+}
+
+/// A dial profile's routes and unknown-id policy. Its middleware is in
+/// its routes' chains; the server's global middleware and groups are not.
+#[derive(Default)]
+pub(crate) struct Routing {
+    pub(crate) router: Router,
+    pub(crate) unknown_id: UnknownIdPolicy,
 }
 
 impl App {
@@ -46,8 +58,15 @@ impl App {
     /// closing.
     pub(crate) fn dispatch(&self, core: &LoopCore, key: usize, generation: u32, batch: &Batch) {
         let me = core.table.id(key, generation);
-        let Some(awaiting) = core.table.batch_state(me) else {
+        let Some((awaiting, profile)) = core.table.batch_state(me) else {
             return;
+        };
+        let (router, unknown_id) = match (profile as usize).checked_sub(1) {
+            None => (&self.router, self.unknown_id),
+            Some(i) => match self.profiles.get(i) {
+                Some(p) => (&p.router, p.unknown_id),
+                None => return,
+            },
         };
         lend(core, me, |id, peer, data| {
             // One `Context` for the whole batch: per message only its id,
@@ -88,57 +107,57 @@ impl App {
                 if !ctx.values.is_empty() {
                     ctx.values.clear();
                 }
-                self.handle(&mut ctx);
+                handle(router, unknown_id, &mut ctx);
             }
         });
     }
+}
 
-    /// Run the message in `ctx` through its route.
-    #[inline]
-    fn handle(&self, ctx: &mut Context<'_>) {
-        let core = ctx.session.core;
-        let (me, msg_id) = (ctx.session.id, ctx.id);
-        let Some(route) = self.router.get(msg_id) else {
-            Counters::add(&core.table.counters().unknown_ids, 1);
-            match self.unknown_id {
-                UnknownIdPolicy::Drop => {
-                    let (id, peer) = (ctx.session.id, ctx.session.peer);
-                    log::debug!("conn {id} ({peer}): no route for message id {msg_id}; dropped")
-                }
-                UnknownIdPolicy::Close => {
-                    let reason = CloseReason::UnknownId(msg_id);
-                    core.table.close_with(me, reason, None)
-                }
+/// Run the message in `ctx` through its route in `router`.
+#[inline]
+fn handle(router: &Router, unknown_id: UnknownIdPolicy, ctx: &mut Context<'_>) {
+    let core = ctx.session.core;
+    let (me, msg_id) = (ctx.session.id, ctx.id);
+    let Some(route) = router.get(msg_id) else {
+        Counters::add(&core.table.counters().unknown_ids, 1);
+        match unknown_id {
+            UnknownIdPolicy::Drop => {
+                let (id, peer) = (ctx.session.id, ctx.session.peer);
+                log::debug!("conn {id} ({peer}): no route for message id {msg_id}; dropped")
             }
-            return;
-        };
-        let result = catch_unwind(AssertUnwindSafe(|| route.call(ctx)));
-        let (id, peer) = (&ctx.session.id, &ctx.session.peer);
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                Counters::add(&core.table.counters().handler_errors, 1);
-                // A peer that does not read makes every reply fail: say so
-                // once per connection, not once per message.
-                let refused = matches!(e.downcast_ref::<Error>(), Some(Error::BufferFull));
-                if refused && !core.table.first_refusal(me) {
-                    log::debug!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
-                } else if refused {
-                    log::warn!(
-                        "conn {id} ({peer}): handler for message {msg_id} failed: {e} \
-                         (further refused sends on this connection are logged at debug)"
-                    );
-                } else {
-                    log::warn!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
-                }
+            UnknownIdPolicy::Close => {
+                let reason = CloseReason::UnknownId(msg_id);
+                core.table.close_with(me, reason, None)
             }
-            Err(panic) => {
-                log::error!(
-                    "conn {id} ({peer}): handler for message {msg_id} panicked: {}",
-                    panic_message(&*panic)
+        }
+        return;
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| route.call(ctx)));
+    let (id, peer) = (&ctx.session.id, &ctx.session.peer);
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            Counters::add(&core.table.counters().handler_errors, 1);
+            // A peer that does not read makes every reply fail: say so
+            // once per connection, not once per message.
+            let refused = matches!(e.downcast_ref::<Error>(), Some(Error::BufferFull));
+            if refused && !core.table.first_refusal(me) {
+                log::debug!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
+            } else if refused {
+                log::warn!(
+                    "conn {id} ({peer}): handler for message {msg_id} failed: {e} \
+                     (further refused sends on this connection are logged at debug)"
                 );
-                core.table.close_with(me, CloseReason::HandlerPanic, None);
+            } else {
+                log::warn!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
             }
+        }
+        Err(panic) => {
+            log::error!(
+                "conn {id} ({peer}): handler for message {msg_id} panicked: {}",
+                panic_message(&*panic)
+            );
+            core.table.close_with(me, CloseReason::HandlerPanic, None);
         }
     }
 }

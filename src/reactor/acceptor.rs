@@ -140,7 +140,7 @@ impl Acceptor {
             self.log_rejected(peer);
             return;
         }
-        crate::sys::tune(&stream, peer, config.nodelay, config.keepalive);
+        crate::sys::tune(&stream, peer, &config.server_socket());
         let index = match config.balance {
             Balance::RoundRobin => {
                 let i = self.next % server.loops.len();

@@ -76,10 +76,15 @@ impl Hub {
     /// # server.shutdown(Duration::from_secs(1))?;
     /// # Ok::<(), netloom::Error>(())
     /// ```
-    pub fn dial(&self, dial: Dial) -> Result<ConnHandle> {
+    pub fn dial(&self, mut dial: Dial) -> Result<ConnHandle> {
         let runtime = &self.runtime;
         if runtime.is_shut_down() {
             return Err(Error::ShutDown);
+        }
+        if let Some(name) = &dial.profile_name {
+            dial.profile = runtime.config.profile_index(name).ok_or_else(|| {
+                Error::Config(format!("Dial::profile: the server has no profile {name:?}"))
+            })?;
         }
         if let Some(policy) = &dial.reconnect {
             policy.validate()?;
@@ -97,7 +102,7 @@ impl Hub {
             }
         }
         if (dial.timeouts_to_drop.is_some() || dial.health.is_some())
-            && !runtime.wire.may_carry_seq()
+            && !runtime.wire.packer_carries_seq(dial.profile)
         {
             return Err(Error::NoSeq);
         }

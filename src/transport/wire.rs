@@ -1,26 +1,44 @@
-//! [`Wire`]: the server-wide layer settings, and the one place where a
-//! message is encoded for a connection's protocol.
+//! [`Wire`]: the server-wide layer settings and the packer of each
+//! profile, and the one place where a message is encoded for a
+//! connection's protocol.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{tls, ws, Layer, Protocol};
 use crate::buf::queue::{SharedFrame, WriteQueue};
 use crate::buf::Payload;
 use crate::codec::ServerPacker;
-use crate::config::Config;
+use crate::config::{Config, SERVER_PROFILE};
 use crate::error::{CloseReason, PackError, Result};
 
-/// How messages travel on this server's connections: the packer, TLS and
-/// WebSocket settings, and the protocols its listeners speak.
+/// How messages travel on this server's connections: the packers (the
+/// server's, then each dial profile's), TLS and WebSocket settings, and
+/// the protocols its listeners speak.
 pub(crate) struct Wire {
-    packer: ServerPacker,
-    /// The packer carries a message's sequence number (asked once:
-    /// `Packer::carries_seq`).
-    packer_carries_seq: bool,
+    /// By profile index (0: the server's own); never empty.
+    packers: Vec<ProfilePacker>,
     tls: Option<tls::TlsAcceptor>,
     ws: Option<ws::WsSettings>,
     /// The protocols of the server's listeners (each once).
     listening: Vec<Protocol>,
+}
+
+/// One profile's packer.
+struct ProfilePacker {
+    packer: ServerPacker,
+    /// It carries a message's sequence number (asked once:
+    /// `Packer::carries_seq`).
+    carries_seq: bool,
+}
+
+impl ProfilePacker {
+    fn new(packer: ServerPacker) -> Self {
+        let carries_seq = ask_carries_seq(&packer);
+        ProfilePacker {
+            packer,
+            carries_seq,
+        }
+    }
 }
 
 impl Wire {
@@ -33,6 +51,7 @@ impl Wire {
     /// limit.
     pub(crate) fn new(
         packer: ServerPacker,
+        profiles: Vec<ServerPacker>,
         tls: Option<tls::TlsAcceptor>,
         ws: Option<ws::WsSettings>,
         mut listening: Vec<Protocol>,
@@ -44,35 +63,51 @@ impl Wire {
         if let Some(ws) = &mut ws {
             ws.validate(config)?;
         }
-        let packer_carries_seq = ask_carries_seq(&packer);
+        let packers = std::iter::once(packer)
+            .chain(profiles)
+            .map(ProfilePacker::new)
+            .collect();
         Ok(Wire {
-            packer,
-            packer_carries_seq,
+            packers,
             tls,
             ws,
             listening,
         })
     }
 
-    /// The packer.
-    pub(crate) fn packer(&self) -> &ServerPacker {
-        &self.packer
+    /// The packer of `profile` (the server's for an index it does not
+    /// have, which a connection never carries).
+    #[inline]
+    fn profile(&self, profile: u8) -> &ProfilePacker {
+        let i = profile as usize;
+        self.packers.get(i).unwrap_or(&self.packers[0])
     }
 
-    /// Whether a connection speaking `protocol` carries sequence numbers,
-    /// which requests need to find their replies.
-    pub(crate) fn carries_seq(&self, protocol: Protocol) -> bool {
-        self.packer_carries_seq
+    /// The packer of a connection of `profile`.
+    #[inline]
+    pub(crate) fn packer(&self, profile: u8) -> &ServerPacker {
+        &self.profile(profile).packer
+    }
+
+    /// Whether a connection of `profile` speaking `protocol` carries
+    /// sequence numbers, which requests need to find their replies.
+    pub(crate) fn carries_seq(&self, profile: u8, protocol: Protocol) -> bool {
+        self.packer_carries_seq(profile)
             && match protocol {
                 Protocol::Raw => true,
                 Protocol::WebSocket => self.ws.as_ref().is_some_and(|ws| ws.carries_seq()),
             }
     }
 
+    /// Whether the packer of `profile` carries sequence numbers.
+    pub(crate) fn packer_carries_seq(&self, profile: u8) -> bool {
+        self.profile(profile).carries_seq
+    }
+
     /// Whether any connection can carry sequence numbers (no: a request
     /// fails before it reaches a loop).
     pub(crate) fn may_carry_seq(&self) -> bool {
-        self.packer_carries_seq
+        self.packers.iter().any(|p| p.carries_seq)
     }
 
     /// The WebSocket settings, on a server with WebSocket listeners.
@@ -98,53 +133,61 @@ impl Wire {
         self.tls.is_some() || protocol != Protocol::Raw
     }
 
-    /// Encode one message for a connection speaking `protocol`.
+    /// Encode one message for a connection of `profile` speaking
+    /// `protocol` (WebSocket is the server's own protocol's: dialed
+    /// connections speak `Raw`).
     #[inline]
     pub(crate) fn encode(
         &self,
-        protocol: Protocol,
+        (profile, protocol): Speaks,
         id: u32,
         seq: u32,
         body: &[u8],
         out: &mut BytesMut,
     ) -> std::result::Result<(), PackError> {
+        let packer = self.packer(profile);
         match (protocol, &self.ws) {
-            (Protocol::Raw, _) => self.packer.encode(id, seq, body, out),
-            (Protocol::WebSocket, Some(ws)) => ws.encode(&self.packer, id, seq, body, out),
+            (Protocol::Raw, _) => packer.encode(id, seq, body, out),
+            (Protocol::WebSocket, Some(ws)) => ws.encode(packer, id, seq, body, out),
             (Protocol::WebSocket, None) => Err(PackError::Malformed(
                 "no WebSocket listener on this server".into(),
             )),
         }
     }
 
-    /// Queue one message on a connection speaking `protocol`: a large
-    /// shared body by reference when the packer can frame it so, anything
-    /// else encoded into the queue. Nothing is queued on error.
+    /// Queue one message on a connection of `profile` speaking
+    /// `protocol`: a large shared body by reference when the packer can
+    /// frame it so, anything else encoded into the queue. Nothing is
+    /// queued on error.
     #[inline]
     pub(crate) fn queue_message(
         &self,
-        protocol: Protocol,
+        speaks: Speaks,
         id: u32,
         seq: u32,
         body: &Payload<'_>,
         queue: &mut WriteQueue,
     ) -> std::result::Result<(), PackError> {
-        if let (Some(shared), Protocol::Raw) = (body.shareable(), protocol) {
+        if let (Some(shared), (profile, Protocol::Raw)) = (body.shareable(), speaks) {
             let framed = queue.encode_around(shared.clone(), |before, after| {
-                self.packer
+                self.packer(profile)
                     .encode_around(id, seq, shared.len(), before, after)
             })?;
             if framed {
                 return Ok(());
             }
         }
-        queue.encode_with(|out| self.encode(protocol, id, seq, body.as_slice(), out))
+        queue.encode_with(|out| self.encode(speaks, id, seq, body.as_slice(), out))
     }
 
     /// Encode one message once for every protocol the server listens with
     /// (a broadcast: every recipient's queue shares it), and with
     /// `dialed` for dialed connections too, which speak `Raw` whatever the
     /// listeners speak (a server that only dials has no listener at all).
+    /// With `dialed` on a server with dial profiles, the message is kept
+    /// as it is as well: a recipient of a profile has it encoded by its
+    /// own packer, on its loop (`Encoded::message`), so that a message
+    /// for the server's clients pays for no profile's packer.
     pub(crate) fn encode_all(
         &self,
         id: u32,
@@ -165,6 +208,13 @@ impl Wire {
                 Protocol::WebSocket => encoded.ws = Some(frame),
             }
         }
+        if dialed && self.packers.len() > 1 {
+            let body = match body.shareable() {
+                Some(shared) => shared.clone(),
+                None => Bytes::copy_from_slice(body.as_slice()),
+            };
+            encoded.message = Some(Box::new((id, seq, body)));
+        }
         Ok(encoded)
     }
 
@@ -177,10 +227,13 @@ impl Wire {
     ) -> std::result::Result<SharedFrame, PackError> {
         if let (Some(shared), Protocol::Raw) = (body.shareable(), protocol) {
             let (mut head, mut tail) = (BytesMut::new(), BytesMut::new());
-            if self
-                .packer
-                .encode_around(id, seq, shared.len(), &mut head, &mut tail)?
-            {
+            if self.packer(SERVER_PROFILE).encode_around(
+                id,
+                seq,
+                shared.len(),
+                &mut head,
+                &mut tail,
+            )? {
                 return Ok(SharedFrame {
                     head: head.freeze(),
                     body: shared.clone(),
@@ -190,7 +243,7 @@ impl Wire {
         }
         let body = body.as_slice();
         let mut out = BytesMut::with_capacity(body.len() + 16);
-        self.encode(protocol, id, seq, body, &mut out)?;
+        self.encode((SERVER_PROFILE, protocol), id, seq, body, &mut out)?;
         Ok(SharedFrame {
             head: out.freeze(),
             ..SharedFrame::default()
@@ -210,15 +263,23 @@ fn ask_carries_seq(packer: &ServerPacker) -> bool {
     })
 }
 
+/// What a connection speaks: its profile (0: the server's own) and
+/// protocol.
+pub(crate) type Speaks = (u8, Protocol);
+
 /// One message encoded for each protocol the server listens with.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Encoded {
     raw: Option<SharedFrame>,
     ws: Option<SharedFrame>,
+    /// The message itself (id, seq, body), for recipients of a dial
+    /// profile, which their own packer encodes (see `Wire::encode_all`).
+    message: Option<Box<(u32, u32, Bytes)>>,
 }
 
 impl Encoded {
-    /// The frame for a connection speaking `protocol`.
+    /// The frame for a connection of the server's own protocol speaking
+    /// `protocol` (a recipient of a dial profile gets [`message`](Self::message)).
     pub(crate) fn get(&self, protocol: Protocol) -> Option<&SharedFrame> {
         match protocol {
             Protocol::Raw => self.raw.as_ref(),
@@ -226,13 +287,22 @@ impl Encoded {
         }
     }
 
+    /// The message (id, seq, body) for a recipient of a dial profile:
+    /// `None` unless the server has profiles and the recipients may be
+    /// dialed connections.
+    pub(crate) fn message(&self) -> Option<&(u32, u32, Bytes)> {
+        self.message.as_deref()
+    }
+
     /// Bytes held (charged to a loop's inbox budget). A body shared by
-    /// both protocols' frames is counted twice: an upper bound.
+    /// both protocols' frames (and the message) is counted each time: an
+    /// upper bound.
     pub(crate) fn len(&self) -> usize {
-        [&self.raw, &self.ws]
+        let frames: usize = [&self.raw, &self.ws]
             .into_iter()
             .flatten()
             .map(SharedFrame::len)
-            .sum()
+            .sum();
+        frames + self.message.as_ref().map_or(0, |m| m.2.len())
     }
 }

@@ -29,7 +29,7 @@ impl ConnTable {
         let Some((key, conn)) = self.open_conn(&mut slab, to) else {
             return Err(self.send_error(Error::Closed));
         };
-        if !self.wire.carries_seq(conn.layer.protocol()) {
+        if !self.wire.carries_seq(conn.profile, conn.layer.protocol()) {
             return Err(self.send_error(Error::NoSeq));
         }
         conn.set(flag::AWAITING);
@@ -91,7 +91,7 @@ mod tests {
     fn table() -> ConnTable {
         let config = Config::default();
         let packer = ServerPacker::Custom(Box::new(SeqPacker::default()));
-        let wire = Wire::new(packer, None, None, Vec::new(), &config).unwrap();
+        let wire = Wire::new(packer, Vec::new(), None, None, Vec::new(), &config).unwrap();
         ConnTable::new(
             1,
             0,

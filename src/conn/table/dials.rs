@@ -20,6 +20,7 @@ impl ConnTable {
         let generation = self.next_generation();
         let mut conn = Conn::new(None, spec.addr, generation, 0, Default::default());
         conn.set(flag::OUTBOUND);
+        conn.profile = spec.profile;
         let key = self.insert(conn);
         self.dials.borrow_mut().insert(key, DialState::new(spec));
         let id = self.id(key, generation);

@@ -3,6 +3,8 @@
 //! refusal logs.
 
 use super::ConnTable;
+use crate::buf::Payload;
+use crate::config::SERVER_PROFILE;
 use crate::conn::{flag, Conn};
 use crate::error::{Error, PackError};
 use crate::id::ConnId;
@@ -13,19 +15,38 @@ impl ConnTable {
     /// loop; each gets the frame for its protocol, shared). An id that is
     /// closed, stale or over its high-water mark misses it, counted in
     /// `send_errors`, as a broadcast's recipient does.
+    /// A recipient of a dial profile has the message encoded by its own
+    /// packer (`Encoded::message`), after the others.
     pub(crate) fn send_encoded(&self, ids: &[ConnId], encoded: &Encoded) {
+        let mut own_packer = Vec::new();
         let mut slab = self.conns.borrow_mut();
         for to in ids {
             let Some((key, conn)) = self.open_conn(&mut slab, *to) else {
                 self.send_error(Error::Closed);
                 continue;
             };
+            if conn.profile != SERVER_PROFILE {
+                own_packer.push(*to);
+                continue;
+            }
             if conn.stream.is_none() && self.refuses_while_down(key) {
                 self.send_error(Error::Disconnected);
                 continue;
             }
             match encoded.get(conn.layer.protocol()) {
                 Some(frame) => self.push_shared(key, conn, frame),
+                None => {
+                    self.send_error(Error::Closed);
+                }
+            }
+        }
+        drop(slab);
+        for to in own_packer {
+            match encoded.message() {
+                // `send` counts its own errors.
+                Some((id, seq, body)) => {
+                    let _ = self.send(to, *id, *seq, Payload::Shared(body.clone()));
+                }
                 None => {
                     self.send_error(Error::Closed);
                 }

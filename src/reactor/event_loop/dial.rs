@@ -53,7 +53,9 @@ impl EventLoop {
                 return;
             }
         };
-        let connected = mio::net::TcpStream::connect(addr).and_then(|mut stream| {
+        let profile = table.conns.borrow().get(key).map_or(0, |c| c.profile);
+        let options = core.runtime.config.socket_of(profile);
+        let connected = crate::sys::connect(addr, &options).and_then(|mut stream| {
             let interest = Interest::READABLE | Interest::WRITABLE;
             self.poll
                 .registry()
@@ -160,7 +162,7 @@ impl EventLoop {
             conn.unset(flag::CONNECTING);
             conn.last_active = self.timers.now32();
             if let Some(stream) = &conn.stream {
-                crate::sys::tune(stream, conn.peer, config.nodelay, config.keepalive);
+                crate::sys::tune(stream, conn.peer, &config.socket_of(conn.profile));
             }
             table.mark_dirty(key, conn);
             match layer {

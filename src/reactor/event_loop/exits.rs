@@ -41,13 +41,14 @@ fn one_loop() -> (EventLoop, Arc<Runtime>, Receiver<CloseReason>) {
     let accept_waker = mio::Waker::new(accept_poll.registry(), mio::Token(0)).unwrap();
     let (tx, inbox) = unbounded();
     let packer = ServerPacker::Length(LengthPacker::default());
-    let wire = Wire::new(packer, None, None, Vec::new(), &config).unwrap();
+    let wire = Wire::new(packer, Vec::new(), None, None, Vec::new(), &config).unwrap();
     let shared = vec![LoopShared::new(tx, waker)];
     let runtime = Arc::new(Runtime::new(config, Arc::new(wire), shared, accept_waker));
     let (closed_tx, closed) = unbounded();
     let app = App {
         router: Default::default(),
         unknown_id: Default::default(),
+        profiles: Vec::new(),
         hooks: Hooks {
             on_close: Some(Box::new(move |_, reason| {
                 let _ = closed_tx.send(reason.clone());

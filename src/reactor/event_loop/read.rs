@@ -163,6 +163,7 @@ impl EventLoop {
     fn decode(&mut self, key: usize, conn: &mut Conn, n: usize, direct: bool) -> Decoded {
         let table = &self.core.table;
         let outbound = conn.has(flag::OUTBOUND);
+        let packer = table.wire().packer(conn.profile);
         let Conn {
             partial,
             layer,
@@ -175,7 +176,7 @@ impl EventLoop {
         let mut wants_write = false;
         let plain = &mut self.plain;
         let result = self.reader.decode(
-            table.wire().packer(),
+            packer,
             partial,
             &table.pool,
             n,

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::EventLoop;
-use crate::config::Config;
+use crate::config::{Config, Heartbeat};
 use crate::conn::{flag, Conn};
 use crate::error::{CloseReason, Error};
 use crate::stats::Counters;
@@ -71,7 +71,7 @@ impl Timers {
     pub(super) fn new(config: &Config) -> Timers {
         let mut tick = MAX_TICK;
         let mut longest = config.close_linger.max(config.handshake_timeout);
-        if let Some(hb) = &config.heartbeat {
+        for hb in config.heartbeats() {
             tick = tick.min(hb.check_interval);
             longest = longest.max(hb.idle_timeout);
         }
@@ -372,10 +372,17 @@ impl EventLoop {
         }
     }
 
+    /// The heartbeat of the connection at `key` (its profile's, or the
+    /// server's), if it has one.
+    fn heartbeat_of(&self, key: usize) -> Option<Heartbeat> {
+        let profile = self.core.table.conns.borrow().get(key)?.profile;
+        self.core.runtime.config.heartbeat_of(profile).copied()
+    }
+
     /// The first heartbeat check of a connection that just opened (accepted,
     /// or dialed and connected: again after every reconnect).
     pub(super) fn start_heartbeat(&mut self, key: usize, generation: u32) {
-        if let Some(hb) = &self.core.runtime.config.heartbeat {
+        if let Some(hb) = self.heartbeat_of(key) {
             let first = hb.ping_after.unwrap_or(hb.idle_timeout);
             self.schedule(key, generation, first, TimerKind::Idle);
         }
@@ -383,12 +390,8 @@ impl EventLoop {
 
     /// A heartbeat check: kick, ping, or reschedule.
     fn heartbeat(&mut self, t: Timer) {
-        let Some(hb) = self.core.runtime.config.heartbeat else {
-            return;
-        };
         let key = t.key as usize;
-        let idle_timeout = hb.idle_timeout.as_millis() as u64;
-        let (idle, pinged) = {
+        let (idle, pinged, hb) = {
             let slab = self.core.table.conns.borrow();
             match slab.get(key) {
                 // A dialed connection's heartbeat starts on every open
@@ -398,14 +401,19 @@ impl EventLoop {
                         && !c.has(flag::CLOSING | flag::CONNECTING)
                         && c.stream.is_some() =>
                 {
+                    let Some(hb) = self.core.runtime.config.heartbeat_of(c.profile) else {
+                        return;
+                    };
                     (
                         u64::from(self.timers.now32().wrapping_sub(c.last_active)),
                         c.has(flag::PINGED),
+                        *hb,
                     )
                 }
                 _ => return,
             }
         };
+        let idle_timeout = hb.idle_timeout.as_millis() as u64;
         let table = &self.core.table;
         if idle >= idle_timeout {
             log::debug!(
