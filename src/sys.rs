@@ -139,3 +139,34 @@ pub(crate) fn read_into_spare(
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tune_sets_every_option_it_is_given() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let options = SocketOptions {
+            nodelay: true,
+            keepalive: Some(Duration::from_secs(30)),
+            linger: Some(Duration::ZERO),
+            recv_buffer: Some(64 << 10),
+            send_buffer: Some(96 << 10),
+        };
+        let stream = connect(addr, &options).unwrap();
+        let sock = SockRef::from(&stream);
+        // The kernel may double a buffer size, never shrink it below.
+        assert!(sock.recv_buffer_size().unwrap() >= 64 << 10);
+        assert!(sock.send_buffer_size().unwrap() >= 96 << 10);
+        let _accepted = listener.accept().unwrap();
+        tune(&stream, addr, &options);
+        assert!(sock.tcp_nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.linger().unwrap(), Some(Duration::ZERO));
+        let plain = mio::net::TcpStream::connect(addr).unwrap();
+        tune(&plain, addr, &SocketOptions::default());
+        assert_eq!(SockRef::from(&plain).linger().unwrap(), None);
+    }
+}
