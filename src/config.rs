@@ -6,9 +6,12 @@
 
 mod dial;
 mod env;
+mod pool;
 mod profile;
 
+pub(crate) use dial::Jitter;
 pub use dial::{HealthCheck, Reconnect, WhileDown};
+pub use pool::PoolConfig;
 pub(crate) use profile::{ProfileConfig, MAX_PROFILES, SERVER_PROFILE};
 
 use std::time::Duration;

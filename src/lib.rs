@@ -126,8 +126,8 @@ pub use bytes;
 pub use builder::{Builder, Group, Profile, Server};
 pub use codec::{LengthPacker, Message, Packer, Peek, SeqPacker, TlvPacker};
 pub use config::{
-    Balance, Config, HealthCheck, Heartbeat, Reconnect, SlowPeerPolicy, UnknownIdPolicy, WhileDown,
-    FOREVER,
+    Balance, Config, HealthCheck, Heartbeat, PoolConfig, Reconnect, SlowPeerPolicy,
+    UnknownIdPolicy, WhileDown, FOREVER,
 };
 pub use conn::dial::Dial;
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
@@ -136,7 +136,7 @@ pub use dispatch::middleware::Next;
 pub use error::{CloseReason, Error, PackError, Result};
 pub use ext::Extensions;
 pub use id::ConnId;
-pub use runtime::{ConnHandle, Hub, PendingReply, Receipt, Responder};
+pub use runtime::{ConnHandle, Hub, PendingReply, Pool, PoolStats, Pooled, Receipt, Responder};
 pub use server::{ServerHandle, ShutdownHandle};
 pub use stats::Stats;
 #[cfg(feature = "tls")]

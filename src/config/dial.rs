@@ -134,6 +134,36 @@ pub enum WhileDown {
     Refuse,
 }
 
+/// Where in a reconnect delay's jitter band the next one falls: a small
+/// xorshift, seeded per loop (no crate needed for spreading delays).
+#[derive(Debug)]
+pub(crate) struct Jitter(u64);
+
+impl Jitter {
+    pub(crate) fn new(seed: u64) -> Self {
+        Jitter(seed | 1)
+    }
+
+    /// A number in `-1.0..=1.0`.
+    pub(crate) fn next(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
+
+impl Default for Jitter {
+    fn default() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Jitter::new(now.as_nanos() as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,6 +51,9 @@ pub struct Dial {
     pub(crate) profile_name: Option<String>,
     /// Its index (`Hub::dial` looks the name up; 0: the server's own).
     pub(crate) profile: u8,
+    /// Told when the connection opens and when it is closed for good (the
+    /// pool's members).
+    pub(crate) watch: Option<Watch>,
 }
 
 impl Dial {
@@ -68,6 +71,7 @@ impl Dial {
             health: None,
             profile_name: None,
             profile: 0,
+            watch: None,
         }
     }
 
@@ -191,6 +195,18 @@ impl Dial {
     /// The host name and port dialed, for a [`host`](Self::host) dial.
     pub fn host_name(&self) -> Option<(&str, u16)> {
         self.host.as_ref().map(|(h, p)| (h.as_str(), *p))
+    }
+}
+
+/// What netloom's own holder of a dial (the pool) learns of it, on the
+/// connection's loop: `true` when it opens, `false` when it is closed for
+/// good. It must not block or call back into the loop.
+#[derive(Clone)]
+pub(crate) struct Watch(pub(crate) Arc<dyn Fn(bool) + Send + Sync>);
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Watch")
     }
 }
 

@@ -32,12 +32,12 @@ use mio::{Events, Poll, Token};
 
 use crate::buf::Payload;
 use crate::codec::reader::FrameReader;
+use crate::config::Jitter;
 use crate::conn::flag;
 use crate::conn::table::ConnTable;
 use crate::dispatch::App;
 use crate::error::{panic_message, CloseReason};
 use crate::runtime::{start_request_on as start_on, Command, CurrentLoop, LoopCore, Runtime};
-use dial::Jitter;
 use timers::Timers;
 
 /// The token of each loop's waker.

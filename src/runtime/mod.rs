@@ -10,6 +10,7 @@
 mod dial;
 mod handle;
 pub(crate) mod local;
+mod pool;
 mod receipt;
 mod request;
 #[cfg(feature = "ws")]
@@ -17,6 +18,7 @@ mod ws;
 
 pub use handle::{ConnHandle, Hub};
 pub(crate) use local::{with_current, CurrentLoop, LoopCore};
+pub use pool::{Pool, PoolStats, Pooled};
 pub use receipt::Receipt;
 pub(crate) use request::start_on as start_request_on;
 pub use request::{PendingReply, Responder};

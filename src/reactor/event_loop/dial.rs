@@ -4,8 +4,6 @@
 //! user data and handles; it drops its socket, fails its waiting requests,
 //! and connects again after the policy's backoff.
 
-use std::time::Duration;
-
 use mio::{Interest, Token};
 
 use super::timers::TimerKind;
@@ -190,7 +188,7 @@ impl EventLoop {
     pub(super) fn opened(&mut self, key: usize, generation: u32) {
         let core = self.core.clone();
         let table = &core.table;
-        let (first, attempt) = {
+        let (first, attempt, watch) = {
             let mut dials = table.dials.borrow_mut();
             let Some(dial) = dials.get_mut(&key) else {
                 return;
@@ -200,9 +198,12 @@ impl EventLoop {
             dial.addrs.clear();
             let first = !dial.opened;
             dial.opened = true;
-            (first, attempt)
+            (first, attempt, dial.spec.watch.clone())
         };
         Counters::add(&table.counters().connects, 1);
+        if let Some(watch) = watch {
+            (watch.0)(true);
+        }
         self.start_heartbeat(key, generation);
         self.start_health(key, generation);
         if first {
@@ -344,35 +345,5 @@ impl EventLoop {
         if let Some(key) = table.down_dial(table.id(key, generation)) {
             self.start_connect(key);
         }
-    }
-}
-
-/// Where in a reconnect delay's jitter band the next one falls: a small
-/// xorshift, seeded per loop (no crate needed for spreading delays).
-#[derive(Debug)]
-pub(super) struct Jitter(u64);
-
-impl Jitter {
-    pub(super) fn new(seed: u64) -> Self {
-        Jitter(seed | 1)
-    }
-
-    /// A number in `-1.0..=1.0`.
-    fn next(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-}
-
-impl Default for Jitter {
-    fn default() -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        Jitter::new(now.as_nanos() as u64)
     }
 }

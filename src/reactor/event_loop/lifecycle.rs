@@ -92,6 +92,9 @@ impl EventLoop {
     pub(super) fn finalize(&mut self, key: usize) {
         let core = self.core.clone();
         let table = &core.table;
+        let watch = (table.dials.borrow())
+            .get(&key)
+            .and_then(|d| d.spec.watch.clone());
         let outbound = {
             let slab = table.conns.borrow();
             let Some(conn) = slab.get(key) else {
@@ -159,6 +162,9 @@ impl EventLoop {
             data: &mut data,
         };
         self.app.hooks.close(&mut session, &reason);
+        if let Some(watch) = watch {
+            (watch.0)(false);
+        }
     }
 
     /// Read and drop what the peer sent that nobody will handle, so that

@@ -33,6 +33,8 @@ fn example(name: &str) -> PathBuf {
                 "rpc_server",
                 "--example",
                 "rpc_client",
+                "--example",
+                "pool_client",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         // A build past its limit panics in `run_bounded`: kept as the
@@ -47,7 +49,7 @@ fn example(name: &str) -> PathBuf {
         }
     });
     if let Err(e) = built {
-        panic!("cargo build --example rpc_server --example rpc_client failed: {e}");
+        panic!("cargo build of the rpc and pool examples failed: {e}");
     }
     crate::common::peers::target_dir()
         .join("debug/examples")
@@ -71,8 +73,8 @@ fn rpc_client(args: &[&str]) -> Output {
     run_bounded(client, TIMEOUT * 3)
 }
 
-#[test]
-fn rpc_client_against_rpc_server_checks_every_reply_and_shows_timeouts() {
+/// `rpc_server` on an ephemeral port: the process and its address.
+fn rpc_server() -> (Reaped, String) {
     let server = Command::new(example("rpc_server"))
         .arg("127.0.0.1:0")
         .stdout(Stdio::piped())
@@ -95,8 +97,14 @@ fn rpc_client_against_rpc_server_checks_every_reply_and_shows_timeouts() {
         .recv_timeout(TIMEOUT)
         .expect("rpc_server printed no line within TIMEOUT")
         .expect("read rpc_server's stdout");
-    let addr = first.rsplit(' ').next().unwrap().to_string();
     assert!(first.contains("listening on"), "{first}");
+    let addr = first.rsplit(' ').next().unwrap().to_string();
+    (server, addr)
+}
+
+#[test]
+fn rpc_client_against_rpc_server_checks_every_reply_and_shows_timeouts() {
+    let (_server, addr) = rpc_server();
     let out = rpc_client(&[
         &addr,
         "--threads",
@@ -141,6 +149,71 @@ fn rpc_client_exits_non_zero_when_a_reply_is_not_its_request_s() {
     assert!(
         stdout.contains("ok 0, timed out 0, failed 0, mismatched 20"),
         "{stdout}"
+    );
+    liar.shutdown(TIMEOUT).unwrap();
+}
+
+/// Run `pool_client` with `args`, bounded in time; its last line.
+fn pool_client(args: &[&str]) -> (Output, String) {
+    let mut client = Command::new(example("pool_client"));
+    client.args(args);
+    let out = run_bounded(client, TIMEOUT * 3);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let last = stdout.lines().last().unwrap_or_default().to_string();
+    (out, last)
+}
+
+#[test]
+fn pool_client_against_rpc_server_gets_every_answer_right() {
+    let (_server, addr) = rpc_server();
+    let (out, last) = pool_client(&[&addr, "--threads", "12", "--requests", "50", "--size", "3"]);
+    assert!(out.status.success(), "{last}");
+    assert_eq!(
+        last,
+        "pool: requests=600 ok=600 failed=0 timeouts=0 max_size=3"
+    );
+}
+
+#[test]
+fn pool_client_goes_on_with_typed_errors_while_the_server_is_down() {
+    // A port nothing listens on: every connect is refused.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (out, last) = pool_client(&[
+        &addr,
+        "--threads",
+        "4",
+        "--requests",
+        "3",
+        "--timeout-ms",
+        "200",
+    ]);
+    assert!(out.status.success(), "{last}");
+    assert_eq!(
+        last,
+        "pool: requests=12 ok=0 failed=0 timeouts=12 max_size=8"
+    );
+}
+
+#[test]
+fn pool_client_exits_non_zero_on_a_wrong_answer() {
+    let liar = start(Server::builder().packer(SeqPacker::default()).fallback(
+        |ctx: &mut Context<'_>| {
+            // The request's id and sequence number, another body.
+            let mut body = ctx.body().to_vec();
+            body.push(b'!');
+            ctx.reply(ctx.msg_id(), body)
+        },
+    ));
+    let addr = liar.local_addr().to_string();
+    let (out, last) = pool_client(&[&addr, "--threads", "2", "--requests", "5"]);
+    assert_eq!(out.status.code(), Some(1), "{last}");
+    assert_eq!(
+        last,
+        "pool: requests=10 ok=0 failed=0 timeouts=0 max_size=8"
     );
     liar.shutdown(TIMEOUT).unwrap();
 }

@@ -1,0 +1,177 @@
+//! How callers get a connection: `get`'s first-come-first-served turn,
+//! `try_get` and `pick` without waiting, `request`'s shared pick; each
+//! prunes, makes a connection when the pool may, and waits for a change.
+
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::members::State;
+use super::{Inner, Pooled};
+use crate::error::{Error, Result};
+use crate::runtime::ConnHandle;
+
+impl Inner {
+    pub(super) fn get(self: &Arc<Self>, until: Instant) -> Result<Pooled> {
+        let mut st = self.lock();
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.waiters.push_back(ticket);
+        let mut waited = false;
+        loop {
+            let now = Instant::now();
+            let retired = st.prune(&self.config, now);
+            if !retired.is_empty() {
+                drop(st);
+                retired.iter().for_each(ConnHandle::close);
+                st = self.lock();
+                continue;
+            }
+            if st.closed {
+                st.waiters.retain(|&t| t != ticket);
+                self.notify();
+                return Err(Error::ShutDown);
+            }
+            if st.waiters.front() == Some(&ticket) {
+                if let Some(i) = st.pick_idle() {
+                    st.members[i].out = true;
+                    let handle = st.members[i].handle.clone();
+                    let checked = self.config.health_check.as_ref().filter(|c| {
+                        now.saturating_duration_since(st.members[i].idle_since) >= c.interval
+                    });
+                    if let Some(check) = checked {
+                        drop(st);
+                        let healthy = handle
+                            .request(check.id, &check.body, check.timeout)
+                            .and_then(|p| p.wait())
+                            .is_ok();
+                        st = self.lock();
+                        if !healthy {
+                            st.remove(&handle);
+                            drop(st);
+                            handle.close();
+                            st = self.lock();
+                            continue;
+                        }
+                    }
+                    st.waiters.pop_front();
+                    drop(st);
+                    self.notify();
+                    return Ok(self.pooled(handle));
+                }
+                if st.can_create(&self.config, now) {
+                    st = self.create(st);
+                    continue;
+                }
+            }
+            if !waited {
+                waited = true;
+                st.stats.waits += 1;
+            }
+            let Some(left) = until.checked_duration_since(now).filter(|d| !d.is_zero()) else {
+                st.waiters.retain(|&t| t != ticket);
+                st.stats.wait_timeouts += 1;
+                drop(st);
+                self.notify();
+                return Err(Error::Timeout);
+            };
+            st = self.wait(st, left, now);
+        }
+    }
+
+    pub(super) fn try_get(self: &Arc<Self>) -> Option<Pooled> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let retired = st.prune(&self.config, now);
+        if st.closed || !st.waiters.is_empty() {
+            drop(st);
+            retired.iter().for_each(ConnHandle::close);
+            return None;
+        }
+        let picked = st.pick_idle().map(|i| {
+            st.members[i].out = true;
+            st.members[i].handle.clone()
+        });
+        if picked.is_none() && st.can_create(&self.config, now) {
+            st = self.create(st);
+        }
+        drop(st);
+        retired.iter().for_each(ConnHandle::close);
+        picked.map(|h| self.pooled(h))
+    }
+
+    pub(super) fn pick(self: &Arc<Self>) -> Option<ConnHandle> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let retired = st.prune(&self.config, now);
+        let picked = if st.closed { None } else { st.pick_shared() };
+        if picked.is_none() && st.can_create(&self.config, now) {
+            st = self.create(st);
+        }
+        drop(st);
+        retired.iter().for_each(ConnHandle::close);
+        picked
+    }
+
+    /// A ready connection for `request`, waiting (and making one) as
+    /// `get` does, but without a turn in the FIFO: it is shared.
+    pub(super) fn wait_shared(self: &Arc<Self>, until: Instant) -> Result<ConnHandle> {
+        let mut st = self.lock();
+        let mut waited = false;
+        loop {
+            let now = Instant::now();
+            let retired = st.prune(&self.config, now);
+            if !retired.is_empty() {
+                drop(st);
+                retired.iter().for_each(ConnHandle::close);
+                st = self.lock();
+                continue;
+            }
+            if st.closed {
+                return Err(Error::ShutDown);
+            }
+            if let Some(conn) = st.pick_shared() {
+                return Ok(conn);
+            }
+            if st.can_create(&self.config, now) {
+                st = self.create(st);
+                continue;
+            }
+            if !waited {
+                waited = true;
+                st.stats.waits += 1;
+            }
+            let Some(left) = until.checked_duration_since(now).filter(|d| !d.is_zero()) else {
+                st.stats.wait_timeouts += 1;
+                return Err(Error::Timeout);
+            };
+            st = self.wait(st, left, now);
+        }
+    }
+
+    /// Wait for a change, at most `left`, and no longer than until the
+    /// backoff lets a connection be made.
+    pub(super) fn wait<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        left: Duration,
+        now: Instant,
+    ) -> MutexGuard<'a, State> {
+        let until_retry = st.retry_at.map_or(left, |at| {
+            at.saturating_duration_since(now)
+                .max(Duration::from_millis(1))
+        });
+        let (st, _) = self
+            .changed
+            .wait_timeout(st, left.min(until_retry))
+            .unwrap_or_else(PoisonError::into_inner);
+        st
+    }
+
+    pub(super) fn pooled(self: &Arc<Self>, handle: ConnHandle) -> Pooled {
+        Pooled {
+            handle,
+            pool: self.clone(),
+            discard: false,
+        }
+    }
+}
