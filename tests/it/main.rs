@@ -24,6 +24,7 @@ mod hardening;
 mod honest;
 mod layering;
 mod lifecycle;
+mod pool;
 mod profiles;
 mod protocol;
 mod review;

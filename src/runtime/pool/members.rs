@@ -70,6 +70,22 @@ impl State {
             && self.retry_at.is_none_or(|at| now >= at)
     }
 
+    /// Connections on their way: being dialed, or connecting.
+    pub(super) fn coming(&self) -> usize {
+        self.creating
+            + self
+                .members
+                .iter()
+                .filter(|m| m.state() == CONNECTING)
+                .count()
+    }
+
+    /// A caller needs a connection that is not ready: make one if the
+    /// pool may and fewer are on their way than callers wait (`waiting`).
+    pub(super) fn should_create(&self, config: &PoolConfig, now: Instant, waiting: usize) -> bool {
+        self.coming() < waiting.max(1) && self.can_create(config, now)
+    }
+
     /// A connect failed: the next waits by the backoff.
     pub(super) fn failed(&mut self, config: &PoolConfig, now: Instant) {
         self.failures = self.failures.saturating_add(1);

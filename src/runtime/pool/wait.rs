@@ -58,7 +58,7 @@ impl Inner {
                     self.notify();
                     return Ok(self.pooled(handle));
                 }
-                if st.can_create(&self.config, now) {
+                if st.should_create(&self.config, now, st.waiters.len()) {
                     st = self.create(st);
                     continue;
                 }
@@ -91,7 +91,7 @@ impl Inner {
             st.members[i].out = true;
             st.members[i].handle.clone()
         });
-        if picked.is_none() && st.can_create(&self.config, now) {
+        if picked.is_none() && st.should_create(&self.config, now, 1) {
             st = self.create(st);
         }
         drop(st);
@@ -104,7 +104,7 @@ impl Inner {
         let now = Instant::now();
         let retired = st.prune(&self.config, now);
         let picked = if st.closed { None } else { st.pick_shared() };
-        if picked.is_none() && st.can_create(&self.config, now) {
+        if picked.is_none() && st.should_create(&self.config, now, 1) {
             st = self.create(st);
         }
         drop(st);
@@ -132,7 +132,7 @@ impl Inner {
             if let Some(conn) = st.pick_shared() {
                 return Ok(conn);
             }
-            if st.can_create(&self.config, now) {
+            if st.should_create(&self.config, now, 1) {
                 st = self.create(st);
                 continue;
             }

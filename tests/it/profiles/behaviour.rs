@@ -201,16 +201,14 @@ fn linger_zero_on_a_profile_resets_its_links_and_only_them() {
 #[test]
 fn send_to_encodes_for_each_recipient_with_its_own_packer() {
     let (addr, accepted) = silent_backend();
-    let (server, _closes) = dialer(Profile::new().packer(SeqPacker::default()));
+    let (server, _closes, opens) = dialer_with_opens(Profile::new().packer(SeqPacker::default()));
     let hub = server.hub();
     let link = hub.dial(Dial::new(addr).profile("p")).unwrap();
     let mut backend = accepted.recv_timeout(TIMEOUT).expect("accepted");
+    opened(&opens, link.id());
     let mut client = Client::connect(server.local_addr());
-    crate::common::wait_until("both connections are listed", || {
-        hub.connection_count() == 2
-    });
-    let ids = hub.connection_ids();
-    hub.send_to(ids, 9, b"hi").unwrap();
+    let client_id = opens.recv_timeout(TIMEOUT).expect("the client opens");
+    hub.send_to([client_id, link.id()], 9, b"hi").unwrap();
     // The client: the 8-byte header. The link: SeqPacker's 12 bytes.
     assert_eq!(client.recv(), (9, b"hi".to_vec()));
     backend.set_read_timeout(Some(TIMEOUT)).unwrap();
