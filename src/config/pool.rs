@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 /// let config = PoolConfig {
 ///     max_size: 16,
 ///     min_idle: 2,
+///     idle_timeout: Some(Duration::from_secs(60)),
 ///     ..PoolConfig::default()
 /// };
 /// # drop(config);

@@ -92,7 +92,7 @@ impl Hub {
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// use netloom::{Dial, PoolConfig, Profile, SeqPacker, Server};
+    /// use netloom::{Dial, PoolConfig, SeqPacker, Server};
     ///
     /// let server = Server::builder().packer(SeqPacker::default()).start()?;
     /// let pool = server.hub().pool(
@@ -100,6 +100,7 @@ impl Hub {
     ///     PoolConfig::default(),
     /// )?;
     /// let reply = pool.request(1, b"ping", Duration::from_secs(1))?;
+/// println!("{:?}", reply.body);
     /// let conn = pool.get(Duration::from_secs(1))?; // exclusive until dropped
     /// conn.send(2, b"mine alone")?;
     /// # Ok::<(), netloom::Error>(())
