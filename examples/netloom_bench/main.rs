@@ -27,6 +27,7 @@ mod idle;
 mod load;
 #[allow(dead_code)]
 mod os;
+mod pool;
 mod rpc;
 mod rpc_clients;
 mod rpc_floor;
@@ -58,6 +59,10 @@ usage: netloom_bench <command> [options]
         request/response matched by sequence number: netloom's request against a
         tokio Framed + map-of-oneshots client and a raw-mio floor, same netloom
         server (`serve rpc`); req/s, client CPU per request, p50/p99, ratios
+  pool [--callers 64] [--pool 8] [--kinds netloom-get,netloom-request,deadpool] [--size 32]
+       [--duration 5s] [--warmup 1s] [--repeat R] [--server-cpus 0] [--client-cpus 1] [--out DIR]
+        requests through a pool of 8 from 64 callers: netloom's Pool (get, request)
+        against tokio + deadpool, same netloom server; req/s, CPU/req, p50/p99, ratios
 ";
 
 fn main() {
@@ -70,6 +75,7 @@ fn main() {
         "compare" => Args::parse(rest, &["quick"]).and_then(compare::main),
         "idle" => Args::parse(rest, &["heartbeat", "no-touch"]).and_then(idle::main),
         "rpc" => Args::parse(rest, &[]).and_then(rpc::main),
+        "pool" => Args::parse(rest, &[]).and_then(pool::main),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

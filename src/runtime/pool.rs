@@ -10,7 +10,7 @@ mod members;
 mod wait;
 
 use std::ops::Deref;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{ConnHandle, Hub};
@@ -74,9 +74,6 @@ struct Inner {
     targets: Vec<Dial>,
     config: PoolConfig,
     state: Mutex<State>,
-    /// Notified whenever a member opens, goes, or is given back, a
-    /// waiter leaves, or the pool closes.
-    changed: Condvar,
 }
 
 impl Hub {
@@ -100,7 +97,7 @@ impl Hub {
     ///     PoolConfig::default(),
     /// )?;
     /// let reply = pool.request(1, b"ping", Duration::from_secs(1))?;
-/// println!("{:?}", reply.body);
+    /// println!("{:?}", reply.body);
     /// let conn = pool.get(Duration::from_secs(1))?; // exclusive until dropped
     /// conn.send(2, b"mine alone")?;
     /// # Ok::<(), netloom::Error>(())
@@ -148,15 +145,15 @@ impl Hub {
             targets: prepared,
             config,
             state: Mutex::new(State::default()),
-            changed: Condvar::new(),
         });
         let c = &inner.config;
         if c.min_idle > 0 || c.idle_timeout.is_some() || c.max_lifetime.is_some() {
             let keeper = inner.clone();
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("netloom-pool".into())
                 .spawn(move || keeper.maintain())
                 .map_err(Error::Io)?;
+            inner.lock().keeper = Some(thread.thread().clone());
         }
         Ok(Pool {
             owner: Arc::new(Owner(inner)),
@@ -285,6 +282,6 @@ impl Inner {
 
     /// Wake everyone waiting on the pool.
     pub(super) fn notify(&self) {
-        self.changed.notify_all();
+        self.lock().wake();
     }
 }

@@ -47,7 +47,7 @@ impl Inner {
                 st.failed(&self.config, now);
             }
         }
-        self.notify();
+        st.wake();
         st
     }
 

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use super::PoolStats;
@@ -47,8 +48,13 @@ pub(super) struct State {
     pub(super) members: Vec<Member>,
     /// Connections being dialed (reserved, not members yet).
     pub(super) creating: usize,
-    /// `get` callers waiting, first come first served, by ticket.
-    pub(super) waiters: VecDeque<u64>,
+    /// `get` callers waiting, first come first served, by ticket: only
+    /// the first is woken by a change (no herd of 64 threads per give-back).
+    pub(super) waiters: VecDeque<(u64, Thread)>,
+    /// `request` callers waiting for any ready connection, by ticket.
+    pub(super) shared: Vec<(u64, Thread)>,
+    /// The background keeper, woken when the pool closes.
+    pub(super) keeper: Option<Thread>,
     pub(super) next_ticket: u64,
     /// The target the next connection dials (round-robin).
     pub(super) next_target: usize,
@@ -68,6 +74,28 @@ impl State {
         !self.closed
             && self.members.len() + self.creating < config.max_size
             && self.retry_at.is_none_or(|at| now >= at)
+    }
+
+    /// Something changed (a member opened, went, was given back; a waiter
+    /// left; the pool closed): wake whoever may act on it.
+    pub(super) fn wake(&self) {
+        if let Some((_, first)) = self.waiters.front() {
+            first.unpark();
+        }
+        for (_, waiter) in &self.shared {
+            waiter.unpark();
+        }
+        if self.closed {
+            if let Some(keeper) = &self.keeper {
+                keeper.unpark();
+            }
+        }
+    }
+
+    /// A ticket for a waiter.
+    pub(super) fn ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket
     }
 
     /// Connections on their way: being dialed, or connecting.

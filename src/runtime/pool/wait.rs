@@ -2,7 +2,7 @@
 //! `try_get` and `pick` without waiting, `request`'s shared pick; each
 //! prunes, makes a connection when the pool may, and waits for a change.
 
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::members::State;
@@ -13,9 +13,8 @@ use crate::runtime::ConnHandle;
 impl Inner {
     pub(super) fn get(self: &Arc<Self>, until: Instant) -> Result<Pooled> {
         let mut st = self.lock();
-        let ticket = st.next_ticket;
-        st.next_ticket += 1;
-        st.waiters.push_back(ticket);
+        let ticket = st.ticket();
+        st.waiters.push_back((ticket, std::thread::current()));
         let mut waited = false;
         loop {
             let now = Instant::now();
@@ -27,11 +26,11 @@ impl Inner {
                 continue;
             }
             if st.closed {
-                st.waiters.retain(|&t| t != ticket);
-                self.notify();
+                st.waiters.retain(|w| w.0 != ticket);
+                st.wake();
                 return Err(Error::ShutDown);
             }
-            if st.waiters.front() == Some(&ticket) {
+            if st.waiters.front().map(|w| w.0) == Some(ticket) {
                 if let Some(i) = st.pick_idle() {
                     st.members[i].out = true;
                     let handle = st.members[i].handle.clone();
@@ -54,8 +53,8 @@ impl Inner {
                         }
                     }
                     st.waiters.pop_front();
+                    st.wake();
                     drop(st);
-                    self.notify();
                     return Ok(self.pooled(handle));
                 }
                 if st.should_create(&self.config, now, st.waiters.len()) {
@@ -68,10 +67,9 @@ impl Inner {
                 st.stats.waits += 1;
             }
             let Some(left) = until.checked_duration_since(now).filter(|d| !d.is_zero()) else {
-                st.waiters.retain(|&t| t != ticket);
+                st.waiters.retain(|w| w.0 != ticket);
                 st.stats.wait_timeouts += 1;
-                drop(st);
-                self.notify();
+                st.wake();
                 return Err(Error::Timeout);
             };
             st = self.wait(st, left, now);
@@ -116,6 +114,18 @@ impl Inner {
     /// `get` does, but without a turn in the FIFO: it is shared.
     pub(super) fn wait_shared(self: &Arc<Self>, until: Instant) -> Result<ConnHandle> {
         let mut st = self.lock();
+        let ticket = st.ticket();
+        let result = self.wait_shared_as(ticket, st, until);
+        self.lock().shared.retain(|w| w.0 != ticket);
+        result
+    }
+
+    fn wait_shared_as<'a>(
+        self: &'a Arc<Self>,
+        ticket: u64,
+        mut st: MutexGuard<'a, State>,
+        until: Instant,
+    ) -> Result<ConnHandle> {
         let mut waited = false;
         loop {
             let now = Instant::now();
@@ -139,6 +149,7 @@ impl Inner {
             if !waited {
                 waited = true;
                 st.stats.waits += 1;
+                st.shared.push((ticket, std::thread::current()));
             }
             let Some(left) = until.checked_duration_since(now).filter(|d| !d.is_zero()) else {
                 st.stats.wait_timeouts += 1;
@@ -148,8 +159,10 @@ impl Inner {
         }
     }
 
-    /// Wait for a change, at most `left`, and no longer than until the
-    /// backoff lets a connection be made.
+    /// Wait for a change (this thread unparked: see `State::wake`), at
+    /// most `left`, and no longer than until the backoff lets a
+    /// connection be made. A wake-up before the wait is not lost (the
+    /// park token keeps it); a spurious one only costs a look.
     pub(super) fn wait<'a>(
         &'a self,
         st: MutexGuard<'a, State>,
@@ -160,11 +173,9 @@ impl Inner {
             at.saturating_duration_since(now)
                 .max(Duration::from_millis(1))
         });
-        let (st, _) = self
-            .changed
-            .wait_timeout(st, left.min(until_retry))
-            .unwrap_or_else(PoisonError::into_inner);
-        st
+        drop(st);
+        std::thread::park_timeout(left.min(until_retry));
+        self.lock()
     }
 
     pub(super) fn pooled(self: &Arc<Self>, handle: ConnHandle) -> Pooled {
