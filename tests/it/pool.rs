@@ -4,6 +4,7 @@
 //! requests, several targets. The pools live on dialing servers with two
 //! loops; the backends are netloom `SeqPacker` servers.
 
+mod edges;
 mod hammer;
 mod rules;
 
