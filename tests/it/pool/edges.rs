@@ -88,3 +88,42 @@ fn the_last_clone_dropped_closes_the_connections() {
     stop(server);
     stop(b);
 }
+
+#[test]
+fn a_backend_answering_garbage_loses_its_connection_not_the_pool() {
+    use std::io::{Read, Write};
+    // Answers every connection's first bytes with a header declaring a
+    // 4 GiB body: the packer refuses it and the member is closed.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                if matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                    let _ = stream.write_all(&[0xff; 12]);
+                }
+                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let server = host();
+    let pool = server
+        .hub()
+        .pool([Dial::new(addr)], PoolConfig::default())
+        .unwrap();
+    for _ in 0..3 {
+        let got = pool.request(ECHO, b"x", TIMEOUT);
+        assert!(
+            matches!(got, Err(Error::Disconnected | Error::Closed)),
+            "{got:?}"
+        );
+    }
+    wait_until("the bad connections are discarded", || {
+        let s = pool.stats();
+        s.discarded == 3 && s.size == 0
+    });
+    drop(pool);
+    stop(server);
+}
