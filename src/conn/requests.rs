@@ -44,7 +44,7 @@ pub(crate) type Reply = Result<Message, Error>;
 /// got the error instead ([`forget`](Self::forget)).
 pub(crate) enum ReplySink {
     /// To a thread waiting for it (dropped, the waiter sees `ShutDown`).
-    Channel(crossbeam_channel::Sender<Reply>),
+    Channel(oneshot::ReplyTx),
     /// To a callback, run on the connection's loop thread.
     Callback(Callback),
 }
@@ -83,9 +83,7 @@ impl ReplySink {
     /// borrow of the table is held while the callback runs.
     pub(super) fn deliver(self, reply: Reply) {
         match self {
-            ReplySink::Channel(tx) => {
-                let _ = tx.send(reply);
-            }
+            ReplySink::Channel(tx) => tx.send(reply),
             ReplySink::Callback(mut f) => f.call(reply),
         }
     }
@@ -367,5 +365,6 @@ impl Requests {
     }
 }
 
+pub(crate) mod oneshot;
 #[cfg(test)]
 mod tests;

@@ -21,13 +21,14 @@ use super::{with_current, Command, ConnHandle, LoopCore};
 use crate::buf::Payload;
 use crate::codec::Message;
 use crate::config::saturate;
-use crate::conn::requests::{Callback, Reply, ReplySink};
+use crate::conn::requests::oneshot::{oneshot, NoReply, ReplyRx};
+use crate::conn::requests::{Callback, ReplySink};
 use crate::error::{Error, Result};
 
 /// A request's reply, to wait for: see [`ConnHandle::request`].
 #[must_use = "a request's reply is only read through its PendingReply"]
 pub struct PendingReply {
-    rx: crossbeam_channel::Receiver<Reply>,
+    rx: ReplyRx,
     timeout: Duration,
 }
 
@@ -60,8 +61,8 @@ impl PendingReply {
         let wait = saturate(self.timeout) + Duration::from_secs(1);
         match self.rx.recv_timeout(wait) {
             Ok(reply) => reply,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::Timeout),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::ShutDown),
+            Err(NoReply::Empty) => Err(Error::Timeout),
+            Err(NoReply::Gone) => Err(Error::ShutDown),
         }
     }
 
@@ -69,8 +70,8 @@ impl PendingReply {
     pub fn try_get(&self) -> Option<Result<Message>> {
         match self.rx.try_recv() {
             Ok(reply) => Some(reply),
-            Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(Error::ShutDown)),
+            Err(NoReply::Empty) => None,
+            Err(NoReply::Gone) => Some(Err(Error::ShutDown)),
         }
     }
 }
@@ -108,7 +109,7 @@ impl ConnHandle {
         body: impl AsRef<[u8]>,
         timeout: Duration,
     ) -> Result<PendingReply> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = oneshot();
         let body = body.as_ref();
         self.start_request(id, body, timeout, ReplySink::Channel(tx))?;
         Ok(PendingReply { rx, timeout })

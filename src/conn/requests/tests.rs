@@ -2,8 +2,8 @@
 
 use super::*;
 
-fn sink() -> (ReplySink, crossbeam_channel::Receiver<Reply>) {
-    let (tx, rx) = crossbeam_channel::unbounded();
+fn sink() -> (ReplySink, oneshot::ReplyRx) {
+    let (tx, rx) = oneshot::oneshot();
     (ReplySink::Channel(tx), rx)
 }
 

@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn a_reply_delivered_with_no_borrow_held_runs() {
         let table = table();
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crate::conn::requests::oneshot::oneshot();
         table.deliver(ReplySink::Channel(tx), Err(Error::Timeout));
         assert!(matches!(rx.try_recv(), Ok(Err(Error::Timeout))));
     }
@@ -124,7 +124,7 @@ mod tests {
         let key = table.insert(conn(first));
         let old = table.id(key, first);
         let at = table.begin_request(old).unwrap();
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crate::conn::requests::oneshot::oneshot();
         let sink = ReplySink::Channel(tx);
         let now = Instant::now();
         let second = Duration::from_secs(1);
@@ -156,7 +156,7 @@ mod tests {
     #[should_panic(expected = "with the table's `requests` borrowed")]
     fn a_reply_delivered_under_a_borrow_panics_in_debug_builds() {
         let table = table();
-        let (tx, _rx) = crossbeam_channel::unbounded();
+        let (tx, _rx) = crate::conn::requests::oneshot::oneshot();
         let _held = table.requests.borrow_mut();
         table.deliver(ReplySink::Channel(tx), Err(Error::Timeout));
     }

@@ -120,9 +120,11 @@ fn a_backend_answering_garbage_loses_its_connection_not_the_pool() {
             "{got:?}"
         );
     }
+    // Every connection made was lost to the garbage (a request may have
+    // found one before its loss was seen: fewer connections than requests).
     wait_until("the bad connections are discarded", || {
         let s = pool.stats();
-        s.discarded == 3 && s.size == 0
+        s.created >= 1 && s.discarded == s.created && s.size == 0
     });
     drop(pool);
     stop(server);
