@@ -311,12 +311,17 @@ impl Builder {
         self
     }
 
-    /// SO_RCVBUF and SO_SNDBUF in bytes on accepted sockets and on dialed
-    /// ones without a [`Profile`] (`None`: the system's, autotuned; the
-    /// kernel may double or clamp a size). Default: both `None`.
-    pub fn socket_buffers(mut self, recv: Option<usize>, send: Option<usize>) -> Self {
-        self.config.recv_buffer_size = recv;
-        self.config.send_buffer_size = send;
+    /// SO_RCVBUF in bytes on accepted sockets and on dialed ones without
+    /// a [`Profile`] (a dialed one's as its connect starts; the kernel may
+    /// double or clamp it). Default: the system's, autotuned.
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// SO_SNDBUF in bytes, as [`recv_buffer_size`](Self::recv_buffer_size).
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.send_buffer_size = Some(bytes);
         self
     }
 
