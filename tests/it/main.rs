@@ -25,6 +25,7 @@ mod honest;
 mod layering;
 mod lifecycle;
 mod pool;
+mod profile_rules;
 mod profiles;
 mod protocol;
 mod review;

@@ -35,6 +35,8 @@ fn example(name: &str) -> PathBuf {
                 "rpc_client",
                 "--example",
                 "pool_client",
+                "--example",
+                "gateway",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         // A build past its limit panics in `run_bounded`: kept as the
@@ -75,12 +77,18 @@ fn rpc_client(args: &[&str]) -> Output {
 
 /// `rpc_server` on an ephemeral port: the process and its address.
 fn rpc_server() -> (Reaped, String) {
-    let server = Command::new(example("rpc_server"))
-        .arg("127.0.0.1:0")
+    run_example("rpc_server", &["127.0.0.1:0"])
+}
+
+/// Start example `name` with `args`; it, and the address it says it
+/// listens on in its first line.
+fn run_example(name: &str, args: &[&str]) -> (Reaped, String) {
+    let server = Command::new(example(name))
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start rpc_server");
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
     let mut server = Reaped(server);
     // Its stdout read on a thread (to its end, so it never blocks on a
     // full pipe), so the wait for its first line has a deadline.
@@ -95,10 +103,14 @@ fn rpc_server() -> (Reaped, String) {
     });
     let first = lines
         .recv_timeout(TIMEOUT)
-        .expect("rpc_server printed no line within TIMEOUT")
-        .expect("read rpc_server's stdout");
-    assert!(first.contains("listening on"), "{first}");
-    let addr = first.rsplit(' ').next().unwrap().to_string();
+        .unwrap_or_else(|_| panic!("{name} printed no line within TIMEOUT"))
+        .unwrap_or_else(|e| panic!("read {name}'s stdout: {e}"));
+    let addr = first
+        .split("listening on ")
+        .nth(1)
+        .and_then(|after| after.split([' ', ',']).next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
     (server, addr)
 }
 
@@ -216,4 +228,29 @@ fn pool_client_exits_non_zero_on_a_wrong_answer() {
         "pool: requests=10 ok=0 failed=0 timeouts=0 max_size=8"
     );
     liar.shutdown(TIMEOUT).unwrap();
+}
+
+/// `gateway` relays its clients' `LengthPacker` messages to its
+/// `SeqPacker` backends in turn: `rpc_server` echoes them, and a backend
+/// that is down makes the answer a `u32::MAX` message saying so.
+#[test]
+fn the_gateway_example_relays_to_rpc_server_and_reports_a_dead_backend() {
+    let (_server, backend) = rpc_server();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (_gateway, gateway) = run_example("gateway", &["127.0.0.1:0", &backend, &dead]);
+    let mut client = crate::common::Client::connect(gateway.parse().unwrap());
+    for i in 0..6u32 {
+        let body = format!("request {i}");
+        client.send(7, body.as_bytes());
+        let (id, answer) = client.recv();
+        if i % 2 == 0 {
+            assert_eq!((id, answer), (7, body.into_bytes()), "echoed by rpc_server");
+        } else {
+            assert_eq!(id, u32::MAX, "{}", String::from_utf8_lossy(&answer));
+        }
+    }
 }
