@@ -305,7 +305,9 @@ impl Builder {
     /// SO_LINGER on accepted sockets and on dialed ones without a
     /// [`Profile`]: `Some(Duration::ZERO)` resets a connection (RST) when
     /// it closes instead of the orderly FIN. Default: `None` (the
-    /// system's behaviour).
+    /// system's behaviour). Only `None` and zero: a positive SO_LINGER
+    /// would make `close` block the event loop, so `start` refuses it
+    /// with [`Error::Config`](crate::Error::Config).
     pub fn linger(mut self, linger: Option<Duration>) -> Self {
         self.config.linger = linger;
         self

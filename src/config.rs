@@ -172,7 +172,9 @@ pub struct Config {
     /// SO_LINGER on accepted sockets and dialed ones (without a profile):
     /// `Some(Duration::ZERO)` resets a connection (RST) when it is
     /// closed instead of the orderly FIN; `None` (the default) leaves the
-    /// system's behaviour. Longer than `i32::MAX` seconds is that.
+    /// system's behaviour. Nothing else: a positive SO_LINGER would make
+    /// `close` block the event loop (Linux), so `start` refuses it
+    /// (`close_linger` is the graceful way).
     pub linger: Option<Duration>,
     /// SO_RCVBUF in bytes for accepted and dialed sockets (the kernel may
     /// double or clamp it). Default: `None` (the system's, autotuned).
@@ -274,7 +276,7 @@ impl Config {
         }
         let mut socket = self.server_socket();
         profile::saturate_socket(&mut socket);
-        (self.keepalive, self.linger) = (socket.keepalive, socket.linger);
+        self.keepalive = socket.keepalive;
         if let Some(hb) = &mut self.heartbeat {
             hb.saturate();
         }

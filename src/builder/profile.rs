@@ -201,7 +201,9 @@ impl Profile {
 
     /// SO_LINGER: `Some(Duration::ZERO)` resets the connection (RST) when
     /// it closes instead of the orderly FIN. Default: `None` (the
-    /// system's behaviour).
+    /// system's behaviour). Only `None` and zero: a positive SO_LINGER
+    /// would make `close` block the event loop, so `start` refuses it
+    /// with [`Error::Config`](crate::Error::Config).
     pub fn linger(mut self, linger: Option<Duration>) -> Self {
         self.socket.linger = linger;
         self

@@ -5,8 +5,6 @@
 //! through the connection's profile index, where 0 is the server's own
 //! settings and `1..` the profiles in the order the builder named them.
 
-use std::time::Duration;
-
 use super::{saturate, Config, Heartbeat};
 use crate::error::{Error, Result};
 
@@ -20,13 +18,9 @@ pub(crate) const MAX_PROFILES: usize = u8::MAX as usize;
 
 pub(crate) use crate::sys::SocketOptions;
 
-/// Longest SO_LINGER (`struct linger` takes whole seconds in an `int`).
-const MAX_LINGER: Duration = Duration::from_secs(i32::MAX as u64);
-
-/// Cap the options' durations at `FOREVER` (a linger at `MAX_LINGER`).
+/// Cap the options' durations at `FOREVER`.
 pub(super) fn saturate_socket(options: &mut SocketOptions) {
     options.keepalive = options.keepalive.map(saturate);
-    options.linger = options.linger.map(|l| l.min(MAX_LINGER));
 }
 
 /// Check socket options (`whose`: the server's, or a profile's).
@@ -34,6 +28,16 @@ pub(super) fn validate_socket(options: &SocketOptions, whose: &str) -> Result<()
     if options.recv_buffer == Some(0) || options.send_buffer == Some(0) {
         return Err(Error::Config(format!(
             "{whose}: socket buffer sizes must not be zero"
+        )));
+    }
+    // On Linux, close() on a socket with a positive SO_LINGER blocks until
+    // the data is sent or the time passes, non-blocking socket or not:
+    // the whole event loop would stall. `close_linger` flushes gracefully
+    // on the loop instead; SO_LINGER is for resetting (zero) only.
+    if options.linger.is_some_and(|l| !l.is_zero()) {
+        return Err(Error::Config(format!(
+            "{whose}: linger must be None or Some(Duration::ZERO): a positive SO_LINGER \
+             would block the event loop in close(); close_linger flushes without blocking"
         )));
     }
     Ok(())
@@ -109,6 +113,11 @@ impl Config {
         (index as usize)
             .checked_sub(1)
             .and_then(|i| self.profiles.get(i))
+    }
+
+    /// The name of the profile at `index` (`None` for the server's own).
+    pub(crate) fn profile_name(&self, index: u8) -> Option<&str> {
+        self.profile(index).map(|p| p.name.as_str())
     }
 
     /// The index of the profile called `name`.

@@ -51,6 +51,8 @@ pub struct Session<'a> {
     pub(crate) core: &'a LoopCore,
     pub(crate) id: ConnId,
     pub(crate) peer: SocketAddr,
+    /// The connection's profile index (0: the server's own).
+    pub(crate) profile: u8,
     pub(crate) data: &'a mut Extensions,
 }
 
@@ -72,6 +74,14 @@ impl Session<'_> {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The name of the dial profile the connection speaks
+    /// ([`Dial::profile`](crate::Dial::profile)); `None` for the server's
+    /// own protocol (accepted connections, dials without a profile).
+    /// Hooks are server-wide: this tells them which protocol they see.
+    pub fn profile(&self) -> Option<&str> {
+        self.core.runtime.config.profile_name(self.profile)
     }
 
     /// A handle to this connection, to keep or give to other threads.

@@ -68,7 +68,7 @@ impl App {
                 None => return,
             },
         };
-        lend(core, me, |id, peer, data| {
+        lend(core, me, |id, peer, _, data| {
             // One `Context` for the whole batch: per message only its id,
             // seq and body change.
             let empty = Bytes::new();
@@ -77,6 +77,7 @@ impl App {
                     core,
                     id,
                     peer,
+                    profile,
                     data,
                 },
                 id: 0,
@@ -215,11 +216,12 @@ pub(crate) fn with_session_of<R>(
     id: ConnId,
     f: impl FnOnce(&mut Session<'_>) -> R,
 ) -> Option<R> {
-    lend(core, id, |id, peer, data| {
+    lend(core, id, |id, peer, profile, data| {
         f(&mut Session {
             core,
             id,
             peer,
+            profile,
             data,
         })
     })
@@ -231,16 +233,16 @@ pub(crate) fn with_session_of<R>(
 fn lend<R>(
     core: &LoopCore,
     id: ConnId,
-    f: impl FnOnce(ConnId, SocketAddr, &mut Extensions) -> R,
+    f: impl FnOnce(ConnId, SocketAddr, u8, &mut Extensions) -> R,
 ) -> Option<R> {
     let table = &core.table;
-    let (mut data, peer) = {
+    let (mut data, peer, profile) = {
         let mut slab = table.conns.borrow_mut();
         let (_, conn) = table.lookup(&mut slab, id)?;
-        (std::mem::take(&mut conn.data), conn.peer)
+        (std::mem::take(&mut conn.data), conn.peer, conn.profile)
     };
     table.debug_assert_unborrowed("a handler or hook");
-    let r = f(id, peer, &mut data);
+    let r = f(id, peer, profile, &mut data);
     if let Some((_, conn)) = table.lookup(&mut table.conns.borrow_mut(), id) {
         conn.data = data;
     }

@@ -147,6 +147,7 @@ impl EventLoop {
         let Conn {
             stream,
             peer,
+            profile,
             mut data,
             ..
         } = conn;
@@ -159,6 +160,7 @@ impl EventLoop {
             core: &core,
             id,
             peer,
+            profile,
             data: &mut data,
         };
         self.app.hooks.close(&mut session, &reason);

@@ -253,6 +253,16 @@ fn profile_mistakes_are_config_errors() {
         .profile("a", Profile::new().recv_buffer_size(0))
         .start();
     assert!(matches!(zero, Err(Error::Config(_))));
+    // A positive SO_LINGER would block the loop in close(): refused, for
+    // a profile and for the server.
+    let blocking = Server::builder()
+        .profile("a", Profile::new().linger(Some(Duration::from_millis(500))))
+        .start();
+    assert!(matches!(blocking, Err(Error::Config(m)) if m.contains("block")));
+    let blocking = Server::builder()
+        .linger(Some(Duration::from_secs(1)))
+        .start();
+    assert!(matches!(blocking, Err(Error::Config(m)) if m.contains("block")));
     let many = (0..256).fold(Server::builder(), |b, i| {
         b.profile(i.to_string(), Profile::new())
     });
@@ -265,5 +275,33 @@ fn profile_mistakes_are_config_errors() {
         .hub()
         .dial(Dial::new("127.0.0.1:9".parse().unwrap()).profile("unknown"));
     assert!(matches!(unknown, Err(Error::Config(m)) if m.contains("unknown")));
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+#[test]
+fn hooks_see_which_protocol_a_connection_speaks() {
+    init_logs();
+    let (tx, seen) = unbounded();
+    let server = Server::builder()
+        .event_loops(2)
+        .on_open(move |s| {
+            let _ = tx.send((s.id(), s.profile().map(str::to_string)));
+        })
+        .profile("backend", Profile::new())
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .start()
+        .unwrap();
+    let (addr, _accepted) = silent_backend();
+    let link = server
+        .hub()
+        .dial(Dial::new(addr).profile("backend"))
+        .unwrap();
+    assert_eq!(
+        seen.recv_timeout(TIMEOUT).unwrap(),
+        (link.id(), Some("backend".to_string()))
+    );
+    let _client = Client::connect(server.local_addr());
+    assert_eq!(seen.recv_timeout(TIMEOUT).unwrap().1, None);
     server.shutdown(TIMEOUT).unwrap();
 }
