@@ -25,6 +25,9 @@ impl Inner {
                 st = self.lock();
                 continue;
             }
+            // The server's shutdown closes the members (each wakes the
+            // head of the line); one handed out may not come back.
+            st.closed |= self.hub.runtime.is_shut_down();
             if st.closed {
                 st.waiters.retain(|w| w.0 != ticket);
                 st.wake();
@@ -136,6 +139,7 @@ impl Inner {
                 st = self.lock();
                 continue;
             }
+            st.closed |= self.hub.runtime.is_shut_down();
             if st.closed {
                 return Err(Error::ShutDown);
             }

@@ -46,22 +46,30 @@ fn a_down_backend_is_retried_by_the_backoff_not_in_a_spin() {
 fn a_pool_whose_server_shut_down_answers_shut_down() {
     let b = backend(b'a');
     let server = host();
-    let pool = server
-        .hub()
-        .pool([Dial::new(b.local_addr())], PoolConfig::default())
-        .unwrap();
-    let held = pool.get(TIMEOUT).unwrap();
+    let one = PoolConfig {
+        max_size: 1,
+        ..PoolConfig::default()
+    };
+    let pool = server.hub().pool([Dial::new(b.local_addr())], one).unwrap();
     assert_eq!(&pool.request(ECHO, b"1", TIMEOUT).unwrap().body[..], b"1a");
-    stop(server);
+    let held = pool.get(TIMEOUT).unwrap();
+    // A caller waits for the one connection, held.
+    let base = pool.stats().waits;
+    let waiter = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.get(TIMEOUT))
+    };
+    wait_until("the caller waits", || pool.stats().waits > base);
     let started = Instant::now();
-    let got = pool.get(TIMEOUT);
-    assert!(
-        matches!(got, Err(Error::ShutDown | Error::Timeout)),
-        "{got:?}"
-    );
-    let asked = pool.request(ECHO, b"2", TIMEOUT);
-    assert!(asked.is_err(), "{asked:?}");
-    assert!(started.elapsed() < TIMEOUT * 3);
+    stop(server);
+    let waited = waiter.join().unwrap();
+    assert!(matches!(waited, Err(Error::ShutDown)), "{waited:?}");
+    assert!(started.elapsed() < TIMEOUT, "woken, not timed out");
+    assert!(matches!(pool.get(TIMEOUT), Err(Error::ShutDown)));
+    assert!(matches!(
+        pool.request(ECHO, b"2", TIMEOUT),
+        Err(Error::ShutDown)
+    ));
     // The guard outlives the server and then the pool.
     drop(pool);
     drop(held);
@@ -79,7 +87,7 @@ fn the_last_clone_dropped_closes_the_connections() {
     let clone = pool.clone();
     drop(pool.get(TIMEOUT).unwrap());
     wait_until("the backend sees the connection", || {
-        b.connection_count() == 1
+        b.connection_count() >= 1
     });
     drop(pool);
     assert_eq!(clone.stats().size, 1, "a clone keeps the pool open");
