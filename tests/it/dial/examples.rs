@@ -254,3 +254,11 @@ fn the_gateway_example_relays_to_rpc_server_and_reports_a_dead_backend() {
         }
     }
 }
+
+#[test]
+fn pool_client_refuses_bad_arguments_with_status_2() {
+    for args in [&["--threads"][..], &["--size", "many"], &["--frobnicate"]] {
+        let (out, _) = pool_client(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
