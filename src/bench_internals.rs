@@ -122,6 +122,7 @@ impl Dispatcher {
             router,
             unknown_id: config.unknown_id,
             profiles: Vec::new(),
+            timers: Default::default(),
             hooks: Hooks::default(),
             state: Arc::default(),
         };
@@ -153,6 +154,7 @@ impl Dispatcher {
             runtime,
             table,
             state: app.state.clone(),
+            timers: Default::default(),
         };
 
         let listener = TcpListener::bind("127.0.0.1:0")?;

@@ -7,6 +7,7 @@
 
 mod group;
 mod profile;
+mod timers;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "ws")]
@@ -24,6 +25,7 @@ use crate::codec::{implements_decoding, LengthPacker, Packer, ServerPacker};
 use crate::config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
 use crate::dispatch::context::Session;
 use crate::dispatch::hooks::{Disconnect, Hooks, IntoOpenResult};
+use crate::dispatch::timers::AppTimers;
 use crate::dispatch::App;
 use crate::error::{CloseReason, Error, Result};
 use crate::ext::StateMap;
@@ -81,6 +83,8 @@ pub struct Builder {
     ws: Option<WsSettings>,
     /// Dial profiles by name (`builder/profile.rs`).
     profiles: Vec<(String, Profile)>,
+    /// `every` and `cron` (`builder/timers.rs`).
+    timers: AppTimers,
 }
 
 impl fmt::Debug for Builder {
@@ -468,6 +472,7 @@ impl Builder {
             hb.ping_id = ping_id;
         }
         let mut config = self.config;
+        config.finest_timer = self.timers.finest();
         let (packers, routings) = profile::settle_all(self.profiles, &mut config)?;
         let packer = match self.packer {
             Some(custom) if !implements_decoding(&*custom) => {
@@ -484,6 +489,7 @@ impl Builder {
             router: self.routes.build(),
             unknown_id: config.unknown_id,
             profiles: routings,
+            timers: self.timers,
             hooks: self.hooks,
             state: Arc::new(self.state),
         };

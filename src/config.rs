@@ -213,7 +213,7 @@ pub struct Config {
     /// second is closed after 20 to 40 s, one sent all but its last byte
     /// then stalled after at most 60 s, while a link delivering 500 B/s or
     /// more completes any frame. Checked on the timer wheel: up to one
-    /// tick (at most 100 ms) late.
+    /// tick (`timer_resolution`, 100 ms by default) late.
     pub frame_timeout: Duration,
     /// The minimum data rate while a unit is unfinished, in bytes per
     /// second, averaged over each `frame_timeout` window (as Apache's
@@ -224,9 +224,16 @@ pub struct Config {
     /// `CloseReason::MemoryLimit`. A single frame larger than this cannot
     /// complete. Default: 64 MiB (64 slow 1 MiB bodies per loop).
     pub max_partial_bytes: usize,
+    /// The timer wheel's tick at most (how late a timer may fire); finer
+    /// if a heartbeat or a builder timer needs it. Default: 100 ms; at
+    /// least 1 ms.
+    pub timer_resolution: Duration,
     /// The dial profiles' settings (`Builder::profile`), index `i` being
     /// profile `i + 1`.
     pub(crate) profiles: Vec<ProfileConfig>,
+    /// The finest interval of the builder's timers (`Builder::every`,
+    /// `cron`).
+    pub(crate) finest_timer: Option<Duration>,
 }
 
 impl Default for Config {
@@ -256,7 +263,9 @@ impl Default for Config {
             frame_timeout: Duration::from_secs(20),
             frame_min_rate: 500,
             max_partial_bytes: 64 << 20,
+            timer_resolution: Duration::from_millis(100),
             profiles: Vec::new(),
+            finest_timer: None,
         }
     }
 }
@@ -332,6 +341,9 @@ impl Config {
         }
         if let Some(hb) = &self.heartbeat {
             hb.validate()?;
+        }
+        if self.timer_resolution < Duration::from_millis(1) {
+            return bad("timer_resolution must be at least 1 ms");
         }
         profile::validate_socket(&self.server_socket(), "the server")?;
         if self.profiles.len() > MAX_PROFILES {

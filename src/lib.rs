@@ -136,7 +136,9 @@ pub use dispatch::middleware::Next;
 pub use error::{CloseReason, Error, PackError, Result};
 pub use ext::Extensions;
 pub use id::ConnId;
-pub use runtime::{ConnHandle, Hub, PendingReply, Pool, PoolStats, Pooled, Receipt, Responder};
+pub use runtime::{
+    ConnHandle, Hub, PendingReply, Pool, PoolStats, Pooled, Receipt, Responder, TimerHandle,
+};
 pub use server::{ServerHandle, ShutdownHandle};
 pub use stats::Stats;
 #[cfg(feature = "tls")]

@@ -8,6 +8,7 @@ pub(crate) mod hooks;
 pub(crate) mod middleware;
 pub(crate) mod router;
 mod run;
+pub(crate) mod timers;
 #[cfg(feature = "ws")]
 mod ws;
 
@@ -41,6 +42,8 @@ pub(crate) struct App {
     /// Each dial profile's routes: index `i` is profile `i + 1`.
     pub(crate) profiles: Vec<Routing>,
     pub(crate) hooks: Hooks,
+    /// `Builder::every` and `Builder::cron`.
+    pub(crate) timers: timers::AppTimers,
     pub(crate) state: Arc<StateMap>,
 }
 

@@ -18,6 +18,7 @@ mod lifecycle;
 mod read;
 mod resolve;
 mod timers;
+mod user_timers;
 
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -91,6 +92,7 @@ impl EventLoop {
                 runtime,
                 table,
                 state: app.state.clone(),
+                timers: Default::default(),
             }),
             app,
             poll,
@@ -110,6 +112,9 @@ impl EventLoop {
     /// unflushed data when the shutdown deadline passed.
     pub(crate) fn run(mut self) -> usize {
         let _current = CurrentLoop::enter(self.core.clone());
+        if self.core.table.index() == 0 {
+            self.app.timers.start_ticks(&self.core);
+        }
         self.turns()
     }
 
@@ -167,6 +172,7 @@ impl EventLoop {
             self.fire_timers();
             self.start_dials();
             self.arm_request_timers();
+            self.arm_user_timers();
             self.flush_dirty();
             if let Some(deadline) = self.shutdown {
                 if self.core.table.conns.borrow().is_empty() {
@@ -209,7 +215,10 @@ impl EventLoop {
         // user code run there (`on_close`, a reply callback failed by a
         // close) may have dialed or sent a request, whose connect or
         // timer starts on the next turn, not whenever an event comes.
-        if !self.pending.is_empty() || self.core.table.has_deferred() {
+        if !self.pending.is_empty()
+            || self.core.table.has_deferred()
+            || self.core.timers.borrow().has_to_arm()
+        {
             return Some(Duration::ZERO);
         }
         let timer = self.timers.until_next();

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{LoopShared, Runtime};
+use super::{LoopShared, Runtime, UserTimers};
 use crate::conn::table::ConnTable;
 use crate::ext::StateMap;
 
@@ -17,6 +17,8 @@ pub(crate) struct LoopCore {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) table: ConnTable,
     pub(crate) state: Arc<StateMap>,
+    /// The application's timers on this loop (`Session::after`, …).
+    pub(crate) timers: RefCell<UserTimers>,
 }
 
 impl LoopCore {

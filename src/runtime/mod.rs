@@ -13,6 +13,7 @@ pub(crate) mod local;
 mod pool;
 mod receipt;
 mod request;
+mod timers;
 #[cfg(feature = "ws")]
 mod ws;
 
@@ -22,6 +23,8 @@ pub use pool::{Pool, PoolStats, Pooled};
 pub use receipt::Receipt;
 pub(crate) use request::start_on as start_request_on;
 pub use request::{PendingReply, Responder};
+pub use timers::TimerHandle;
+pub(crate) use timers::{Due, TimerFn, UserTimers};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -29,6 +29,7 @@ mod profile_rules;
 mod profiles;
 mod protocol;
 mod review;
+mod timers;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]

@@ -49,6 +49,7 @@ fn one_loop() -> (EventLoop, Arc<Runtime>, Receiver<CloseReason>) {
         router: Default::default(),
         unknown_id: Default::default(),
         profiles: Vec::new(),
+        timers: Default::default(),
         hooks: Hooks {
             on_close: Some(Box::new(move |_, reason| {
                 let _ = closed_tx.send(reason.clone());

@@ -69,8 +69,15 @@ impl EventLoop {
     /// Run `on_open`; a connection it refuses is closed with its reason.
     pub(super) fn run_on_open(&mut self, key: usize, generation: u32) {
         let (core, app) = (&self.core, &self.app);
-        if let Some(Err(reason)) = with_session(core, key, generation, |s| app.hooks.open(s)) {
-            core.table.close(key, generation, reason);
+        match with_session(core, key, generation, |s| app.hooks.open(s)) {
+            Some(Err(reason)) => core.table.close(key, generation, reason),
+            Some(Ok(())) => {
+                let id = core.table.id(key, generation);
+                if !core.table.is_closing(id) {
+                    app.timers.start_cron(core, id);
+                }
+            }
+            None => {}
         }
     }
 
@@ -135,6 +142,10 @@ impl EventLoop {
         .discard();
         let reason = conn.close_reason.take().map_or(CloseReason::Local, |b| *b);
         let id = table.id_of(key, &conn);
+        // Its timers end with it (their callbacks dropped outside the
+        // borrow: they are user code).
+        let timers = core.timers.borrow_mut().drop_conn(id);
+        drop(timers);
         if reason.is_failure() {
             log::warn!("conn {id} ({}) closed: {reason}", conn.peer);
         } else {

@@ -12,10 +12,6 @@ use crate::error::{CloseReason, Error};
 use crate::stats::Counters;
 use crate::timer::TimerWheel;
 
-/// Coarsest wheel tick: handshake timeouts and close lingers are this
-/// precise; a heartbeat's check interval may make it finer.
-const MAX_TICK: Duration = Duration::from_millis(100);
-
 /// What a timer checks when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TimerKind {
@@ -35,6 +31,9 @@ pub(super) enum TimerKind {
     Request,
     /// A dialed connection's next health check (`Dial::health_check`).
     Health,
+    /// An application timer: `key` is its slot in the loop's
+    /// `UserTimers`, `generation` its serial.
+    User,
 }
 
 /// A scheduled check of one connection.
@@ -69,7 +68,10 @@ pub(super) struct Timers {
 
 impl Timers {
     pub(super) fn new(config: &Config) -> Timers {
-        let mut tick = MAX_TICK;
+        let mut tick = config.timer_resolution;
+        if let Some(finest) = config.finest_timer {
+            tick = tick.min(finest);
+        }
         let mut longest = config.close_linger.max(config.handshake_timeout);
         for hb in config.heartbeats() {
             tick = tick.min(hb.check_interval);
@@ -123,6 +125,18 @@ impl Timers {
             kind,
             attempt: 0,
             mark,
+        };
+        self.schedule(timer, after);
+    }
+
+    /// Put an application timer on the wheel (see `TimerKind::User`).
+    pub(super) fn schedule_user(&mut self, slot: usize, serial: u32, after: Duration) {
+        let timer = Timer {
+            key: slot as u32,
+            generation: serial,
+            kind: TimerKind::User,
+            attempt: 0,
+            mark: 0,
         };
         self.schedule(timer, after);
     }
@@ -204,6 +218,7 @@ impl EventLoop {
     /// they belong to the requests, which a loss fails at once.
     fn is_stale(&self, t: &Timer) -> bool {
         t.kind != TimerKind::Request
+            && !Self::is_user(t.kind)
             && (self.core.table.dials.borrow())
                 .get(&(t.key as usize))
                 .is_some_and(|d| d.tries as u16 != t.attempt)
@@ -224,6 +239,7 @@ impl EventLoop {
                 TimerKind::Reconnect => self.reconnect_due(t.key as usize, t.generation),
                 TimerKind::Request => self.request_expired(t),
                 TimerKind::Health => self.health_due(t.key as usize, t.generation),
+                TimerKind::User => self.user_timer_due(t.key as usize, t.generation),
             }
         }
         self.timers.restore(due);

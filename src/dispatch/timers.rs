@@ -1,0 +1,217 @@
+//! Timers for the application, the `Session`-facing half: a connection's
+//! own ([`Session::after`], [`Session::every`], and from any thread
+//! [`ConnHandle::after`], [`ConnHandle::every`]), run on its loop with its
+//! `Session` as a handler is, and ending with it. The loop's wheel holds
+//! them (`runtime::UserTimers`, `reactor::event_loop::user_timers`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::context::Session;
+use super::with_session_of;
+use crate::config::saturate;
+use crate::error::{Error, Result};
+use crate::id::ConnId;
+use crate::runtime::{Command, ConnHandle, Hub, LoopCore, TimerFn, TimerHandle};
+
+/// The shortest interval of a repeating timer (a zero one would fire
+/// every turn).
+const MIN_EVERY: Duration = Duration::from_millis(1);
+
+/// `f` run with the `Session` of connection `id`; `false` (stop) once the
+/// connection is gone or `f` panicked (which closes the connection, as a
+/// handler's panic does).
+fn on_session(id: ConnId, mut f: impl FnMut(&mut Session<'_>) + Send + 'static) -> TimerFn {
+    Box::new(move |core: &LoopCore| {
+        with_session_of(core, id, |s| core.guarded(id, "a timer", || f(s)))
+            .flatten()
+            .is_some()
+    })
+}
+
+/// A `FnOnce` as the `FnMut` a timer holds (it runs once).
+fn once(f: impl FnOnce(&mut Session<'_>) + Send + 'static) -> impl FnMut(&mut Session<'_>) + Send {
+    let mut f = Some(f);
+    move |s: &mut Session<'_>| {
+        if let Some(f) = f.take() {
+            f(s);
+        }
+    }
+}
+
+/// Register a timer of connection `id` on `core` (its own loop).
+fn add(
+    core: &LoopCore,
+    id: ConnId,
+    after: Duration,
+    every: Option<Duration>,
+    handle: TimerHandle,
+    f: TimerFn,
+) {
+    core.timers
+        .borrow_mut()
+        .add(Some(id), saturate(after), every, handle, f);
+}
+
+impl Session<'_> {
+    /// Run `f` on this connection's loop, with its `Session`, once after
+    /// `delay` (on the loop's timer wheel: up to one tick late, see
+    /// `Builder::timer_resolution`). It never runs if the connection has
+    /// closed (or is closing) by then, or if the returned handle was
+    /// cancelled. A panic in `f` closes the connection.
+    pub fn after(
+        &self,
+        delay: Duration,
+        f: impl FnOnce(&mut Session<'_>) + Send + 'static,
+    ) -> TimerHandle {
+        let handle = TimerHandle::new();
+        add(
+            self.core,
+            self.id,
+            delay,
+            None,
+            handle.clone(),
+            on_session(self.id, once(f)),
+        );
+        handle
+    }
+
+    /// Run `f` on this connection's loop, with its `Session`, every
+    /// `interval` (at least 1 ms), first `interval` from now, until the
+    /// connection closes or the handle is cancelled: a per-connection
+    /// cron (getty's `OnCron`). Each run is scheduled from the end of the
+    /// last one's tick, so a slow `f` shifts the next run rather than
+    /// piling them up.
+    pub fn every(
+        &self,
+        interval: Duration,
+        f: impl FnMut(&mut Session<'_>) + Send + 'static,
+    ) -> TimerHandle {
+        let interval = saturate(interval).max(MIN_EVERY);
+        let handle = TimerHandle::new();
+        let timer = on_session(self.id, f);
+        add(
+            self.core,
+            self.id,
+            interval,
+            Some(interval),
+            handle.clone(),
+            timer,
+        );
+        handle
+    }
+}
+
+impl ConnHandle {
+    /// [`Session::after`] from any thread: the timer is set on the
+    /// connection's loop (through its inbox, in order with this thread's
+    /// sends).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`], or [`Error::InboxFull`] (nothing set).
+    pub fn after(
+        &self,
+        delay: Duration,
+        f: impl FnOnce(&mut Session<'_>) + Send + 'static,
+    ) -> Result<TimerHandle> {
+        self.set_timer(delay, None, on_session(self.id, once(f)))
+    }
+
+    /// [`Session::every`] from any thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`after`](Self::after).
+    pub fn every(
+        &self,
+        interval: Duration,
+        f: impl FnMut(&mut Session<'_>) + Send + 'static,
+    ) -> Result<TimerHandle> {
+        let interval = saturate(interval).max(MIN_EVERY);
+        self.set_timer(interval, Some(interval), on_session(self.id, f))
+    }
+
+    fn set_timer(
+        &self,
+        after: Duration,
+        every: Option<Duration>,
+        f: TimerFn,
+    ) -> Result<TimerHandle> {
+        let (runtime, id) = (&self.runtime, self.id);
+        if runtime.is_shut_down() {
+            return Err(Error::ShutDown);
+        }
+        let handle = TimerHandle::new();
+        let mine = handle.clone();
+        let job = Box::new(move |core: &LoopCore| {
+            if !core.table.is_closing(id) {
+                add(core, id, after, every, mine, f);
+            }
+        });
+        runtime.push(id.loop_index(), 0, Command::Run { bytes: 0, job })?;
+        Ok(handle)
+    }
+}
+
+/// A server-wide timer's callback (`Builder::every`).
+pub(crate) type TickFn = Box<dyn FnMut(&Hub) + Send>;
+/// The per-connection cron (`Builder::cron`).
+pub(crate) type CronFn = Arc<dyn Fn(&mut Session<'_>) + Send + Sync>;
+
+/// The timers the builder set: server-wide ones, set on loop 0 as it
+/// starts, and a cron every connection gets when it opens.
+#[derive(Default)]
+pub(crate) struct AppTimers {
+    pub(crate) ticks: Mutex<Vec<(Duration, TickFn)>>,
+    pub(crate) cron: Option<(Duration, CronFn)>,
+}
+
+impl AppTimers {
+    /// Set the server-wide timers on `core` (loop 0, once).
+    pub(crate) fn start_ticks(&self, core: &LoopCore) {
+        let ticks = std::mem::take(&mut *self.ticks.lock().unwrap_or_else(PoisonError::into_inner));
+        for (interval, mut f) in ticks {
+            let interval = saturate(interval).max(MIN_EVERY);
+            let hub = Hub {
+                runtime: core.runtime.clone(),
+            };
+            let timer: TimerFn = Box::new(move |_core: &LoopCore| {
+                f(&hub);
+                true
+            });
+            core.timers
+                .borrow_mut()
+                .add(None, interval, Some(interval), TimerHandle::new(), timer);
+        }
+    }
+
+    /// Start the cron of connection `id`, which just opened.
+    pub(crate) fn start_cron(&self, core: &LoopCore, id: ConnId) {
+        if let Some((interval, f)) = &self.cron {
+            let f = f.clone();
+            let interval = saturate(*interval).max(MIN_EVERY);
+            let timer = on_session(id, move |s| f(s));
+            add(
+                core,
+                id,
+                interval,
+                Some(interval),
+                TimerHandle::new(),
+                timer,
+            );
+        }
+    }
+
+    /// The finest interval the builder's timers need (the wheel's tick is
+    /// at most this).
+    pub(crate) fn finest(&self) -> Option<Duration> {
+        let ticks = self.ticks.lock().unwrap_or_else(PoisonError::into_inner);
+        ticks
+            .iter()
+            .map(|(d, _)| *d)
+            .chain(self.cron.as_ref().map(|(d, _)| *d))
+            .min()
+            .map(|d| d.max(MIN_EVERY))
+    }
+}
