@@ -15,8 +15,10 @@ use crate::error::{CloseReason, PackError, Result};
 /// server's, then each dial profile's), TLS and WebSocket settings, and
 /// the protocols its listeners speak.
 pub(crate) struct Wire {
-    /// By profile index (0: the server's own); never empty.
-    packers: Vec<ProfilePacker>,
+    /// The server's own packer (profile 0).
+    server: ProfilePacker,
+    /// Each dial profile's packer: index `i` is profile `i + 1`.
+    profiles: Vec<ProfilePacker>,
     tls: Option<tls::TlsAcceptor>,
     ws: Option<ws::WsSettings>,
     /// The protocols of the server's listeners (each once).
@@ -63,12 +65,9 @@ impl Wire {
         if let Some(ws) = &mut ws {
             ws.validate(config)?;
         }
-        let packers = std::iter::once(packer)
-            .chain(profiles)
-            .map(ProfilePacker::new)
-            .collect();
         Ok(Wire {
-            packers,
+            server: ProfilePacker::new(packer),
+            profiles: profiles.into_iter().map(ProfilePacker::new).collect(),
             tls,
             ws,
             listening,
@@ -79,8 +78,18 @@ impl Wire {
     /// have, which a connection never carries).
     #[inline]
     fn profile(&self, profile: u8) -> &ProfilePacker {
-        let i = profile as usize;
-        self.packers.get(i).unwrap_or(&self.packers[0])
+        if profile == SERVER_PROFILE {
+            return &self.server;
+        }
+        self.profile_cold(profile)
+    }
+
+    #[cold]
+    fn profile_cold(&self, profile: u8) -> &ProfilePacker {
+        (profile as usize)
+            .checked_sub(1)
+            .and_then(|i| self.profiles.get(i))
+            .unwrap_or(&self.server)
     }
 
     /// The packer of a connection of `profile`.
@@ -107,7 +116,7 @@ impl Wire {
     /// Whether any connection can carry sequence numbers (no: a request
     /// fails before it reaches a loop).
     pub(crate) fn may_carry_seq(&self) -> bool {
-        self.packers.iter().any(|p| p.carries_seq)
+        self.server.carries_seq || self.profiles.iter().any(|p| p.carries_seq)
     }
 
     /// The WebSocket settings, on a server with WebSocket listeners.
@@ -208,7 +217,7 @@ impl Wire {
                 Protocol::WebSocket => encoded.ws = Some(frame),
             }
         }
-        if dialed && self.packers.len() > 1 {
+        if dialed && !self.profiles.is_empty() {
             let body = match body.shareable() {
                 Some(shared) => shared.clone(),
                 None => Bytes::copy_from_slice(body.as_slice()),
