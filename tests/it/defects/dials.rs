@@ -11,6 +11,25 @@ use netloom::{Dial, Server};
 
 use crate::common::{echo, start, wait_until, Client, TIMEOUT};
 
+/// A loopback address nothing listens on, outside the ephemeral port
+/// range: a port of that range may become a client socket's own port
+/// while the test runs, and a dial to it then connects to itself (TCP
+/// simultaneous open) instead of being refused.
+fn refusing_addr() -> std::net::SocketAddr {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (1024..low.min(32768))
+        .rev()
+        .step_by(97)
+        .find_map(|port| {
+            let l = TcpListener::bind(("127.0.0.1", port)).ok()?;
+            l.local_addr().ok()
+        })
+        .expect("a free port below the ephemeral range")
+}
+
 /// Dials from a thread that is no loop, each refused at once, while
 /// clients connect: the count never wraps, and no client is turned away
 /// for a limit the server is far from.
@@ -24,10 +43,7 @@ fn refused_dials_from_another_thread_never_wrap_the_connection_count() {
             .max_connections(LIMIT)
             .route(1, echo),
     );
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = refusing_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let highest = Arc::new(AtomicUsize::new(0));
     let (addr, hub) = (server.local_addr(), server.hub());
