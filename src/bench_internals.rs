@@ -113,7 +113,11 @@ impl Dispatcher {
             .collect();
         let handler = handler_fn(|ctx: &mut Context<'_>| ctx.reply(ctx.msg_id(), ctx.body()));
         let mut router = Router::default();
-        router.set_fallback(Route::new(chain, handler));
+        router.set_fallback(Route::new(
+            chain,
+            handler,
+            crate::runtime::exec::Target::Loop,
+        ));
         let config = Config {
             event_loops: 1,
             ..Config::default()
@@ -125,6 +129,7 @@ impl Dispatcher {
             timers: Default::default(),
             hooks: Hooks::default(),
             state: Arc::default(),
+            exec: Default::default(),
         };
 
         let poll = mio::Poll::new()?;
@@ -155,6 +160,7 @@ impl Dispatcher {
             table,
             state: app.state.clone(),
             timers: Default::default(),
+            lanes: Default::default(),
         };
 
         let listener = TcpListener::bind("127.0.0.1:0")?;

@@ -5,7 +5,9 @@
 //! (`builder/tls.rs`, `builder/ws.rs`). [`Builder::start`] hands the
 //! result to `server.rs`, which spawns the threads.
 
+mod exec;
 mod group;
+mod hooks;
 mod profile;
 mod timers;
 #[cfg(feature = "tls")]
@@ -23,11 +25,11 @@ use std::time::Duration;
 
 use crate::codec::{implements_decoding, LengthPacker, Packer, ServerPacker};
 use crate::config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy};
-use crate::dispatch::context::Session;
-use crate::dispatch::hooks::{Disconnect, Hooks, IntoOpenResult};
+use crate::dispatch::exec::{Exec, Executors};
+use crate::dispatch::hooks::Hooks;
 use crate::dispatch::timers::AppTimers;
 use crate::dispatch::App;
-use crate::error::{CloseReason, Error, Result};
+use crate::error::{Error, Result};
 use crate::ext::StateMap;
 use crate::server::{self, ServerHandle};
 use crate::transport::tls::TlsAcceptor;
@@ -85,6 +87,8 @@ pub struct Builder {
     profiles: Vec<(String, Profile)>,
     /// `every` and `cron` (`builder/timers.rs`).
     timers: AppTimers,
+    /// The routes' execution model (`builder/exec.rs`).
+    exec: Exec,
 }
 
 impl fmt::Debug for Builder {
@@ -374,59 +378,6 @@ impl Builder {
         self
     }
 
-    /// Run for every new connection, on its loop thread, before any of its
-    /// messages: an accepted one at accept (over TLS, before the
-    /// handshake), a dialed one once it has connected (over TLS, once the
-    /// handshake has completed; `TlsInfo` is then in
-    /// its data). Return `()`/`true` to accept, `false` or `Err(reason)` to
-    /// reject. A rejected connection is closed (after flushing anything the
-    /// hook sent) and `on_close` runs for it with [`CloseReason::Rejected`].
-    pub fn on_open<F, R>(mut self, f: F) -> Self
-    where
-        F: Fn(&mut Session<'_>) -> R + Send + Sync + 'static,
-        R: IntoOpenResult,
-    {
-        self.hooks.on_open = Some(Box::new(move |s: &mut Session<'_>| f(s).into_open_result()));
-        self
-    }
-
-    /// Run exactly once for every connection `on_open` ran for, whatever
-    /// ends it, with the reason, and for every dialed connection
-    /// ([`Hub::dial`](crate::Hub::dial)) when it is closed for good, even if
-    /// it never connected (`ConnectFailed`, `ConnectTimeout`, a failed TLS
-    /// handshake). The connection's user data is still there; sends to it
-    /// fail.
-    pub fn on_close<F>(mut self, f: F) -> Self
-    where
-        F: Fn(&mut Session<'_>, &CloseReason) + Send + Sync + 'static,
-    {
-        self.hooks.on_close = Some(Box::new(f));
-        self
-    }
-
-    /// Run when a dialed connection ([`Hub::dial`](crate::Hub::dial)) with a
-    /// reconnect policy was lost, or a connect attempt of it failed, with
-    /// why, the attempt about to be made and when. Its user data stays;
-    /// its waiting requests have failed with `Error::Disconnected`.
-    pub fn on_disconnect<F>(mut self, f: F) -> Self
-    where
-        F: Fn(&mut Session<'_>, &Disconnect) + Send + Sync + 'static,
-    {
-        self.hooks.on_disconnect = Some(Box::new(f));
-        self
-    }
-
-    /// Run when a dialed connection connected again after a loss, with the
-    /// number of attempts it took (`on_open` ran only the first time). Over
-    /// TLS it runs once the new handshake has completed.
-    pub fn on_reconnect<F>(mut self, f: F) -> Self
-    where
-        F: Fn(&mut Session<'_>, u32) + Send + Sync + 'static,
-    {
-        self.hooks.on_reconnect = Some(Box::new(f));
-        self
-    }
-
     /// Listen on `addr` (any number of times for several addresses). Port 0
     /// picks a free port; read it back with [`ServerHandle::local_addr`].
     /// These listeners speak the packer over TCP (or TLS); `bind_ws` (feature
@@ -473,7 +424,11 @@ impl Builder {
         }
         let mut config = self.config;
         config.finest_timer = self.timers.finest();
-        let (packers, routings) = profile::settle_all(self.profiles, &mut config)?;
+        let mut used = vec![self.exec];
+        let (packers, routings) = profile::settle_all(self.profiles, &mut config, &mut used)?;
+        let router = self.routes.build(self.exec, &mut used);
+        let (exec, receivers) = Executors::plan(used)?;
+        config.logic_thread = self.exec == Exec::Single;
         let packer = match self.packer {
             Some(custom) if !implements_decoding(&*custom) => {
                 return Err(Error::Config(
@@ -486,13 +441,14 @@ impl Builder {
         let protocols = self.addrs.iter().map(|&(_, p)| p).collect();
         let wire = Wire::new(packer, packers, self.tls, self.ws, protocols, &config)?;
         let app = App {
-            router: self.routes.build(),
+            router,
             unknown_id: config.unknown_id,
             profiles: routings,
             timers: self.timers,
             hooks: self.hooks,
             state: Arc::new(self.state),
+            exec,
         };
-        server::spawn(config, wire, app, &self.addrs)
+        server::spawn(config, wire, app, receivers, &self.addrs)
     }
 }

@@ -228,12 +228,20 @@ pub struct Config {
     /// if a heartbeat or a builder timer needs it. Default: 100 ms; at
     /// least 1 ms.
     pub timer_resolution: Duration,
+    /// Bytes of messages (and queued work) a connection may have waiting
+    /// for its worker pool or logic thread (`Exec::Pool`, `Exec::Single`)
+    /// before its reads pause; each item counts at least 64 bytes.
+    /// Default: 1 MiB.
+    pub exec_backlog: usize,
     /// The dial profiles' settings (`Builder::profile`), index `i` being
     /// profile `i + 1`.
     pub(crate) profiles: Vec<ProfileConfig>,
     /// The finest interval of the builder's timers (`Builder::every`,
     /// `cron`).
     pub(crate) finest_timer: Option<Duration>,
+    /// The server's model is `Exec::Single`: connections' timers,
+    /// `ConnHandle::run` and `Builder::every` run on the logic thread.
+    pub(crate) logic_thread: bool,
 }
 
 impl Default for Config {
@@ -264,8 +272,10 @@ impl Default for Config {
             frame_min_rate: 500,
             max_partial_bytes: 64 << 20,
             timer_resolution: Duration::from_millis(100),
+            exec_backlog: 1 << 20,
             profiles: Vec::new(),
             finest_timer: None,
+            logic_thread: false,
         }
     }
 }
@@ -317,6 +327,9 @@ impl Config {
         }
         if self.inbox_capacity == 0 {
             return bad("inbox_capacity must be at least 1 byte");
+        }
+        if self.exec_backlog == 0 {
+            return bad("exec_backlog must be at least 1 byte");
         }
         if self.read_buffer < 1024 || self.read_budget < self.read_buffer {
             return bad("read_buffer must be >= 1024 and read_budget >= read_buffer");

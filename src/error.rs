@@ -186,11 +186,16 @@ pub enum CloseReason {
     /// A dialed host name (`Dial::host`) did not resolve, or resolved to
     /// nothing, or its resolver gave no answer within `connect_timeout`.
     ResolveFailed(String),
+    /// The connection's handlers fell behind: the work waiting for its
+    /// worker pool or logic thread passed `Config::exec_backlog` on a
+    /// connection whose reads may not pause (a dialed link, or one with
+    /// requests waiting for replies). Others pause reading instead.
+    Backlog,
 }
 
 impl CloseReason {
     /// Number of distinct kinds, for per-kind counters.
-    pub(crate) const KINDS: usize = 24;
+    pub(crate) const KINDS: usize = 25;
 
     /// A small stable index per kind, used by [`Stats`](crate::Stats).
     pub(crate) fn kind_index(&self) -> usize {
@@ -219,6 +224,7 @@ impl CloseReason {
             CloseReason::RequestTimeouts(_) => 21,
             CloseReason::HealthCheckFailed(_) => 22,
             CloseReason::ResolveFailed(_) => 23,
+            CloseReason::Backlog => 24,
         }
     }
 
@@ -249,6 +255,7 @@ impl CloseReason {
             "request_timeouts",
             "health_check_failed",
             "resolve_failed",
+            "backlog",
         ][index]
     }
 
@@ -289,7 +296,8 @@ impl CloseReason {
             | CloseReason::FrameTimeout
             | CloseReason::MemoryLimit
             | CloseReason::RequestTimeouts(_)
-            | CloseReason::HealthCheckFailed(_) => Ending::Ours,
+            | CloseReason::HealthCheckFailed(_)
+            | CloseReason::Backlog => Ending::Ours,
         }
     }
 
@@ -315,6 +323,7 @@ impl CloseReason {
                 | CloseReason::RequestTimeouts(_)
                 | CloseReason::HealthCheckFailed(_)
                 | CloseReason::ResolveFailed(_)
+                | CloseReason::Backlog
         )
     }
 }
@@ -393,6 +402,7 @@ impl fmt::Display for CloseReason {
             CloseReason::RequestTimeouts(n) => write!(f, "{n} requests in a row timed out"),
             CloseReason::HealthCheckFailed(why) => write!(f, "health check failed: {why}"),
             CloseReason::ResolveFailed(why) => write!(f, "host name did not resolve: {why}"),
+            CloseReason::Backlog => write!(f, "handlers fell behind (exec backlog full)"),
         }
     }
 }
@@ -434,6 +444,7 @@ mod tests {
             CloseReason::RequestTimeouts(3),
             CloseReason::HealthCheckFailed("timed out".into()),
             CloseReason::ResolveFailed("no such host".into()),
+            CloseReason::Backlog,
         ];
         assert_eq!(all.len(), CloseReason::KINDS);
         for (i, r) in all.iter().enumerate() {

@@ -10,8 +10,16 @@ use std::fmt;
 /// Values keyed by their type: at most one value per type.
 ///
 /// Allocates nothing while empty; a connection that stores one value pays
-/// for one small box. Values need not be `Send`: a connection's data lives
-/// and dies on its loop thread (see `docs/ARCHITECTURE.md`).
+/// for one small box. Values must be `Send`: a connection's data goes
+/// with its work to a worker pool or the logic thread under
+/// [`Exec::Pool`](crate::Exec::Pool) and [`Exec::Single`](crate::Exec::Single)
+/// (one thread at a time holds it; see `docs/ARCHITECTURE.md`). A value
+/// that may not leave its thread is refused at compile time:
+///
+/// ```compile_fail,E0277
+/// let mut ext = netloom::Extensions::new();
+/// ext.insert(std::rc::Rc::new(5));
+/// ```
 ///
 /// # Examples
 ///
@@ -25,7 +33,7 @@ use std::fmt;
 /// assert!(ext.is_empty());
 /// ```
 #[derive(Default)]
-pub struct Extensions(Vec<(TypeId, Box<dyn Any>)>);
+pub struct Extensions(Vec<(TypeId, Box<dyn Any + Send>)>);
 
 impl Extensions {
     /// An empty map (no allocation).
@@ -52,7 +60,7 @@ impl Extensions {
     }
 
     /// Store `value`, returning the value of the same type stored before.
-    pub fn insert<T: 'static>(&mut self, value: T) -> Option<T> {
+    pub fn insert<T: Send + 'static>(&mut self, value: T) -> Option<T> {
         let old = self.remove::<T>();
         // Exact growth: most connections keep one or two values, and this
         // map lives as long as the connection.
@@ -162,9 +170,8 @@ mod tests {
     }
 
     #[test]
-    fn values_need_not_be_send() {
-        let mut m = Extensions::new();
-        m.insert(std::rc::Rc::new(5));
-        assert_eq!(m.get::<std::rc::Rc<i32>>().map(|r| **r), Some(5));
+    fn extensions_go_to_other_threads() {
+        fn is_send<T: Send>() {}
+        is_send::<Extensions>();
     }
 }

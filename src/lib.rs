@@ -131,6 +131,7 @@ pub use config::{
 };
 pub use conn::dial::Dial;
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
+pub use dispatch::exec::Exec;
 pub use dispatch::hooks::{Disconnect, IntoOpenResult};
 pub use dispatch::middleware::Next;
 pub use error::{CloseReason, Error, PackError, Result};

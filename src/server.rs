@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{saturate, Config};
+use crate::dispatch::exec::{self, Receivers};
 use crate::dispatch::App;
 use crate::error::{Error, Result};
 use crate::reactor::acceptor::{self, Acceptor};
@@ -23,6 +24,7 @@ pub(crate) fn spawn(
     config: Config,
     wire: Wire,
     app: App,
+    receivers: Receivers,
     addrs: &[(SocketAddr, Protocol)],
 ) -> Result<ServerHandle> {
     let mut listeners = Vec::new();
@@ -61,7 +63,15 @@ pub(crate) fn spawn(
         local_addrs,
         loops: Vec::new(),
         acceptor: None,
+        workers: Vec::new(),
     };
+    match exec::spawn(receivers, &app, &runtime) {
+        Ok(workers) => handle.workers = workers,
+        Err(e) => {
+            handle.runtime.acceptor_stopped();
+            return Err(e.into());
+        }
+    }
     for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
         let (runtime, app) = (runtime.clone(), app.clone());
         let spawned = std::thread::Builder::new()
@@ -77,6 +87,9 @@ pub(crate) fn spawn(
             }
         }
     }
+    // The loops hold the application now; the workers only weakly, so
+    // they end once the loops have.
+    drop(app);
     let acceptor = Acceptor::new(accept_poll, listeners, protocols, runtime);
     match std::thread::Builder::new()
         .name("netloom-accept".into())
@@ -108,6 +121,8 @@ pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     loops: Vec<JoinHandle<usize>>,
     acceptor: Option<JoinHandle<()>>,
+    /// The worker pool and logic thread (`Exec`).
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl fmt::Debug for ServerHandle {
@@ -204,6 +219,13 @@ impl ServerHandle {
             match t.join() {
                 Ok(n) => unflushed += n,
                 Err(_) => result = Err(Error::ThreadPanicked(format!("netloom-loop-{i}"))),
+            }
+        }
+        // The loops have let the application go: the workers' channels
+        // are closed, and they end after the task in hand.
+        for t in self.workers.drain(..) {
+            if t.join().is_err() {
+                result = Err(Error::ThreadPanicked("netloom-worker".into()));
             }
         }
         if unflushed > 0 && result.is_ok() {

@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     pub(crate) messages_out: AtomicU64,
     pub(crate) send_errors: AtomicU64,
     pub(crate) slow_peer_events: AtomicU64,
+    pub(crate) exec_pauses: AtomicU64,
     pub(crate) unknown_ids: AtomicU64,
     pub(crate) handler_errors: AtomicU64,
     pub(crate) unflushed_closes: AtomicU64,
@@ -78,6 +79,9 @@ pub struct Stats {
     pub send_errors: u64,
     /// Times a connection's write queue went over its high-water mark.
     pub slow_peer_events: u64,
+    /// Times a connection's reads paused because work waiting for its
+    /// worker pool or logic thread passed `Config::exec_backlog`.
+    pub exec_pauses: u64,
     /// Messages with an id no route handles.
     pub unknown_ids: u64,
     /// Handlers or middleware that returned `Err`.
@@ -116,6 +120,7 @@ impl Stats {
             s.messages_out += c.messages_out.load(Relaxed);
             s.send_errors += c.send_errors.load(Relaxed);
             s.slow_peer_events += c.slow_peer_events.load(Relaxed);
+            s.exec_pauses += c.exec_pauses.load(Relaxed);
             s.unknown_ids += c.unknown_ids.load(Relaxed);
             s.handler_errors += c.handler_errors.load(Relaxed);
             s.unflushed_closes += c.unflushed_closes.load(Relaxed);
@@ -175,6 +180,7 @@ impl fmt::Display for Stats {
             ("messages_out", self.messages_out),
             ("send_errors", self.send_errors),
             ("slow_peer_events", self.slow_peer_events),
+            ("exec_pauses", self.exec_pauses),
             ("unknown_ids", self.unknown_ids),
             ("handler_errors", self.handler_errors),
             ("unflushed_closes", self.unflushed_closes),

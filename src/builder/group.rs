@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::Builder;
 use crate::dispatch::context::{Context, HandlerResult, IntoHandlerResult};
+use crate::dispatch::exec::Exec;
 use crate::dispatch::middleware::{handler_fn, middleware_fn, HandlerFn, MiddlewareFn, Next};
 use crate::dispatch::router::{Route, Router};
 
@@ -17,6 +18,8 @@ struct PendingRoute {
     id: u32,
     group: Arc<[MiddlewareFn]>,
     handler: HandlerFn,
+    /// Its own execution model, or its group's (else the default).
+    exec: Option<Exec>,
 }
 
 /// Every route, middleware and fallback declared so far.
@@ -32,27 +35,43 @@ impl Routes {
         self.routes.len()
     }
 
-    pub(super) fn add(&mut self, id: u32, group: Arc<[MiddlewareFn]>, handler: HandlerFn) {
-        self.routes.push(PendingRoute { id, group, handler });
+    pub(super) fn add(
+        &mut self,
+        id: u32,
+        group: Arc<[MiddlewareFn]>,
+        handler: HandlerFn,
+        exec: Option<Exec>,
+    ) {
+        self.routes.push(PendingRoute {
+            id,
+            group,
+            handler,
+            exec,
+        });
     }
 
     pub(super) fn add_group(&mut self, group: Group) {
         let chain: Arc<[MiddlewareFn]> = Arc::from(group.middleware);
-        for (id, handler) in group.routes {
-            self.add(id, chain.clone(), handler);
+        for (id, handler, exec) in group.routes {
+            self.add(id, chain.clone(), handler, exec.or(group.exec));
         }
     }
 
     /// The frozen router: each route's chain is the global middleware, then
-    /// its group's; the fallback runs after the global middleware.
-    pub(super) fn build(self) -> Router {
+    /// its group's; the fallback runs after the global middleware. Routes
+    /// without a model of their own (and the fallback) run on `default`;
+    /// every model a route runs on is added to `used`.
+    pub(super) fn build(self, default: Exec, used: &mut Vec<Exec>) -> Router {
         let mut router = Router::default();
         for r in self.routes {
             let chain = self.global.iter().chain(r.group.iter()).cloned().collect();
-            router.insert(r.id, Route::new(chain, r.handler));
+            let exec = r.exec.unwrap_or(default);
+            used.push(exec);
+            router.insert(r.id, Route::new(chain, r.handler, exec.target()));
         }
         if let Some(h) = self.fallback {
-            router.set_fallback(Route::new(self.global, h));
+            used.push(default);
+            router.set_fallback(Route::new(self.global, h, default.target()));
         }
         router
     }
@@ -135,7 +154,7 @@ impl Builder {
         R: IntoHandlerResult,
     {
         self.routes
-            .add(id, Arc::from(Vec::new()), handler_fn(handler));
+            .add(id, Arc::from(Vec::new()), handler_fn(handler), None);
         self
     }
 
@@ -207,7 +226,8 @@ impl Builder {
 /// Routes sharing middleware; see [`Builder::group`].
 pub struct Group {
     middleware: Vec<MiddlewareFn>,
-    routes: Vec<(u32, HandlerFn)>,
+    routes: Vec<(u32, HandlerFn, Option<Exec>)>,
+    exec: Option<Exec>,
 }
 
 impl fmt::Debug for Group {
@@ -224,6 +244,7 @@ impl Group {
         Group {
             middleware,
             routes: Vec::new(),
+            exec: None,
         }
     }
 
@@ -245,7 +266,26 @@ impl Group {
         F: Fn(&mut Context<'_>) -> R + Send + Sync + 'static,
         R: IntoHandlerResult,
     {
-        self.routes.push((id, handler_fn(handler)));
+        self.routes.push((id, handler_fn(handler), None));
+        self
+    }
+
+    /// Run every route of this group (declared before or after, unless it
+    /// names its own with [`route_on`](Self::route_on)) on `exec`, instead
+    /// of the server's model ([`Builder::exec`](crate::Builder::exec)).
+    pub fn exec(mut self, exec: Exec) -> Self {
+        self.exec = Some(exec);
+        self
+    }
+
+    /// [`route`](Self::route), run on `exec` (see
+    /// [`Builder::route_on`](crate::Builder::route_on)).
+    pub fn route_on<F, R>(mut self, id: u32, exec: Exec, handler: F) -> Self
+    where
+        F: Fn(&mut Context<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.routes.push((id, handler_fn(handler), Some(exec)));
         self
     }
 }

@@ -14,6 +14,7 @@ use super::Builder;
 use crate::codec::{implements_decoding, LengthPacker, Packer, ServerPacker};
 use crate::config::{Config, Heartbeat, ProfileConfig, UnknownIdPolicy};
 use crate::dispatch::context::{Context, HandlerResult, IntoHandlerResult};
+use crate::dispatch::exec::Exec;
 use crate::dispatch::middleware::{handler_fn, middleware_fn, Next};
 use crate::dispatch::Routing;
 use crate::error::{Error, Result};
@@ -136,7 +137,7 @@ impl Profile {
         R: IntoHandlerResult,
     {
         self.routes
-            .add(id, Arc::from(Vec::new()), handler_fn(handler));
+            .add(id, Arc::from(Vec::new()), handler_fn(handler), None);
         self
     }
 
@@ -229,7 +230,11 @@ impl Profile {
     ///
     /// [`Error::Config`] for a packer that cannot decode, or
     /// `ping_before_kick` without `heartbeat`.
-    pub(super) fn settle(self, name: String) -> Result<(ServerPacker, ProfileConfig, Routing)> {
+    pub(super) fn settle(
+        self,
+        name: String,
+        used: &mut Vec<Exec>,
+    ) -> Result<(ServerPacker, ProfileConfig, Routing)> {
         let whose = format!("profile {name:?}");
         let packer = match self.packer {
             Some(custom) if !implements_decoding(&*custom) => {
@@ -256,7 +261,7 @@ impl Profile {
             socket: self.socket,
         };
         let routing = Routing {
-            router: self.routes.build(),
+            router: self.routes.build(Exec::Inline, used),
             unknown_id: self.unknown_id,
         };
         Ok((packer, config, routing))
@@ -281,13 +286,14 @@ impl Builder {
 pub(super) fn settle_all(
     profiles: Vec<(String, Profile)>,
     config: &mut Config,
+    used: &mut Vec<Exec>,
 ) -> Result<(Vec<ServerPacker>, Vec<Routing>)> {
     let (mut packers, mut routings) = (Vec::new(), Vec::new());
     for (name, profile) in profiles {
         if config.profiles.iter().any(|p| p.name == name) {
             return Err(Error::Config(format!("two profiles named {name:?}")));
         }
-        let (packer, settings, routing) = profile.settle(name)?;
+        let (packer, settings, routing) = profile.settle(name, used)?;
         packers.push(packer);
         config.profiles.push(settings);
         routings.push(routing);

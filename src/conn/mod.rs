@@ -54,6 +54,9 @@ pub(crate) mod flag {
     /// after the last one completed, or reads were paused, while the timer
     /// of the earlier window was still pending (see `Conn::window`).
     pub(crate) const FRAME_RESTART: u16 = 1 << 14;
+    /// Its work is out at a worker or the logic thread, which holds its
+    /// user data (`runtime::exec`): what needs the data waits in its lane.
+    pub(crate) const EXEC: u16 = 1 << 15;
 
     /// Set `bit` in `flags`; true if it was not set (the first time, for
     /// what is logged once per connection).

@@ -9,10 +9,12 @@ use bytes::Bytes;
 
 use crate::buf::Payload;
 use crate::codec::Message;
-use crate::error::{CloseReason, Result};
+use crate::error::{CloseReason, Error, Result};
 use crate::ext::Extensions;
 use crate::id::ConnId;
-use crate::runtime::{ConnHandle, Hub, LoopCore, Responder};
+use crate::runtime::exec::{Outgoing, Place};
+use crate::runtime::{ConnHandle, Hub, Responder};
+use crate::stats::Counters;
 use crate::transport::Goodbye;
 
 /// Error type handlers and middleware may return.
@@ -48,7 +50,9 @@ impl<E: Into<BoxError>> IntoHandlerResult for std::result::Result<(), E> {
 /// Holds the connection's typed user data ([`data`](Session::data)): at
 /// most one value per type, living as long as the connection.
 pub struct Session<'a> {
-    pub(crate) core: &'a LoopCore,
+    /// Where it runs: on the connection's loop, or off it (a worker, the
+    /// logic thread).
+    pub(crate) at: Place<'a>,
     pub(crate) id: ConnId,
     pub(crate) peer: SocketAddr,
     /// The connection's profile index (0: the server's own).
@@ -81,21 +85,21 @@ impl Session<'_> {
     /// own protocol (accepted connections, dials without a profile).
     /// Hooks are server-wide: this tells them which protocol they see.
     pub fn profile(&self) -> Option<&str> {
-        self.core.runtime.config.profile_name(self.profile)
+        self.at.runtime().config.profile_name(self.profile)
     }
 
     /// A handle to this connection, to keep or give to other threads.
     pub fn handle(&self) -> ConnHandle {
         ConnHandle {
             id: self.id,
-            runtime: self.core.runtime.clone(),
+            runtime: self.at.runtime().clone(),
         }
     }
 
     /// Server-wide operations (broadcast, connection list, stats).
     pub fn hub(&self) -> Hub {
         Hub {
-            runtime: self.core.runtime.clone(),
+            runtime: self.at.runtime().clone(),
         }
     }
 
@@ -125,7 +129,31 @@ impl Session<'_> {
     #[inline]
     pub(crate) fn send_payload(&self, id: u32, seq: u32, body: Payload<'_>) -> Result<()> {
         let me = self.id;
-        self.core.table.send(me, id, seq, body)
+        match self.at {
+            Place::Loop(core) => core.table.send(me, id, seq, body),
+            Place::Off(off) if off.closed.get() => Err(Error::Closed),
+            Place::Off(off) => {
+                let body = match body {
+                    Payload::Slice(b) => Bytes::copy_from_slice(b),
+                    Payload::Shared(b) => b,
+                };
+                off.push(Outgoing::Send { id, seq, body });
+                Ok(())
+            }
+        }
+    }
+
+    /// Close this connection for `reason` (after what is queued).
+    pub(crate) fn close_for(&self, reason: CloseReason, goodbye: Option<&Goodbye>) {
+        match self.at {
+            Place::Loop(core) => core.table.close_with(self.id, reason, goodbye),
+            Place::Off(off) => off.push(Outgoing::Close(reason, goodbye.cloned())),
+        }
+    }
+
+    /// The counters of the connection's loop.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.at.runtime().loops[self.id.loop_index()].counters
     }
 
     /// Close this connection once what is queued has been written
@@ -147,8 +175,7 @@ impl Session<'_> {
     }
 
     fn close_with_goodbye(&self, goodbye: Option<&Goodbye>) {
-        let me = self.id;
-        self.core.table.close_with(me, CloseReason::Local, goodbye);
+        self.close_for(CloseReason::Local, goodbye);
     }
 
     /// This connection's user data: at most one value per type, kept until
@@ -205,8 +232,8 @@ impl<'a> Session<'a> {
     /// # drop(builder);
     /// ```
     pub fn state<T: Send + Sync + 'static>(&self) -> Option<&'a T> {
-        let core: &'a LoopCore = self.core;
-        core.state.get()
+        let at: Place<'a> = self.at;
+        at.state().get()
     }
 }
 
@@ -399,94 +426,5 @@ impl<'a> Context<'a> {
     /// [`values`](Self::values)).
     pub fn values_mut(&mut self) -> &mut Extensions {
         &mut self.values
-    }
-}
-
-// The names of 0.1.0 whose new form has another name, kept for one
-// release (see CHANGELOG.md). Names whose new form took them over
-// (`data`, `data_mut`) cannot be kept.
-
-impl Session<'_> {
-    /// Store user data of type `T`, returning the old value of that type.
-    ///
-    /// ```
-    /// #[allow(deprecated)]
-    /// let builder = netloom::Server::builder().on_open(|session| {
-    ///     session.set_data(std::time::Instant::now());
-    /// });
-    /// # drop(builder);
-    /// ```
-    #[deprecated(since = "0.1.0", note = "use `data_mut().insert(value)`")]
-    pub fn set_data<T: 'static>(&mut self, value: T) -> Option<T> {
-        self.data_mut().insert(value)
-    }
-
-    /// Remove and return the user data of type `T`.
-    ///
-    /// ```
-    /// #[allow(deprecated)]
-    /// let builder = netloom::Server::builder().on_close(|session, _reason| {
-    ///     let _ = session.remove_data::<std::time::Instant>();
-    /// });
-    /// # drop(builder);
-    /// ```
-    #[deprecated(since = "0.1.0", note = "use `data_mut().remove::<T>()`")]
-    pub fn remove_data<T: 'static>(&mut self) -> Option<T> {
-        self.data_mut().remove()
-    }
-}
-
-impl Context<'_> {
-    /// Pass a value down the chain (middleware to handler); one per type.
-    ///
-    /// ```
-    /// use netloom::{Context, HandlerResult, Next};
-    ///
-    /// struct Authenticated;
-    ///
-    /// #[allow(deprecated)]
-    /// fn auth(ctx: &mut Context<'_>, next: Next<'_>) -> HandlerResult {
-    ///     ctx.set(Authenticated);
-    ///     next.run(ctx)
-    /// }
-    /// # let _ = netloom::Server::builder().middleware(auth);
-    /// ```
-    #[deprecated(since = "0.1.0", note = "use `values_mut().insert(value)`")]
-    pub fn set<T: 'static>(&mut self, value: T) -> Option<T> {
-        self.values_mut().insert(value)
-    }
-
-    /// A value passed down by a middleware earlier in the chain.
-    ///
-    /// ```
-    /// struct UserId(u64);
-    ///
-    /// #[allow(deprecated)]
-    /// fn handler(ctx: &mut netloom::Context<'_>) -> netloom::Result<()> {
-    ///     let uid = ctx.get::<UserId>().map_or(0, |u| u.0);
-    ///     ctx.reply(1, uid.to_string())
-    /// }
-    /// # let _ = netloom::Server::builder().route(1, handler);
-    /// ```
-    #[deprecated(since = "0.1.0", note = "use `values().get::<T>()`")]
-    pub fn get<T: 'static>(&self) -> Option<&T> {
-        self.values().get()
-    }
-
-    /// Take a value passed down earlier in the chain.
-    ///
-    /// ```
-    /// struct UserId(u64);
-    ///
-    /// #[allow(deprecated)]
-    /// fn handler(ctx: &mut netloom::Context<'_>) -> netloom::Result<()> {
-    ///     let uid = ctx.take::<UserId>().map_or(0, |u| u.0);
-    ///     ctx.reply(1, uid.to_string())
-    /// }
-    /// # let _ = netloom::Server::builder().route(1, handler);
-    /// ```
-    #[deprecated(since = "0.1.0", note = "use `values_mut().remove::<T>()`")]
-    pub fn take<T: 'static>(&mut self) -> Option<T> {
-        self.values_mut().remove()
     }
 }

@@ -4,6 +4,8 @@
 //! through them.
 
 pub(crate) mod context;
+mod deprecated;
+pub(crate) mod exec;
 pub(crate) mod hooks;
 pub(crate) mod middleware;
 pub(crate) mod router;
@@ -25,11 +27,12 @@ use crate::conn::requests::Matched;
 use crate::error::{panic_message, CloseReason, Error};
 use crate::ext::{Extensions, StateMap};
 use crate::id::ConnId;
+use crate::runtime::exec::{Place, Target};
 use crate::runtime::LoopCore;
 use crate::stats::Counters;
 use context::{Context, Session};
 use hooks::Hooks;
-use router::Router;
+use router::{Route, Router};
 
 /// The application a server runs: routes with their unknown-id policy
 /// (the server's, then each dial profile's), hooks, and the shared state
@@ -45,6 +48,8 @@ pub(crate) struct App {
     /// `Builder::every` and `Builder::cron`.
     pub(crate) timers: timers::AppTimers,
     pub(crate) state: Arc<StateMap>,
+    /// The worker pool and logic thread, where routes run off the loop.
+    pub(crate) exec: exec::Executors,
 }
 
 /// A dial profile's routes and unknown-id policy. Its middleware is in
@@ -64,20 +69,20 @@ impl App {
         let Some((awaiting, profile)) = core.table.batch_state(me) else {
             return;
         };
-        let (router, unknown_id) = match (profile as usize).checked_sub(1) {
-            None => (&self.router, self.unknown_id),
-            Some(i) => match self.profiles.get(i) {
-                Some(p) => (&p.router, p.unknown_id),
-                None => return,
-            },
+        let Some((router, unknown_id)) = self.routing(profile) else {
+            return;
         };
+        // Work of this connection already waits for (or is at) an
+        // executor: every message goes behind it.
+        let mut queued =
+            !core.lanes.borrow().is_empty() && core.lanes.borrow_mut().get(me).is_some();
         lend(core, me, |id, peer, _, data| {
             // One `Context` for the whole batch: per message only its id,
             // seq and body change.
             let empty = Bytes::new();
             let mut ctx = Context {
                 session: Session {
-                    core,
+                    at: Place::Loop(core),
                     id,
                     peer,
                     profile,
@@ -103,6 +108,13 @@ impl App {
                 if awaiting && seq != 0 && reply(core, key, generation, msg_id, seq, body, source) {
                     continue;
                 }
+                let route = router.get(msg_id);
+                let target = route.map_or(Target::Loop, Route::target);
+                if queued || target != Target::Loop {
+                    queued = true;
+                    exec::enqueue(core, me, msg_id, seq, body, source, alloc, target);
+                    continue;
+                }
                 ctx.id = msg_id;
                 ctx.seq = seq;
                 ctx.body = body;
@@ -111,19 +123,30 @@ impl App {
                 if !ctx.values.is_empty() {
                     ctx.values.clear();
                 }
-                handle(router, unknown_id, &mut ctx);
+                handle(route, unknown_id, &mut ctx);
             }
         });
+        if queued {
+            self.pump(core, me);
+        }
+    }
+
+    /// The routes and unknown-id policy of profile `profile`.
+    pub(crate) fn routing(&self, profile: u8) -> Option<(&Router, UnknownIdPolicy)> {
+        match (profile as usize).checked_sub(1) {
+            None => Some((&self.router, self.unknown_id)),
+            Some(i) => self.profiles.get(i).map(|p| (&p.router, p.unknown_id)),
+        }
     }
 }
 
-/// Run the message in `ctx` through its route in `router`.
+/// Run the message in `ctx` through `route` (its route, if it has one),
+/// wherever `ctx` runs.
 #[inline]
-fn handle(router: &Router, unknown_id: UnknownIdPolicy, ctx: &mut Context<'_>) {
-    let core = ctx.session.core;
-    let (me, msg_id) = (ctx.session.id, ctx.id);
-    let Some(route) = router.get(msg_id) else {
-        Counters::add(&core.table.counters().unknown_ids, 1);
+fn handle(route: Option<&Route>, unknown_id: UnknownIdPolicy, ctx: &mut Context<'_>) {
+    let msg_id = ctx.id;
+    let Some(route) = route else {
+        Counters::add(&ctx.session.counters().unknown_ids, 1);
         match unknown_id {
             UnknownIdPolicy::Drop => {
                 let (id, peer) = (ctx.session.id, ctx.session.peer);
@@ -131,7 +154,7 @@ fn handle(router: &Router, unknown_id: UnknownIdPolicy, ctx: &mut Context<'_>) {
             }
             UnknownIdPolicy::Close => {
                 let reason = CloseReason::UnknownId(msg_id);
-                core.table.close_with(me, reason, None)
+                ctx.session.close_for(reason, None)
             }
         }
         return;
@@ -141,11 +164,11 @@ fn handle(router: &Router, unknown_id: UnknownIdPolicy, ctx: &mut Context<'_>) {
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            Counters::add(&core.table.counters().handler_errors, 1);
+            Counters::add(&ctx.session.counters().handler_errors, 1);
             // A peer that does not read makes every reply fail: say so
             // once per connection, not once per message.
             let refused = matches!(e.downcast_ref::<Error>(), Some(Error::BufferFull));
-            if refused && !core.table.first_refusal(me) {
+            if refused && !first_refusal(&ctx.session) {
                 log::debug!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
             } else if refused {
                 log::warn!(
@@ -161,8 +184,17 @@ fn handle(router: &Router, unknown_id: UnknownIdPolicy, ctx: &mut Context<'_>) {
                 "conn {id} ({peer}): handler for message {msg_id} panicked: {}",
                 panic_message(&*panic)
             );
-            core.table.close_with(me, CloseReason::HandlerPanic, None);
+            ctx.session.close_for(CloseReason::HandlerPanic, None);
         }
+    }
+}
+
+/// Whether this is the connection's first refused send (logged at warn;
+/// later ones at debug). Off the loop sends are not refused.
+fn first_refusal(session: &Session<'_>) -> bool {
+    match session.at {
+        Place::Loop(core) => core.table.first_refusal(session.id),
+        Place::Off(_) => true,
     }
 }
 
@@ -221,7 +253,7 @@ pub(crate) fn with_session_of<R>(
 ) -> Option<R> {
     lend(core, id, |id, peer, profile, data| {
         f(&mut Session {
-            core,
+            at: Place::Loop(core),
             id,
             peer,
             profile,

@@ -7,21 +7,33 @@ use rustc_hash::FxHashMap;
 
 use super::context::{Context, HandlerResult};
 use super::middleware::{HandlerFn, MiddlewareFn, Next};
+use crate::runtime::exec::Target;
 
 /// Ids below this live in a vector (one index per message); larger ids in a
 /// hash map.
 const DENSE_IDS: usize = 1024;
 
-/// One route: the full middleware chain and the handler.
+/// One route: the full middleware chain, the handler, and where they run.
 #[derive(Clone)]
 pub(crate) struct Route {
     chain: Vec<MiddlewareFn>,
     handler: HandlerFn,
+    target: Target,
 }
 
 impl Route {
-    pub(crate) fn new(chain: Vec<MiddlewareFn>, handler: HandlerFn) -> Self {
-        Route { chain, handler }
+    pub(crate) fn new(chain: Vec<MiddlewareFn>, handler: HandlerFn, target: Target) -> Self {
+        Route {
+            chain,
+            handler,
+            target,
+        }
+    }
+
+    /// Where the route runs (its execution model).
+    #[inline]
+    pub(crate) fn target(&self) -> Target {
+        self.target
     }
 
     pub(crate) fn call(&self, ctx: &mut Context<'_>) -> HandlerResult {

@@ -6,9 +6,9 @@
 use std::mem::size_of;
 
 use super::context::Session;
-use super::with_session_of;
+use super::exec;
 use crate::error::Error;
-use crate::runtime::{Command, ConnHandle, LoopCore, Receipt};
+use crate::runtime::{Command, ConnHandle, LoopCore, Receipt, Reply};
 
 impl ConnHandle {
     /// Run `f` on the connection's own loop thread with its [`Session`],
@@ -76,16 +76,48 @@ impl ConnHandle {
         let (runtime, to) = (&self.runtime, self.id);
         let (receipt, reply) = Receipt::pending(runtime.clone(), to.loop_index());
         let job = Box::new(move |core: &LoopCore| {
-            let ran = with_session_of(core, to, |session| {
-                core.guarded(to, "a closure run by ConnHandle::run", || f(session))
-            });
-            reply.send(ran.flatten().ok_or(Error::Closed));
+            // Unanswered (the connection is gone, or `f` panicked): Closed.
+            let answer = Answer(Some(reply));
+            exec::submit(
+                core,
+                to,
+                Box::new(move |at, id, peer, profile, data| {
+                    let mut session = Session {
+                        at,
+                        id,
+                        peer,
+                        profile,
+                        data,
+                    };
+                    let r = f(&mut session);
+                    answer.send(r);
+                }),
+            );
         });
         // What the closure holds counts against the inbox as a message does.
         let bytes = size_of::<Command>() + size_of::<F>();
         match runtime.push(to.loop_index(), bytes, Command::Run { bytes, job }) {
             Ok(()) => receipt,
             Err(e) => Receipt::ready(Err(e)),
+        }
+    }
+}
+
+/// A [`Reply`] that answers [`Error::Closed`] if dropped unanswered.
+struct Answer<R>(Option<Reply<R>>);
+
+impl<R> Answer<R> {
+    fn send(mut self, r: R) {
+        if let Some(reply) = self.0.take() {
+            reply.send(Ok(r));
+        }
+    }
+}
+
+impl<R> Drop for Answer<R> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.0.take() {
+            reply.send(Err(Error::Closed));
         }
     }
 }

@@ -5,27 +5,45 @@
 //! them (`runtime::UserTimers`, `reactor::event_loop::user_timers`).
 
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crossbeam_channel::Sender;
 use std::time::Duration;
 
 use super::context::Session;
-use super::with_session_of;
+use super::exec::{self, Job};
 use crate::config::saturate;
 use crate::error::{Error, Result};
 use crate::id::ConnId;
+use crate::runtime::exec::Place;
 use crate::runtime::{Command, ConnHandle, Hub, LoopCore, TimerFn, TimerHandle};
 
 /// The shortest interval of a repeating timer (a zero one would fire
 /// every turn).
 const MIN_EVERY: Duration = Duration::from_millis(1);
 
-/// `f` run with the `Session` of connection `id`; `false` (stop) once the
-/// connection is gone or `f` panicked (which closes the connection, as a
-/// handler's panic does).
-fn on_session(id: ConnId, mut f: impl FnMut(&mut Session<'_>) + Send + 'static) -> TimerFn {
+/// `f` run with the `Session` of connection `id` where its work runs (on
+/// its loop, or behind the work it has at a worker or the logic thread);
+/// `false` (stop) once the connection is gone or closing. A panic in `f`
+/// closes the connection, as a handler's does.
+fn on_session(id: ConnId, f: impl FnMut(&mut Session<'_>) + Send + 'static) -> TimerFn {
+    let f = Arc::new(Mutex::new(f));
     Box::new(move |core: &LoopCore| {
-        with_session_of(core, id, |s| core.guarded(id, "a timer", || f(s)))
-            .flatten()
-            .is_some()
+        let f = f.clone();
+        exec::submit(
+            core,
+            id,
+            Box::new(move |at, id, peer, profile, data| {
+                let mut session = Session {
+                    at,
+                    id,
+                    peer,
+                    profile,
+                    data,
+                };
+                let mut f = f.lock().unwrap_or_else(PoisonError::into_inner);
+                f(&mut session);
+            }),
+        )
     })
 }
 
@@ -64,16 +82,7 @@ impl Session<'_> {
         delay: Duration,
         f: impl FnOnce(&mut Session<'_>) + Send + 'static,
     ) -> TimerHandle {
-        let handle = TimerHandle::new();
-        add(
-            self.core,
-            self.id,
-            delay,
-            None,
-            handle.clone(),
-            on_session(self.id, once(f)),
-        );
-        handle
+        self.set_timer(delay, None, on_session(self.id, once(f)))
     }
 
     /// Run `f` on this connection's loop, with its `Session`, every
@@ -88,17 +97,29 @@ impl Session<'_> {
         f: impl FnMut(&mut Session<'_>) + Send + 'static,
     ) -> TimerHandle {
         let interval = saturate(interval).max(MIN_EVERY);
-        let handle = TimerHandle::new();
-        let timer = on_session(self.id, f);
-        add(
-            self.core,
-            self.id,
-            interval,
-            Some(interval),
-            handle.clone(),
-            timer,
-        );
-        handle
+        self.set_timer(interval, Some(interval), on_session(self.id, f))
+    }
+
+    /// Set a timer of this connection: on its loop's wheel directly, or,
+    /// off the loop, through its inbox (a timer that cannot be set comes
+    /// back cancelled).
+    fn set_timer(&self, after: Duration, every: Option<Duration>, f: TimerFn) -> TimerHandle {
+        match self.at {
+            Place::Loop(core) => {
+                let handle = TimerHandle::new();
+                add(core, self.id, after, every, handle.clone(), f);
+                handle
+            }
+            Place::Off(_) => self
+                .handle()
+                .set_timer(after, every, f)
+                .unwrap_or_else(|e| {
+                    log::debug!("conn {}: timer not set: {e}", self.id);
+                    let handle = TimerHandle::new();
+                    handle.cancel();
+                    handle
+                }),
+        }
     }
 }
 
@@ -132,7 +153,7 @@ impl ConnHandle {
         self.set_timer(interval, Some(interval), on_session(self.id, f))
     }
 
-    fn set_timer(
+    pub(crate) fn set_timer(
         &self,
         after: Duration,
         every: Option<Duration>,
@@ -168,18 +189,30 @@ pub(crate) struct AppTimers {
 }
 
 impl AppTimers {
-    /// Set the server-wide timers on `core` (loop 0, once).
-    pub(crate) fn start_ticks(&self, core: &LoopCore) {
+    /// Set the server-wide timers on `core` (loop 0, once); with `logic`,
+    /// each tick runs on the logic thread (`Exec::Single`).
+    pub(crate) fn start_ticks(&self, core: &LoopCore, logic: Option<&Sender<Job>>) {
         let ticks = std::mem::take(&mut *self.ticks.lock().unwrap_or_else(PoisonError::into_inner));
         for (interval, mut f) in ticks {
             let interval = saturate(interval).max(MIN_EVERY);
             let hub = Hub {
                 runtime: core.runtime.clone(),
             };
-            let timer: TimerFn = Box::new(move |_core: &LoopCore| {
-                f(&hub);
-                true
-            });
+            let timer: TimerFn = match logic {
+                None => Box::new(move |_core: &LoopCore| {
+                    f(&hub);
+                    true
+                }),
+                Some(logic) => {
+                    let (logic, f) = (logic.clone(), Arc::new(Mutex::new(f)));
+                    Box::new(move |_core: &LoopCore| {
+                        let (f, hub) = (f.clone(), hub.clone());
+                        let tick = move || (f.lock().unwrap_or_else(PoisonError::into_inner))(&hub);
+                        let _ = logic.send(Job::Run(Box::new(tick)));
+                        true
+                    })
+                }
+            };
             core.timers
                 .borrow_mut()
                 .add(None, interval, Some(interval), TimerHandle::new(), timer);

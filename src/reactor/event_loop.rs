@@ -93,6 +93,7 @@ impl EventLoop {
                 table,
                 state: app.state.clone(),
                 timers: Default::default(),
+                lanes: Default::default(),
             }),
             app,
             poll,
@@ -113,7 +114,9 @@ impl EventLoop {
     pub(crate) fn run(mut self) -> usize {
         let _current = CurrentLoop::enter(self.core.clone());
         if self.core.table.index() == 0 {
-            self.app.timers.start_ticks(&self.core);
+            let logic =
+                (self.app.exec.single.as_ref()).filter(|_| self.core.runtime.config.logic_thread);
+            self.app.timers.start_ticks(&self.core, logic);
         }
         self.turns()
     }
@@ -173,9 +176,13 @@ impl EventLoop {
             self.start_dials();
             self.arm_request_timers();
             self.arm_user_timers();
+            self.app.pump_deferred(&self.core);
             self.flush_dirty();
             if let Some(deadline) = self.shutdown {
-                if self.core.table.conns.borrow().is_empty() {
+                // Connections closed while a worker held their data wait
+                // for it (their `on_close` needs it).
+                let waiting = self.core.lanes.borrow().awaiting_data();
+                if self.core.table.conns.borrow().is_empty() && waiting == 0 {
                     return self.unflushed_in_shutdown;
                 }
                 if Instant::now() >= deadline {
@@ -218,6 +225,7 @@ impl EventLoop {
         if !self.pending.is_empty()
             || self.core.table.has_deferred()
             || self.core.timers.borrow().has_to_arm()
+            || !self.core.lanes.borrow().to_pump.is_empty()
         {
             return Some(Duration::ZERO);
         }
@@ -279,6 +287,7 @@ impl EventLoop {
                         .close_with(id, CloseReason::Local, goodbye.as_deref())
                 }
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
+                Command::Outcome(outcome) => self.app.outcome(&core, *outcome),
                 Command::Dial(spec, reply) => {
                     let _ = reply.send(core.reserve_dial(spec));
                 }

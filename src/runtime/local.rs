@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::exec::Lanes;
 use super::{LoopShared, Runtime, UserTimers};
 use crate::conn::table::ConnTable;
 use crate::ext::StateMap;
@@ -19,6 +20,8 @@ pub(crate) struct LoopCore {
     pub(crate) state: Arc<StateMap>,
     /// The application's timers on this loop (`Session::after`, …).
     pub(crate) timers: RefCell<UserTimers>,
+    /// Connections' work waiting for, or out at, an executor.
+    pub(crate) lanes: RefCell<Lanes>,
 }
 
 impl LoopCore {

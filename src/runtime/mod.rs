@@ -8,6 +8,7 @@
 //! `dispatch`'s, one layer up. The runtime moves bytes and commands.
 
 mod dial;
+pub(crate) mod exec;
 mod handle;
 pub(crate) mod local;
 mod pool;
@@ -21,6 +22,7 @@ pub use handle::{ConnHandle, Hub};
 pub(crate) use local::{with_current, CurrentLoop, LoopCore};
 pub use pool::{Pool, PoolStats, Pooled};
 pub use receipt::Receipt;
+pub(crate) use receipt::Reply;
 pub(crate) use request::start_on as start_request_on;
 pub use request::{PendingReply, Responder};
 pub use timers::TimerHandle;
@@ -79,6 +81,9 @@ pub(crate) enum Command {
         timeout: Duration,
         sink: ReplySink,
     },
+    /// What a worker or the logic thread did with a connection's work:
+    /// its sends, and its data back.
+    Outcome(Box<exec::Outcome>),
 }
 
 /// Code sent to a loop, run there with the loop's core.

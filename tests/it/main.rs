@@ -17,6 +17,7 @@ mod dial;
 mod dial_tls;
 mod docs_sync;
 mod ergonomics;
+mod exec;
 mod features;
 #[cfg(feature = "ws")]
 mod hardening;

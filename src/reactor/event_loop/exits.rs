@@ -57,6 +57,7 @@ fn one_loop() -> (EventLoop, Arc<Runtime>, Receiver<CloseReason>) {
             ..Hooks::default()
         },
         state: Arc::default(),
+        exec: Default::default(),
     };
     let event_loop = EventLoop::new(0, runtime.clone(), Arc::new(app), poll, inbox);
     (event_loop, runtime, closed)

@@ -11,6 +11,7 @@ use super::EventLoop;
 use crate::buf::{Flushed, LazyQueue};
 use crate::conn::table::ConnTable;
 use crate::conn::{flag, Conn};
+use crate::dispatch::exec;
 use crate::error::CloseReason;
 use crate::stats::Counters;
 
@@ -101,7 +102,11 @@ impl EventLoop {
         // Paused until half drained; at once if it came to wait for
         // replies while paused (its first request).
         let drained = conn.queued() <= config.write_high_water / 2;
-        if conn.has(flag::PAUSED) && (drained || !ConnTable::may_pause(conn)) {
+        let resume = drained || !ConnTable::may_pause(conn);
+        if conn.has(flag::PAUSED)
+            && resume
+            && !exec::holds_reads(&self.core, table.id_of(key, conn))
+        {
             conn.unset(flag::PAUSED);
             if conn.has(flag::FRAME_TIMER) {
                 // Its frame window had a pause in it: not the peer's doing.

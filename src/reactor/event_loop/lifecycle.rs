@@ -17,6 +17,7 @@ use crate::conn::Conn;
 use crate::dispatch::context::Session;
 use crate::dispatch::with_session;
 use crate::error::{CloseReason, Ending};
+use crate::runtime::exec::Place;
 use crate::stats::Counters;
 use crate::transport::Protocol;
 
@@ -155,6 +156,7 @@ impl EventLoop {
         Counters::add(&counters.closed[reason.kind_index()], 1);
         counters.connections.fetch_sub(1, Ordering::Relaxed);
         core.runtime.live.fetch_sub(1, Ordering::Relaxed);
+        let out_at_worker = conn.has(flag::EXEC);
         let Conn {
             stream,
             peer,
@@ -167,14 +169,21 @@ impl EventLoop {
         }
         drop(stream);
         table.debug_assert_unborrowed("on_close");
-        let mut session = Session {
-            core: &core,
-            id,
-            peer,
-            profile,
-            data: &mut data,
-        };
-        self.app.hooks.close(&mut session, &reason);
+        if out_at_worker {
+            // Its data is at a worker: `on_close` runs when it is back.
+            self.app.close_when_back(&core, id, reason, peer, profile);
+        } else {
+            let lane = core.lanes.borrow_mut().remove(id);
+            drop(lane);
+            let mut session = Session {
+                at: Place::Loop(&core),
+                id,
+                peer,
+                profile,
+                data: &mut data,
+            };
+            self.app.hooks.close(&mut session, &reason);
+        }
         if let Some(watch) = watch {
             (watch.0)(false);
         }
@@ -214,6 +223,7 @@ impl EventLoop {
         for (key, _) in keys {
             self.finalize(key);
         }
+        self.app.abandon_lanes(&self.core);
         self.unflushed_in_shutdown
     }
 

@@ -4,7 +4,6 @@
 //! another thread, and per-connection data that is not `Send`.
 
 use std::cell::Cell;
-use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -183,27 +182,36 @@ fn a_shutdown_handle_stops_a_server_joined_elsewhere() {
     c.expect_closed();
 }
 
-/// Per-connection data need not be `Send`: an `Rc<Cell<_>>` set in
-/// `on_open` counts the connection's messages in its handler.
+/// Per-connection data goes with the connection's work to a worker and
+/// back: a `Cell` (Send, not Sync) set in `on_open` counts the
+/// connection's messages in a handler on the pool, and an inline route
+/// reads the same count on the loop.
 #[test]
-fn connection_data_may_be_rc() {
+fn connection_data_follows_its_work_to_a_worker() {
     let server = start(
         Server::builder()
+            .exec(netloom::Exec::Pool(2))
             .on_open(|s| {
-                s.data_mut().insert(Rc::new(Cell::new(0u32)));
+                s.data_mut().insert(Cell::new(0u32));
             })
             .route(1, |ctx: &mut Context<'_>| {
-                let n = ctx.data().get::<Rc<Cell<u32>>>().map_or(0, |c| {
+                let n = ctx.data().get::<Cell<u32>>().map_or(0, |c| {
                     c.set(c.get() + 1);
                     c.get()
                 });
                 ctx.reply(1, n.to_le_bytes())
+            })
+            .route_on(2, netloom::Exec::Inline, |ctx: &mut Context<'_>| {
+                let n = ctx.data().get::<Cell<u32>>().map_or(0, Cell::get);
+                ctx.reply(2, n.to_le_bytes())
             }),
     );
     let mut c = Client::connect(server.local_addr());
     for i in 1..=3u32 {
         c.send(1, b"");
+        c.send(2, b"");
         assert_eq!(c.recv(), (1, i.to_le_bytes().to_vec()));
+        assert_eq!(c.recv(), (2, i.to_le_bytes().to_vec()));
     }
     server.shutdown(TIMEOUT).unwrap();
 }

@@ -1,0 +1,169 @@
+//! The threads off the loop: the worker pool and the logic thread. Each
+//! takes a connection's task, runs its items in order with the
+//! connection's data, and gives the data back to the loop with what the
+//! handlers sent (and, between items, what they sent so far, so a slow
+//! item does not hold back the replies of the ones before it).
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+
+use super::super::context::{Context, Session};
+use super::super::{handle, App};
+use super::{Job, Receivers};
+use crate::error::{panic_message, CloseReason};
+use crate::ext::Extensions;
+use crate::runtime::exec::{Item, Off, Outcome, Outgoing, Place, Task};
+use crate::runtime::{Command, Runtime};
+
+/// Start the threads `receivers` ask for. They hold the application
+/// weakly: once the loops (and the server handle) let it go, the channels
+/// close and the threads end.
+pub(crate) fn spawn(
+    receivers: Receivers,
+    app: &Arc<App>,
+    runtime: &Arc<Runtime>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    let mut start = |name: String, rx: Receiver<Job>| -> io::Result<()> {
+        let (app, runtime) = (Arc::downgrade(app), runtime.clone());
+        let t = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || work(&rx, &app, &runtime))?;
+        threads.push(t);
+        Ok(())
+    };
+    if let Some((rx, n)) = receivers.pool {
+        for i in 0..n {
+            start(format!("netloom-worker-{i}"), rx.clone())?;
+        }
+    }
+    if let Some(rx) = receivers.single {
+        start("netloom-logic".into(), rx)?;
+    }
+    Ok(threads)
+}
+
+fn work(rx: &Receiver<Job>, app: &Weak<App>, runtime: &Arc<Runtime>) {
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::Task(task) => {
+                let Some(app) = app.upgrade() else {
+                    return;
+                };
+                run_task(&app, runtime, task);
+            }
+            Job::Run(f) => {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
+                    log::error!("a server timer panicked: {}", panic_message(&*panic));
+                }
+            }
+        }
+    }
+}
+
+/// Run one connection's items in order, then give its data back.
+fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task) {
+    let Task {
+        conn,
+        peer,
+        profile,
+        mut data,
+        items,
+        held,
+    } = task;
+    let off = Off {
+        runtime,
+        state: &app.state,
+        out: RefCell::new(Vec::new()),
+        closed: Cell::new(false),
+    };
+    let routing = app.routing(profile);
+    let count = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        if off.closed.get() {
+            // It asked to close: what it had not handled is dropped.
+            break;
+        }
+        let ran = catch_unwind(AssertUnwindSafe(|| match item {
+            Item::Message { id, seq, body } => {
+                let Some((router, unknown_id)) = routing else {
+                    return;
+                };
+                let mut ctx = context(&off, conn, peer, profile, &mut data, id, seq, &body);
+                handle(router.get(id), unknown_id, &mut ctx);
+            }
+            Item::Work(work) => work(Place::Off(&off), conn, peer, profile, &mut data),
+        }));
+        if let Err(panic) = ran {
+            // A handler's panics are caught in `handle`; this is queued
+            // work's (a timer, `ConnHandle::run`).
+            log::error!(
+                "conn {conn}: code run on it panicked: {}",
+                panic_message(&*panic)
+            );
+            off.push(Outgoing::Close(CloseReason::HandlerPanic, None));
+        }
+        if i + 1 < count && !off.out.borrow().is_empty() {
+            let out = off.out.take();
+            give_back(
+                runtime,
+                Outcome {
+                    conn,
+                    data: None,
+                    out,
+                    held: 0,
+                },
+            );
+        }
+    }
+    let out = off.out.take();
+    let outcome = Outcome {
+        conn,
+        data: Some(data),
+        out,
+        held,
+    };
+    give_back(runtime, outcome);
+}
+
+/// A handler's context off the loop.
+#[allow(clippy::too_many_arguments)]
+fn context<'a>(
+    off: &'a Off<'a>,
+    conn: crate::id::ConnId,
+    peer: std::net::SocketAddr,
+    profile: u8,
+    data: &'a mut Extensions,
+    id: u32,
+    seq: u32,
+    body: &'a Bytes,
+) -> Context<'a> {
+    Context {
+        session: Session {
+            at: Place::Off(off),
+            id: conn,
+            peer,
+            profile,
+            data,
+        },
+        id,
+        seq,
+        body,
+        source: body,
+        source_alloc: body.len(),
+        values: Extensions::new(),
+    }
+}
+
+/// Hand an outcome to the connection's loop. Never refused for space (it
+/// carries the connection's data back); a loop that has stopped drops it.
+fn give_back(runtime: &Runtime, outcome: Outcome) {
+    let index = outcome.conn.loop_index();
+    let _ = runtime.push(index, 0, Command::Outcome(Box::new(outcome)));
+}

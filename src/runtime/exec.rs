@@ -1,0 +1,210 @@
+//! The loop's half of the execution models (`Exec::Pool`, `Exec::Single`):
+//! what a connection's work looks like on its way to a worker and back
+//! ([`Item`], [`Task`], [`Outcome`]), each connection's queue of work on
+//! its loop ([`Lanes`]), and where user code runs ([`Place`]: on the loop,
+//! or off it with an [`Off`] that collects what it sends). Which route
+//! runs where, and the workers themselves, are the application's
+//! (`dispatch::exec`).
+//!
+//! A connection whose work is out at a worker has lent it its user data
+//! (`flag::EXEC`); everything for that connection that would need the
+//! data (its next messages, `ConnHandle::run`, its timers, `on_close`)
+//! waits in its lane until the worker gives the data back. So one
+//! connection's work runs one item at a time, in arrival order, on
+//! whichever thread, while other connections' work runs in parallel.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+
+use super::{LoopCore, Runtime};
+use crate::error::CloseReason;
+use crate::ext::{Extensions, StateMap};
+use crate::id::ConnId;
+use crate::transport::Goodbye;
+
+/// Where an item runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// On the connection's loop.
+    Loop,
+    /// On the server's worker pool.
+    Pool,
+    /// On the server's logic thread.
+    Single,
+}
+
+/// Where user code runs, and what it may reach there.
+#[derive(Clone, Copy)]
+pub(crate) enum Place<'a> {
+    /// On the connection's own loop: the table, directly.
+    Loop(&'a LoopCore),
+    /// On a worker or the logic thread.
+    Off(&'a Off<'a>),
+}
+
+impl<'a> Place<'a> {
+    pub(crate) fn runtime(self) -> &'a Arc<Runtime> {
+        match self {
+            Place::Loop(core) => &core.runtime,
+            Place::Off(off) => off.runtime,
+        }
+    }
+
+    pub(crate) fn state(self) -> &'a StateMap {
+        match self {
+            Place::Loop(core) => &core.state,
+            Place::Off(off) => off.state,
+        }
+    }
+}
+
+/// What user code off the loop sent its own connection, in order: given
+/// to the loop with the task's outcome (or earlier, between items).
+pub(crate) enum Outgoing {
+    Send { id: u32, seq: u32, body: Bytes },
+    Close(CloseReason, Option<Goodbye>),
+}
+
+/// The context of one task off the loop.
+pub(crate) struct Off<'a> {
+    pub(crate) runtime: &'a Arc<Runtime>,
+    pub(crate) state: &'a StateMap,
+    pub(crate) out: RefCell<Vec<Outgoing>>,
+    /// The task's connection asked to close: its remaining items are
+    /// dropped.
+    pub(crate) closed: Cell<bool>,
+}
+
+impl Off<'_> {
+    pub(crate) fn push(&self, out: Outgoing) {
+        if let Outgoing::Close(..) = out {
+            self.closed.set(true);
+        }
+        self.out.borrow_mut().push(out);
+    }
+}
+
+/// Code that needs a connection's session (`ConnHandle::run`, a timer),
+/// queued behind its messages: called with the place it runs, the
+/// connection's id, peer and profile, and its data.
+pub(crate) type WorkFn =
+    Box<dyn for<'a> FnOnce(Place<'a>, ConnId, SocketAddr, u8, &'a mut Extensions) + Send>;
+
+/// One unit of a connection's work.
+pub(crate) enum Item {
+    /// A message for its route.
+    Message { id: u32, seq: u32, body: Bytes },
+    /// Code run with the session.
+    Work(WorkFn),
+}
+
+/// Each item's floor in the backlog's count (what it holds besides its
+/// body).
+pub(crate) const ITEM_COST: usize = 64;
+
+/// A connection's work handed to a worker, with its data.
+pub(crate) struct Task {
+    pub(crate) conn: ConnId,
+    pub(crate) peer: SocketAddr,
+    pub(crate) profile: u8,
+    pub(crate) data: Extensions,
+    pub(crate) items: Vec<Item>,
+    /// The backlog bytes the items count for (given back with the outcome).
+    pub(crate) held: usize,
+}
+
+/// What a worker gives back: the data, and what the items sent.
+pub(crate) struct Outcome {
+    pub(crate) conn: ConnId,
+    /// `None` for sends given early, between items.
+    pub(crate) data: Option<Extensions>,
+    pub(crate) out: Vec<Outgoing>,
+    pub(crate) held: usize,
+}
+
+/// An item waiting in its lane: where it runs, and what it counts.
+pub(crate) struct Queued {
+    pub(crate) item: Item,
+    pub(crate) target: Target,
+    pub(crate) cost: usize,
+}
+
+/// One connection's queue on its loop.
+#[derive(Default)]
+pub(crate) struct Lane {
+    pub(crate) items: VecDeque<Queued>,
+    /// Backlog bytes: queued here and out at a worker.
+    pub(crate) held: usize,
+    /// The connection was closed while its data was out: `on_close` runs
+    /// (with this reason, peer and profile) when the data comes back.
+    pub(crate) closed: Option<(CloseReason, SocketAddr, u8)>,
+}
+
+/// A loop's lanes, by connection.
+#[derive(Default)]
+pub(crate) struct Lanes {
+    map: FxHashMap<ConnId, Lane>,
+    /// Lanes given work from outside a read (a timer, `ConnHandle::run`):
+    /// the loop moves them on at the end of its turn.
+    pub(crate) to_pump: Vec<ConnId>,
+}
+
+impl Lanes {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub(crate) fn get(&mut self, id: ConnId) -> Option<&mut Lane> {
+        self.map.get_mut(&id)
+    }
+
+    /// Queue `queued` for connection `id`.
+    pub(crate) fn push(&mut self, id: ConnId, queued: Queued) {
+        let lane = self.map.entry(id).or_default();
+        lane.held += queued.cost;
+        lane.items.push_back(queued);
+    }
+
+    /// [`push`](Self::push), to be moved on by the loop at the end of its
+    /// turn.
+    pub(crate) fn defer(&mut self, id: ConnId, queued: Queued) {
+        self.push(id, queued);
+        self.to_pump.push(id);
+    }
+
+    /// Connection `id` closed while its data was out: note why (for its
+    /// `on_close`, run when the data comes back), and give back what
+    /// waited behind (to be dropped outside the borrow).
+    pub(crate) fn push_closed(
+        &mut self,
+        id: ConnId,
+        closed: (CloseReason, SocketAddr, u8),
+    ) -> VecDeque<Queued> {
+        let lane = self.map.entry(id).or_default();
+        lane.closed = Some(closed);
+        let dropped = std::mem::take(&mut lane.items);
+        let freed: usize = dropped.iter().map(|q| q.cost).sum();
+        lane.held = lane.held.saturating_sub(freed);
+        dropped
+    }
+
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Lane> {
+        self.map.remove(&id)
+    }
+
+    /// Connections closed whose data has not come back (the loop waits
+    /// for them before it exits).
+    pub(crate) fn awaiting_data(&self) -> usize {
+        self.map.values().filter(|l| l.closed.is_some()).count()
+    }
+
+    /// Every lane, taken (the loop exits).
+    pub(crate) fn take_all(&mut self) -> Vec<(ConnId, Lane)> {
+        self.map.drain().collect()
+    }
+}
