@@ -7,7 +7,7 @@
 
 mod attempts;
 mod control;
-mod examples;
+pub(crate) mod examples;
 mod health;
 mod hosts;
 mod reconnect;

@@ -20,7 +20,7 @@ const BUILD_LIMIT: Duration = Duration::from_secs(600);
 
 /// Build the examples once per test process (a no-op when `cargo test`
 /// built them already), bounded in time, and return the path of `name`.
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let mut cargo = Command::new(env!("CARGO"));
@@ -37,6 +37,8 @@ fn example(name: &str) -> PathBuf {
                 "pool_client",
                 "--example",
                 "gateway",
+                "--example",
+                "worker_pool",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         // A build past its limit panics in `run_bounded`: kept as the
@@ -59,7 +61,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 /// Kill a child we started (by its handle) when the test ends, however.
-struct Reaped(Child);
+pub(crate) struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -82,7 +84,7 @@ fn rpc_server() -> (Reaped, String) {
 
 /// Start example `name` with `args`; it, and the address it says it
 /// listens on in its first line.
-fn run_example(name: &str, args: &[&str]) -> (Reaped, String) {
+pub(crate) fn run_example(name: &str, args: &[&str]) -> (Reaped, String) {
     let server = Command::new(example(name))
         .args(args)
         .stdout(Stdio::piped())
