@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::args::{fmt_size, parse_duration, parse_size, Args};
 use crate::load::LoadReport;
-use ratios::{paired, ratios, targets, Paired, OTHERS};
+use ratios::{paired, paired_of, ratios, targets, Paired, EXEC_PAIRS, OTHERS};
 use report::{header, line, write_outputs};
 use run::{median, run_quiet};
 
@@ -273,6 +273,7 @@ pub fn main(args: Args) -> Result<(), String> {
                 runs[i].push(run_quiet(&opts, *sc, kind));
             }
         }
+        let every_kind = runs.clone();
         for (other, name) in OTHERS {
             if let Some(p) = paired(&runs, &opts.kinds, other) {
                 pairs.push((*sc, name, p));
@@ -313,6 +314,19 @@ pub fn main(args: Args) -> Result<(), String> {
                 "    paired by round, median [min-max]: {}",
                 scenario_pairs.join(" | ")
             );
+        }
+        let exec_pairs: Vec<String> = EXEC_PAIRS
+            .iter()
+            .filter_map(|&(kind, other, name)| {
+                let p = paired_of(&every_kind, &opts.kinds, kind, other)?;
+                Some(format!(
+                    "{name}: frames/s {}, CPU/frame {}, p99 {}",
+                    p.frames, p.cpu, p.p99
+                ))
+            })
+            .collect();
+        if !exec_pairs.is_empty() {
+            println!("    execution models, paired: {}", exec_pairs.join(" | "));
         }
         rows.extend(scenario_rows);
     }

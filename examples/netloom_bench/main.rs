@@ -32,6 +32,7 @@ mod rpc;
 mod rpc_clients;
 mod rpc_floor;
 mod serve;
+mod serve_exec;
 mod wire;
 
 use args::Args;
@@ -39,7 +40,7 @@ use args::Args;
 const USAGE: &str = "\
 usage: netloom_bench <command> [options]
 
-  serve <netloom|rpc|mio|tokio> [--addr 127.0.0.1:0] [--loops N] [--heartbeat CHECK,IDLE]
+  serve <netloom|netloom-pool|netloom-single|rpc|mio|tokio|tokio-blocking> [--addr 127.0.0.1:0] [--loops N] [--heartbeat CHECK,IDLE]
         [--busy-poll DUR] [--cpus LIST]
         run one echo server; prints `LISTENING <addr>`, exits when stdin closes
   load --addr A [--conns C] [--pipeline P] [--size S] [--duration D] [--warmup W]

@@ -1,4 +1,6 @@
 //! `serve <netloom|mio|tokio>`: one echo server, alive until stdin closes.
+//! The execution models' kinds (`netloom-pool`, `netloom-single`,
+//! `tokio-blocking`) are in `serve_exec.rs`.
 //!
 //! * `netloom`: the library, echoing every id with
 //!   `.fallback(|ctx| ctx.reply(ctx.msg_id(), ctx.body()))`.
@@ -66,20 +68,23 @@ pub fn main(args: Args) -> Result<(), String> {
 
     let mut netloom_handle = None;
     let local = match kind.as_str() {
-        "netloom" | "rpc" => {
-            let h = netloom_server(addr, loops, heartbeat, busy_poll, kind == "rpc")?;
+        "netloom" | "rpc" | "netloom-pool" | "netloom-single" => {
+            let exec = crate::serve_exec::model(&kind);
+            let h = netloom_server(addr, loops, heartbeat, busy_poll, kind == "rpc", exec)?;
             let a = h.local_addr();
             netloom_handle = Some(h);
             a
         }
         "mio" | "floor" => mio_server(addr, loops).map_err(|e| format!("mio server: {e}"))?,
-        "tokio" => tokio_server(addr, loops).map_err(|e| format!("tokio server: {e}"))?,
+        "tokio" => tokio_server(addr, loops, None).map_err(|e| format!("tokio server: {e}"))?,
+        "tokio-blocking" => tokio_server(addr, loops, Some(crate::serve_exec::WORKERS))
+            .map_err(|e| format!("tokio server: {e}"))?,
         other => return Err(format!("unknown server kind {other:?}")),
     };
-    if heartbeat.is_some() && kind != "netloom" && kind != "rpc" {
+    if heartbeat.is_some() && netloom_handle.is_none() {
         return Err("--heartbeat is only implemented by the netloom server".into());
     }
-    if !busy_poll.is_zero() && kind != "netloom" && kind != "rpc" {
+    if !busy_poll.is_zero() && netloom_handle.is_none() {
         return Err("--busy-poll is only implemented by the netloom server".into());
     }
     println!("LISTENING {local}");
@@ -115,6 +120,7 @@ fn netloom_server(
     heartbeat: Option<(Duration, Duration)>,
     busy_poll: Duration,
     seq: bool,
+    exec: netloom::Exec,
 ) -> Result<netloom::ServerHandle, String> {
     let mut b = netloom::Server::builder();
     if seq {
@@ -122,6 +128,7 @@ fn netloom_server(
     }
     let mut b = b
         .event_loops(loops)
+        .exec(exec)
         .busy_poll(busy_poll)
         .max_body_length(MAX_BODY)
         // The generator keeps at most 16 frames of 1 MiB in flight per
@@ -369,20 +376,23 @@ impl tokio_util::codec::Encoder<(u32, Bytes)> for FrameCodec {
     }
 }
 
-fn tokio_server(addr: SocketAddr, loops: usize) -> io::Result<SocketAddr> {
+/// The tokio echo server; with `blocking`, each frame's answer comes from
+/// `spawn_blocking` on that many blocking threads (`tokio-blocking`).
+fn tokio_server(addr: SocketAddr, loops: usize, blocking: Option<usize>) -> io::Result<SocketAddr> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
-    let rt = if loops <= 1 {
+    let mut rt = if loops <= 1 {
         tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(loops)
-            .enable_io()
-            .build()?
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(loops);
+        b
     };
+    if let Some(n) = blocking {
+        rt.max_blocking_threads(n);
+    }
+    let rt = rt.enable_io().build()?;
     std::thread::Builder::new()
         .name("tokio-main".into())
         .spawn(move || {
@@ -392,7 +402,10 @@ fn tokio_server(addr: SocketAddr, loops: usize) -> io::Result<SocketAddr> {
                     match listener.accept().await {
                         Ok((stream, _)) => {
                             let _ = stream.set_nodelay(true);
-                            tokio::spawn(tokio_echo(stream));
+                            match blocking {
+                                None => tokio::spawn(tokio_echo(stream)),
+                                Some(_) => tokio::spawn(crate::serve_exec::blocking_echo(stream)),
+                            };
                         }
                         // EMFILE: back off a little instead of spinning.
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),

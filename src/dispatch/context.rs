@@ -12,7 +12,7 @@ use crate::codec::Message;
 use crate::error::{CloseReason, Error, Result};
 use crate::ext::Extensions;
 use crate::id::ConnId;
-use crate::runtime::exec::{Outgoing, Place};
+use crate::runtime::exec::Place;
 use crate::runtime::{ConnHandle, Hub, Responder};
 use crate::stats::Counters;
 use crate::transport::Goodbye;
@@ -133,11 +133,7 @@ impl Session<'_> {
             Place::Loop(core) => core.table.send(me, id, seq, body),
             Place::Off(off) if off.closed.get() => Err(Error::Closed),
             Place::Off(off) => {
-                let body = match body {
-                    Payload::Slice(b) => Bytes::copy_from_slice(b),
-                    Payload::Shared(b) => b,
-                };
-                off.push(Outgoing::Send { id, seq, body });
+                off.send(id, seq, body);
                 Ok(())
             }
         }
@@ -147,7 +143,7 @@ impl Session<'_> {
     pub(crate) fn close_for(&self, reason: CloseReason, goodbye: Option<&Goodbye>) {
         match self.at {
             Place::Loop(core) => core.table.close_with(self.id, reason, goodbye),
-            Place::Off(off) => off.push(Outgoing::Close(reason, goodbye.cloned())),
+            Place::Off(off) => off.close(reason, goodbye.cloned()),
         }
     }
 

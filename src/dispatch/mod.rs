@@ -76,6 +76,7 @@ impl App {
         // executor: every message goes behind it.
         let mut queued =
             !core.lanes.borrow().is_empty() && core.lanes.borrow_mut().get(me).is_some();
+        let mut intake = exec::Intake::default();
         lend(core, me, |id, peer, _, data| {
             // One `Context` for the whole batch: per message only its id,
             // seq and body change.
@@ -112,7 +113,7 @@ impl App {
                 let target = route.map_or(Target::Loop, Route::target);
                 if queued || target != Target::Loop {
                     queued = true;
-                    exec::enqueue(core, me, msg_id, seq, body, source, alloc, target);
+                    intake.take(msg_id, seq, body, source, alloc, target);
                     continue;
                 }
                 ctx.id = msg_id;
@@ -127,6 +128,7 @@ impl App {
             }
         });
         if queued {
+            intake.queue(core, me);
             self.pump(core, me);
         }
     }

@@ -18,10 +18,11 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rustc_hash::FxHashMap;
 
 use super::{LoopCore, Runtime};
+use crate::buf::Payload;
 use crate::error::CloseReason;
 use crate::ext::{Extensions, StateMap};
 use crate::id::ConnId;
@@ -66,26 +67,85 @@ impl<'a> Place<'a> {
 /// What user code off the loop sent its own connection, in order: given
 /// to the loop with the task's outcome (or earlier, between items).
 pub(crate) enum Outgoing {
-    Send { id: u32, seq: u32, body: Bytes },
+    Send { id: u32, seq: u32, body: Body },
     Close(CloseReason, Option<Goodbye>),
 }
 
-/// The context of one task off the loop.
+/// The body of an [`Outgoing::Send`].
+pub(crate) enum Body {
+    /// A range of the outcome's `bodies`.
+    Copied(usize, usize),
+    Shared(Bytes),
+}
+
+impl Body {
+    /// The body's bytes, `bodies` being its outcome's.
+    pub(crate) fn bytes(self, bodies: &Bytes) -> Bytes {
+        match self {
+            Body::Copied(start, end) => bodies.slice(start..end),
+            Body::Shared(b) => b,
+        }
+    }
+}
+
+/// The context of one task off the loop: what its user code sent, in
+/// order, with small bodies copied into one buffer (one allocation a
+/// task, not one a reply).
 pub(crate) struct Off<'a> {
     pub(crate) runtime: &'a Arc<Runtime>,
     pub(crate) state: &'a StateMap,
-    pub(crate) out: RefCell<Vec<Outgoing>>,
+    out: RefCell<Vec<Outgoing>>,
+    bodies: RefCell<BytesMut>,
     /// The task's connection asked to close: its remaining items are
-    /// dropped.
+    /// dropped, and its sends refused.
     pub(crate) closed: Cell<bool>,
 }
 
-impl Off<'_> {
-    pub(crate) fn push(&self, out: Outgoing) {
-        if let Outgoing::Close(..) = out {
-            self.closed.set(true);
+impl<'a> Off<'a> {
+    /// For a task of `items` items.
+    pub(crate) fn new(runtime: &'a Arc<Runtime>, state: &'a StateMap, items: usize) -> Self {
+        Off {
+            runtime,
+            state,
+            out: RefCell::new(Vec::with_capacity(items)),
+            bodies: RefCell::new(BytesMut::new()),
+            closed: Cell::new(false),
         }
-        self.out.borrow_mut().push(out);
+    }
+
+    pub(crate) fn send(&self, id: u32, seq: u32, body: Payload<'_>) {
+        let body = match body {
+            Payload::Shared(b) => Body::Shared(b),
+            Payload::Slice(b) => {
+                let mut bodies = self.bodies.borrow_mut();
+                if bodies.capacity() == 0 {
+                    // Room for as many replies of this size as there are
+                    // items: one allocation for the task's usual case.
+                    let items = self.out.borrow().capacity().max(1);
+                    bodies.reserve(b.len().saturating_mul(items).min(1 << 20));
+                }
+                let start = bodies.len();
+                bodies.extend_from_slice(b);
+                Body::Copied(start, bodies.len())
+            }
+        };
+        self.out.borrow_mut().push(Outgoing::Send { id, seq, body });
+    }
+
+    pub(crate) fn close(&self, reason: CloseReason, goodbye: Option<Goodbye>) {
+        self.closed.set(true);
+        self.out.borrow_mut().push(Outgoing::Close(reason, goodbye));
+    }
+
+    pub(crate) fn has_out(&self) -> bool {
+        !self.out.borrow().is_empty()
+    }
+
+    /// What was sent so far, taken: the sends, and the buffer their copied
+    /// bodies lie in.
+    pub(crate) fn take(&self) -> (Vec<Outgoing>, Bytes) {
+        let bodies = std::mem::take(&mut *self.bodies.borrow_mut()).freeze();
+        (std::mem::take(&mut *self.out.borrow_mut()), bodies)
     }
 }
 
@@ -124,6 +184,8 @@ pub(crate) struct Outcome {
     /// `None` for sends given early, between items.
     pub(crate) data: Option<Extensions>,
     pub(crate) out: Vec<Outgoing>,
+    /// What the copied bodies of `out` lie in.
+    pub(crate) bodies: Bytes,
     pub(crate) held: usize,
 }
 
@@ -152,7 +214,13 @@ pub(crate) struct Lanes {
     /// Lanes given work from outside a read (a timer, `ConnHandle::run`):
     /// the loop moves them on at the end of its turn.
     pub(crate) to_pump: Vec<ConnId>,
+    /// Empty queues of removed lanes, to reuse.
+    spare: Vec<VecDeque<Queued>>,
 }
+
+/// How many spare queues a loop keeps, and the largest kept.
+const SPARES: usize = 256;
+const SPARE_CAPACITY: usize = 64;
 
 impl Lanes {
     pub(crate) fn is_empty(&self) -> bool {
@@ -163,9 +231,19 @@ impl Lanes {
         self.map.get_mut(&id)
     }
 
+    /// The lane of connection `id`, made if it has none (its queue from
+    /// the spares where one is left).
+    pub(crate) fn lane(&mut self, id: ConnId) -> &mut Lane {
+        let spare = &mut self.spare;
+        self.map.entry(id).or_insert_with(|| Lane {
+            items: spare.pop().unwrap_or_default(),
+            ..Lane::default()
+        })
+    }
+
     /// Queue `queued` for connection `id`.
     pub(crate) fn push(&mut self, id: ConnId, queued: Queued) {
-        let lane = self.map.entry(id).or_default();
+        let lane = self.lane(id);
         lane.held += queued.cost;
         lane.items.push_back(queued);
     }
@@ -185,7 +263,7 @@ impl Lanes {
         id: ConnId,
         closed: (CloseReason, SocketAddr, u8),
     ) -> VecDeque<Queued> {
-        let lane = self.map.entry(id).or_default();
+        let lane = self.lane(id);
         lane.closed = Some(closed);
         let dropped = std::mem::take(&mut lane.items);
         let freed: usize = dropped.iter().map(|q| q.cost).sum();
@@ -195,6 +273,18 @@ impl Lanes {
 
     pub(crate) fn remove(&mut self, id: ConnId) -> Option<Lane> {
         self.map.remove(&id)
+    }
+
+    /// Remove the lane of `id`, which is empty, keeping its queue's
+    /// allocation for the next lane (lanes come and go with every burst
+    /// of work).
+    pub(crate) fn retire(&mut self, id: ConnId) {
+        if let Some(lane) = self.map.remove(&id) {
+            let small = lane.items.capacity() <= SPARE_CAPACITY;
+            if lane.items.is_empty() && small && self.spare.len() < SPARES {
+                self.spare.push(lane.items);
+            }
+        }
     }
 
     /// Connections closed whose data has not come back (the loop waits

@@ -12,7 +12,12 @@ pub struct Ratio {
 }
 
 pub(super) fn ratio(rows: &[Row], other: &str) -> Option<Ratio> {
-    let n = rows.iter().find(|r| r.kind == "netloom" && r.ok())?;
+    ratio_of(rows, "netloom", other)
+}
+
+/// `kind`'s ratios to `other` in one scenario.
+fn ratio_of(rows: &[Row], kind: &str, other: &str) -> Option<Ratio> {
+    let n = rows.iter().find(|r| r.kind == kind && r.ok())?;
     let o = rows.iter().find(|r| r.kind == other && r.ok())?;
     Some(Ratio {
         frames: n.load.frames_per_sec / o.load.frames_per_sec,
@@ -23,6 +28,16 @@ pub(super) fn ratio(rows: &[Row], other: &str) -> Option<Ratio> {
 
 /// The baselines netloom is compared with: kind and the name printed.
 pub(super) const OTHERS: &[(&str, &str)] = &[("mio", "floor"), ("tokio", "tokio")];
+
+/// The execution models' comparisons (issue 21): a netloom model, what it
+/// is compared with, and the name printed. `netloom` is `Exec::Inline`;
+/// `tokio-blocking` answers each frame from `spawn_blocking`.
+pub(super) const EXEC_PAIRS: &[(&str, &str, &str)] = &[
+    ("netloom-pool", "netloom", "pool/inline"),
+    ("netloom-single", "netloom", "single/inline"),
+    ("netloom-pool", "tokio-blocking", "pool/spawn_blocking"),
+    ("netloom-single", "tokio-blocking", "single/spawn_blocking"),
+];
 
 /// A ratio's median and range over the rounds of a repeated run.
 #[derive(Debug, Clone, Copy)]
@@ -65,8 +80,18 @@ pub struct Paired {
 /// Paired ratios of netloom to `other` from `runs[kind][round]`; `None`
 /// with fewer than two rounds where both succeeded.
 pub(super) fn paired(runs: &[Vec<Row>], kinds: &[String], other: &str) -> Option<Paired> {
+    paired_of(runs, kinds, "netloom", other)
+}
+
+/// Paired ratios of `kind` to `other` (see [`paired`]).
+pub(super) fn paired_of(
+    runs: &[Vec<Row>],
+    kinds: &[String],
+    kind: &str,
+    other: &str,
+) -> Option<Paired> {
     let at = |k: &str| kinds.iter().position(|x| x == k);
-    let (n, o) = (&runs[at("netloom")?], &runs[at(other)?]);
+    let (n, o) = (&runs[at(kind)?], &runs[at(other)?]);
     let both: Vec<(&Row, &Row)> = n.iter().zip(o).filter(|(a, b)| a.ok() && b.ok()).collect();
     if both.len() < 2 {
         return None;
@@ -87,6 +112,14 @@ pub(super) fn ratios(rows: &[Row]) -> Option<String> {
         if let Some(r) = ratio(rows, other) {
             parts.push(format!(
                 "netloom/{name}: frames/s {:.2}x, CPU/frame {:.2}x, p99 {:.2}x",
+                r.frames, r.cpu, r.p99
+            ));
+        }
+    }
+    for &(kind, other, name) in EXEC_PAIRS {
+        if let Some(r) = ratio_of(rows, kind, other) {
+            parts.push(format!(
+                "{name}: frames/s {:.2}x, CPU/frame {:.2}x, p99 {:.2}x",
                 r.frames, r.cpu, r.p99
             ));
         }

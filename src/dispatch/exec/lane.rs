@@ -7,7 +7,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::super::context::{Context, Session};
 use super::super::{handle, lend, App};
@@ -28,31 +28,69 @@ use crate::stats::Counters;
 /// The most items one task carries (the rest wait for the next).
 const MAX_TASK_ITEMS: usize = 64;
 
-/// Queue a message of `me` in its lane (the loop moves it on after the
-/// read). A small body is copied out of the receive buffer; a large one is
-/// shared when it is most of what it would pin. It counts what it holds.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn enqueue(
-    core: &LoopCore,
-    me: ConnId,
-    id: u32,
-    seq: u32,
-    body: &[u8],
-    source: &Bytes,
-    alloc: usize,
-    target: Target,
-) {
-    let (body, cost) = if body.len() >= SHARE_MIN && body.len() * 2 >= alloc {
-        (source.slice_ref(body), alloc)
-    } else {
-        (Bytes::copy_from_slice(body), body.len())
-    };
-    let queued = Queued {
-        item: Item::Message { id, seq, body },
-        target,
-        cost: cost.max(ITEM_COST),
-    };
-    core.lanes.borrow_mut().push(me, queued);
+/// A read's messages for a connection's lane, gathered while its batch
+/// is dispatched: small bodies are copied into one buffer (one allocation
+/// a batch, not one a message); a large one is shared when it is most of
+/// what it would pin. Each counts what it holds.
+#[derive(Default)]
+pub(crate) struct Intake {
+    copied: BytesMut,
+    items: Vec<(u32, u32, Body, Target)>,
+}
+
+enum Body {
+    /// A range of `copied`.
+    Copied(usize, usize),
+    /// Shared with the receive buffer; counts `alloc` bytes.
+    Shared(Bytes, usize),
+}
+
+impl Intake {
+    pub(crate) fn take(
+        &mut self,
+        id: u32,
+        seq: u32,
+        body: &[u8],
+        source: &Bytes,
+        alloc: usize,
+        target: Target,
+    ) {
+        if self.items.is_empty() {
+            // Room for a batch's worth of such messages at once.
+            self.items.reserve(16);
+            self.copied
+                .reserve(body.len().saturating_mul(16).min(64 << 10));
+        }
+        let body = if body.len() >= SHARE_MIN && body.len() * 2 >= alloc {
+            Body::Shared(source.slice_ref(body), alloc)
+        } else {
+            let start = self.copied.len();
+            self.copied.extend_from_slice(body);
+            Body::Copied(start, self.copied.len())
+        };
+        self.items.push((id, seq, body, target));
+    }
+
+    /// Queue what was gathered in `me`'s lane, in order.
+    pub(crate) fn queue(self, core: &LoopCore, me: ConnId) {
+        let copied = self.copied.freeze();
+        let mut lanes = core.lanes.borrow_mut();
+        let lane = lanes.lane(me);
+        lane.items.reserve(self.items.len());
+        for (id, seq, body, target) in self.items {
+            let (body, cost) = match body {
+                Body::Copied(start, end) => (copied.slice(start..end), end - start),
+                Body::Shared(body, alloc) => (body, alloc),
+            };
+            let cost = cost.max(ITEM_COST);
+            lane.held += cost;
+            lane.items.push_back(Queued {
+                item: Item::Message { id, seq, body },
+                target,
+                cost,
+            });
+        }
+    }
 }
 
 /// Run `work` with the session of connection `id`: at once on the loop if
@@ -228,6 +266,7 @@ impl App {
                 conn: me,
                 data: Some(task.data),
                 out: vec![Outgoing::Close(CloseReason::HandlerPanic, None)],
+                bodies: Bytes::new(),
                 held: task.held,
             };
             drop(task.items);
@@ -243,10 +282,11 @@ impl App {
             conn: me,
             data,
             out,
+            bodies,
             held,
         } = outcome;
         for o in out {
-            apply(core, me, o);
+            apply(core, me, o, &bodies);
         }
         let Some(mut data) = data else {
             return;
@@ -332,7 +372,9 @@ fn next(core: &LoopCore, me: ConnId) -> Next {
         return Next::Empty;
     };
     let Some(target) = lane.items.front().map(|q| q.target) else {
-        lanes.remove(me);
+        if lane.closed.is_none() {
+            lanes.retire(me);
+        }
         return Next::Empty;
     };
     if target == Target::Loop {
@@ -342,7 +384,11 @@ fn next(core: &LoopCore, me: ConnId) -> Next {
         lane.held = lane.held.saturating_sub(q.cost);
         return Next::Here(q.item);
     }
-    let (mut items, mut held) = (Vec::new(), 0);
+    let run = (lane.items.iter())
+        .take(MAX_TASK_ITEMS)
+        .take_while(|q| q.target == target)
+        .count();
+    let (mut items, mut held) = (Vec::with_capacity(run), 0);
     while items.len() < MAX_TASK_ITEMS && lane.items.front().is_some_and(|q| q.target == target) {
         if let Some(q) = lane.items.pop_front() {
             held += q.cost;
@@ -353,9 +399,10 @@ fn next(core: &LoopCore, me: ConnId) -> Next {
 }
 
 /// Apply one thing a handler off the loop did to its connection.
-fn apply(core: &LoopCore, me: ConnId, o: Outgoing) {
+fn apply(core: &LoopCore, me: ConnId, o: Outgoing, bodies: &Bytes) {
     match o {
         Outgoing::Send { id, seq, body } => {
+            let body = body.bytes(bodies);
             // The packer is user code: a panic closes that connection.
             let sent = catch_unwind(AssertUnwindSafe(|| {
                 core.table.send(me, id, seq, Payload::Shared(body))

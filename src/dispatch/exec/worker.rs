@@ -1,14 +1,15 @@
 //! The threads off the loop: the worker pool and the logic thread. Each
 //! takes a connection's task, runs its items in order with the
 //! connection's data, and gives the data back to the loop with what the
-//! handlers sent (and, between items, what they sent so far, so a slow
-//! item does not hold back the replies of the ones before it).
+//! handlers sent (and, between items once a millisecond has passed, what
+//! they sent so far, so a slow item does not hold back the replies of the
+//! ones before it; fast items' replies leave in one write).
 
-use std::cell::{Cell, RefCell};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
@@ -18,8 +19,12 @@ use super::super::{handle, App};
 use super::{Job, Receivers};
 use crate::error::{panic_message, CloseReason};
 use crate::ext::Extensions;
-use crate::runtime::exec::{Item, Off, Outcome, Outgoing, Place, Task};
+use crate::runtime::exec::{Item, Off, Outcome, Place, Task};
 use crate::runtime::{Command, Runtime};
+
+/// How long a task's replies may wait for the task's later items before
+/// they are given to the loop anyway.
+const EARLY: Duration = Duration::from_millis(1);
 
 /// Start the threads `receivers` ask for. They hold the application
 /// weakly: once the loops (and the server handle) let it go, the channels
@@ -77,14 +82,10 @@ fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task) {
         items,
         held,
     } = task;
-    let off = Off {
-        runtime,
-        state: &app.state,
-        out: RefCell::new(Vec::new()),
-        closed: Cell::new(false),
-    };
+    let off = Off::new(runtime, &app.state, items.len());
     let routing = app.routing(profile);
     let count = items.len();
+    let mut last_given = Instant::now();
     for (i, item) in items.into_iter().enumerate() {
         if off.closed.get() {
             // It asked to close: what it had not handled is dropped.
@@ -107,26 +108,29 @@ fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task) {
                 "conn {conn}: code run on it panicked: {}",
                 panic_message(&*panic)
             );
-            off.push(Outgoing::Close(CloseReason::HandlerPanic, None));
+            off.close(CloseReason::HandlerPanic, None);
         }
-        if i + 1 < count && !off.out.borrow().is_empty() {
-            let out = off.out.take();
-            give_back(
-                runtime,
-                Outcome {
-                    conn,
-                    data: None,
-                    out,
-                    held: 0,
-                },
-            );
+        // Replies so far go ahead of a slow item's (a handler that
+        // blocked for a while); fast items' replies leave together.
+        if i + 1 < count && off.has_out() && last_given.elapsed() >= EARLY {
+            last_given = Instant::now();
+            let (out, bodies) = off.take();
+            let early = Outcome {
+                conn,
+                data: None,
+                out,
+                bodies,
+                held: 0,
+            };
+            give_back(runtime, early);
         }
     }
-    let out = off.out.take();
+    let (out, bodies) = off.take();
     let outcome = Outcome {
         conn,
         data: Some(data),
         out,
+        bodies,
         held,
     };
     give_back(runtime, outcome);
