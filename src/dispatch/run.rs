@@ -25,7 +25,13 @@ impl ConnHandle {
     ///
     /// `f` always goes through the loop's inbox, in order with the
     /// caller's sends, also when called on that loop (in a handler: it
-    /// runs after the messages of the current read). A panic in `f` closes
+    /// runs after the messages of the current read).
+    ///
+    /// While the connection's work is at a worker
+    /// ([`Exec::Pool`](crate::Exec::Pool)), `f` waits behind it (the
+    /// worker holds the connection's data) and then runs on the loop;
+    /// when [`Exec::Single`](crate::Exec::Single) is the server's model,
+    /// `f` runs on the logic thread, in order with the handlers. A panic in `f` closes
     /// the connection with [`CloseReason::HandlerPanic`](crate::CloseReason)
     /// and the receipt says `Closed`.
     ///

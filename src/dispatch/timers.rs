@@ -76,7 +76,10 @@ impl Session<'_> {
     /// `delay` (on the loop's timer wheel: up to one tick late, see
     /// `Builder::timer_resolution`). It never runs if the connection has
     /// closed (or is closing) by then, or if the returned handle was
-    /// cancelled. A panic in `f` closes the connection.
+    /// cancelled. A panic in `f` closes the connection. Under
+    /// [`Exec::Single`](crate::Exec::Single) as the server's model it runs
+    /// on the logic thread; while the connection's work is at a worker,
+    /// it waits behind that work.
     pub fn after(
         &self,
         delay: Duration,

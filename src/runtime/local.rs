@@ -13,7 +13,8 @@ use crate::ext::StateMap;
 
 /// A loop's connections, the runtime they belong to and the application
 /// state handlers read (`Session::state`; opaque here). Built on the loop
-/// thread and never leaves it (user data need not be `Send`).
+/// thread and never leaves it (a connection's user data leaves it only
+/// lent to a worker, `runtime::exec`).
 pub(crate) struct LoopCore {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) table: ConnTable,
