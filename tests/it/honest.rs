@@ -11,6 +11,7 @@
 //! tests/it/lifecycle/backpressure.rs); the limits set here are the same,
 //! or tighter.
 
+mod exec;
 mod progress;
 mod streams;
 
@@ -169,6 +170,7 @@ pub fn assert_no_limit_event(stats: &Stats, transport: Transport) {
         CloseReason::FrameTimeout,
         CloseReason::MemoryLimit,
         CloseReason::SlowPeer,
+        CloseReason::Backlog,
     ] {
         assert_eq!(
             stats.closed_by(&reason),
