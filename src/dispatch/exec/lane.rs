@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use bytes::{Bytes, BytesMut};
 
 use super::super::context::{Context, Session};
-use super::super::{handle, lend, App};
+use super::super::{handle, lend, with_session_of, App};
 use super::Job;
 use crate::buf::queue::SHARE_MIN;
 use crate::buf::Payload;
@@ -127,6 +127,42 @@ pub(crate) fn submit(core: &LoopCore, id: ConnId, work: WorkFn) -> bool {
     };
     core.lanes.borrow_mut().defer(id, queued);
     true
+}
+
+/// Run a hook of connection `id` on its loop with its session: now, or,
+/// while a worker holds its data, once the data is back (behind the work
+/// queued before). Nothing if the connection is gone.
+pub(crate) fn on_loop(
+    core: &LoopCore,
+    id: ConnId,
+    f: impl FnOnce(&mut Session<'_>) + Send + 'static,
+) {
+    let waiting = {
+        let mut slab = core.table.conns.borrow_mut();
+        match core.table.lookup(&mut slab, id) {
+            Some((_, c)) => c.has(flag::EXEC),
+            None => return,
+        }
+    } || !core.lanes.borrow().is_empty() && core.lanes.borrow_mut().get(id).is_some();
+    if !waiting {
+        with_session_of(core, id, f);
+        return;
+    }
+    let work: WorkFn = Box::new(move |at, id, peer, profile, data| {
+        f(&mut Session {
+            at,
+            id,
+            peer,
+            profile,
+            data,
+        })
+    });
+    let queued = Queued {
+        item: Item::Work(work),
+        target: Target::Loop,
+        cost: ITEM_COST,
+    };
+    core.lanes.borrow_mut().defer(id, queued);
 }
 
 /// Where the connection stands, for its lane.

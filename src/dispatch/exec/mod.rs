@@ -13,7 +13,7 @@
 mod lane;
 mod worker;
 
-pub(crate) use lane::{holds_reads, submit, Intake};
+pub(crate) use lane::{holds_reads, on_loop, submit, Intake};
 pub(crate) use worker::spawn;
 
 use std::fmt;

@@ -11,7 +11,7 @@ use super::EventLoop;
 use crate::buf::LazyQueue;
 use crate::conn::dial::{Resolve, Step};
 use crate::conn::flag;
-use crate::dispatch::with_session;
+use crate::dispatch::exec;
 use crate::error::CloseReason;
 use crate::stats::Counters;
 use crate::transport::Layer;
@@ -209,10 +209,9 @@ impl EventLoop {
         if first {
             self.run_on_open(key, generation);
         } else {
-            let app = &self.app;
-            with_session(&core, key, generation, |s| {
-                app.hooks.reconnected(s, attempt)
-            });
+            let app = self.app.clone();
+            let id = table.id(key, generation);
+            exec::on_loop(&core, id, move |s| app.hooks.reconnected(s, attempt));
         }
     }
 
@@ -315,8 +314,12 @@ impl EventLoop {
             conn.layer = Layer::default();
             table.release_partial(conn);
             conn.close_reason = None;
-            let keep =
-                flag::OUTBOUND | flag::AWAITING | flag::SEND_REFUSAL_LOGGED | flag::PACK_REFUSED;
+            // `EXEC`: a worker may hold its data across the loss.
+            let keep = flag::OUTBOUND
+                | flag::AWAITING
+                | flag::SEND_REFUSAL_LOGGED
+                | flag::PACK_REFUSED
+                | flag::EXEC;
             conn.flags &= keep;
             conn.generation
         };
@@ -331,9 +334,9 @@ impl EventLoop {
                 "conn {id}: lost ({reason}); reconnecting in {delay:?} (attempt {attempt})"
             );
         }
-        let app = &self.app;
-        with_session(&core, key, generation, |s| {
-            app.hooks.disconnected(s, reason, attempt, delay)
+        let (app, reason) = (self.app.clone(), reason.clone());
+        exec::on_loop(&core, id, move |s| {
+            app.hooks.disconnected(s, &reason, attempt, delay)
         });
         self.schedule(key, generation, delay, TimerKind::Reconnect);
         true

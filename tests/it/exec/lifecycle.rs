@@ -141,3 +141,66 @@ fn shutdown_waits_for_a_running_handler_and_runs_on_close() {
     assert!(matches!(reason, CloseReason::Shutdown), "{reason:?}");
     c.expect_closed();
 }
+
+/// A dialed link with reconnect loses its socket while a worker holds its
+/// data: the data stays lent (its next message waits for it, and sees what
+/// the first one stored), and `on_reconnect` runs once the data is back.
+#[test]
+fn a_link_lost_while_a_worker_holds_its_data_gets_it_back() {
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    use netloom::{Dial, Reconnect};
+
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = backend.local_addr().unwrap();
+    let (running_tx, running) = bounded(1);
+    let (go_tx, go) = bounded::<()>(1);
+    let (seen_tx, seen) = unbounded();
+    let reconnected_tx = seen_tx.clone();
+    let server = crate::common::start(
+        Server::builder()
+            .event_loops(2)
+            .exec(Exec::Pool(2))
+            .route(1, move |ctx: &mut Context<'_>| {
+                let _ = running_tx.send(());
+                let _ = go.recv_timeout(TIMEOUT);
+                ctx.data_mut().insert(Stored(1));
+            })
+            .route(2, move |ctx: &mut Context<'_>| {
+                let _ = seen_tx.send(("message", ctx.data().get::<Stored>().map(|v| v.0)));
+            })
+            .on_reconnect(move |s, _| {
+                let _ = reconnected_tx.send(("reconnect", s.data().get::<Stored>().map(|v| v.0)));
+            }),
+    );
+    let policy = Reconnect {
+        initial: Duration::from_millis(10),
+        ..Reconnect::default()
+    };
+    server
+        .hub()
+        .dial(Dial::new(addr).reconnect(policy))
+        .unwrap();
+    backend.set_nonblocking(false).unwrap();
+    let (mut first, _) = backend.accept().unwrap();
+    first.write_all(&crate::common::frame(1, b"")).unwrap();
+    running.recv_timeout(TIMEOUT).unwrap();
+    // Lost while the handler runs; the server dials again.
+    drop(first);
+    let (mut second, _) = backend.accept().unwrap();
+    second.write_all(&crate::common::frame(2, b"")).unwrap();
+    // Neither the hook nor the next message may run without the data.
+    assert!(
+        seen.recv_timeout(Duration::from_millis(200)).is_err(),
+        "ran while a worker held the data"
+    );
+    go_tx.send(()).unwrap();
+    let mut got = vec![
+        seen.recv_timeout(TIMEOUT).unwrap(),
+        seen.recv_timeout(TIMEOUT).unwrap(),
+    ];
+    got.sort();
+    assert_eq!(got, vec![("message", Some(1)), ("reconnect", Some(1))]);
+    server.shutdown(TIMEOUT).unwrap();
+}
