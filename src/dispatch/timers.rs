@@ -4,6 +4,7 @@
 //! `Session` as a handler is, and ending with it. The loop's wheel holds
 //! them (`runtime::UserTimers`, `reactor::event_loop::user_timers`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_channel::Sender;
@@ -27,12 +28,20 @@ const MIN_EVERY: Duration = Duration::from_millis(1);
 /// closes the connection, as a handler's does.
 fn on_session(id: ConnId, f: impl FnMut(&mut Session<'_>) + Send + 'static) -> TimerFn {
     let f = Arc::new(Mutex::new(f));
+    // A run still waiting behind the connection's work (a worker holds
+    // its data) is not queued again: a repeating timer does not pile up
+    // runs while a handler blocks.
+    let waiting = Arc::new(AtomicBool::new(false));
     Box::new(move |core: &LoopCore| {
-        let f = f.clone();
+        if waiting.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let (f, waiting) = (f.clone(), waiting.clone());
         exec::submit(
             core,
             id,
             Box::new(move |at, id, peer, profile, data| {
+                waiting.store(false, Ordering::Release);
                 let mut session = Session {
                     at,
                     id,

@@ -152,3 +152,52 @@ fn under_the_pool_a_handlers_timer_runs_on_the_connections_loop() {
     assert!(timer.starts_with("netloom-loop-"), "timer on {timer}");
     server.shutdown(TIMEOUT).unwrap();
 }
+
+/// A repeating timer of a connection whose handler blocks on the pool
+/// does not pile up runs behind it: one run waits, and it goes on at its
+/// interval after the handler.
+#[test]
+fn a_repeating_timer_does_not_pile_up_behind_a_blocked_handler() {
+    use crossbeam_channel::bounded;
+    let (runs_tx, runs) = unbounded::<Instant>();
+    let (blocked_tx, blocked) = bounded(1);
+    let (go_tx, go) = bounded::<()>(1);
+    let server = start(
+        Server::builder()
+            .exec(Exec::Pool(1))
+            .timer_resolution(Duration::from_millis(1))
+            .on_open(move |s| {
+                let tx = runs_tx.clone();
+                s.every(Duration::from_millis(2), move |_s| {
+                    let _ = tx.send(Instant::now());
+                });
+            })
+            .route(1, move |_ctx: &mut Context<'_>| {
+                let _ = blocked_tx.send(());
+                let _ = go.recv_timeout(TIMEOUT);
+            }),
+    );
+    let mut c = Client::connect(server.local_addr());
+    runs.recv_timeout(TIMEOUT).expect("the timer runs");
+    c.send(1, b"");
+    blocked.recv_timeout(TIMEOUT).unwrap();
+    // Runs before the handler took the data.
+    let _ = runs.try_iter().count();
+    // The handler holds the data for 100 intervals of the timer.
+    std::thread::sleep(Duration::from_millis(200));
+    let before: Vec<Instant> = runs.try_iter().collect();
+    let released = Instant::now();
+    go_tx.send(()).unwrap();
+    // Then: at most the one waiting run at once, the next ones at the
+    // interval (a pile-up would run ~100 at once).
+    let mut burst = 0;
+    let deadline = released + Duration::from_millis(20);
+    while let Ok(t) = runs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if t < released + Duration::from_millis(1) {
+            burst += 1;
+        }
+    }
+    assert!(before.is_empty(), "{} runs while blocked", before.len());
+    assert!(burst <= 2, "{burst} runs at once after the handler");
+    server.shutdown(TIMEOUT).unwrap();
+}
