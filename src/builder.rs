@@ -222,7 +222,7 @@ impl Builder {
     /// message, TLS record) is unfinished, the connection must receive at
     /// least `min_rate` bytes a second over every `window` (whole units
     /// completed meanwhile count: that is progress); else it closes with
-    /// [`CloseReason::FrameTimeout`]. Defaults: 20 s and 500 B/s (Apache's
+    /// [`CloseReason::FrameTimeout`](crate::CloseReason::FrameTimeout). Defaults: 20 s and 500 B/s (Apache's
     /// `mod_reqtimeout` body rate): a body trickled at a few bytes a second
     /// is closed within 20 to 40 s, one stalled before its last byte within
     /// 60 s, while a link doing 500 B/s or more completes any frame. See
@@ -236,7 +236,7 @@ impl Builder {
 
     /// Most bytes one loop keeps in partial frames, all its connections
     /// together; over it, the connection holding the most is closed with
-    /// [`CloseReason::MemoryLimit`]. Default: 64 MiB. A frame larger than
+    /// [`CloseReason::MemoryLimit`](crate::CloseReason::MemoryLimit). Default: 64 MiB. A frame larger than
     /// this cannot complete: raise it with `max_body_length`.
     pub fn max_partial_bytes(mut self, bytes: usize) -> Self {
         self.config.max_partial_bytes = bytes;
@@ -349,7 +349,7 @@ impl Builder {
 
     /// Shared application state: `value` is reachable from every handler,
     /// middleware and hook, on every loop, as
-    /// [`Session::state`]`::<T>()` (also through a [`Context`](crate::Context)), instead
+    /// [`Session::state`](crate::Session::state)`::<T>()` (also through a [`Context`](crate::Context)), instead
     /// of an `Arc` cloned into each closure. One value per type: a later
     /// `state` with a value of the same type replaces the earlier one.
     ///

@@ -84,6 +84,8 @@ impl LazyQueue<'_> {
 /// end. So what a connection holds for an unfinished unit follows the
 /// bytes it was sent, whatever length the unit declares, and a trickle of
 /// small reads still costs amortised O(1) copies per byte.
+// Only the WebSocket layer grows such buffers.
+#[cfg_attr(not(feature = "ws"), allow(dead_code))]
 pub(crate) fn grow_toward(buf: &mut Vec<u8>, take: usize, missing: u64) {
     if buf.capacity() - buf.len() >= take {
         return;
