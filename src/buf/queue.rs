@@ -195,7 +195,7 @@ impl WriteQueue {
 
     /// Append layer output (a pong, a close frame) to the coalescing
     /// buffer, as one unit.
-    #[cfg_attr(not(any(feature = "ws", feature = "tls")), allow(dead_code))]
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub(crate) fn extend(&mut self, bytes: &[u8]) {
         self.append(bytes);
         self.end_frame(bytes.len());
