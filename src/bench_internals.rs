@@ -130,6 +130,7 @@ impl Dispatcher {
             hooks: Hooks::default(),
             state: Arc::default(),
             exec: Default::default(),
+            bad_bodies: Default::default(),
         };
 
         let poll = mio::Poll::new()?;

@@ -12,6 +12,7 @@ mod profile;
 mod timers;
 #[cfg(feature = "tls")]
 mod tls;
+mod typed;
 #[cfg(feature = "ws")]
 mod ws;
 
@@ -28,6 +29,7 @@ use crate::config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy}
 use crate::dispatch::exec::{Exec, Executors};
 use crate::dispatch::hooks::Hooks;
 use crate::dispatch::timers::AppTimers;
+use crate::dispatch::typed::BadBodies;
 use crate::dispatch::App;
 use crate::error::{Error, Result};
 use crate::ext::StateMap;
@@ -89,6 +91,8 @@ pub struct Builder {
     timers: AppTimers,
     /// The routes' execution model (`builder/exec.rs`).
     exec: Exec,
+    /// Bodies that do not decode (`builder/typed.rs`).
+    bad_bodies: BadBodies,
 }
 
 impl fmt::Debug for Builder {
@@ -448,6 +452,7 @@ impl Builder {
             hooks: self.hooks,
             state: Arc::new(self.state),
             exec,
+            bad_bodies: self.bad_bodies,
         };
         server::spawn(config, wire, app, receivers, &self.addrs)
     }

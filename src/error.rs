@@ -78,6 +78,12 @@ pub enum Error {
     /// the answer.
     #[error("the connection's framing carries no sequence number: requests need one")]
     NoSeq,
+    /// A typed reply (`reply_json`, `send_msgpack`, …) could not be
+    /// encoded: the serializer refused the value (a map with keys JSON
+    /// cannot have, a type whose `Serialize` fails). Nothing was sent. A
+    /// bug in the application's type, not the peer's doing.
+    #[error("typed message could not be encoded: {0}")]
+    Encode(String),
 }
 
 /// A peer broke the wire protocol, or a message cannot be encoded.
@@ -186,6 +192,9 @@ pub enum CloseReason {
     /// A dialed host name (`Dial::host`) did not resolve, or resolved to
     /// nothing, or its resolver gave no answer within `connect_timeout`.
     ResolveFailed(String),
+    /// A body did not decode as its typed route's type, and the server's
+    /// policy is `BadBody::Close`; the text is the decoder's.
+    BadBody(String),
     /// The connection's handlers fell behind: the work waiting for its
     /// worker pool or logic thread passed `Config::exec_backlog` on a
     /// connection whose reads may not pause (a dialed link, or one with
@@ -195,7 +204,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Number of distinct kinds, for per-kind counters.
-    pub(crate) const KINDS: usize = 25;
+    pub(crate) const KINDS: usize = 26;
 
     /// A small stable index per kind, used by [`Stats`](crate::Stats).
     pub(crate) fn kind_index(&self) -> usize {
@@ -225,6 +234,7 @@ impl CloseReason {
             CloseReason::HealthCheckFailed(_) => 22,
             CloseReason::ResolveFailed(_) => 23,
             CloseReason::Backlog => 24,
+            CloseReason::BadBody(_) => 25,
         }
     }
 
@@ -256,6 +266,7 @@ impl CloseReason {
             "health_check_failed",
             "resolve_failed",
             "backlog",
+            "bad_body",
         ][index]
     }
 
@@ -297,7 +308,8 @@ impl CloseReason {
             | CloseReason::MemoryLimit
             | CloseReason::RequestTimeouts(_)
             | CloseReason::HealthCheckFailed(_)
-            | CloseReason::Backlog => Ending::Ours,
+            | CloseReason::Backlog
+            | CloseReason::BadBody(_) => Ending::Ours,
         }
     }
 
@@ -324,6 +336,7 @@ impl CloseReason {
                 | CloseReason::HealthCheckFailed(_)
                 | CloseReason::ResolveFailed(_)
                 | CloseReason::Backlog
+                | CloseReason::BadBody(_)
         )
     }
 }
@@ -403,6 +416,7 @@ impl fmt::Display for CloseReason {
             CloseReason::HealthCheckFailed(why) => write!(f, "health check failed: {why}"),
             CloseReason::ResolveFailed(why) => write!(f, "host name did not resolve: {why}"),
             CloseReason::Backlog => write!(f, "handlers fell behind (exec backlog full)"),
+            CloseReason::BadBody(why) => write!(f, "a body did not decode: {why}"),
         }
     }
 }
@@ -445,6 +459,7 @@ mod tests {
             CloseReason::HealthCheckFailed("timed out".into()),
             CloseReason::ResolveFailed("no such host".into()),
             CloseReason::Backlog,
+            CloseReason::BadBody("not json".into()),
         ];
         assert_eq!(all.len(), CloseReason::KINDS);
         for (i, r) in all.iter().enumerate() {

@@ -134,6 +134,7 @@ pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult,
 pub use dispatch::exec::Exec;
 pub use dispatch::hooks::{Disconnect, IntoOpenResult};
 pub use dispatch::middleware::Next;
+pub use dispatch::typed::{BadBody, DecodeError};
 pub use error::{CloseReason, Error, PackError, Result};
 pub use ext::Extensions;
 pub use id::ConnId;

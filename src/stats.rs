@@ -24,6 +24,7 @@ pub(crate) struct Counters {
     pub(crate) send_errors: AtomicU64,
     pub(crate) slow_peer_events: AtomicU64,
     pub(crate) exec_pauses: AtomicU64,
+    pub(crate) bad_bodies: AtomicU64,
     pub(crate) unknown_ids: AtomicU64,
     pub(crate) handler_errors: AtomicU64,
     pub(crate) unflushed_closes: AtomicU64,
@@ -82,6 +83,9 @@ pub struct Stats {
     /// Times a connection's reads paused because work waiting for its
     /// worker pool or logic thread passed `Config::exec_backlog`.
     pub exec_pauses: u64,
+    /// Bodies that did not decode as their typed route's type (see
+    /// `Builder::bad_body`).
+    pub bad_bodies: u64,
     /// Messages with an id no route handles.
     pub unknown_ids: u64,
     /// Handlers or middleware that returned `Err`.
@@ -121,6 +125,7 @@ impl Stats {
             s.send_errors += c.send_errors.load(Relaxed);
             s.slow_peer_events += c.slow_peer_events.load(Relaxed);
             s.exec_pauses += c.exec_pauses.load(Relaxed);
+            s.bad_bodies += c.bad_bodies.load(Relaxed);
             s.unknown_ids += c.unknown_ids.load(Relaxed);
             s.handler_errors += c.handler_errors.load(Relaxed);
             s.unflushed_closes += c.unflushed_closes.load(Relaxed);
@@ -181,6 +186,7 @@ impl fmt::Display for Stats {
             ("send_errors", self.send_errors),
             ("slow_peer_events", self.slow_peer_events),
             ("exec_pauses", self.exec_pauses),
+            ("bad_bodies", self.bad_bodies),
             ("unknown_ids", self.unknown_ids),
             ("handler_errors", self.handler_errors),
             ("unflushed_closes", self.unflushed_closes),

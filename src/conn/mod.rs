@@ -37,9 +37,10 @@ pub(crate) mod flag {
     pub(crate) const IN_FRAME: u16 = 1 << 7;
     /// A frame deadline timer is scheduled.
     pub(crate) const FRAME_TIMER: u16 = 1 << 8;
-    /// A refused send was logged at warn for this connection (later ones
-    /// at debug).
-    pub(crate) const SEND_REFUSAL_LOGGED: u16 = 1 << 9;
+    /// A refused send (over the high-water mark, or refused by the
+    /// packer) was logged at warn for this connection; later ones are
+    /// logged at debug.
+    pub(crate) const SEND_WARNED: u16 = 1 << 9;
     /// Dialed by this server (see `ConnTable::dials`).
     pub(crate) const OUTBOUND: u16 = 1 << 10;
     /// A connect is in progress (a dialed connection, waiting for its
@@ -47,9 +48,9 @@ pub(crate) mod flag {
     pub(crate) const CONNECTING: u16 = 1 << 11;
     /// Requests of this connection wait for replies.
     pub(crate) const AWAITING: u16 = 1 << 12;
-    /// The packer refused a message for this connection (logged at warn
-    /// once; later refusals at debug).
-    pub(crate) const PACK_REFUSED: u16 = 1 << 13;
+    /// A body that did not decode as its typed route's type was logged at
+    /// warn for this connection; later ones are logged at debug.
+    pub(crate) const BODY_WARNED: u16 = 1 << 13;
     /// The frame window restarts when its timer fires: a new frame began
     /// after the last one completed, or reads were paused, while the timer
     /// of the earlier window was still pending (see `Conn::window`).

@@ -458,14 +458,15 @@ impl ConnTable {
         self.closings.get()
     }
 
-    /// A send to connection `id` was refused (its queue is full): true
-    /// the first time (the caller logs it at warn), false after.
-    pub(crate) fn first_refusal(&self, id: ConnId) -> bool {
+    /// Something logged once per connection happened to `id` (`warned`:
+    /// `flag::SEND_WARNED`, `flag::BODY_WARNED`): true the first time (the
+    /// caller logs it at warn), false after.
+    pub(crate) fn first_warning(&self, id: ConnId, warned: u16) -> bool {
         let mut slab = self.conns.borrow_mut();
         let Some((_, conn)) = self.lookup(&mut slab, id) else {
             return false;
         };
-        flag::first(&mut conn.flags, flag::SEND_REFUSAL_LOGGED)
+        flag::first(&mut conn.flags, warned)
     }
 
     /// Before a batch is dispatched: `None` if connection `id` is gone or

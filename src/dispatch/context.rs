@@ -147,6 +147,16 @@ impl Session<'_> {
         }
     }
 
+    /// Whether this is the first time the connection has `warned` (a
+    /// `flag::*_WARNED`): its first is logged at warn, later ones at
+    /// debug. Off the loop the flag is out of reach: always the first.
+    pub(crate) fn first_warning(&self, warned: u16) -> bool {
+        match self.at {
+            Place::Loop(core) => core.table.first_warning(self.id, warned),
+            Place::Off(_) => true,
+        }
+    }
+
     /// The counters of the connection's loop.
     pub(crate) fn counters(&self) -> &Counters {
         &self.at.runtime().loops[self.id.loop_index()].counters

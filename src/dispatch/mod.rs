@@ -11,6 +11,7 @@ pub(crate) mod middleware;
 pub(crate) mod router;
 mod run;
 pub(crate) mod timers;
+pub(crate) mod typed;
 #[cfg(feature = "ws")]
 mod ws;
 
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use crate::codec::reader::Batch;
 use crate::codec::Message;
 use crate::config::UnknownIdPolicy;
+use crate::conn::flag;
 use crate::conn::requests::Matched;
 use crate::error::{panic_message, CloseReason, Error};
 use crate::ext::{Extensions, StateMap};
@@ -50,6 +52,8 @@ pub(crate) struct App {
     pub(crate) state: Arc<StateMap>,
     /// The worker pool and logic thread, where routes run off the loop.
     pub(crate) exec: exec::Executors,
+    /// What becomes of a body that does not decode as its route's type.
+    pub(crate) bad_bodies: typed::BadBodies,
 }
 
 /// A dial profile's routes and unknown-id policy. Its middleware is in
@@ -124,7 +128,7 @@ impl App {
                 if !ctx.values.is_empty() {
                     ctx.values.clear();
                 }
-                handle(route, unknown_id, &mut ctx);
+                handle(route, unknown_id, &self.bad_bodies, &mut ctx);
             }
         });
         if queued {
@@ -145,7 +149,12 @@ impl App {
 /// Run the message in `ctx` through `route` (its route, if it has one),
 /// wherever `ctx` runs.
 #[inline]
-fn handle(route: Option<&Route>, unknown_id: UnknownIdPolicy, ctx: &mut Context<'_>) {
+fn handle(
+    route: Option<&Route>,
+    unknown_id: UnknownIdPolicy,
+    bad_bodies: &typed::BadBodies,
+    ctx: &mut Context<'_>,
+) {
     let msg_id = ctx.id;
     let Some(route) = route else {
         Counters::add(&ctx.session.counters().unknown_ids, 1);
@@ -165,12 +174,17 @@ fn handle(route: Option<&Route>, unknown_id: UnknownIdPolicy, ctx: &mut Context<
     let (id, peer) = (&ctx.session.id, &ctx.session.peer);
     match result {
         Ok(Ok(())) => {}
+        Ok(Err(e)) if e.is::<typed::DecodeError>() => {
+            if let Some(e) = e.downcast_ref::<typed::DecodeError>() {
+                bad_bodies.handle(ctx, e);
+            }
+        }
         Ok(Err(e)) => {
             Counters::add(&ctx.session.counters().handler_errors, 1);
             // A peer that does not read makes every reply fail: say so
             // once per connection, not once per message.
             let refused = matches!(e.downcast_ref::<Error>(), Some(Error::BufferFull));
-            if refused && !first_refusal(&ctx.session) {
+            if refused && !ctx.session.first_warning(flag::SEND_WARNED) {
                 log::debug!("conn {id} ({peer}): handler for message {msg_id} failed: {e}");
             } else if refused {
                 log::warn!(
@@ -188,15 +202,6 @@ fn handle(route: Option<&Route>, unknown_id: UnknownIdPolicy, ctx: &mut Context<
             );
             ctx.session.close_for(CloseReason::HandlerPanic, None);
         }
-    }
-}
-
-/// Whether this is the connection's first refused send (logged at warn;
-/// later ones at debug). Off the loop sends are not refused.
-fn first_refusal(session: &Session<'_>) -> bool {
-    match session.at {
-        Place::Loop(core) => core.table.first_refusal(session.id),
-        Place::Off(_) => true,
     }
 }
 

@@ -38,6 +38,13 @@ mod tls_close;
 #[cfg(feature = "tls")]
 mod tls_features;
 mod tlv;
+#[cfg(all(
+    feature = "tls",
+    feature = "json",
+    feature = "msgpack",
+    feature = "protobuf"
+))]
+mod typed;
 #[cfg(feature = "ws")]
 mod ws;
 #[cfg(feature = "ws")]

@@ -62,7 +62,7 @@ impl ConnTable {
     #[cold]
     pub(super) fn log_refusal(&self, key: usize, conn: &mut Conn, msg_id: u32, e: &PackError) {
         let (id, peer) = (self.id_of(key, conn), conn.peer);
-        if flag::first(&mut conn.flags, flag::PACK_REFUSED) {
+        if flag::first(&mut conn.flags, flag::SEND_WARNED) {
             log::warn!(
                 "conn {id} ({peer}): message {msg_id} not sent: {e} \
                  (further refusals on this connection are logged at debug)"
@@ -81,12 +81,12 @@ mod tests {
     fn only_the_first_refusal_per_connection_is_a_warning() {
         let mut a = flag::DIRTY;
         let mut b = 0;
-        assert!(flag::first(&mut a, flag::PACK_REFUSED));
-        assert!(!flag::first(&mut a, flag::PACK_REFUSED));
-        assert!(!flag::first(&mut a, flag::PACK_REFUSED));
-        assert_eq!(a, flag::DIRTY | flag::PACK_REFUSED, "other flags kept");
+        assert!(flag::first(&mut a, flag::SEND_WARNED));
+        assert!(!flag::first(&mut a, flag::SEND_WARNED));
+        assert!(!flag::first(&mut a, flag::SEND_WARNED));
+        assert_eq!(a, flag::DIRTY | flag::SEND_WARNED, "other flags kept");
         assert!(
-            flag::first(&mut b, flag::PACK_REFUSED),
+            flag::first(&mut b, flag::SEND_WARNED),
             "each connection warns once"
         );
     }

@@ -253,7 +253,7 @@ impl App {
                     source_alloc: body.len(),
                     values: Extensions::new(),
                 };
-                handle(router.get(id), unknown_id, &mut ctx);
+                handle(router.get(id), unknown_id, &self.bad_bodies, &mut ctx);
             }
             Item::Work(work) => {
                 core.guarded(cid, "code run on a connection", || {

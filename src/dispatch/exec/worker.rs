@@ -97,7 +97,7 @@ fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task) {
                     return;
                 };
                 let mut ctx = context(&off, conn, peer, profile, &mut data, id, seq, &body);
-                handle(router.get(id), unknown_id, &mut ctx);
+                handle(router.get(id), unknown_id, &app.bad_bodies, &mut ctx);
             }
             Item::Work(work) => work(Place::Off(&off), conn, peer, profile, &mut data),
         }));

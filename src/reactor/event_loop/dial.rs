@@ -317,8 +317,8 @@ impl EventLoop {
             // `EXEC`: a worker may hold its data across the loss.
             let keep = flag::OUTBOUND
                 | flag::AWAITING
-                | flag::SEND_REFUSAL_LOGGED
-                | flag::PACK_REFUSED
+                | flag::SEND_WARNED
+                | flag::BODY_WARNED
                 | flag::EXEC;
             conn.flags &= keep;
             conn.generation

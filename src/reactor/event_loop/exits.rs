@@ -58,6 +58,7 @@ fn one_loop() -> (EventLoop, Arc<Runtime>, Receiver<CloseReason>) {
         },
         state: Arc::default(),
         exec: Default::default(),
+        bad_bodies: Default::default(),
     };
     let event_loop = EventLoop::new(0, runtime.clone(), Arc::new(app), poll, inbox);
     (event_loop, runtime, closed)

@@ -88,6 +88,7 @@ pub(super) fn close_frame_for(
         CloseReason::FrameTimeout => (1008, "message too slow"),
         CloseReason::MemoryLimit => (1013, "try again later"),
         CloseReason::HandlerPanic | CloseReason::Backlog => (1011, "internal error"),
+        CloseReason::BadBody(_) => (1007, "invalid message"),
         CloseReason::UnknownId(_) => (1003, "unsupported message"),
         CloseReason::Rejected(_) => (1008, "rejected"),
         CloseReason::Protocol(PackError::TooLong { .. }) => (1009, "message too big"),

@@ -1,0 +1,109 @@
+//! The builder's typed routes (`route_json`, `route_msgpack`,
+//! `route_protobuf`, each behind its feature) and what becomes of a body
+//! that does not decode (`bad_body`, `on_bad_body`).
+
+use super::Builder;
+use crate::dispatch::context::Session;
+#[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
+use crate::dispatch::context::{BoxError, Context, HandlerResult};
+use crate::dispatch::typed::{BadBody, DecodeError};
+
+impl Builder {
+    /// What the server does with a body that does not decode as its typed
+    /// route's type (or that a handler's `ctx.json()`, `ctx.msgpack()` or
+    /// `ctx.protobuf()` could not decode and returned with `?`): drop it
+    /// (the default), answer with an error message, or close the
+    /// connection. See [`BadBody`].
+    pub fn bad_body(mut self, policy: BadBody) -> Self {
+        self.bad_bodies.policy = policy;
+        self
+    }
+
+    /// Run `f` for every body that does not decode, on the thread of its
+    /// handler, before the [`bad_body`](Self::bad_body) policy applies.
+    pub fn on_bad_body<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&mut Session<'_>, &DecodeError) + Send + Sync + 'static,
+    {
+        self.bad_bodies.hook = Some(Box::new(f));
+        self
+    }
+
+    /// Route message id `id` to a handler of typed JSON messages (feature
+    /// `json`): the body is decoded into `Req` (serde_json), the handler's
+    /// `Resp` is encoded as JSON and sent back with the same id and
+    /// sequence number. A body that is not a `Req` goes to the
+    /// [`bad_body`](Self::bad_body) policy; an `Err` from `f` is logged
+    /// and counted as a handler's.
+    ///
+    /// To borrow from the body (a `&str` field) or to answer otherwise,
+    /// use a plain route with [`Context::json`] and
+    /// [`Context::reply_json`].
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Move { x: i32, y: i32 }
+    /// #[derive(Serialize)]
+    /// struct Moved { ok: bool, x: i32, y: i32 }
+    ///
+    /// let builder = netloom::Server::builder()
+    ///     .route_json(10, |_ctx, m: Move| {
+    ///         Ok::<_, netloom::BoxError>(Moved { ok: true, x: m.x, y: m.y })
+    ///     });
+    /// # drop(builder);
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn route_json<Req, Resp, E, F>(self, id: u32, f: F) -> Self
+    where
+        Req: serde::de::DeserializeOwned,
+        Resp: serde::Serialize,
+        E: Into<BoxError>,
+        F: Fn(&mut Context<'_>, Req) -> Result<Resp, E> + Send + Sync + 'static,
+    {
+        self.route(id, move |ctx: &mut Context<'_>| -> HandlerResult {
+            let req = ctx.json::<Req>()?;
+            let resp = f(ctx, req).map_err(Into::into)?;
+            ctx.reply_json(ctx.msg_id(), &resp)?;
+            Ok(())
+        })
+    }
+
+    /// [`route_json`](Self::route_json) for MessagePack (feature
+    /// `msgpack`, rmp-serde; structs are encoded as maps, with their
+    /// field names).
+    #[cfg(feature = "msgpack")]
+    pub fn route_msgpack<Req, Resp, E, F>(self, id: u32, f: F) -> Self
+    where
+        Req: serde::de::DeserializeOwned,
+        Resp: serde::Serialize,
+        E: Into<BoxError>,
+        F: Fn(&mut Context<'_>, Req) -> Result<Resp, E> + Send + Sync + 'static,
+    {
+        self.route(id, move |ctx: &mut Context<'_>| -> HandlerResult {
+            let req = ctx.msgpack::<Req>()?;
+            let resp = f(ctx, req).map_err(Into::into)?;
+            ctx.reply_msgpack(ctx.msg_id(), &resp)?;
+            Ok(())
+        })
+    }
+
+    /// [`route_json`](Self::route_json) for Protocol Buffers (feature
+    /// `protobuf`, prost): `Req` and `Resp` are prost messages.
+    #[cfg(feature = "protobuf")]
+    pub fn route_protobuf<Req, Resp, E, F>(self, id: u32, f: F) -> Self
+    where
+        Req: prost::Message + Default,
+        Resp: prost::Message,
+        E: Into<BoxError>,
+        F: Fn(&mut Context<'_>, Req) -> Result<Resp, E> + Send + Sync + 'static,
+    {
+        self.route(id, move |ctx: &mut Context<'_>| -> HandlerResult {
+            let req = ctx.protobuf::<Req>()?;
+            let resp = f(ctx, req).map_err(Into::into)?;
+            ctx.reply_protobuf(ctx.msg_id(), &resp)?;
+            Ok(())
+        })
+    }
+}

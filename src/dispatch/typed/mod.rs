@@ -1,0 +1,109 @@
+//! Typed messages: bodies decoded into the application's types and
+//! replies encoded from them, in JSON (feature `json`), MessagePack
+//! (`msgpack`) or Protocol Buffers (`protobuf`), on any transport and
+//! packer. The routes are the builder's (`Builder::route_json`, …); here
+//! are the formats, what a handler reads and sends with them
+//! (`Context::json`, `Context::reply_json`, …), and what happens to a
+//! body that does not decode ([`BadBody`], [`DecodeError`]).
+//!
+//! Decoding reads the body where it lies (the receive buffer): a type
+//! that borrows (`&str`, `&[u8]` with serde) borrows from it. Encoding
+//! goes into a buffer kept per thread, then into the write queue: no
+//! allocation per message once the buffer has grown to the largest reply.
+
+#[cfg(feature = "json")]
+mod json;
+#[cfg(feature = "msgpack")]
+mod msgpack;
+#[cfg(feature = "protobuf")]
+mod protobuf;
+#[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
+mod scratch;
+
+#[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
+use scratch::with_scratch;
+
+use std::fmt;
+
+use super::context::{Context, Session};
+use crate::error::CloseReason;
+
+/// A body that did not decode as its route's type: handed to
+/// `Builder::on_bad_body`, then to the server's [`BadBody`] policy.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("message {msg_id}: body is not {format}: {message}")]
+pub struct DecodeError {
+    /// The format expected (`"json"`, `"msgpack"`, `"protobuf"`, or the
+    /// envelope's `"json envelope"`).
+    pub format: &'static str,
+    /// The message id it came with.
+    pub msg_id: u32,
+    /// The decoder's words.
+    pub message: String,
+}
+
+/// What the server does with a body that does not decode as its route's
+/// type ([`Builder::bad_body`](crate::Builder::bad_body)). Whatever it
+/// is, the first bad body of a connection is logged at warn (later ones
+/// at debug), counted in `Stats::bad_bodies`, and other connections are
+/// not affected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BadBody {
+    /// Drop the message (the default).
+    #[default]
+    Drop,
+    /// Answer with this message id, the request's sequence number and the
+    /// error's text as the body.
+    Reply(u32),
+    /// Close the connection with
+    /// [`CloseReason::BadBody`](crate::CloseReason::BadBody).
+    Close,
+}
+
+/// The hook `Builder::on_bad_body` sets.
+pub(crate) type BadBodyHook = Box<dyn Fn(&mut Session<'_>, &DecodeError) + Send + Sync>;
+
+impl fmt::Display for BadBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadBody::Drop => f.write_str("drop"),
+            BadBody::Reply(id) => write!(f, "reply with id {id}"),
+            BadBody::Close => f.write_str("close"),
+        }
+    }
+}
+
+/// The server's answer to bodies that do not decode: its hook
+/// (`Builder::on_bad_body`) and its policy (`Builder::bad_body`).
+#[derive(Default)]
+pub(crate) struct BadBodies {
+    pub(crate) hook: Option<BadBodyHook>,
+    pub(crate) policy: BadBody,
+}
+
+impl BadBodies {
+    /// A handler's body did not decode: count and log it (at warn the
+    /// first time per connection), run the hook, apply the policy.
+    pub(crate) fn handle(&self, ctx: &mut Context<'_>, e: &DecodeError) {
+        let (id, peer, policy) = (ctx.session.id, ctx.session.peer, self.policy);
+        crate::stats::Counters::add(&ctx.session.counters().bad_bodies, 1);
+        if ctx.session.first_warning(crate::conn::flag::BODY_WARNED) {
+            log::warn!("conn {id} ({peer}): {e} ({policy}; later ones on this connection are logged at debug)");
+        } else {
+            log::debug!("conn {id} ({peer}): {e} ({policy})");
+        }
+        if let Some(hook) = &self.hook {
+            hook(&mut ctx.session, e);
+        }
+        match policy {
+            BadBody::Drop => {}
+            BadBody::Reply(reply_id) => {
+                let _ = ctx.reply(reply_id, e.to_string());
+            }
+            BadBody::Close => ctx
+                .session
+                .close_for(CloseReason::BadBody(e.to_string()), None),
+        }
+    }
+}

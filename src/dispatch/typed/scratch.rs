@@ -1,0 +1,43 @@
+//! The buffer typed replies are encoded into, one per thread: no
+//! allocation per message once it has grown to the largest reply.
+
+use std::cell::RefCell;
+
+thread_local! {
+    /// Where replies are encoded before they go into the write queue.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Encode with `f` into this thread's scratch buffer, then hand the bytes
+/// to `send` (which copies them into the write queue). A scratch buffer
+/// already in use (an encoder that sends, re-entering) falls back to a
+/// fresh one.
+pub(super) fn with_scratch<R>(
+    f: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+    send: impl FnOnce(&[u8]) -> crate::Result<R>,
+) -> crate::Result<R> {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            f(&mut buf).map_err(encode_error)?;
+            let r = send(&buf);
+            // A rare huge reply does not keep its memory for good.
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
+            }
+            r
+        }
+        Err(_) => {
+            let mut buf = Vec::new();
+            f(&mut buf).map_err(encode_error)?;
+            send(&buf)
+        }
+    })
+}
+
+/// The most a thread's scratch buffer keeps between replies.
+const SCRATCH_KEEP: usize = 1 << 20;
+
+fn encode_error(message: String) -> crate::Error {
+    crate::Error::Encode(message)
+}
