@@ -29,7 +29,7 @@ use crate::config::{Balance, Config, Heartbeat, SlowPeerPolicy, UnknownIdPolicy}
 use crate::dispatch::exec::{Exec, Executors};
 use crate::dispatch::hooks::Hooks;
 use crate::dispatch::timers::AppTimers;
-use crate::dispatch::typed::BadBodies;
+use crate::dispatch::typed::{BadBodies, Envelopes};
 use crate::dispatch::App;
 use crate::error::{Error, Result};
 use crate::ext::StateMap;
@@ -91,8 +91,9 @@ pub struct Builder {
     timers: AppTimers,
     /// The routes' execution model (`builder/exec.rs`).
     exec: Exec,
-    /// Bodies that do not decode (`builder/typed.rs`).
+    /// Bodies that do not decode, hotpot's envelope (`builder/typed.rs`).
     bad_bodies: BadBodies,
+    envelopes: Envelopes,
 }
 
 impl fmt::Debug for Builder {
@@ -428,6 +429,7 @@ impl Builder {
         }
         let mut config = self.config;
         config.finest_timer = self.timers.finest();
+        self.envelopes.freeze();
         let mut used = vec![self.exec];
         let (packers, routings) = profile::settle_all(self.profiles, &mut config, &mut used)?;
         let router = self.routes.build(self.exec, &mut used);

@@ -242,6 +242,9 @@ pub struct Config {
     /// The server's model is `Exec::Single`: connections' timers,
     /// `ConnHandle::run` and `Builder::every` run on the logic thread.
     pub(crate) logic_thread: bool,
+    /// The heartbeat's ping as a message with this body instead of the
+    /// layer's own ping (`Builder::keepalived`: hotpot's envelope).
+    pub(crate) ping_body: Option<bytes::Bytes>,
 }
 
 impl Default for Config {
@@ -276,6 +279,7 @@ impl Default for Config {
             profiles: Vec::new(),
             finest_timer: None,
             logic_thread: false,
+            ping_body: None,
         }
     }
 }

@@ -106,4 +106,60 @@ impl Builder {
             Ok(())
         })
     }
+
+    /// Route hotpot's JSON envelope (features `json` and `ws`): WebSocket
+    /// text messages `{"type": kind, "data": {...}}` whose type is `kind`
+    /// go to `f` with `data` decoded as `Req`; its `Resp` goes back as
+    /// `{"type": kind, "data": resp}`. Once a type is routed so, the
+    /// envelope takes every `ws::TEXT` message: a message that is not an
+    /// envelope, or of a type nobody routes, goes to the
+    /// [`bad_body`](Self::bad_body) policy; `Pong` is taken as life and a
+    /// client's `Ping` answered with a `Pong`, unless routed here.
+    ///
+    /// ```
+    /// #[derive(serde::Deserialize, serde::Serialize)]
+    /// #[allow(non_snake_case)]
+    /// struct Echo { Message: String }
+    ///
+    /// let builder = netloom::Server::builder()
+    ///     .route_envelope("Echo", |_ctx, e: Echo| Ok::<_, netloom::BoxError>(e))
+    ///     .keepalived(std::time::Duration::from_secs(5), std::time::Duration::from_secs(12));
+    /// # drop(builder);
+    /// ```
+    #[cfg(all(feature = "json", feature = "ws"))]
+    pub fn route_envelope<Req, Resp, E, F>(mut self, kind: impl Into<String>, f: F) -> Self
+    where
+        Req: serde::de::DeserializeOwned,
+        Resp: serde::Serialize,
+        E: Into<BoxError>,
+        F: Fn(&mut Context<'_>, Req) -> Result<Resp, E> + Send + Sync + 'static,
+    {
+        let kind = kind.into();
+        let handler = crate::dispatch::typed::envelope_handler(kind.clone(), f);
+        if self.envelopes.add(kind, handler) {
+            let table = self.envelopes.table();
+            self = self.route(
+                crate::ws::TEXT,
+                crate::dispatch::typed::envelope_dispatcher(table),
+            );
+        }
+        self
+    }
+
+    /// hotpot's keepalive, `Keepalived(check, timeout)` (features `json`
+    /// and `ws`): every `check` the server looks at the connections on
+    /// its timer wheel; one silent for longer than `check` is sent
+    /// `{"type":"Ping","data":{}}` (a text message, not a WebSocket
+    /// ping), anything from it (its `Pong`) counts as life, and one
+    /// silent for longer than `timeout` is closed
+    /// ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)).
+    /// hotpot's default is `Keepalived(5 s, 12 s)`.
+    #[cfg(all(feature = "json", feature = "ws"))]
+    pub fn keepalived(mut self, check: std::time::Duration, timeout: std::time::Duration) -> Self {
+        self.config.ping_body = Some(bytes::Bytes::from_static(
+            crate::dispatch::typed::ENVELOPE_PING,
+        ));
+        self.heartbeat(check, timeout)
+            .ping_before_kick(check, crate::ws::TEXT)
+    }
 }

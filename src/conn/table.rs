@@ -354,9 +354,20 @@ impl ConnTable {
     }
 
     /// Heartbeat ping: the layer's own (WebSocket ping frame) or a packer
-    /// message with `ping_id` and an empty body.
-    pub(crate) fn ping(&self, key: usize, generation: u32, ping_id: u32) {
+    /// message with `ping_id` and an empty body; with `body`, always a
+    /// message `ping_id` with that body.
+    pub(crate) fn ping(
+        &self,
+        key: usize,
+        generation: u32,
+        ping_id: u32,
+        body: Option<&bytes::Bytes>,
+    ) {
         let to = self.id(key, generation);
+        if let Some(body) = body {
+            let _ = self.send(to, ping_id, 0, Payload::Shared(body.clone()));
+            return;
+        }
         {
             let mut slab = self.conns.borrow_mut();
             let Some((key, conn)) = self.open_conn(&mut slab, to) else {

@@ -16,6 +16,8 @@ mod dial;
 #[cfg(feature = "tls")]
 mod dial_tls;
 mod docs_sync;
+#[cfg(all(feature = "json", feature = "ws"))]
+mod envelope;
 mod ergonomics;
 mod exec;
 mod features;
@@ -46,6 +48,6 @@ mod tlv;
 ))]
 mod typed;
 #[cfg(feature = "ws")]
-mod ws;
+pub(crate) mod ws;
 #[cfg(feature = "ws")]
 mod ws_raw;

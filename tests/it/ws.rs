@@ -15,7 +15,7 @@
 //! `ws/cross_thread.rs`: cross-thread sends, broadcast, mixed listeners,
 //! backpressure.
 
-mod browser;
+pub(crate) mod browser;
 mod closes;
 mod cross_thread;
 mod frames;

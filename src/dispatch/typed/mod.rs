@@ -11,6 +11,8 @@
 //! goes into a buffer kept per thread, then into the write queue: no
 //! allocation per message once the buffer has grown to the largest reply.
 
+#[cfg(all(feature = "json", feature = "ws"))]
+mod envelope;
 #[cfg(feature = "json")]
 mod json;
 #[cfg(feature = "msgpack")]
@@ -20,12 +22,21 @@ mod protobuf;
 #[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
 mod scratch;
 
+#[cfg(all(feature = "json", feature = "ws"))]
+pub(crate) use envelope::{
+    dispatcher as envelope_dispatcher, typed as envelope_handler, PING as ENVELOPE_PING,
+};
+
 #[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
 use scratch::with_scratch;
 
 use std::fmt;
 
-use super::context::{Context, Session};
+use std::sync::{Arc, OnceLock};
+
+use rustc_hash::FxHashMap;
+
+use super::context::{Context, HandlerResult, Session};
 use crate::error::CloseReason;
 
 /// A body that did not decode as its route's type: handed to
@@ -104,6 +115,43 @@ impl BadBodies {
             BadBody::Close => ctx
                 .session
                 .close_for(CloseReason::BadBody(e.to_string()), None),
+        }
+    }
+}
+
+/// A typed handler of one envelope type, given the `data` member's JSON.
+pub(crate) type DataFn = Box<dyn Fn(&mut Context<'_>, &str) -> HandlerResult + Send + Sync>;
+
+/// hotpot's JSON envelope's handlers by type name (`Builder::route_envelope`):
+/// collected by the builder, frozen as the server starts, read by the
+/// WebSocket text route that dispatches them.
+#[derive(Default)]
+pub(crate) struct Envelopes {
+    pending: Vec<(String, DataFn)>,
+    table: Arc<OnceLock<FxHashMap<String, DataFn>>>,
+}
+
+impl Envelopes {
+    /// Add (or replace) the handler of `kind`; true for the first one (the
+    /// caller then installs the dispatching route).
+    #[cfg_attr(not(all(feature = "json", feature = "ws")), allow(dead_code))]
+    pub(crate) fn add(&mut self, kind: String, f: DataFn) -> bool {
+        let first = self.pending.is_empty();
+        self.pending.retain(|(k, _)| *k != kind);
+        self.pending.push((kind, f));
+        first
+    }
+
+    /// What the dispatching route reads.
+    #[cfg_attr(not(all(feature = "json", feature = "ws")), allow(dead_code))]
+    pub(crate) fn table(&self) -> Arc<OnceLock<FxHashMap<String, DataFn>>> {
+        self.table.clone()
+    }
+
+    /// Freeze the handlers (the server starts).
+    pub(crate) fn freeze(&mut self) {
+        if !self.pending.is_empty() {
+            let _ = self.table.set(self.pending.drain(..).collect());
         }
     }
 }

@@ -446,7 +446,8 @@ impl EventLoop {
                 if let Some(c) = table.conns.borrow_mut().get_mut(key) {
                     c.set(flag::PINGED);
                 }
-                table.ping(key, t.generation, hb.ping_id);
+                let body = self.core.runtime.config.ping_body.as_ref();
+                table.ping(key, t.generation, hb.ping_id, body);
                 // If the peer answers, its next ping is due `ping_after`
                 // after the answer: check again by then at the latest.
                 next = next.min(ping_after);

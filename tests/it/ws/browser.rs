@@ -48,7 +48,7 @@ ws.onclose = (e) => {
 /// only once `release` fires (or after the timeout): the script blocks the
 /// page's load event, and so Chromium's `--dump-dom`, until the WebSocket
 /// exchange is over.
-fn page_server(page: String, release: Receiver<()>) -> SocketAddr {
+pub(crate) fn page_server(page: String, release: Receiver<()>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind http");
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -93,6 +93,34 @@ fn serve_one(mut stream: TcpStream, page: &str, release: &Receiver<()>) {
     );
 }
 
+/// Headless Chromium loads `http://{http}/page.html` and prints its DOM
+/// once the page's load event fired (bounded in time).
+pub(crate) fn dump_dom(browser: &str, http: SocketAddr) -> std::process::Output {
+    let profile = std::env::temp_dir().join(format!(
+        "netloom-chromium-{}-{}",
+        std::process::id(),
+        http.port()
+    ));
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg("--dump-dom")
+    .arg(format!("http://{http}/page.html"));
+    let out = run_bounded(cmd, Duration::from_secs(90));
+    let _ = std::fs::remove_dir_all(&profile);
+    out
+}
+
 #[test]
 fn chromium_page_talks_to_the_server() {
     let Some(browser) = require(Peer::Chromium) else {
@@ -127,25 +155,8 @@ fn chromium_page_talks_to_the_server() {
     );
     let page = PAGE.replace("WSPORT", &server.local_addr().port().to_string());
     let http = page_server(page, release_rx);
-    let profile = std::env::temp_dir().join(format!("netloom-chromium-{}", std::process::id()));
-    let mut cmd = Command::new(browser);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .arg("--dump-dom")
-    .arg(format!("http://{http}/page.html"));
-    let out = run_bounded(cmd, Duration::from_secs(90));
+    let out = dump_dom(&browser, http);
     let _ = release_tx.send(());
-    let _ = std::fs::remove_dir_all(&profile);
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         dom.contains(r#"<div id="result">ok</div>"#),
