@@ -126,6 +126,8 @@ struct Options {
     retries: usize,
     /// `--busy-poll` for the netloom server (zero: off, its default).
     busy_poll: Duration,
+    /// `--json`: JSON bodies (a three-field struct), for the JSON kinds.
+    json: bool,
 }
 
 fn options(args: &Args) -> Result<Options, String> {
@@ -148,6 +150,7 @@ fn options(args: &Args) -> Result<Options, String> {
         "max-noise",
         "retries",
         "busy-poll",
+        "json",
     ])?;
     let quick = args.flag("quick");
     let n = crate::os::cpus();
@@ -219,6 +222,7 @@ fn options(args: &Args) -> Result<Options, String> {
             None => Duration::ZERO,
             Some(s) => parse_duration(s)?,
         },
+        json: args.flag("json"),
     })
 }
 
@@ -326,7 +330,7 @@ pub fn main(args: Args) -> Result<(), String> {
             })
             .collect();
         if !exec_pairs.is_empty() {
-            println!("    execution models, paired: {}", exec_pairs.join(" | "));
+            println!("    other kinds, paired: {}", exec_pairs.join(" | "));
         }
         rows.extend(scenario_rows);
     }

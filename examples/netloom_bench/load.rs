@@ -51,6 +51,8 @@ pub struct LoadConfig {
     pub inflight_budget: usize,
     pub connect_timeout: Duration,
     pub quiet: bool,
+    /// Bodies are JSON texts of a three-field struct (`Pattern::json`).
+    pub json: bool,
 }
 
 impl LoadConfig {
@@ -117,6 +119,7 @@ pub fn main(args: Args) -> Result<(), String> {
         "threads",
         "cpus",
         "inflight-budget",
+        "json",
     ])?;
     let cfg = LoadConfig {
         addr: args
@@ -139,6 +142,7 @@ pub fn main(args: Args) -> Result<(), String> {
         inflight_budget: parse_size(args.str("inflight-budget").unwrap_or("256MiB"))?,
         connect_timeout: Duration::from_secs(5),
         quiet: false,
+        json: args.flag("json"),
     };
     let _ = crate::os::raise_fd_limit();
     let r = run(&cfg, &mut |_| {})?;
@@ -178,7 +182,11 @@ pub fn main(args: Args) -> Result<(), String> {
 /// calling thread.
 pub fn run(cfg: &LoadConfig, hook: &mut dyn FnMut(Phase)) -> Result<LoadReport, String> {
     let pipeline = cfg.effective_pipeline();
-    let pattern = Arc::new(Pattern::new(cfg.size));
+    let pattern = Arc::new(if cfg.json {
+        Pattern::json(cfg.size)
+    } else {
+        Pattern::new(cfg.size)
+    });
     let threads = cfg.threads.clamp(1, cfg.conns.max(1));
 
     // Connect from the generator's CPUs: a connecting thread that shares

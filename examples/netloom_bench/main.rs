@@ -33,6 +33,9 @@ mod rpc_clients;
 mod rpc_floor;
 mod serve;
 mod serve_exec;
+// The JSON kinds need the `json` feature (`--features json`).
+#[cfg(feature = "json")]
+mod serve_json;
 mod wire;
 
 use args::Args;
@@ -46,7 +49,7 @@ usage: netloom_bench <command> [options]
   load --addr A [--conns C] [--pipeline P] [--size S] [--duration D] [--warmup W]
        [--sources N] [--threads T] [--cpus LIST] [--inflight-budget BYTES]
         echo load generator; verifies every byte; non-zero exit on mismatch or loss
-  compare [--quick] [--scenario FILTER] [--loops L] [--conns C] [--pipeline P] [--size S]
+  compare [--quick] [--json] [--scenario FILTER] [--loops L] [--conns C] [--pipeline P] [--size S]
           [--duration D] [--kinds netloom,mio,tokio] [--repeat R] [--out DIR]
           [--server-cpus 0] [--load-cpus 1] [--busy-poll DUR]
         every scenario against every server, side by side, with ratios and charts
@@ -72,8 +75,8 @@ fn main() {
     let rest: Vec<String> = argv.collect();
     let result = match cmd.as_str() {
         "serve" => Args::parse(rest, &[]).and_then(serve::main),
-        "load" => Args::parse(rest, &[]).and_then(load::main),
-        "compare" => Args::parse(rest, &["quick"]).and_then(compare::main),
+        "load" => Args::parse(rest, &["json"]).and_then(load::main),
+        "compare" => Args::parse(rest, &["quick", "json"]).and_then(compare::main),
         "idle" => Args::parse(rest, &["heartbeat", "no-touch"]).and_then(idle::main),
         "rpc" => Args::parse(rest, &[]).and_then(rpc::main),
         "pool" => Args::parse(rest, &[]).and_then(pool::main),

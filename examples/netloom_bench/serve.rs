@@ -1,6 +1,7 @@
 //! `serve <netloom|mio|tokio>`: one echo server, alive until stdin closes.
 //! The execution models' kinds (`netloom-pool`, `netloom-single`,
-//! `tokio-blocking`) are in `serve_exec.rs`.
+//! `tokio-blocking`) are in `serve_exec.rs`; the JSON kinds
+//! (`netloom-json`, `tokio-json`) in `serve_json.rs`.
 //!
 //! * `netloom`: the library, echoing every id with
 //!   `.fallback(|ctx| ctx.reply(ctx.msg_id(), ctx.body()))`.
@@ -68,17 +69,37 @@ pub fn main(args: Args) -> Result<(), String> {
 
     let mut netloom_handle = None;
     let local = match kind.as_str() {
-        "netloom" | "rpc" | "netloom-pool" | "netloom-single" => {
+        "netloom" | "rpc" | "netloom-pool" | "netloom-single" | "netloom-json"
+        | "netloom-json-vec" => {
             let exec = crate::serve_exec::model(&kind);
-            let h = netloom_server(addr, loops, heartbeat, busy_poll, kind == "rpc", exec)?;
+            let b = netloom_builder(loops, heartbeat, busy_poll, kind == "rpc", exec);
+            #[cfg(feature = "json")]
+            let b = match kind.as_str() {
+                "netloom-json" => crate::serve_json::netloom_json(b),
+                "netloom-json-vec" => crate::serve_json::netloom_json_vec(b),
+                _ => b,
+            };
+            #[cfg(not(feature = "json"))]
+            if kind.starts_with("netloom-json") {
+                return Err("the netloom-json kinds need --features json".into());
+            }
+            let h = b
+                .bind(addr)
+                .and_then(|b| b.start())
+                .map_err(|e| format!("netloom server: {e}"))?;
             let a = h.local_addr();
             netloom_handle = Some(h);
             a
         }
         "mio" | "floor" => mio_server(addr, loops).map_err(|e| format!("mio server: {e}"))?,
-        "tokio" => tokio_server(addr, loops, None).map_err(|e| format!("tokio server: {e}"))?,
-        "tokio-blocking" => tokio_server(addr, loops, Some(crate::serve_exec::WORKERS))
+        "tokio" => {
+            tokio_server(addr, loops, Tokio::Echo).map_err(|e| format!("tokio server: {e}"))?
+        }
+        "tokio-blocking" => tokio_server(addr, loops, Tokio::Blocking(crate::serve_exec::WORKERS))
             .map_err(|e| format!("tokio server: {e}"))?,
+        "tokio-json" => {
+            tokio_server(addr, loops, Tokio::Json).map_err(|e| format!("tokio server: {e}"))?
+        }
         other => return Err(format!("unknown server kind {other:?}")),
     };
     if heartbeat.is_some() && netloom_handle.is_none() {
@@ -114,14 +135,13 @@ pub fn main(args: Args) -> Result<(), String> {
     std::process::exit(0);
 }
 
-fn netloom_server(
-    addr: SocketAddr,
+fn netloom_builder(
     loops: usize,
     heartbeat: Option<(Duration, Duration)>,
     busy_poll: Duration,
     seq: bool,
     exec: netloom::Exec,
-) -> Result<netloom::ServerHandle, String> {
+) -> netloom::Builder {
     let mut b = netloom::Server::builder();
     if seq {
         b = b.packer(netloom::SeqPacker::new(MAX_BODY));
@@ -139,9 +159,7 @@ fn netloom_server(
     if let Some((check, idle)) = heartbeat {
         b = b.heartbeat(check, idle);
     }
-    b.bind(addr)
-        .and_then(|b| b.start())
-        .map_err(|e| format!("netloom server: {e}"))
+    b
 }
 
 // ---------------------------------------------------------------- mio floor
@@ -376,9 +394,25 @@ impl tokio_util::codec::Encoder<(u32, Bytes)> for FrameCodec {
     }
 }
 
-/// The tokio echo server; with `blocking`, each frame's answer comes from
-/// `spawn_blocking` on that many blocking threads (`tokio-blocking`).
-fn tokio_server(addr: SocketAddr, loops: usize, blocking: Option<usize>) -> io::Result<SocketAddr> {
+/// What a tokio server does with each frame.
+#[derive(Clone, Copy)]
+enum Tokio {
+    /// Echo it (`tokio`).
+    Echo,
+    /// Answer it from `spawn_blocking` on this many blocking threads
+    /// (`tokio-blocking`).
+    Blocking(usize),
+    /// Decode its JSON and answer with the value encoded again
+    /// (`tokio-json`).
+    Json,
+}
+
+/// The tokio echo server, doing `mode` with each frame.
+fn tokio_server(addr: SocketAddr, loops: usize, mode: Tokio) -> io::Result<SocketAddr> {
+    let blocking = match mode {
+        Tokio::Blocking(n) => Some(n),
+        _ => None,
+    };
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
@@ -402,9 +436,19 @@ fn tokio_server(addr: SocketAddr, loops: usize, blocking: Option<usize>) -> io::
                     match listener.accept().await {
                         Ok((stream, _)) => {
                             let _ = stream.set_nodelay(true);
-                            match blocking {
-                                None => tokio::spawn(tokio_echo(stream)),
-                                Some(_) => tokio::spawn(crate::serve_exec::blocking_echo(stream)),
+                            match mode {
+                                Tokio::Echo => tokio::spawn(tokio_echo(stream)),
+                                Tokio::Blocking(_) => {
+                                    tokio::spawn(crate::serve_exec::blocking_echo(stream))
+                                }
+                                #[cfg(feature = "json")]
+                                Tokio::Json => tokio::spawn(crate::serve_json::tokio_json(stream)),
+                                #[cfg(not(feature = "json"))]
+                                Tokio::Json => {
+                                    return Err(io::Error::other(
+                                        "tokio-json needs --features json",
+                                    ))
+                                }
                             };
                         }
                         // EMFILE: back off a little instead of spinning.

@@ -23,12 +23,17 @@ pub const PING_ID: u32 = 0x474e_4950; // "PING"
 /// Distinct body offsets into the pattern.
 const OFFSETS: usize = 4096;
 
-/// Bytes every frame body is a window of.
+/// Bytes every frame body is a window of (or, for JSON bodies, one of
+/// `OFFSETS` records of `size` bytes).
 #[derive(Debug)]
 pub struct Pattern {
     bytes: Vec<u8>,
     size: usize,
+    json: bool,
 }
+
+/// The shortest JSON body (`{"id":…,"name":"","ok":true}`).
+pub const JSON_MIN: usize = 37;
 
 impl Pattern {
     /// A pattern for bodies of `size` bytes.
@@ -42,7 +47,36 @@ impl Pattern {
             x ^= x >> 27;
             bytes.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
         }
-        Pattern { bytes, size }
+        Pattern {
+            bytes,
+            size,
+            json: false,
+        }
+    }
+
+    /// A pattern of JSON bodies of exactly `size` bytes (at least
+    /// [`JSON_MIN`]): `{"id":<10 digits>,"name":"<hex>","ok":true}`, the
+    /// struct of three fields the JSON servers decode, in the form
+    /// serde_json writes it back (so the echo is byte for byte).
+    pub fn json(size: usize) -> Self {
+        let size = size.max(JSON_MIN);
+        let noise = Pattern::new(size);
+        let mut bytes = Vec::with_capacity(size * OFFSETS);
+        for i in 0..OFFSETS {
+            let id = 1_000_000_000 + (i as u64).wrapping_mul(2_654_435_761) % 8_999_999_999;
+            let hex: String = noise.bytes[i..i + size - JSON_MIN]
+                .iter()
+                .map(|b| char::from(b"0123456789abcdef"[usize::from(b & 15)]))
+                .collect();
+            let body = format!(r#"{{"id":{id},"name":"{hex}","ok":true}}"#);
+            debug_assert_eq!(body.len(), size);
+            bytes.extend_from_slice(body.as_bytes());
+        }
+        Pattern {
+            bytes,
+            size,
+            json: true,
+        }
     }
 
     /// Whole frame length (header + body).
@@ -63,6 +97,9 @@ impl Pattern {
         let mix = (u64::from(conn).wrapping_mul(0x9e37_79b9_7f4a_7c15))
             ^ seq.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
         let off = (mix >> 52) as usize % OFFSETS;
+        if self.json {
+            return &self.bytes[off * self.size..(off + 1) * self.size];
+        }
         &self.bytes[off..off + self.size]
     }
 }
@@ -165,6 +202,10 @@ mod tests {
 
     #[test]
     fn frames_differ_per_conn_and_seq() {
+        let j = Pattern::json(64);
+        let body: serde_json::Value = serde_json::from_slice(j.body(2, 9)).unwrap();
+        assert_eq!(serde_json::to_vec(&body).unwrap().len(), 64);
+        assert!(body["ok"].as_bool().unwrap());
         let p = Pattern::new(64);
         assert_ne!(p.body(0, 0), p.body(0, 1));
         assert_ne!(p.body(0, 0), p.body(1, 0));

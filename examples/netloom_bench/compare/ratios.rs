@@ -29,14 +29,18 @@ fn ratio_of(rows: &[Row], kind: &str, other: &str) -> Option<Ratio> {
 /// The baselines netloom is compared with: kind and the name printed.
 pub(super) const OTHERS: &[(&str, &str)] = &[("mio", "floor"), ("tokio", "tokio")];
 
-/// The execution models' comparisons (issue 21): a netloom model, what it
-/// is compared with, and the name printed. `netloom` is `Exec::Inline`;
-/// `tokio-blocking` answers each frame from `spawn_blocking`.
+/// Comparisons of netloom's other kinds, each with what it is compared
+/// with and the name printed: the execution models (issue 21; `netloom` is
+/// `Exec::Inline`, `tokio-blocking` answers each frame from
+/// `spawn_blocking`) and typed JSON (issue 22).
 pub(super) const EXEC_PAIRS: &[(&str, &str, &str)] = &[
     ("netloom-pool", "netloom", "pool/inline"),
     ("netloom-single", "netloom", "single/inline"),
     ("netloom-pool", "tokio-blocking", "pool/spawn_blocking"),
     ("netloom-single", "tokio-blocking", "single/spawn_blocking"),
+    ("netloom-json", "netloom", "json/raw"),
+    ("netloom-json", "tokio-json", "json netloom/tokio"),
+    ("netloom-json", "netloom-json-vec", "reply_json/to_vec"),
 ];
 
 /// A ratio's median and range over the rounds of a repeated run.

@@ -50,6 +50,7 @@ fn run_one(opts: &Options, sc: Scenario, kind: &str) -> Row {
         inflight_budget: opts.inflight_budget,
         connect_timeout: Duration::from_secs(5),
         quiet: true,
+        json: opts.json,
     };
     let pid = child.pid;
     let me = std::process::id();
