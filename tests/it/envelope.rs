@@ -53,6 +53,29 @@ fn peer(python: &str, server: &ServerHandle, mode: &str) -> String {
     said
 }
 
+/// `examples/ws_json_echo` as a user runs it: hotpot's echo exchange
+/// and bad input against Python's `websockets`.
+#[test]
+fn the_example_answers_a_hotpot_client() {
+    let Some(python) = require(Peer::PyWebsockets) else {
+        return;
+    };
+    let (_server, addr) = crate::dial::examples::run_example("ws_json_echo", &["127.0.0.1:0"]);
+    let url = format!("{}/", addr.trim_end_matches('/'));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/envelope_peer.py");
+    for mode in ["echo", "bad"] {
+        let mut cmd = Command::new(&python);
+        cmd.args([script, &url, mode]);
+        let out = run_bounded(cmd, TIMEOUT * 3);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.starts_with("ok"),
+            "{mode}: {said}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn python_echo_and_bad_input() {
     let Some(python) = require(Peer::PyWebsockets) else {
@@ -104,10 +127,18 @@ const PAGE: &str = r#"<!doctype html>
 function done(r) { document.getElementById("result").textContent = r; }
 const ws = new WebSocket("ws://127.0.0.1:WSPORT/");
 ws.onopen = () => ws.send(JSON.stringify({type: "Echo", data: {Message: "你好，火锅！"}}));
+let step = 0;
 ws.onmessage = (e) => {
-  const m = JSON.parse(e.data);
-  done(m.type === "Echo" && m.data.Message === "你好，火锅！" ? "ok" : "bad: " + e.data);
-  ws.close(1000);
+  if (step === 0) {
+    const m = JSON.parse(e.data);
+    if (m.type !== "Echo" || m.data.Message !== "你好，火锅！") { done("bad: " + e.data); return; }
+    step = 1;
+    ws.send("not an envelope");
+  } else {
+    // The bad-body policy's answer, then the connection goes on.
+    done(e.data.includes("json envelope") ? "ok" : "bad answer: " + e.data);
+    ws.close(1000);
+  }
 };
 ws.onerror = () => done("error");
 </script>

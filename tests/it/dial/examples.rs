@@ -39,6 +39,8 @@ pub(crate) fn example(name: &str) -> PathBuf {
                 "gateway",
                 "--example",
                 "worker_pool",
+                "--example",
+                "ws_json_echo",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         // A build past its limit panics in `run_bounded`: kept as the
