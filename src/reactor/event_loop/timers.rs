@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::EventLoop;
-use crate::config::{Config, Heartbeat};
+use crate::config::{Config, Heartbeat, SERVER_PROFILE};
 use crate::conn::{flag, Conn};
 use crate::error::{CloseReason, Error};
 use crate::stats::Counters;
@@ -407,7 +407,7 @@ impl EventLoop {
     /// A heartbeat check: kick, ping, or reschedule.
     fn heartbeat(&mut self, t: Timer) {
         let key = t.key as usize;
-        let (idle, pinged, hb) = {
+        let (idle, pinged, hb, own) = {
             let slab = self.core.table.conns.borrow();
             match slab.get(key) {
                 // A dialed connection's heartbeat starts on every open
@@ -424,6 +424,7 @@ impl EventLoop {
                         u64::from(self.timers.now32().wrapping_sub(c.last_active)),
                         c.has(flag::PINGED),
                         *hb,
+                        c.profile == SERVER_PROFILE,
                     )
                 }
                 _ => return,
@@ -446,7 +447,9 @@ impl EventLoop {
                 if let Some(c) = table.conns.borrow_mut().get_mut(key) {
                     c.set(flag::PINGED);
                 }
-                let body = self.core.runtime.config.ping_body.as_ref();
+                // `keepalived`'s ping is the server's own protocol's; a
+                // dial profile pings as it was told.
+                let body = (self.core.runtime.config.ping_body.as_ref()).filter(|_| own);
                 table.ping(key, t.generation, hb.ping_id, body);
                 // If the peer answers, its next ping is due `ping_after`
                 // after the answer: check again by then at the latest.
