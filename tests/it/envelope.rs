@@ -176,3 +176,36 @@ fn chromium_speaks_the_envelope() {
     );
     server.shutdown(TIMEOUT).unwrap();
 }
+
+/// `keepalived`'s envelope ping is the server's own protocol's: a dial
+/// profile's heartbeat pings with its own id and an empty body.
+#[test]
+fn a_dial_profiles_ping_is_its_own() {
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    use netloom::{Dial, Profile};
+
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = crate::common::start(
+        Server::builder()
+            .route_envelope("Echo", |_ctx, e: Echo| Ok::<_, netloom::BoxError>(e))
+            .keepalived(Duration::from_millis(100), Duration::from_secs(5))
+            .profile(
+                "backend",
+                Profile::new()
+                    .heartbeat(Duration::from_millis(100), Duration::from_secs(5))
+                    .ping_before_kick(Duration::from_millis(100), 77),
+            ),
+    );
+    let dial = Dial::new(backend.local_addr().unwrap()).profile("backend");
+    server.hub().dial(dial).unwrap();
+    let (mut link, _) = backend.accept().unwrap();
+    link.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut head = [0u8; 8];
+    link.read_exact(&mut head).unwrap();
+    let len = u32::from_le_bytes(head[..4].try_into().unwrap());
+    let id = u32::from_le_bytes(head[4..].try_into().unwrap());
+    assert_eq!((id, len), (77, 0), "the profile's ping");
+    server.shutdown(TIMEOUT).unwrap();
+}
