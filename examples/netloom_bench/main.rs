@@ -33,6 +33,7 @@ mod rpc_clients;
 mod rpc_floor;
 mod serve;
 mod serve_exec;
+mod serve_tokio;
 // The JSON kinds need the `json` feature (`--features json`).
 #[cfg(feature = "json")]
 mod serve_json;

@@ -92,13 +92,17 @@ pub fn main(args: Args) -> Result<(), String> {
             a
         }
         "mio" | "floor" => mio_server(addr, loops).map_err(|e| format!("mio server: {e}"))?,
-        "tokio" => {
-            tokio_server(addr, loops, Tokio::Echo).map_err(|e| format!("tokio server: {e}"))?
-        }
-        "tokio-blocking" => tokio_server(addr, loops, Tokio::Blocking(crate::serve_exec::WORKERS))
+        "tokio" => crate::serve_tokio::tokio_server(addr, loops, crate::serve_tokio::Tokio::Echo)
             .map_err(|e| format!("tokio server: {e}"))?,
+        "tokio-blocking" => crate::serve_tokio::tokio_server(
+            addr,
+            loops,
+            crate::serve_tokio::Tokio::Blocking(crate::serve_exec::WORKERS),
+        )
+        .map_err(|e| format!("tokio server: {e}"))?,
         "tokio-json" => {
-            tokio_server(addr, loops, Tokio::Json).map_err(|e| format!("tokio server: {e}"))?
+            crate::serve_tokio::tokio_server(addr, loops, crate::serve_tokio::Tokio::Json)
+                .map_err(|e| format!("tokio server: {e}"))?
         }
         other => return Err(format!("unknown server kind {other:?}")),
     };
@@ -391,104 +395,6 @@ impl tokio_util::codec::Encoder<(u32, Bytes)> for FrameCodec {
         dst.put_u32_le(id);
         dst.extend_from_slice(&body);
         Ok(())
-    }
-}
-
-/// What a tokio server does with each frame.
-#[derive(Clone, Copy)]
-enum Tokio {
-    /// Echo it (`tokio`).
-    Echo,
-    /// Answer it from `spawn_blocking` on this many blocking threads
-    /// (`tokio-blocking`).
-    Blocking(usize),
-    /// Decode its JSON and answer with the value encoded again
-    /// (`tokio-json`).
-    Json,
-}
-
-/// The tokio echo server, doing `mode` with each frame.
-fn tokio_server(addr: SocketAddr, loops: usize, mode: Tokio) -> io::Result<SocketAddr> {
-    let blocking = match mode {
-        Tokio::Blocking(n) => Some(n),
-        _ => None,
-    };
-    let std_listener = std::net::TcpListener::bind(addr)?;
-    std_listener.set_nonblocking(true)?;
-    let local = std_listener.local_addr()?;
-    let mut rt = if loops <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(loops);
-        b
-    };
-    if let Some(n) = blocking {
-        rt.max_blocking_threads(n);
-    }
-    let rt = rt.enable_io().build()?;
-    std::thread::Builder::new()
-        .name("tokio-main".into())
-        .spawn(move || {
-            let r: io::Result<()> = rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener)?;
-                loop {
-                    match listener.accept().await {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            match mode {
-                                Tokio::Echo => tokio::spawn(tokio_echo(stream)),
-                                Tokio::Blocking(_) => {
-                                    tokio::spawn(crate::serve_exec::blocking_echo(stream))
-                                }
-                                #[cfg(feature = "json")]
-                                Tokio::Json => tokio::spawn(crate::serve_json::tokio_json(stream)),
-                                #[cfg(not(feature = "json"))]
-                                Tokio::Json => {
-                                    return Err(io::Error::other(
-                                        "tokio-json needs --features json",
-                                    ))
-                                }
-                            };
-                        }
-                        // EMFILE: back off a little instead of spinning.
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-            });
-            if let Err(e) = r {
-                eprintln!("tokio server: {e}");
-                std::process::exit(2);
-            }
-        })?;
-    Ok(local)
-}
-
-async fn tokio_echo(stream: tokio::net::TcpStream) {
-    use futures_util::{FutureExt, SinkExt, StreamExt};
-    let mut framed = tokio_util::codec::Framed::new(stream, FrameCodec);
-    while let Some(Ok(frame)) = framed.next().await {
-        if framed.feed(frame).await.is_err() {
-            return;
-        }
-        // Frames already buffered: answer them all, then flush once.
-        loop {
-            match framed.next().now_or_never() {
-                Some(Some(Ok(frame))) => {
-                    if framed.feed(frame).await.is_err() {
-                        return;
-                    }
-                }
-                Some(_) => {
-                    let _ = framed.flush().await;
-                    return;
-                }
-                None => break,
-            }
-        }
-        if framed.flush().await.is_err() {
-            return;
-        }
     }
 }
 

@@ -353,39 +353,6 @@ impl ConnTable {
         }
     }
 
-    /// Heartbeat ping: the layer's own (WebSocket ping frame) or a packer
-    /// message with `ping_id` and an empty body; with `body`, always a
-    /// message `ping_id` with that body.
-    pub(crate) fn ping(
-        &self,
-        key: usize,
-        generation: u32,
-        ping_id: u32,
-        body: Option<&bytes::Bytes>,
-    ) {
-        let to = self.id(key, generation);
-        if let Some(body) = body {
-            let _ = self.send(to, ping_id, 0, Payload::Shared(body.clone()));
-            return;
-        }
-        {
-            let mut slab = self.conns.borrow_mut();
-            let Some((key, conn)) = self.open_conn(&mut slab, to) else {
-                return;
-            };
-            let out = LazyQueue {
-                queue: &mut conn.queue,
-                pool: &self.pool,
-            };
-            if conn.layer.ping(out) {
-                self.mark_dirty(key, conn);
-                return;
-            }
-        }
-        // A full queue just means the peer will be kicked instead.
-        let _ = self.send(to, ping_id, 0, Payload::Slice(&[]));
-    }
-
     /// Start closing a connection: stop reading, flush, then close at the
     /// end of the turn. Later reasons do not replace the first.
     pub(crate) fn close(&self, key: usize, generation: u32, reason: CloseReason) {

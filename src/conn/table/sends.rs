@@ -3,6 +3,7 @@
 //! refusal logs.
 
 use super::ConnTable;
+use crate::buf::LazyQueue;
 use crate::buf::Payload;
 use crate::config::SERVER_PROFILE;
 use crate::conn::{flag, Conn};
@@ -52,6 +53,39 @@ impl ConnTable {
                 }
             }
         }
+    }
+
+    /// Heartbeat ping: the layer's own (WebSocket ping frame) or a packer
+    /// message with `ping_id` and an empty body; with `body`, always a
+    /// message `ping_id` with that body.
+    pub(crate) fn ping(
+        &self,
+        key: usize,
+        generation: u32,
+        ping_id: u32,
+        body: Option<&bytes::Bytes>,
+    ) {
+        let to = self.id(key, generation);
+        if let Some(body) = body {
+            let _ = self.send(to, ping_id, 0, Payload::Shared(body.clone()));
+            return;
+        }
+        {
+            let mut slab = self.conns.borrow_mut();
+            let Some((key, conn)) = self.open_conn(&mut slab, to) else {
+                return;
+            };
+            let out = LazyQueue {
+                queue: &mut conn.queue,
+                pool: &self.pool,
+            };
+            if conn.layer.ping(out) {
+                self.mark_dirty(key, conn);
+                return;
+            }
+        }
+        // A full queue just means the peer will be kicked instead.
+        let _ = self.send(to, ping_id, 0, Payload::Slice(&[]));
     }
 
     /// The packer refused message `msg_id` for `conn`: warn the first time
