@@ -139,7 +139,7 @@ impl Builder {
         if self.envelopes.add(kind, handler) {
             let table = self.envelopes.table();
             self = self.route(
-                crate::ws::TEXT,
+                crate::transport::ws::TEXT,
                 crate::dispatch::typed::envelope_dispatcher(table),
             );
         }
@@ -167,6 +167,6 @@ impl Builder {
             crate::dispatch::typed::ENVELOPE_PING,
         ));
         self.heartbeat(check, timeout)
-            .ping_before_kick(check, crate::ws::TEXT)
+            .ping_before_kick(check, crate::transport::ws::TEXT)
     }
 }
