@@ -59,6 +59,10 @@ pub(crate) mod flag {
     /// user data (`runtime::exec`): what needs the data waits in its lane.
     pub(crate) const EXEC: u16 = 1 << 15;
 
+    /// The once-per-connection log flags: they travel with a task to its
+    /// executor and back (`runtime::exec::Task::warned`).
+    pub(crate) const WARNED: u16 = SEND_WARNED | BODY_WARNED;
+
     /// Set `bit` in `flags`; true if it was not set (the first time, for
     /// what is logged once per connection).
     pub(crate) fn first(flags: &mut u16, bit: u16) -> bool {

@@ -149,11 +149,11 @@ impl Session<'_> {
 
     /// Whether this is the first time the connection has `warned` (a
     /// `flag::*_WARNED`): its first is logged at warn, later ones at
-    /// debug. Off the loop the flag is out of reach: always the first.
+    /// debug. Off the loop the task carries the flags, and brings them back.
     pub(crate) fn first_warning(&self, warned: u16) -> bool {
         match self.at {
             Place::Loop(core) => core.table.first_warning(self.id, warned),
-            Place::Off(_) => true,
+            Place::Off(off) => off.first_warning(warned),
         }
     }
 

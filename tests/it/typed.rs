@@ -15,6 +15,9 @@ use crate::common::peers::{require, Peer};
 use crate::common::{run_bounded, start, start_tracked, Client, TIMEOUT};
 use crate::tls_support::{server_config, test_cert, TempFile};
 
+#[cfg(feature = "ws")]
+mod hostile;
+
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
 struct Point {
     x: i32,

@@ -24,7 +24,18 @@ struct Incoming<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
+    data: Data<'a>,
+}
+
+/// The `data` member as it came (`null` included), or `None` without one
+/// (an `Option<&RawValue>` would read `null` as missing).
+#[derive(Default)]
+struct Data<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|raw| Data(Some(raw)))
+    }
 }
 
 #[derive(Serialize)]
@@ -43,16 +54,16 @@ pub(crate) fn dispatcher(
             format: "json envelope",
             ..e
         })?;
-        let data = msg.data.map_or("{}", RawValue::get);
+        let data = msg.data.0.map_or("{}", RawValue::get);
         match table.get().and_then(|t| t.get(&*msg.kind)) {
             Some(f) => f(ctx, data),
             None if msg.kind == "Pong" => Ok(()),
             None if msg.kind == "Ping" => Ok(ctx.reply_envelope("Pong", &Empty {})?),
-            None => Err(DecodeError {
-                format: "json envelope",
-                msg_id: ctx.msg_id(),
-                message: format!("no handler for type {:?}", msg.kind),
-            }
+            None => Err(DecodeError::new(
+                "json envelope",
+                ctx.msg_id(),
+                format_args!("no handler for type {:?}", msg.kind),
+            )
             .into()),
         }
     }
@@ -70,10 +81,8 @@ where
     F: Fn(&mut Context<'_>, Req) -> std::result::Result<Resp, E> + Send + Sync + 'static,
 {
     Box::new(move |ctx: &mut Context<'_>, data: &str| -> HandlerResult {
-        let req: Req = serde_json::from_str(data).map_err(|e| DecodeError {
-            format: "json envelope",
-            msg_id: ctx.msg_id(),
-            message: format!("{kind}: {e}"),
+        let req: Req = serde_json::from_str(data).map_err(|e| {
+            DecodeError::new("json envelope", ctx.msg_id(), format_args!("{kind}: {e}"))
         })?;
         let resp = f(ctx, req).map_err(Into::into)?;
         ctx.reply_envelope(&kind, &resp)?;

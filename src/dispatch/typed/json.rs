@@ -28,11 +28,7 @@ impl<'a> Context<'a> {
     ///
     /// [`DecodeError`] when the body is not JSON of type `T`.
     pub fn json<T: Deserialize<'a>>(&self) -> std::result::Result<T, DecodeError> {
-        serde_json::from_slice(self.body).map_err(|e| DecodeError {
-            format: "json",
-            msg_id: self.id,
-            message: e.to_string(),
-        })
+        serde_json::from_slice(self.body).map_err(|e| DecodeError::new("json", self.id, e))
     }
 
     /// Answer this message with `value` encoded as JSON (message id `id`,

@@ -31,13 +31,13 @@ pub(crate) use envelope::{
 use scratch::with_scratch;
 
 use std::fmt;
-
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxHashMap;
 
 use super::context::{Context, HandlerResult, Session};
-use crate::error::CloseReason;
+use crate::error::{panic_message, CloseReason};
 
 /// A body that did not decode as its route's type: handed to
 /// `Builder::on_bad_body`, then to the server's [`BadBody`] policy.
@@ -51,6 +51,49 @@ pub struct DecodeError {
     pub msg_id: u32,
     /// The decoder's words.
     pub message: String,
+}
+
+impl DecodeError {
+    /// The error of a body of message `msg_id` that is not `format`, in
+    /// the decoder's words, cut to [`MESSAGE_MAX`] bytes: the words may
+    /// quote the body (escaped, so longer than it), and they go into the
+    /// log, the close reason and a `BadBody::Reply` to the peer.
+    pub(crate) fn new(format: &'static str, msg_id: u32, words: impl fmt::Display) -> Self {
+        use fmt::Write;
+        let mut message = Bounded(String::new());
+        // A `Bounded` stops taking text at the bound: the error is cut, not
+        // an error.
+        let _ = write!(message, "{words}");
+        DecodeError {
+            format,
+            msg_id,
+            message: message.0,
+        }
+    }
+}
+
+/// The most bytes of a [`DecodeError`]'s message (then `…`).
+pub(crate) const MESSAGE_MAX: usize = 256;
+
+/// A string that takes at most [`MESSAGE_MAX`] bytes of text (cut at a
+/// character's boundary, marked with `…`), without formatting the rest.
+struct Bounded(String);
+
+impl fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = MESSAGE_MAX.saturating_sub(self.0.len());
+        if s.len() <= room {
+            self.0.push_str(s);
+            return Ok(());
+        }
+        let mut end = room;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.0.push_str(&s[..end]);
+        self.0.push('…');
+        Err(fmt::Error)
+    }
 }
 
 /// What the server does with a body that does not decode as its route's
@@ -105,7 +148,15 @@ impl BadBodies {
             log::debug!("conn {id} ({peer}): {e} ({policy})");
         }
         if let Some(hook) = &self.hook {
-            hook(&mut ctx.session, e);
+            // Like every hook, a panic in it closes this connection only.
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&mut ctx.session, e))) {
+                log::error!(
+                    "conn {id} ({peer}): on_bad_body panicked: {}",
+                    panic_message(&*panic)
+                );
+                ctx.session.close_for(CloseReason::HandlerPanic, None);
+                return;
+            }
         }
         match policy {
             BadBody::Drop => {}

@@ -15,11 +15,11 @@ impl<'a> Context<'a> {
     ///
     /// [`DecodeError`] when the body is not MessagePack of type `T`.
     pub fn msgpack<T: Deserialize<'a>>(&self) -> std::result::Result<T, DecodeError> {
-        rmp_serde::from_slice(self.body).map_err(|e| DecodeError {
-            format: "msgpack",
-            msg_id: self.id,
-            message: e.to_string(),
-        })
+        let mut de = rmp_serde::Deserializer::from_read_ref(self.body);
+        // rmp-serde's own bound (1 024 levels) overflows a loop thread's
+        // stack in a debug build; serde_json's is 128.
+        de.set_max_depth(MAX_DEPTH);
+        T::deserialize(&mut de).map_err(|e| DecodeError::new("msgpack", self.id, e))
     }
 
     /// Answer this message with `value` encoded as MessagePack.
@@ -42,6 +42,9 @@ impl Session<'_> {
         with_scratch(|buf| encode(buf, value), |body| self.send(id, body))
     }
 }
+
+/// How deep a MessagePack body may nest (arrays and maps in each other).
+const MAX_DEPTH: usize = 128;
 
 fn encode<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> std::result::Result<(), String> {
     value

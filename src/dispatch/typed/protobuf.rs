@@ -11,11 +11,7 @@ impl Context<'_> {
     ///
     /// [`DecodeError`] when the body is not an encoded `T`.
     pub fn protobuf<T: prost::Message + Default>(&self) -> std::result::Result<T, DecodeError> {
-        T::decode(self.body).map_err(|e| DecodeError {
-            format: "protobuf",
-            msg_id: self.id,
-            message: e.to_string(),
-        })
+        T::decode(self.body).map_err(|e| DecodeError::new("protobuf", self.id, e))
     }
 
     /// Answer this message with the protobuf message `value`.

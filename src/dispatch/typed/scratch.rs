@@ -19,9 +19,9 @@ pub(super) fn with_scratch<R>(
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             buf.clear();
-            f(&mut buf).map_err(encode_error)?;
-            let r = send(&buf);
-            // A rare huge reply does not keep its memory for good.
+            let r = f(&mut buf).map_err(encode_error).and_then(|()| send(&buf));
+            // A rare huge reply (sent or failed half-way) does not keep its
+            // memory for good.
             if buf.capacity() > SCRATCH_KEEP {
                 *buf = Vec::new();
             }

@@ -407,7 +407,7 @@ impl EventLoop {
     /// A heartbeat check: kick, ping, or reschedule.
     fn heartbeat(&mut self, t: Timer) {
         let key = t.key as usize;
-        let (idle, pinged, hb, own) = {
+        let (idle, pinged, hb, own, ws) = {
             let slab = self.core.table.conns.borrow();
             match slab.get(key) {
                 // A dialed connection's heartbeat starts on every open
@@ -425,6 +425,7 @@ impl EventLoop {
                         c.has(flag::PINGED),
                         *hb,
                         c.profile == SERVER_PROFILE,
+                        c.layer.protocol() == crate::transport::Protocol::WebSocket,
                     )
                 }
                 _ => return,
@@ -447,10 +448,15 @@ impl EventLoop {
                 if let Some(c) = table.conns.borrow_mut().get_mut(key) {
                     c.set(flag::PINGED);
                 }
-                // `keepalived`'s ping is the server's own protocol's; a
-                // dial profile pings as it was told.
-                let body = (self.core.runtime.config.ping_body.as_ref()).filter(|_| own);
-                table.ping(key, t.generation, hb.ping_id, body);
+                // Under `keepalived` the server's WebSocket connections get
+                // the envelope's ping, its other connections none (only the
+                // idle close); a dial profile pings as it was told.
+                let envelope = self.core.runtime.config.ping_body.as_ref();
+                match envelope.filter(|_| own) {
+                    Some(body) if ws => table.ping(key, t.generation, hb.ping_id, Some(body)),
+                    Some(_) => {}
+                    None => table.ping(key, t.generation, hb.ping_id, None),
+                }
                 // If the peer answers, its next ping is due `ping_after`
                 // after the answer: check again by then at the latest.
                 next = next.min(ping_after);
