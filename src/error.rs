@@ -50,7 +50,9 @@ pub enum Error {
     #[error("server thread panicked: {0}")]
     ThreadPanicked(String),
     /// `shutdown` reached its deadline; connections still open were closed
-    /// without flushing. The server is fully stopped nonetheless.
+    /// without flushing (or while a worker still ran their handler). The
+    /// server is fully stopped nonetheless (a worker still in a handler
+    /// ends it on its own).
     #[error("shutdown deadline passed with {0} connection(s) unflushed")]
     ShutdownTimeout(usize),
     /// A request got no reply within its timeout. The peer may still

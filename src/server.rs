@@ -63,7 +63,7 @@ pub(crate) fn spawn(
         local_addrs,
         loops: Vec::new(),
         acceptor: None,
-        workers: Vec::new(),
+        workers: exec::Workers::default(),
     };
     match exec::spawn(receivers, &app, &runtime) {
         Ok(workers) => handle.workers = workers,
@@ -122,7 +122,7 @@ pub struct ServerHandle {
     loops: Vec<JoinHandle<usize>>,
     acceptor: Option<JoinHandle<()>>,
     /// The worker pool and logic thread (`Exec`).
-    workers: Vec<JoinHandle<()>>,
+    workers: exec::Workers,
 }
 
 impl fmt::Debug for ServerHandle {
@@ -178,7 +178,10 @@ impl ServerHandle {
     /// [`CloseReason::Shutdown`](crate::CloseReason::Shutdown)) after
     /// flushing what is queued, and join every thread. Connections still
     /// unflushed after `deadline` are closed anyway (a `deadline` longer
-    /// than [`FOREVER`](crate::FOREVER) is `FOREVER`).
+    /// than [`FOREVER`](crate::FOREVER) is `FOREVER`), and so are those
+    /// whose handler still runs on a worker ([`Exec`](crate::Exec)): their
+    /// `on_close` runs without their data, and the worker is left to end
+    /// that handler on its own (it is not joined).
     ///
     /// # Errors
     ///
@@ -222,11 +225,10 @@ impl ServerHandle {
             }
         }
         // The loops have let the application go: the workers' channels
-        // are closed, and they end after the task in hand.
-        for t in self.workers.drain(..) {
-            if t.join().is_err() {
-                result = Err(Error::ThreadPanicked("netloom-worker".into()));
-            }
+        // are closed, and they end after the task in hand (or are left to,
+        // past the deadline).
+        if !self.workers.join(self.runtime.shutdown_deadline()) {
+            result = Err(Error::ThreadPanicked("netloom-worker".into()));
         }
         if unflushed > 0 && result.is_ok() {
             result = Err(Error::ShutdownTimeout(unflushed));

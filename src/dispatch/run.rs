@@ -80,7 +80,7 @@ impl ConnHandle {
         R: Send + 'static,
     {
         let (runtime, to) = (&self.runtime, self.id);
-        let (receipt, reply) = Receipt::pending(runtime.clone(), to.loop_index());
+        let (receipt, reply) = Receipt::pending_behind(runtime.clone(), to);
         let job = Box::new(move |core: &LoopCore| {
             // Unanswered (the connection is gone, or `f` panicked): Closed.
             let answer = Answer(Some(reply));
@@ -98,6 +98,8 @@ impl ConnHandle {
                     let r = f(&mut session);
                     answer.send(r);
                 }),
+                // Until `on_close` has run, `f` may still store what it sees.
+                true,
             );
         });
         // What the closure holds counts against the inbox as a message does.

@@ -52,6 +52,7 @@ fn on_session(id: ConnId, f: impl FnMut(&mut Session<'_>) + Send + 'static) -> T
                 let mut f = f.lock().unwrap_or_else(PoisonError::into_inner);
                 f(&mut session);
             }),
+            false,
         )
     })
 }
@@ -217,10 +218,21 @@ impl AppTimers {
                 }),
                 Some(logic) => {
                     let (logic, f) = (logic.clone(), Arc::new(Mutex::new(f)));
+                    // One tick in flight: while the logic thread is busy,
+                    // ticks are skipped, not piled up (as on a loop).
+                    let waiting = Arc::new(AtomicBool::new(false));
                     Box::new(move |_core: &LoopCore| {
-                        let (f, hub) = (f.clone(), hub.clone());
-                        let tick = move || (f.lock().unwrap_or_else(PoisonError::into_inner))(&hub);
-                        let _ = logic.send(Job::Run(Box::new(tick)));
+                        if waiting.swap(true, Ordering::AcqRel) {
+                            return true;
+                        }
+                        let (f, hub, waiting) = (f.clone(), hub.clone(), waiting.clone());
+                        let tick = move || {
+                            waiting.store(false, Ordering::Release);
+                            (f.lock().unwrap_or_else(PoisonError::into_inner))(&hub)
+                        };
+                        if logic.send(Job::Run(Box::new(tick))).is_err() {
+                            return false;
+                        }
                         true
                     })
                 }

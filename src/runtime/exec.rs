@@ -99,18 +99,35 @@ pub(crate) struct Off<'a> {
     /// The task's connection asked to close: its remaining items are
     /// dropped, and its sends refused.
     pub(crate) closed: Cell<bool>,
+    /// The connection's once-per-connection log flags (`flag::WARNED`):
+    /// as they were when the task left the loop, then as its code set them.
+    pub(crate) warned: Cell<u16>,
 }
 
 impl<'a> Off<'a> {
-    /// For a task of `items` items.
-    pub(crate) fn new(runtime: &'a Arc<Runtime>, state: &'a StateMap, items: usize) -> Self {
+    /// For a task of `items` items, its connection's log flags `warned`.
+    pub(crate) fn new(
+        runtime: &'a Arc<Runtime>,
+        state: &'a StateMap,
+        items: usize,
+        warned: u16,
+    ) -> Self {
         Off {
             runtime,
             state,
             out: RefCell::new(Vec::with_capacity(items)),
             bodies: RefCell::new(BytesMut::new()),
             closed: Cell::new(false),
+            warned: Cell::new(warned),
         }
+    }
+
+    /// Whether `bit` (a `flag::*_WARNED`) is set for the first time.
+    pub(crate) fn first_warning(&self, bit: u16) -> bool {
+        let mut warned = self.warned.get();
+        let first = crate::conn::flag::first(&mut warned, bit);
+        self.warned.set(warned);
+        first
     }
 
     pub(crate) fn send(&self, id: u32, seq: u32, body: Payload<'_>) {
@@ -120,9 +137,10 @@ impl<'a> Off<'a> {
                 let mut bodies = self.bodies.borrow_mut();
                 if bodies.capacity() == 0 {
                     // Room for as many replies of this size as there are
-                    // items: one allocation for the task's usual case.
+                    // items (one allocation for the task's usual case), up
+                    // to what `take` keeps without trimming.
                     let items = self.out.borrow().capacity().max(1);
-                    bodies.reserve(b.len().saturating_mul(items).min(1 << 20));
+                    bodies.reserve(b.len().saturating_mul(items).min(SLACK));
                 }
                 let start = bodies.len();
                 bodies.extend_from_slice(b);
@@ -144,8 +162,24 @@ impl<'a> Off<'a> {
     /// What was sent so far, taken: the sends, and the buffer their copied
     /// bodies lie in.
     pub(crate) fn take(&self) -> (Vec<Outgoing>, Bytes) {
-        let bodies = std::mem::take(&mut *self.bodies.borrow_mut()).freeze();
+        let bodies = trimmed(std::mem::take(&mut *self.bodies.borrow_mut()));
         (std::mem::take(&mut *self.out.borrow_mut()), bodies)
+    }
+}
+
+/// The most room a buffer of copied bodies may have beyond its bodies:
+/// they wait in write queues (or lanes) that count only the bodies.
+pub(crate) const SLACK: usize = 16 << 10;
+
+/// `buf` frozen, copied into a buffer of its size first if it has more
+/// than [`SLACK`] to spare (and more than its size): what its slices pin
+/// stays within twice what they count, plus `SLACK`.
+pub(crate) fn trimmed(buf: BytesMut) -> Bytes {
+    let spare = buf.capacity() - buf.len();
+    if spare > SLACK && spare > buf.len() {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        buf.freeze()
     }
 }
 
@@ -176,6 +210,8 @@ pub(crate) struct Task {
     pub(crate) items: Vec<Item>,
     /// The backlog bytes the items count for (given back with the outcome).
     pub(crate) held: usize,
+    /// The connection's once-per-connection log flags (`flag::WARNED`).
+    pub(crate) warned: u16,
 }
 
 /// What a worker gives back: the data, and what the items sent.
@@ -187,6 +223,8 @@ pub(crate) struct Outcome {
     /// What the copied bodies of `out` lie in.
     pub(crate) bodies: Bytes,
     pub(crate) held: usize,
+    /// The log flags the task's code set (merged into the connection's).
+    pub(crate) warned: u16,
 }
 
 /// An item waiting in its lane: where it runs, and what it counts.
@@ -205,6 +243,10 @@ pub(crate) struct Lane {
     /// The connection was closed while its data was out: `on_close` runs
     /// (with this reason, peer and profile) when the data comes back.
     pub(crate) closed: Option<(CloseReason, SocketAddr, u8)>,
+    /// What the task out at an executor counted when its link was lost
+    /// and reconnected: no longer in `held` (the new session starts under
+    /// the bound), so not given back with the outcome.
+    pub(crate) forgotten: usize,
 }
 
 /// A loop's lanes, by connection.
@@ -269,6 +311,40 @@ impl Lanes {
         let freed: usize = dropped.iter().map(|q| q.cost).sum();
         lane.held = lane.held.saturating_sub(freed);
         dropped
+    }
+
+    /// Connection `id` lost its link and reconnects: the messages of the
+    /// lost session that wait are given back (to be dropped outside the
+    /// borrow), as a close drops them; its other work (timers,
+    /// `ConnHandle::run`) stays queued for the connection. What a task out
+    /// at an executor counts is forgotten: the new session starts under
+    /// the bound (the old task's items are freed when it ends).
+    pub(crate) fn new_session(&mut self, id: ConnId) -> Vec<Queued> {
+        let Some(lane) = self.map.get_mut(&id) else {
+            return Vec::new();
+        };
+        let mut dropped = Vec::new();
+        for q in std::mem::take(&mut lane.items) {
+            match q.item {
+                Item::Message { .. } => dropped.push(q),
+                Item::Work(_) => lane.items.push_back(q),
+            }
+        }
+        let kept: usize = lane.items.iter().map(|q| q.cost).sum();
+        let freed: usize = dropped.iter().map(|q| q.cost).sum();
+        lane.forgotten += lane.held.saturating_sub(freed + kept);
+        lane.held = kept;
+        dropped
+    }
+
+    /// The task out for connection `id`, which counted `held`, is back:
+    /// what it counts no longer (unless forgotten already).
+    pub(crate) fn give_back(&mut self, id: ConnId, held: usize) {
+        if let Some(lane) = self.map.get_mut(&id) {
+            let forgotten = held.min(lane.forgotten);
+            lane.forgotten -= forgotten;
+            lane.held = lane.held.saturating_sub(held - forgotten);
+        }
     }
 
     pub(crate) fn remove(&mut self, id: ConnId) -> Option<Lane> {

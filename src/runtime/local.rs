@@ -10,6 +10,7 @@ use super::exec::Lanes;
 use super::{LoopShared, Runtime, UserTimers};
 use crate::conn::table::ConnTable;
 use crate::ext::StateMap;
+use crate::id::ConnId;
 
 /// A loop's connections, the runtime they belong to and the application
 /// state handlers read (`Session::state`; opaque here). Built on the loop
@@ -85,4 +86,36 @@ pub(crate) fn with_current<R>(
         })
         .ok()
         .flatten()
+}
+
+thread_local! {
+    /// The connection whose data a task on this thread (a worker's, or
+    /// the logic thread's) holds, with its runtime's address.
+    static HOLDING: std::cell::Cell<Option<(usize, ConnId)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Marks the calling thread as running a task of a connection (holding
+/// its data) until dropped.
+#[derive(Debug)]
+pub(crate) struct Holding(());
+
+impl Holding {
+    pub(crate) fn enter(runtime: &Arc<Runtime>, conn: ConnId) -> Holding {
+        HOLDING.with(|h| h.set(Some((Arc::as_ptr(runtime) as usize, conn))));
+        Holding(())
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        let _ = HOLDING.try_with(|h| h.set(None));
+    }
+}
+
+/// Whether the calling thread runs a task of connection `conn` of
+/// `runtime` (then work queued behind that task cannot run before it ends).
+pub(crate) fn holds(runtime: &Arc<Runtime>, conn: ConnId) -> bool {
+    HOLDING
+        .try_with(|h| h.get() == Some((Arc::as_ptr(runtime) as usize, conn)))
+        .unwrap_or(false)
 }

@@ -142,6 +142,14 @@ impl Runtime {
     /// Begin shutting down (once; later calls do nothing): the acceptor
     /// stops, then every loop closes its connections, flushing until
     /// `deadline`.
+    /// The shutdown's deadline, once one was asked for.
+    pub(crate) fn shutdown_deadline(&self) -> Option<Instant> {
+        self.stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .deadline
+    }
+
     pub(crate) fn request_shutdown(&self, deadline: Instant) {
         let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
         if stop.deadline.is_some() {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
+use super::local::holds;
 use super::{with_current, Command, ConnHandle, LoopCore, Runtime};
 use crate::buf::Payload;
 use crate::error::{panic_message, CloseReason, Error, Result};
@@ -44,8 +45,10 @@ use crate::id::ConnId;
 /// ```
 pub struct Receipt<T> {
     outcome: Outcome<T>,
-    /// The loop that answers, to refuse a `wait` on that loop's thread.
-    owner: Option<(Arc<Runtime>, usize)>,
+    /// The loop that answers, to refuse a `wait` on that loop's thread,
+    /// and the connection whose queued work answers (to refuse a `wait` in
+    /// a task holding its data).
+    owner: Option<(Arc<Runtime>, usize, Option<ConnId>)>,
 }
 
 enum Outcome<T> {
@@ -90,9 +93,18 @@ impl<T> Receipt<T> {
         let (tx, rx) = bounded(1);
         let receipt = Receipt {
             outcome: Outcome::Pending(rx),
-            owner: Some((runtime, index)),
+            owner: Some((runtime, index, None)),
         };
         (receipt, Reply(tx))
+    }
+
+    /// A receipt that work queued behind connection `conn`'s answers.
+    pub(crate) fn pending_behind(runtime: Arc<Runtime>, conn: ConnId) -> (Self, Reply<T>) {
+        let (mut receipt, reply) = Self::pending(runtime, conn.loop_index());
+        if let Some(owner) = &mut receipt.owner {
+            owner.2 = Some(conn);
+        }
+        (receipt, reply)
     }
 
     /// Wait until the loop has acted, and return its outcome.
@@ -109,16 +121,24 @@ impl<T> Receipt<T> {
     /// # Panics
     ///
     /// On the thread of the loop that must answer (a handler or hook of
-    /// that loop): it would wait for itself forever. Use
-    /// [`wait_timeout`](Self::wait_timeout) with a zero timeout there to
-    /// look without waiting.
+    /// that loop), and for [`ConnHandle::run`] in a handler of the same
+    /// connection on a worker or the logic thread (the handler holds the
+    /// connection's data the work waits for): it would wait for itself
+    /// forever. Use [`wait_timeout`](Self::wait_timeout) with a zero
+    /// timeout there to look without waiting.
     pub fn wait(self) -> Result<T> {
         if let Outcome::Pending(_) = self.outcome {
-            if let Some((runtime, index)) = &self.owner {
+            if let Some((runtime, index, conn)) = &self.owner {
                 let on_owner = with_current(runtime, *index, |_| ()).is_some();
                 assert!(
                     !on_owner,
                     "Receipt::wait on the loop thread that must answer it would never return"
+                );
+                let behind_me = conn.is_some_and(|conn| holds(runtime, conn));
+                assert!(
+                    !behind_me,
+                    "Receipt::wait for work on the connection whose handler waits would \
+                     never return (the handler holds the connection's data)"
                 );
             }
         }

@@ -6,6 +6,7 @@
 //! link that may not pause), and a connection's data follows its work.
 
 mod bound;
+mod defects;
 mod example;
 mod lifecycle;
 mod logic;

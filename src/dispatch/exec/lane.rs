@@ -7,12 +7,11 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::super::context::{Context, Session};
 use super::super::{handle, lend, with_session_of, App};
 use super::Job;
-use crate::buf::queue::SHARE_MIN;
 use crate::buf::Payload;
 use crate::conn::flag;
 use crate::conn::table::ConnTable;
@@ -28,80 +27,17 @@ use crate::stats::Counters;
 /// The most items one task carries (the rest wait for the next).
 const MAX_TASK_ITEMS: usize = 64;
 
-/// A read's messages for a connection's lane, gathered while its batch
-/// is dispatched: small bodies are copied into one buffer (one allocation
-/// a batch, not one a message); a large one is shared when it is most of
-/// what it would pin. Each counts what it holds.
-#[derive(Default)]
-pub(crate) struct Intake {
-    copied: BytesMut,
-    items: Vec<(u32, u32, Body, Target)>,
-}
-
-enum Body {
-    /// A range of `copied`.
-    Copied(usize, usize),
-    /// Shared with the receive buffer; counts `alloc` bytes.
-    Shared(Bytes, usize),
-}
-
-impl Intake {
-    pub(crate) fn take(
-        &mut self,
-        id: u32,
-        seq: u32,
-        body: &[u8],
-        source: &Bytes,
-        alloc: usize,
-        target: Target,
-    ) {
-        if self.items.is_empty() {
-            // Room for a batch's worth of such messages at once.
-            self.items.reserve(16);
-            self.copied
-                .reserve(body.len().saturating_mul(16).min(64 << 10));
-        }
-        let body = if body.len() >= SHARE_MIN && body.len() * 2 >= alloc {
-            Body::Shared(source.slice_ref(body), alloc)
-        } else {
-            let start = self.copied.len();
-            self.copied.extend_from_slice(body);
-            Body::Copied(start, self.copied.len())
-        };
-        self.items.push((id, seq, body, target));
-    }
-
-    /// Queue what was gathered in `me`'s lane, in order.
-    pub(crate) fn queue(self, core: &LoopCore, me: ConnId) {
-        let copied = self.copied.freeze();
-        let mut lanes = core.lanes.borrow_mut();
-        let lane = lanes.lane(me);
-        lane.items.reserve(self.items.len());
-        for (id, seq, body, target) in self.items {
-            let (body, cost) = match body {
-                Body::Copied(start, end) => (copied.slice(start..end), end - start),
-                Body::Shared(body, alloc) => (body, alloc),
-            };
-            let cost = cost.max(ITEM_COST);
-            lane.held += cost;
-            lane.items.push_back(Queued {
-                item: Item::Message { id, seq, body },
-                target,
-                cost,
-            });
-        }
-    }
-}
-
 /// Run `work` with the session of connection `id`: at once on the loop if
 /// nothing of its waits and the server runs such work on its loops, else
 /// behind its queued work (on the logic thread under `Exec::Single`).
-/// `false` if the connection is gone or closing (`work` is dropped).
-pub(crate) fn submit(core: &LoopCore, id: ConnId, work: WorkFn) -> bool {
+/// `false` if the connection is gone, or closing unless `while_closing`
+/// (`work` is dropped). On a closing connection, work that cannot run
+/// at once is dropped when its lane next moves (before `on_close`).
+pub(crate) fn submit(core: &LoopCore, id: ConnId, work: WorkFn, while_closing: bool) -> bool {
     let out = {
         let mut slab = core.table.conns.borrow_mut();
         match core.table.lookup(&mut slab, id) {
-            Some((_, c)) if !c.has(flag::CLOSING) => c.has(flag::EXEC),
+            Some((_, c)) if while_closing || !c.has(flag::CLOSING) => c.has(flag::EXEC),
             _ => return false,
         }
     };
@@ -276,10 +212,11 @@ impl App {
             let mut slab = core.table.conns.borrow_mut();
             core.table.lookup(&mut slab, me).map(|(_, c)| {
                 c.set(flag::EXEC);
-                (std::mem::take(&mut c.data), c.peer, c.profile)
+                let warned = c.flags & flag::WARNED;
+                (std::mem::take(&mut c.data), c.peer, c.profile, warned)
             })
         };
-        let Some((data, peer, profile)) = taken else {
+        let Some((data, peer, profile, warned)) = taken else {
             return;
         };
         let task = Task {
@@ -289,6 +226,7 @@ impl App {
             data,
             items,
             held,
+            warned,
         };
         let refused = match self.exec.to(target) {
             Some(tx) => tx.send(Job::Task(task)).err().map(|e| e.0),
@@ -304,6 +242,7 @@ impl App {
                 out: vec![Outgoing::Close(CloseReason::HandlerPanic, None)],
                 bodies: Bytes::new(),
                 held: task.held,
+                warned: task.warned,
             };
             drop(task.items);
             self.outcome(core, outcome);
@@ -320,7 +259,14 @@ impl App {
             out,
             bodies,
             held,
+            warned,
         } = outcome;
+        if warned != 0 {
+            let mut slab = core.table.conns.borrow_mut();
+            if let Some((_, c)) = core.table.lookup(&mut slab, me) {
+                c.set(warned);
+            }
+        }
         for o in out {
             apply(core, me, o, &bodies);
         }
@@ -329,13 +275,8 @@ impl App {
         };
         let closed = {
             let mut lanes = core.lanes.borrow_mut();
-            match lanes.get(me) {
-                Some(lane) => {
-                    lane.held = lane.held.saturating_sub(held);
-                    lane.closed.take()
-                }
-                None => None,
-            }
+            lanes.give_back(me, held);
+            lanes.get(me).and_then(|lane| lane.closed.take())
         };
         if let Some((reason, peer, profile)) = closed {
             let lane = core.lanes.borrow_mut().remove(me);
@@ -380,13 +321,15 @@ impl App {
     }
 
     /// The loop exits with data still out: run those `on_close`s with
-    /// what the connections have here (nothing).
-    pub(crate) fn abandon_lanes(&self, core: &LoopCore) {
+    /// what the connections have here (nothing). Returns how many.
+    pub(crate) fn abandon_lanes(&self, core: &LoopCore) -> usize {
         let lanes = core.lanes.borrow_mut().take_all();
+        let mut abandoned = 0;
         for (me, lane) in lanes {
             let Some((reason, peer, profile)) = lane.closed else {
                 continue;
             };
+            abandoned += 1;
             log::warn!("conn {me}: its handler was still running as the loop exited; on_close runs without its data");
             let mut data = Extensions::new();
             let mut session = Session {
@@ -398,6 +341,7 @@ impl App {
             };
             self.hooks.close(&mut session, &reason);
         }
+        abandoned
     }
 }
 

@@ -10,11 +10,13 @@
 //! ([`lane`]); the threads here run it ([`worker`]) and give the
 //! connection's data back with what the handlers sent.
 
+mod intake;
 mod lane;
 mod worker;
 
-pub(crate) use lane::{holds_reads, on_loop, submit, Intake};
-pub(crate) use worker::spawn;
+pub(crate) use intake::Intake;
+pub(crate) use lane::{holds_reads, on_loop, submit};
+pub(crate) use worker::{spawn, Workers};
 
 use std::fmt;
 

@@ -20,11 +20,52 @@ use super::{Job, Receivers};
 use crate::error::{panic_message, CloseReason};
 use crate::ext::Extensions;
 use crate::runtime::exec::{Item, Off, Outcome, Place, Task};
+use crate::runtime::local::Holding;
 use crate::runtime::{Command, Runtime};
 
 /// How long a task's replies may wait for the task's later items before
 /// they are given to the loop anyway.
 const EARLY: Duration = Duration::from_millis(1);
+
+/// The worker pool's and logic thread's threads, and how to wait for
+/// them with a deadline.
+#[derive(Default)]
+pub(crate) struct Workers {
+    threads: Vec<JoinHandle<()>>,
+    /// Disconnected once every thread has ended (each holds a sender).
+    ended: Option<Receiver<()>>,
+}
+
+impl Workers {
+    /// Join the threads that end by `deadline` (all of them, without
+    /// one; an idle thread gets [`GRACE`] to see its channel close); a
+    /// thread still running a handler then is left to end on its own (its
+    /// outcome is dropped). False if one panicked.
+    pub(crate) fn join(&mut self, deadline: Option<Instant>) -> bool {
+        if let (Some(ended), Some(deadline)) = (self.ended.take(), deadline) {
+            let _ = ended.recv_deadline(deadline.max(Instant::now() + GRACE));
+        }
+        let mut ok = true;
+        let mut left = 0;
+        for t in self.threads.drain(..) {
+            if deadline.is_none() || t.is_finished() {
+                ok &= t.join().is_ok();
+            } else {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            log::warn!(
+                "{left} worker thread(s) still ran a handler at the shutdown deadline; \
+                 left to end on their own"
+            );
+        }
+        ok
+    }
+}
+
+/// How long an idle worker may take to end once the loops have.
+const GRACE: Duration = Duration::from_millis(100);
 
 /// Start the threads `receivers` ask for. They hold the application
 /// weakly: once the loops (and the server handle) let it go, the channels
@@ -33,13 +74,15 @@ pub(crate) fn spawn(
     receivers: Receivers,
     app: &Arc<App>,
     runtime: &Arc<Runtime>,
-) -> io::Result<Vec<JoinHandle<()>>> {
+) -> io::Result<Workers> {
     let mut threads = Vec::new();
+    let (alive, ended) = crossbeam_channel::bounded::<()>(0);
     let mut start = |name: String, rx: Receiver<Job>| -> io::Result<()> {
-        let (app, runtime) = (Arc::downgrade(app), runtime.clone());
-        let t = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || work(&rx, &app, &runtime))?;
+        let (app, runtime, alive) = (Arc::downgrade(app), runtime.clone(), alive.clone());
+        let t = std::thread::Builder::new().name(name).spawn(move || {
+            work(&rx, &app, &runtime);
+            drop(alive);
+        })?;
         threads.push(t);
         Ok(())
     };
@@ -51,7 +94,10 @@ pub(crate) fn spawn(
     if let Some(rx) = receivers.single {
         start("netloom-logic".into(), rx)?;
     }
-    Ok(threads)
+    Ok(Workers {
+        threads,
+        ended: Some(ended),
+    })
 }
 
 fn work(rx: &Receiver<Job>, app: &Weak<App>, runtime: &Arc<Runtime>) {
@@ -81,8 +127,12 @@ fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task) {
         mut data,
         items,
         held,
+        warned,
     } = task;
-    let off = Off::new(runtime, &app.state, items.len());
+    let off = Off::new(runtime, &app.state, items.len(), warned);
+    // A `ConnHandle::run(..).wait()` for this connection would wait for
+    // this task: it panics instead (`Receipt::wait`).
+    let _holding = Holding::enter(runtime, conn);
     let routing = app.routing(profile);
     let count = items.len();
     let mut last_given = Instant::now();
@@ -121,6 +171,7 @@ fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task) {
                 out,
                 bodies,
                 held: 0,
+                warned: off.warned.get(),
             };
             give_back(runtime, early);
         }
@@ -132,6 +183,7 @@ fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task) {
         out,
         bodies,
         held,
+        warned: off.warned.get(),
     };
     give_back(runtime, outcome);
 }

@@ -325,6 +325,9 @@ impl EventLoop {
         };
         table.fail_requests(key, generation);
         let id = table.id(key, generation);
+        // The lost session's messages not yet handled go with it (as on a
+        // close; a link closed for its backlog starts the next one empty).
+        drop(core.lanes.borrow_mut().new_session(id));
         if let CloseReason::TlsHandshake(_) = reason {
             // A refused certificate or name does not fix itself: say so
             // louder than a refused connect.

@@ -223,7 +223,12 @@ impl EventLoop {
         for (key, _) in keys {
             self.finalize(key);
         }
-        self.app.abandon_lanes(&self.core);
+        // A connection whose handler still runs is not closed cleanly
+        // either (its `on_close` runs without its data).
+        let abandoned = self.app.abandon_lanes(&self.core);
+        if self.shutdown.is_some() {
+            self.unflushed_in_shutdown += abandoned;
+        }
         self.unflushed_in_shutdown
     }
 

@@ -1,5 +1,7 @@
-//! Review of issue 21 (execution models): reproductions of defects found
-//! by an independent reviewer, over the public API and loopback sockets.
+//! Execution models where they met defects (found by the review of issue
+//! 21; each failed before its fix): reconnects, closing connections,
+//! `run().wait()` from a worker, the shutdown deadline, ticks under
+//! `Exec::Single`, and a link closed for its backlog.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -9,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded};
-use netloom::{Context, Dial, Exec, Reconnect, Server};
+use netloom::{CloseReason, Context, Dial, Exec, Reconnect, Server};
 
 use crate::common::{frame, start, TIMEOUT};
 
@@ -59,7 +61,10 @@ fn reconnect_while_work_is_out_keeps_order_and_data() {
                         let _ = gate_tx.try_send(());
                         let seen = ctx.data().get::<Stored>().map(|s| s.0);
                         let tag = ctx.data().get::<Tag>().map(|t| t.0);
-                        ctx.reply(2, format!("overlapped={overlapped} stored={seen:?} tag={tag:?}"))
+                        ctx.reply(
+                            2,
+                            format!("overlapped={overlapped} stored={seen:?} tag={tag:?}"),
+                        )
                     }
                 }
             })
@@ -93,7 +98,10 @@ fn reconnect_while_work_is_out_keeps_order_and_data() {
     assert_eq!(id, 2);
     assert_eq!(
         (tag_at_disconnect, reply.as_str()),
-        (Some("dialed"), "overlapped=false stored=Some(1) tag=Some(\"dialed\")")
+        (
+            Some("dialed"),
+            "overlapped=false stored=Some(1) tag=Some(\"dialed\")"
+        )
     );
     server.shutdown(TIMEOUT).unwrap();
 }
@@ -130,7 +138,10 @@ fn run_on_a_closing_connection_runs_before_on_close() {
             s.data_mut().insert(Stored(5));
         })
         .wait();
-    assert!(seen.is_empty(), "the close did not linger: the test is blind");
+    assert!(
+        seen.is_empty(),
+        "the close did not linger: the test is blind"
+    );
     drop(c);
     let stored = seen.recv_timeout(TIMEOUT).unwrap();
     println!("run on a closing connection: {ran:?}; on_close saw {stored:?}");
@@ -140,35 +151,48 @@ fn run_on_a_closing_connection_runs_before_on_close() {
 }
 
 /// A pool handler that waits for `ConnHandle::run` on its own connection
-/// (the GUIDE's login pattern, moved onto the pool): on the loop this
-/// panics ("would never return"); on the pool it hangs, holding the
-/// worker and the connection's data.
+/// (the GUIDE's login pattern, moved onto the pool) would wait for
+/// itself (the work queues behind the handler, which holds the data):
+/// `wait` panics as on the loop, and the connection closes with
+/// `HandlerPanic` instead of holding a worker for good.
 #[test]
-fn run_wait_on_its_own_connection_from_the_pool_hangs() {
-    let (out_tx, out) = bounded(1);
-    let server = start(Server::builder().exec(Exec::Pool(1)).route(
-        1,
-        move |ctx: &mut Context<'_>| {
-            let mut receipt = ctx.handle().run(|_s| 1u32);
-            // Bounded here; `wait()` would never return.
-            let got = receipt.wait_timeout(Duration::from_secs(2));
-            let _ = out_tx.send(format!("{got:?}"));
-        },
-    ));
-    let mut c = crate::common::Client::connect(server.local_addr());
-    c.send(1, b"");
-    let got = out.recv_timeout(TIMEOUT).unwrap();
-    println!("run().wait_timeout(2s) from a pool handler on its own connection: {got}");
-    assert_ne!(got, "None", "the pool handler deadlocked on its own connection");
-    server.shutdown(TIMEOUT).unwrap();
+fn run_wait_on_its_own_connection_from_the_pool_panics_not_hangs() {
+    for exec in [Exec::Pool(1), Exec::Single] {
+        let (closed_tx, closed) = unbounded();
+        let server = start(
+            Server::builder()
+                .exec(exec)
+                .route(1, move |ctx: &mut Context<'_>| {
+                    let _ = ctx.handle().run(|_s| 1u32).wait();
+                })
+                .route(2, |ctx: &mut Context<'_>| ctx.reply(2, b"alive"))
+                .on_close(move |_s, why| {
+                    let _ = closed_tx.send(why.clone());
+                }),
+        );
+        let mut c = crate::common::Client::connect(server.local_addr());
+        c.send(1, b"");
+        let why = closed.recv_timeout(TIMEOUT).expect("the connection closed");
+        assert!(
+            matches!(why, CloseReason::HandlerPanic),
+            "{exec:?}: {why:?}"
+        );
+        // The worker is free for the next connection.
+        let mut next = crate::common::Client::connect(server.local_addr());
+        next.send(2, b"");
+        assert_eq!(next.recv(), (2, b"alive".to_vec()), "{exec:?}");
+        server.shutdown(TIMEOUT).unwrap();
+    }
 }
 
 /// A handler still running on the pool at the shutdown deadline:
-/// `shutdown(deadline)` returns long after it, and says Ok although
-/// `on_close` ran without the connection's data.
+/// `shutdown(deadline)` returns by its deadline (plus the idle workers'
+/// grace) and says the connection was not closed cleanly; its `on_close`
+/// has run, without the data the stuck handler holds.
 #[test]
-fn shutdown_past_its_deadline_with_a_stuck_pool_handler() {
+fn shutdown_keeps_its_deadline_with_a_stuck_pool_handler() {
     let (running_tx, running) = bounded(1);
+    let (release_tx, release) = bounded::<()>(1);
     let (seen_tx, seen) = unbounded();
     let server = start(
         Server::builder()
@@ -178,10 +202,10 @@ fn shutdown_past_its_deadline_with_a_stuck_pool_handler() {
             })
             .route(1, move |_ctx: &mut Context<'_>| {
                 let _ = running_tx.send(());
-                thread::sleep(Duration::from_secs(2)); // a stuck call
+                let _ = release.recv_timeout(TIMEOUT); // a stuck call
             })
-            .on_close(move |s, _| {
-                let _ = seen_tx.send(s.data().get::<Tag>().map(|t| t.0));
+            .on_close(move |s, why| {
+                let _ = seen_tx.send((s.data().get::<Tag>().map(|t| t.0), why.clone()));
             }),
     );
     let mut c = crate::common::Client::connect(server.local_addr());
@@ -190,17 +214,27 @@ fn shutdown_past_its_deadline_with_a_stuck_pool_handler() {
     let t = std::time::Instant::now();
     let result = server.shutdown(Duration::from_millis(100));
     let took = t.elapsed();
-    let tag = seen.try_recv();
-    println!("shutdown(100 ms) took {took:?}, returned {result:?}; on_close saw {tag:?}");
-    assert_eq!(tag, Ok(Some("opened")), "on_close ran without the data");
-    assert!(took < Duration::from_secs(1), "shutdown overran its deadline");
+    release_tx.send(()).unwrap();
+    assert!(
+        took < Duration::from_secs(1),
+        "shutdown overran its deadline: {took:?}"
+    );
+    assert!(
+        matches!(result, Err(netloom::Error::ShutdownTimeout(1))),
+        "{result:?}"
+    );
+    let (tag, why) = seen.try_recv().expect("on_close ran");
+    assert!(
+        tag.is_none() && matches!(why, CloseReason::Shutdown),
+        "{tag:?} {why:?}"
+    );
 }
 
 /// Under `Exec::Single`, `Builder::every` ticks are sent to the logic
 /// thread each interval whether or not the last one ran: while a handler
 /// holds the logic thread they pile up (unbounded), then run back to back.
 #[test]
-fn ticks_pile_up_behind_a_busy_logic_thread() {
+fn ticks_do_not_pile_up_behind_a_busy_logic_thread() {
     let (running_tx, running) = bounded(1);
     let (done_tx, done) = bounded(1);
     let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -231,7 +265,9 @@ fn ticks_pile_up_behind_a_busy_logic_thread() {
         }
         std::hint::spin_loop();
     };
-    println!("ticks of a 1 ms `every` within 20 ms after a 500 ms handler on the logic thread: {burst}");
+    println!(
+        "ticks of a 1 ms `every` within 20 ms after a 500 ms handler on the logic thread: {burst}"
+    );
     assert!(burst < 100, "{burst} ticks piled up and ran back to back");
     server.shutdown(TIMEOUT).unwrap();
 }
@@ -241,7 +277,7 @@ fn ticks_pile_up_behind_a_busy_logic_thread() {
 /// over the bound) is kept, so the new link is closed for `Backlog` again
 /// at its first message, while the handler of the old one still runs.
 #[test]
-fn a_link_closed_for_backlog_reconnects_into_its_old_backlog() {
+fn a_link_closed_for_backlog_reconnects_without_its_old_backlog() {
     use std::io::Write;
     const BACKLOG: usize = 16 << 10;
     let backend = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -278,23 +314,24 @@ fn a_link_closed_for_backlog_reconnects_into_its_old_backlog() {
             break;
         }
     }
-    let why = disc.recv_timeout(TIMEOUT).expect("the link lost");
-    assert!(matches!(why, netloom::CloseReason::Backlog), "{why:?}");
+    // The link is lost for its backlog (its `on_disconnect` waits for the
+    // data the gated handler holds) and reconnects.
     let (mut second, _) = backend.accept().unwrap();
-    second.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     second.write_all(&frame(1, b"hello")).unwrap();
     let mut buf = [0u8; 16];
     let read = second.read(&mut buf);
-    let backlog_closes = match read {
-        Ok(0) => disc.recv_timeout(TIMEOUT).ok(),
-        _ => None,
-    };
     open.send(()).unwrap();
-    println!("new link after a Backlog close: read {read:?}; lost again: {backlog_closes:?}");
+    let why = disc.recv_timeout(TIMEOUT).expect("the link lost");
+    assert!(matches!(why, CloseReason::Backlog), "{why:?}");
     assert!(
         read.is_err(),
-        "the new link was closed at once (read {read:?}, lost again: {backlog_closes:?})"
+        "the new link was closed at once (read {read:?}): it reconnected into its old backlog"
     );
+    let again = disc.recv_timeout(Duration::from_millis(200));
+    assert!(again.is_err(), "lost again: {again:?}");
     server.shutdown(TIMEOUT).unwrap();
 }
 
@@ -314,7 +351,9 @@ fn mixed_inline_and_pool_routes_keep_order() {
                 }
                 ctx.reply(1, ctx.body())
             })
-            .route_on(2, Exec::Inline, |ctx: &mut Context<'_>| ctx.reply(2, ctx.body())),
+            .route_on(2, Exec::Inline, |ctx: &mut Context<'_>| {
+                ctx.reply(2, ctx.body())
+            }),
     );
     let addr = server.local_addr();
     let clients: Vec<_> = (0..4)

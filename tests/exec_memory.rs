@@ -1,4 +1,4 @@
-//! Review of issue 21: what a connection's waiting work really holds,
+//! Execution models (found by the review of issue 21): what a connection's waiting work really holds,
 //! measured with a counting allocator (this binary's own), against what
 //! `Config::exec_backlog` counts.
 
@@ -68,7 +68,7 @@ fn waiting_work_holds_what_the_backlog_counts() {
     let held = LIVE.load(Ordering::SeqCst) - before;
     println!(
         "{sent} messages of {BODY} B waiting ({} KiB counted, bound {} KiB): {} KiB allocated",
-        sent as usize * BODY >> 10,
+        (sent as usize * BODY) >> 10,
         BACKLOG >> 10,
         held >> 10
     );
@@ -103,8 +103,11 @@ fn replies_from_the_pool_hold_what_the_write_queue_counts() {
     // kernel holds little of what is sent to it).
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect_timeout(&server.local_addr().into(), TIMEOUT).unwrap();
-    let mut c = Client { stream: sock.into() };
+    sock.connect_timeout(&server.local_addr().into(), TIMEOUT)
+        .unwrap();
+    let mut c = Client {
+        stream: sock.into(),
+    };
     let before = LIVE.load(Ordering::SeqCst);
     let mut burst = common::frame(1, b"");
     for _ in 0..63 {
