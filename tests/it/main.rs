@@ -32,7 +32,6 @@ mod profile_rules;
 mod profiles;
 mod protocol;
 mod review;
-mod review19;
 mod timers;
 #[cfg(feature = "tls")]
 mod tls;
