@@ -66,7 +66,9 @@ fn once(f: impl FnOnce(&mut Session<'_>) + Send + 'static) -> impl FnMut(&mut Se
     }
 }
 
-/// Register a timer of connection `id` on `core` (its own loop).
+/// Register a timer of connection `id` on `core` (its own loop); not at
+/// all once the connection is gone or closing (in `on_close`, say): it
+/// could never run, so the handle says cancelled and `f` is dropped now.
 fn add(
     core: &LoopCore,
     id: ConnId,
@@ -75,6 +77,11 @@ fn add(
     handle: TimerHandle,
     f: TimerFn,
 ) {
+    if core.table.is_closing(id) {
+        handle.cancel();
+        drop(f);
+        return;
+    }
     core.timers
         .borrow_mut()
         .add(Some(id), saturate(after), every, handle, f);
@@ -127,9 +134,7 @@ impl Session<'_> {
                 .set_timer(after, every, f)
                 .unwrap_or_else(|e| {
                     log::debug!("conn {}: timer not set: {e}", self.id);
-                    let handle = TimerHandle::new();
-                    handle.cancel();
-                    handle
+                    TimerHandle::refused()
                 }),
         }
     }
@@ -177,11 +182,7 @@ impl ConnHandle {
         }
         let handle = TimerHandle::new();
         let mine = handle.clone();
-        let job = Box::new(move |core: &LoopCore| {
-            if !core.table.is_closing(id) {
-                add(core, id, after, every, mine, f);
-            }
-        });
+        let job = Box::new(move |core: &LoopCore| add(core, id, after, every, mine, f));
         runtime.push(id.loop_index(), 0, Command::Run { bytes: 0, job })?;
         Ok(handle)
     }

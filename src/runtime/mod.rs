@@ -177,9 +177,8 @@ impl Runtime {
         }
         drop(stop);
         // Called outside the lock: each takes its own.
-        let watchers: Vec<_> = std::mem::take(
-            &mut *self.watchers.lock().unwrap_or_else(PoisonError::into_inner),
-        );
+        let watchers: Vec<_> =
+            std::mem::take(&mut *self.watchers.lock().unwrap_or_else(PoisonError::into_inner));
         for watcher in watchers.iter().filter_map(Weak::upgrade) {
             watcher.shutting_down();
         }

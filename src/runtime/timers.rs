@@ -36,6 +36,13 @@ impl TimerHandle {
         }
     }
 
+    /// The handle of a timer that could not be set: cancelled already.
+    pub(crate) fn refused() -> Self {
+        let handle = TimerHandle::new();
+        handle.cancel();
+        handle
+    }
+
     /// Stop the timer: it does not fire (again).
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);

@@ -225,7 +225,13 @@ impl EventLoop {
             return false;
         }
         let key = t.key as usize;
-        let current = self.core.table.conns.borrow().get(key).map(|c| c.generation);
+        let current = self
+            .core
+            .table
+            .conns
+            .borrow()
+            .get(key)
+            .map(|c| c.generation);
         current != Some(t.generation)
             || (self.core.table.dials.borrow())
                 .get(&key)
