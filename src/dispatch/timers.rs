@@ -78,13 +78,13 @@ fn add(
     f: TimerFn,
 ) {
     if core.table.is_closing(id) {
-        handle.cancel();
+        handle.refuse();
         drop(f);
         return;
     }
-    core.timers
-        .borrow_mut()
-        .add(Some(id), saturate(after), every, handle, f);
+    let refused = (core.timers.borrow_mut()).add(Some(id), saturate(after), every, handle, f);
+    // User code (what it captured): dropped outside the borrow.
+    drop(refused);
 }
 
 impl Session<'_> {
@@ -125,7 +125,7 @@ impl Session<'_> {
     fn set_timer(&self, after: Duration, every: Option<Duration>, f: TimerFn) -> TimerHandle {
         match self.at {
             Place::Loop(core) => {
-                let handle = TimerHandle::new();
+                let handle = TimerHandle::on_loop(&core.runtime, self.id.loop_index());
                 add(core, self.id, after, every, handle.clone(), f);
                 handle
             }
@@ -180,7 +180,7 @@ impl ConnHandle {
         if runtime.is_shut_down() {
             return Err(Error::ShutDown);
         }
-        let handle = TimerHandle::new();
+        let handle = TimerHandle::on_loop(runtime, id.loop_index());
         let mine = handle.clone();
         let job = Box::new(move |core: &LoopCore| add(core, id, after, every, mine, f));
         runtime.push(id.loop_index(), 0, Command::Run { bytes: 0, job })?;
@@ -226,9 +226,10 @@ impl AppTimers {
                     })
                 }
             };
-            core.timers
-                .borrow_mut()
-                .add(None, interval, Some(interval), TimerHandle::new(), timer);
+            let handle = TimerHandle::detached();
+            let refused =
+                (core.timers.borrow_mut()).add(None, interval, Some(interval), handle, timer);
+            drop(refused);
         }
     }
 
@@ -243,7 +244,7 @@ impl AppTimers {
                 id,
                 interval,
                 Some(interval),
-                TimerHandle::new(),
+                TimerHandle::detached(),
                 timer,
             );
         }

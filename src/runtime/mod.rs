@@ -268,6 +268,9 @@ pub(crate) struct LoopShared {
     pub(crate) inflight: AtomicUsize,
     pub(crate) counters: Arc<Counters>,
     pub(crate) roster: Arc<Roster>,
+    /// Timers cancelled through their handles (slot, serial in the loop's
+    /// `UserTimers`), whose callbacks the loop drops on its next turn.
+    pub(crate) cancels: Mutex<Vec<(u32, u32)>>,
 }
 
 impl LoopShared {
@@ -279,6 +282,7 @@ impl LoopShared {
             inflight: AtomicUsize::new(0),
             counters: Arc::default(),
             roster: Arc::default(),
+            cancels: Mutex::default(),
         }
     }
 

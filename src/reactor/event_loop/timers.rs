@@ -141,6 +141,18 @@ impl Timers {
         self.schedule(timer, after);
     }
 
+    /// Keep the application timers' wheel entries `live(slot, serial)`
+    /// names (the others' timers were removed before they came due).
+    pub(super) fn retain_user(&mut self, mut live: impl FnMut(usize, u32) -> bool) {
+        self.wheel
+            .retain(|t| !EventLoop::is_user(t.kind) || live(t.key as usize, t.generation));
+    }
+
+    /// Entries on the wheel.
+    pub(super) fn len(&self) -> usize {
+        self.wheel.len()
+    }
+
     /// Durations are capped at `FOREVER` where they enter netloom; the
     /// arithmetic here saturates all the same, so no duration can wrap
     /// into the past (and fire at once) or panic: a tick beyond the wheel's
