@@ -66,9 +66,11 @@ fn once(f: impl FnOnce(&mut Session<'_>) + Send + 'static) -> impl FnMut(&mut Se
     }
 }
 
-/// Register a timer of connection `id` on `core` (its own loop); not at
-/// all once the connection is gone or closing (in `on_close`, say): it
-/// could never run, so the handle says cancelled and `f` is dropped now.
+/// Register a timer of connection `id` on `core` (its own loop): on the
+/// wheel; while the connection is closing, off it (parked: it is due when
+/// the connection is kept for a reconnect, and goes with it otherwise);
+/// not at all once the connection is gone (in `on_close`, say): then the
+/// handle says cancelled and `f` is dropped now.
 fn add(
     core: &LoopCore,
     id: ConnId,
@@ -77,12 +79,14 @@ fn add(
     handle: TimerHandle,
     f: TimerFn,
 ) {
-    if core.table.is_closing(id) {
+    if core.table.is_gone(id) {
         handle.refuse();
         drop(f);
         return;
     }
-    let refused = (core.timers.borrow_mut()).add(Some(id), saturate(after), every, handle, f);
+    let parked = core.table.is_closing(id);
+    let refused =
+        (core.timers.borrow_mut()).add(Some(id), saturate(after), every, handle, f, parked);
     // User code (what it captured): dropped outside the borrow.
     drop(refused);
 }
@@ -227,8 +231,14 @@ impl AppTimers {
                 }
             };
             let handle = TimerHandle::detached();
-            let refused =
-                (core.timers.borrow_mut()).add(None, interval, Some(interval), handle, timer);
+            let refused = (core.timers.borrow_mut()).add(
+                None,
+                interval,
+                Some(interval),
+                handle,
+                timer,
+                false,
+            );
             drop(refused);
         }
     }

@@ -128,6 +128,10 @@ struct Entry {
     handle: TimerHandle,
     /// Taken out while it runs.
     f: Option<TimerFn>,
+    /// Off the wheel: it came due while its connection was closing, and
+    /// waits to learn whether the connection is kept for a reconnect
+    /// (`unpark`) or removed (`drop_conn`).
+    parked: bool,
 }
 
 /// A timer for the reactor to put on the wheel: slot, serial, delay.
@@ -157,9 +161,10 @@ pub(crate) enum Due {
 }
 
 impl UserTimers {
-    /// Add a timer firing `after` from now (then every `every`). A timer
-    /// cancelled already is not kept: its callback comes back, to be
-    /// dropped outside the borrow.
+    /// Add a timer firing `after` from now (then every `every`); `parked`
+    /// (its connection is closing): kept off the wheel, see [`park`](Self::park).
+    /// A timer cancelled already is not kept: its callback comes back,
+    /// to be dropped outside the borrow.
     pub(crate) fn add(
         &mut self,
         owner: Option<ConnId>,
@@ -167,6 +172,7 @@ impl UserTimers {
         every: Option<Duration>,
         handle: TimerHandle,
         f: TimerFn,
+        parked: bool,
     ) -> Option<TimerFn> {
         self.serial = self.serial.wrapping_add(1);
         let serial = self.serial;
@@ -177,6 +183,7 @@ impl UserTimers {
             every,
             handle,
             f: Some(f),
+            parked,
         });
         // Then read the flag: see `TimerHandle::cancel`.
         let at = (slot as u64) << 32 | u64::from(serial);
@@ -187,7 +194,9 @@ impl UserTimers {
         if let Some(owner) = owner {
             self.by_conn.entry(owner.key()).or_default().push(slot);
         }
-        self.to_arm.push((slot, serial, after));
+        if !parked {
+            self.to_arm.push((slot, serial, after));
+        }
         None
     }
 
@@ -240,6 +249,34 @@ impl UserTimers {
         }
     }
 
+    /// `(slot, serial)` came due, not run, while its connection was
+    /// closing: it waits off the wheel, with `f`, for the connection to
+    /// be kept for a reconnect ([`unpark`](Self::unpark)) or removed.
+    pub(crate) fn park(&mut self, slot: usize, serial: u32, f: TimerFn) -> Option<TimerFn> {
+        let Some(entry) = self.slab.get_mut(slot).filter(|e| e.serial == serial) else {
+            return Some(f);
+        };
+        entry.f = Some(f);
+        entry.parked = true;
+        None
+    }
+
+    /// Connection `id` is kept for a reconnect: its timers that came due
+    /// while it was closing are due now.
+    pub(crate) fn unpark(&mut self, id: ConnId) {
+        let Some(slots) = self.by_conn.get(&id.key()) else {
+            return;
+        };
+        for &slot in slots {
+            if let Some(e) = self.slab.get_mut(slot) {
+                if e.owner == Some(id) && e.parked {
+                    e.parked = false;
+                    self.to_arm.push((slot, e.serial, Duration::ZERO));
+                }
+            }
+        }
+    }
+
     /// The cancels its handles queued (`LoopShared::cancels`): those
     /// timers go now (their callbacks returned, to be dropped outside the
     /// borrow). One running now goes when it returns (`ran`).
@@ -256,9 +293,10 @@ impl UserTimers {
     }
 
     /// Whether the wheel entry `(slot, serial)` is a live timer's (not
-    /// cancelled, nor removed).
+    /// cancelled, nor removed, nor parked off the wheel).
     pub(crate) fn is_armed(&self, slot: usize, serial: u32) -> bool {
-        (self.slab.get(slot)).is_some_and(|e| e.serial == serial && !e.handle.is_cancelled())
+        (self.slab.get(slot))
+            .is_some_and(|e| e.serial == serial && !e.parked && !e.handle.is_cancelled())
     }
 
     /// Timers removed with an entry on the wheel since the last sweep
@@ -272,9 +310,11 @@ impl UserTimers {
         self.dead = 0;
     }
 
-    /// Remove a timer whose wheel entry will never run it.
+    /// Remove a timer whose wheel entry (if it has one) will never run it.
     fn remove_unfired(&mut self, slot: usize) -> Option<TimerFn> {
-        self.dead += 1;
+        if self.slab.get(slot).is_some_and(|e| !e.parked) {
+            self.dead += 1;
+        }
         self.remove(slot)
     }
 
@@ -301,7 +341,9 @@ impl UserTimers {
         for slot in slots {
             let owned = self.slab.get(slot).is_some_and(|e| e.owner == Some(id));
             if owned {
-                self.dead += 1;
+                if self.slab.get(slot).is_some_and(|e| !e.parked) {
+                    self.dead += 1;
+                }
                 if let Some(entry) = self.slab.try_remove(slot) {
                     entry.handle.refuse();
                     dropped.extend(entry.f);
@@ -332,8 +374,12 @@ mod tests {
     fn a_queued_cancel_drops_its_timer_and_only_that_one() {
         let mut timers = UserTimers::default();
         let (a, b) = (TimerHandle::detached(), TimerHandle::detached());
-        assert!(timers.add(None, HOUR, None, a.clone(), noop()).is_none());
-        assert!(timers.add(None, HOUR, None, b.clone(), noop()).is_none());
+        assert!(timers
+            .add(None, HOUR, None, a.clone(), noop(), false)
+            .is_none());
+        assert!(timers
+            .add(None, HOUR, None, b.clone(), noop(), false)
+            .is_none());
         a.cancel();
         let (slot, serial) = place(&a);
         assert_eq!(timers.drop_cancelled(&[(slot, serial)]).len(), 1);
@@ -343,7 +389,9 @@ mod tests {
         assert!(timers.is_armed(slot_b as usize, serial_b));
         // A stale cancel (the slot holds another timer now) drops nothing.
         let c = TimerHandle::detached();
-        assert!(timers.add(None, HOUR, None, c.clone(), noop()).is_none());
+        assert!(timers
+            .add(None, HOUR, None, c.clone(), noop(), false)
+            .is_none());
         assert_eq!(place(&c).0, slot, "the slot is reused");
         assert!(timers.drop_cancelled(&[(slot, serial)]).is_empty());
         assert!(timers.is_armed(slot as usize, place(&c).1));
@@ -352,11 +400,44 @@ mod tests {
     }
 
     #[test]
+    fn a_timer_parked_while_its_connection_closes_is_due_again_when_it_is_kept() {
+        let mut timers = UserTimers::default();
+        let id = ConnId::new(1, 0, 3, 7);
+        let h = TimerHandle::detached();
+        let every = Some(Duration::from_millis(20));
+        assert!(timers
+            .add(Some(id), HOUR, every, h.clone(), noop(), false)
+            .is_none());
+        let (slot, serial) = place(&h);
+        let slot = slot as usize;
+        assert_eq!(timers.take_to_arm(), [(slot, serial, HOUR)]);
+        let Due::Run(f, owner) = timers.due(slot, serial) else {
+            panic!("not due");
+        };
+        assert_eq!(owner, Some(id));
+        assert!(timers.park(slot, serial, f).is_none());
+        assert!(!timers.is_armed(slot, serial), "parked: off the wheel");
+        // Another connection in that slot is not this one.
+        timers.unpark(ConnId::new(1, 0, 3, 8));
+        assert!(timers.take_to_arm().is_empty());
+        timers.unpark(id);
+        assert_eq!(timers.take_to_arm(), [(slot, serial, Duration::ZERO)]);
+        // Removed for good instead: freed, and no wheel entry left dead.
+        let Due::Run(f, _) = timers.due(slot, serial) else {
+            panic!("not due");
+        };
+        assert!(timers.park(slot, serial, f).is_none());
+        assert_eq!(timers.drop_conn(id).len(), 1);
+        assert_eq!(timers.dead(), 0);
+        assert!(h.is_cancelled());
+    }
+
+    #[test]
     fn a_timer_cancelled_before_it_is_added_is_not_kept() {
         let mut timers = UserTimers::default();
         let early = TimerHandle::detached();
         early.cancel();
-        assert!(timers.add(None, HOUR, None, early, noop()).is_some());
+        assert!(timers.add(None, HOUR, None, early, noop(), false).is_some());
         assert!(timers.take_to_arm().is_empty());
         assert!(TimerHandle::refused().is_cancelled());
     }

@@ -13,6 +13,7 @@ use std::sync::PoisonError;
 use super::timers::TimerKind;
 use super::EventLoop;
 use crate::error::panic_message;
+use crate::id::ConnId;
 use crate::runtime::Due;
 
 /// Dead wheel entries below this are never swept (a sweep visits the
@@ -57,8 +58,9 @@ impl EventLoop {
     }
 
     /// A timer's wheel entry is due: run its callback (unless cancelled,
-    /// stale, or its connection is gone or closing), then arm it again if
-    /// it repeats.
+    /// stale, or its connection is gone), then arm it again if it repeats.
+    /// A connection closing now may yet be kept for a reconnect: its
+    /// timer waits, parked, for that (`timers_back`) or for its removal.
     pub(super) fn user_timer_due(&mut self, slot: usize, serial: u32) {
         let core = self.core.clone();
         let due = core.timers.borrow_mut().due(slot, serial);
@@ -69,7 +71,14 @@ impl EventLoop {
                 return;
             }
         };
-        let alive = owner.is_none_or(|id| !core.table.is_closing(id));
+        let table = &core.table;
+        if let Some(id) = owner.filter(|&id| table.is_closing(id) && !table.is_gone(id)) {
+            let dropped = core.timers.borrow_mut().park(slot, serial, f);
+            drop(dropped);
+            log::trace!("conn {id}: a timer waits for the close to end");
+            return;
+        }
+        let alive = owner.is_none_or(|id| !table.is_closing(id));
         let again = alive
             && catch_unwind(AssertUnwindSafe(|| f(&core))).unwrap_or_else(|panic| {
                 // A connection's timer catches its own (and closes the
@@ -80,6 +89,12 @@ impl EventLoop {
         let dropped = core.timers.borrow_mut().ran(slot, serial, f, again);
         drop(dropped);
         self.arm_user_timers();
+    }
+
+    /// Connection `id` was kept for a reconnect: its timers that came due
+    /// while it was closing are due now.
+    pub(super) fn timers_back(&mut self, id: ConnId) {
+        self.core.timers.borrow_mut().unpark(id);
     }
 
     /// Whether a timer kind is the application's (its entry names a
