@@ -100,7 +100,13 @@ impl TimerHandle {
         let Some((runtime, index)) = shared.home.as_ref().filter(|_| at != UNSET) else {
             return;
         };
-        let Some(lp) = runtime.loops.get(*index) else {
+        // Shutting down, the loops drop every connection's timers anyway
+        // (and may be gone: nothing to wake).
+        let Some(lp) = runtime
+            .loops
+            .get(*index)
+            .filter(|_| !runtime.is_shut_down())
+        else {
             return;
         };
         let entry = ((at >> 32) as u32, at as u32);
