@@ -96,9 +96,32 @@ impl<T> TimerWheel<T> {
     }
 
     /// Number of scheduled entries.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Keep only the entries `keep` says to (the others' timers are gone
+    /// before they came due: a sweep, for a wheel whose removal is lazy).
+    /// Visits the occupied slots; a slot left with much spare room gives
+    /// most of it back.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        for word in 0..self.occupied.len() {
+            let mut bits = self.occupied[word];
+            while bits != 0 {
+                let idx = word * WORD_BITS + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let slot = &mut self.slots[idx];
+                let before = slot.len();
+                slot.retain(|(_, value)| keep(value));
+                self.len -= before - slot.len();
+                if slot.is_empty() {
+                    self.occupied[word] &= !(1 << (idx % WORD_BITS));
+                }
+                if slot.capacity() > 4 * slot.len().max(4) {
+                    slot.shrink_to(slot.len() * 2);
+                }
+            }
+        }
     }
 
     /// True when no entry is scheduled.
@@ -341,6 +364,42 @@ mod tests {
             2 => (0u64..40).prop_map(Op::Advance),
             1 => (0u64..2000).prop_map(Op::Advance),
         ]
+    }
+
+    #[test]
+    fn retain_drops_the_entries_it_is_told_to_and_gives_room_back() {
+        let mut wheel = TimerWheel::new(64);
+        for at in 1..=1000u64 {
+            wheel.insert(at % 50 + 1, at);
+        }
+        wheel.insert(10_000, 7); // a later round
+        wheel.retain(|&v| v % 10 == 7);
+        assert_eq!(wheel.len(), 101);
+        let mut fired = advance(&mut wheel, 64);
+        fired.sort_unstable();
+        let want: Vec<u64> = (1..=1000).filter(|v| v % 10 == 7).collect();
+        assert_eq!(fired, want);
+        // Only the later round's slot (10_000 % 64 = 16) is still marked.
+        assert_eq!(
+            wheel.next_due(),
+            Some(64 + 16),
+            "emptied slots still marked"
+        );
+        wheel.retain(|_| false);
+        assert!(wheel.is_empty());
+        assert_eq!(wheel.next_due(), None);
+        // A slot swept down to a few entries gives its room back.
+        let mut wheel = TimerWheel::new(8);
+        for v in 0..1000u64 {
+            wheel.insert(5, v);
+        }
+        wheel.retain(|&v| v < 2);
+        assert!(
+            wheel.slots[5].capacity() <= 16,
+            "{}",
+            wheel.slots[5].capacity()
+        );
+        assert_eq!(advance(&mut wheel, 5), [0, 1]);
     }
 
     proptest! {

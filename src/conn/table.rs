@@ -465,4 +465,9 @@ impl ConnTable {
     pub(crate) fn is_closing(&self, id: ConnId) -> bool {
         self.open_conn(&mut self.conns.borrow_mut(), id).is_none()
     }
+
+    /// Whether connection `id` is gone (removed for good), not closing.
+    pub(crate) fn is_gone(&self, id: ConnId) -> bool {
+        self.lookup(&mut self.conns.borrow_mut(), id).is_none()
+    }
 }

@@ -67,7 +67,11 @@ fn once(f: impl FnOnce(&mut Session<'_>) + Send + 'static) -> impl FnMut(&mut Se
     }
 }
 
-/// Register a timer of connection `id` on `core` (its own loop).
+/// Register a timer of connection `id` on `core` (its own loop): on the
+/// wheel; while the connection is closing, off it (parked: it is due when
+/// the connection is kept for a reconnect, and goes with it otherwise);
+/// not at all once the connection is gone (in `on_close`, say): then the
+/// handle says cancelled and `f` is dropped now.
 fn add(
     core: &LoopCore,
     id: ConnId,
@@ -76,9 +80,16 @@ fn add(
     handle: TimerHandle,
     f: TimerFn,
 ) {
-    core.timers
-        .borrow_mut()
-        .add(Some(id), saturate(after), every, handle, f);
+    if core.table.is_gone(id) {
+        handle.refuse();
+        drop(f);
+        return;
+    }
+    let parked = core.table.is_closing(id);
+    let refused =
+        (core.timers.borrow_mut()).add(Some(id), saturate(after), every, handle, f, parked);
+    // User code (what it captured): dropped outside the borrow.
+    drop(refused);
 }
 
 impl Session<'_> {
@@ -119,7 +130,7 @@ impl Session<'_> {
     fn set_timer(&self, after: Duration, every: Option<Duration>, f: TimerFn) -> TimerHandle {
         match self.at {
             Place::Loop(core) => {
-                let handle = TimerHandle::new();
+                let handle = TimerHandle::on_loop(&core.runtime, self.id.loop_index());
                 add(core, self.id, after, every, handle.clone(), f);
                 handle
             }
@@ -128,9 +139,7 @@ impl Session<'_> {
                 .set_timer(after, every, f)
                 .unwrap_or_else(|e| {
                     log::debug!("conn {}: timer not set: {e}", self.id);
-                    let handle = TimerHandle::new();
-                    handle.cancel();
-                    handle
+                    TimerHandle::refused()
                 }),
         }
     }
@@ -176,13 +185,9 @@ impl ConnHandle {
         if runtime.is_shut_down() {
             return Err(Error::ShutDown);
         }
-        let handle = TimerHandle::new();
+        let handle = TimerHandle::on_loop(runtime, id.loop_index());
         let mine = handle.clone();
-        let job = Box::new(move |core: &LoopCore| {
-            if !core.table.is_closing(id) {
-                add(core, id, after, every, mine, f);
-            }
-        });
+        let job = Box::new(move |core: &LoopCore| add(core, id, after, every, mine, f));
         runtime.push(id.loop_index(), 0, Command::Run { bytes: 0, job })?;
         Ok(handle)
     }
@@ -237,9 +242,16 @@ impl AppTimers {
                     })
                 }
             };
-            core.timers
-                .borrow_mut()
-                .add(None, interval, Some(interval), TimerHandle::new(), timer);
+            let handle = TimerHandle::detached();
+            let refused = (core.timers.borrow_mut()).add(
+                None,
+                interval,
+                Some(interval),
+                handle,
+                timer,
+                false,
+            );
+            drop(refused);
         }
     }
 
@@ -254,7 +266,7 @@ impl AppTimers {
                 id,
                 interval,
                 Some(interval),
-                TimerHandle::new(),
+                TimerHandle::detached(),
                 timer,
             );
         }

@@ -225,6 +225,7 @@ impl EventLoop {
         if !self.pending.is_empty()
             || self.core.table.has_deferred()
             || self.core.timers.borrow().has_to_arm()
+            || self.core.has_cancels()
             || !self.core.lanes.borrow().to_pump.is_empty()
         {
             return Some(Duration::ZERO);

@@ -31,6 +31,16 @@ impl LoopCore {
     pub(crate) fn shared(&self) -> &LoopShared {
         &self.runtime.loops[self.table.index()]
     }
+
+    /// Timers cancelled on this loop's own thread (by code run at the end
+    /// of a turn, `on_close` say) wait for the next turn: it must not be a
+    /// sleep.
+    pub(crate) fn has_cancels(&self) -> bool {
+        let cancels = self.shared().cancels.lock();
+        !cancels
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty()
+    }
 }
 
 thread_local! {

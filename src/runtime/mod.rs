@@ -30,7 +30,7 @@ pub(crate) use timers::{Due, TimerFn, UserTimers};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -104,6 +104,17 @@ pub(crate) struct Runtime {
     next_dial: AtomicUsize,
     /// This server's tag in its connections' ids (unique in the process).
     pub(crate) tag: u32,
+    /// Told when shutdown begins (the pools: their callers may be parked
+    /// for a while, in a connect backoff, say).
+    watchers: Mutex<Vec<Weak<dyn ShutdownWatch>>>,
+}
+
+/// What must hear of a shutdown at once, not at its next look at
+/// [`Runtime::is_shut_down`].
+pub(crate) trait ShutdownWatch: Send + Sync {
+    /// The server began shutting down. Runs on the thread that asked for
+    /// it: it must not block.
+    fn shutting_down(&self);
 }
 
 /// The shutdown handshake between whoever asks for it and the acceptor:
@@ -132,7 +143,17 @@ impl Runtime {
             accept_waker,
             next_dial: AtomicUsize::new(0),
             tag: crate::id::next_server_tag(),
+            watchers: Mutex::default(),
         }
+    }
+
+    /// Tell `watcher` when shutdown begins (the watchers gone are
+    /// forgotten here, so the list holds only live ones). Register before
+    /// the caller's last look at [`is_shut_down`](Self::is_shut_down).
+    pub(crate) fn watch_shutdown(&self, watcher: Weak<dyn ShutdownWatch>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        watchers.retain(|w| w.strong_count() > 0);
+        watchers.push(watcher);
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
@@ -161,6 +182,13 @@ impl Runtime {
             self.tell_loops(deadline);
         } else if let Err(e) = self.accept_waker.wake() {
             log::error!("cannot wake the acceptor: {e}");
+        }
+        drop(stop);
+        // Called outside the lock: each takes its own.
+        let watchers: Vec<_> =
+            std::mem::take(&mut *self.watchers.lock().unwrap_or_else(PoisonError::into_inner));
+        for watcher in watchers.iter().filter_map(Weak::upgrade) {
+            watcher.shutting_down();
         }
     }
 
@@ -248,6 +276,9 @@ pub(crate) struct LoopShared {
     pub(crate) inflight: AtomicUsize,
     pub(crate) counters: Arc<Counters>,
     pub(crate) roster: Arc<Roster>,
+    /// Timers cancelled through their handles (slot, serial in the loop's
+    /// `UserTimers`), whose callbacks the loop drops on its next turn.
+    pub(crate) cancels: Mutex<Vec<(u32, u32)>>,
 }
 
 impl LoopShared {
@@ -259,6 +290,7 @@ impl LoopShared {
             inflight: AtomicUsize::new(0),
             counters: Arc::default(),
             roster: Arc::default(),
+            cancels: Mutex::default(),
         }
     }
 

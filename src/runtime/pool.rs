@@ -13,7 +13,7 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{ConnHandle, Hub};
+use super::{ConnHandle, Hub, ShutdownWatch};
 use crate::codec::Message;
 use crate::config::{PoolConfig, FOREVER};
 use crate::conn::dial::Dial;
@@ -146,6 +146,9 @@ impl Hub {
             config,
             state: Mutex::new(State::default()),
         });
+        let weak = Arc::downgrade(&inner);
+        let watcher: std::sync::Weak<dyn ShutdownWatch> = weak;
+        runtime.watch_shutdown(watcher);
         let c = &inner.config;
         if c.min_idle > 0 || c.idle_timeout.is_some() || c.max_lifetime.is_some() {
             let keeper = inner.clone();
@@ -283,5 +286,15 @@ impl Inner {
     /// Wake everyone waiting on the pool.
     pub(super) fn notify(&self) {
         self.lock().wake();
+    }
+}
+
+impl ShutdownWatch for Inner {
+    /// The server's shutdown closes the members; the callers waiting
+    /// (in a connect backoff, say) and the keeper are told now.
+    fn shutting_down(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        st.wake();
     }
 }

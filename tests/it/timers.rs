@@ -2,7 +2,12 @@
 //! with two loops: `Session::after` / `every` and `ConnHandle::after` run
 //! on the connection's own loop thread, once or until cancelled, and never
 //! after the connection closed; `Builder::every` ticks on loop 0;
-//! `Builder::cron` runs for every connection.
+//! `Builder::cron` runs for every connection. `memory`: what a cancelled
+//! timer, or a closed connection's, keeps; `reconnect`: a dialed
+//! connection's timers across a reconnect.
+
+mod memory;
+mod reconnect;
 
 use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
@@ -201,39 +206,4 @@ fn a_resolution_under_a_millisecond_is_a_config_error() {
         .timer_resolution(Duration::from_micros(10))
         .start();
     assert!(matches!(built, Err(Error::Config(_))));
-}
-
-/// Says when it is dropped.
-struct Dropped(Sender<()>);
-
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
-
-#[test]
-fn a_closed_connections_timers_are_freed_at_once_not_when_due() {
-    init_logs();
-    let (tx, dropped) = unbounded();
-    let server = start(
-        Server::builder()
-            .event_loops(2)
-            .route(1, move |ctx: &mut Context<'_>| {
-                let guard = Dropped(tx.clone());
-                ctx.every(Duration::from_secs(3600), move |_| {
-                    let _ = &guard;
-                });
-                ctx.reply(1, b"set")
-            }),
-    );
-    let mut client = Client::connect(server.local_addr());
-    client.send(1, b"");
-    assert_eq!(client.recv(), (1, b"set".to_vec()));
-    assert!(dropped.try_recv().is_err(), "freed while open");
-    drop(client);
-    dropped
-        .recv_timeout(TIMEOUT)
-        .expect("the hour-long timer of a closed connection was not freed");
-    server.shutdown(TIMEOUT).unwrap();
 }

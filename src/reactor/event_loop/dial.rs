@@ -337,6 +337,7 @@ impl EventLoop {
                 "conn {id}: lost ({reason}); reconnecting in {delay:?} (attempt {attempt})"
             );
         }
+        self.timers_back(id);
         let (app, reason) = (self.app.clone(), reason.clone());
         exec::on_loop(&core, id, move |s| {
             app.hooks.disconnected(s, &reason, attempt, delay)

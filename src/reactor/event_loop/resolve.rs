@@ -97,9 +97,18 @@ impl EventLoop {
     }
 
     /// The connect deadline of a try that is still resolving passed: the
-    /// attempt fails with `ResolveFailed` (returns true).
+    /// attempt fails with `ResolveFailed` (returns true). A deadline of
+    /// another generation (the slot's previous occupant) leaves the
+    /// resolution alone.
     pub(super) fn resolve_expired(&mut self, key: usize, generation: u32) -> bool {
-        let waiting = (self.core.table.dials.borrow_mut())
+        let table = &self.core.table;
+        let ours = (table.conns.borrow())
+            .get(key)
+            .is_some_and(|c| c.generation == generation);
+        if !ours {
+            return false;
+        }
+        let waiting = (table.dials.borrow_mut())
             .get_mut(&key)
             .filter(|d| matches!(d.resolve, Resolve::Pending(_)))
             .map(|d| d.resolve = Resolve::Idle)

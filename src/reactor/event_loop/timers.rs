@@ -141,6 +141,18 @@ impl Timers {
         self.schedule(timer, after);
     }
 
+    /// Keep the application timers' wheel entries `live(slot, serial)`
+    /// names (the others' timers were removed before they came due).
+    pub(super) fn retain_user(&mut self, mut live: impl FnMut(usize, u32) -> bool) {
+        self.wheel
+            .retain(|t| !EventLoop::is_user(t.kind) || live(t.key as usize, t.generation));
+    }
+
+    /// Entries on the wheel.
+    pub(super) fn len(&self) -> usize {
+        self.wheel.len()
+    }
+
     /// Durations are capped at `FOREVER` where they enter netloom; the
     /// arithmetic here saturates all the same, so no duration can wrap
     /// into the past (and fire at once) or panic: a tick beyond the wheel's
@@ -211,16 +223,30 @@ impl EventLoop {
         dials.get(&key).map_or(0, |d| d.tries as u16)
     }
 
-    /// A dialed connection keeps its generation from one connect attempt
+    /// A timer of a connection that is gone is stale, whatever its slot
+    /// holds now: the slot's next occupant (a dial's try counts start
+    /// over, so its attempt may match) is another connection. And a
+    /// dialed connection keeps its generation from one connect attempt
     /// to the next, so a timer set during an earlier attempt (a heartbeat,
     /// a linger, a frame or handshake deadline of a socket since lost)
     /// must not act on the current one. Request timers are the exception:
-    /// they belong to the requests, which a loss fails at once.
+    /// they belong to the requests (whose tombstones outlive the
+    /// connection), and `conn::requests` checks their generation itself.
     fn is_stale(&self, t: &Timer) -> bool {
-        t.kind != TimerKind::Request
-            && !Self::is_user(t.kind)
-            && (self.core.table.dials.borrow())
-                .get(&(t.key as usize))
+        if t.kind == TimerKind::Request || Self::is_user(t.kind) {
+            return false;
+        }
+        let key = t.key as usize;
+        let current = self
+            .core
+            .table
+            .conns
+            .borrow()
+            .get(key)
+            .map(|c| c.generation);
+        current != Some(t.generation)
+            || (self.core.table.dials.borrow())
+                .get(&key)
                 .is_some_and(|d| d.tries as u16 != t.attempt)
     }
 

@@ -10,6 +10,15 @@ use super::{Inner, Pooled};
 use crate::error::{Error, Result};
 use crate::runtime::ConnHandle;
 
+/// A `get` caller (`ticket`) past its deadline leaves the line: the next
+/// in line is woken, and the wait counted as timed out.
+fn give_up(st: &mut State, ticket: u64) -> Error {
+    st.waiters.retain(|w| w.0 != ticket);
+    st.stats.wait_timeouts += 1;
+    st.wake();
+    Error::Timeout
+}
+
 impl Inner {
     pub(super) fn get(self: &Arc<Self>, until: Instant) -> Result<Pooled> {
         let mut st = self.lock();
@@ -42,8 +51,11 @@ impl Inner {
                     });
                     if let Some(check) = checked {
                         drop(st);
+                        // The check waits no longer than the caller may.
+                        let left = until.saturating_duration_since(now);
+                        let timeout = check.timeout.min(left).max(Duration::from_millis(1));
                         let healthy = handle
-                            .request(check.id, &check.body, check.timeout)
+                            .request(check.id, &check.body, timeout)
                             .and_then(|p| p.wait())
                             .is_ok();
                         st = self.lock();
@@ -52,6 +64,9 @@ impl Inner {
                             drop(st);
                             handle.close();
                             st = self.lock();
+                            if Instant::now() >= until {
+                                return Err(give_up(&mut st, ticket));
+                            }
                             continue;
                         }
                     }
@@ -70,10 +85,7 @@ impl Inner {
                 st.stats.waits += 1;
             }
             let Some(left) = until.checked_duration_since(now).filter(|d| !d.is_zero()) else {
-                st.waiters.retain(|w| w.0 != ticket);
-                st.stats.wait_timeouts += 1;
-                st.wake();
-                return Err(Error::Timeout);
+                return Err(give_up(&mut st, ticket));
             };
             st = self.wait(st, left, now);
         }

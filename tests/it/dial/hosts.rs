@@ -3,12 +3,12 @@
 //! moves between reconnects, and fails an attempt whose name does not
 //! resolve with `CloseReason::ResolveFailed` and the usual backoff. The
 //! backends are `std::net` listeners on loopback whose accepts are
-//! counted; a resolver hook moves the name.
+//! counted; a resolver hook moves the name (or answers slowly).
 
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::{CloseReason, Dial, Disconnect, Reconnect, SeqPacker, Server, ServerHandle};
@@ -160,5 +160,68 @@ fn a_resolver_that_hangs_is_bounded_by_the_connect_timeout() {
         "{down:?}"
     );
     slow.close();
+    client.shutdown(TIMEOUT).unwrap();
+}
+
+/// A timer of a closed dial never acts on its slot's next occupant. A
+/// plain dial connects and is closed at once, leaving its connect
+/// deadline on the wheel; a host dial made next takes its slot (one
+/// loop) and is still resolving (a slow name service) when that
+/// deadline comes. The deadline belonged to the first dial: the second
+/// one's resolution goes on, and it connects when the answer comes.
+#[test]
+fn a_closed_dials_connect_deadline_leaves_the_next_host_dial_in_its_slot_alone() {
+    init_logs();
+    let (close_tx, closes) = unbounded();
+    let client = Server::builder()
+        .event_loops(1)
+        .on_close(move |s, reason| {
+            let _ = close_tx.send((s.id(), reason.clone()));
+        })
+        .start()
+        .expect("start the dialer");
+    let hub = client.hub();
+    let (first_addr, first_accepts) = counting_backend();
+    let first_deadline = Duration::from_millis(300);
+    let dialed = Instant::now();
+    let first = hub
+        .dial(Dial::new(first_addr).connect_timeout(first_deadline))
+        .unwrap();
+    let _accepted = first_accepts.recv_timeout(TIMEOUT).expect("connected");
+    first.close();
+    let (id, reason) = closes.recv_timeout(TIMEOUT).expect("closed");
+    assert_eq!(id, first.id());
+    assert!(matches!(reason, CloseReason::Local), "{reason:?}");
+
+    // The name service answers only well after the first dial's deadline
+    // (its slowness is the scenario, not a wait for the server).
+    let (addr, accepts) = counting_backend();
+    let answer_at = dialed + first_deadline * 2;
+    let (_silent, nothing) = unbounded::<()>();
+    let second = hub
+        .dial(
+            Dial::host("slow.test", addr.port())
+                .connect_timeout(Duration::from_secs(5))
+                .resolver(move |_, _| {
+                    let wait = answer_at.saturating_duration_since(Instant::now());
+                    let _ = nothing.recv_timeout(wait);
+                    Ok(vec![addr])
+                }),
+        )
+        .unwrap();
+    // Loop and slot (bits 32 to 95 of the number form): the same.
+    let place = |id: netloom::ConnId| (id.to_u128() >> 32) as u64;
+    assert_eq!(
+        place(second.id()),
+        place(first.id()),
+        "the second dial took the first one's slot"
+    );
+    let connected = accepts.recv_timeout(TIMEOUT);
+    assert!(
+        connected.is_ok(),
+        "the host dial in the closed dial's slot never connected; closes: {:?}",
+        closes.try_iter().collect::<Vec<_>>()
+    );
+    assert!(closes.try_recv().is_err(), "the host dial was closed");
     client.shutdown(TIMEOUT).unwrap();
 }
