@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -76,7 +77,11 @@ pub(crate) fn spawn(
         let (runtime, app) = (runtime.clone(), app.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("netloom-loop-{index}"))
-            .spawn(move || EventLoop::new(index, runtime, app, poll, inbox).run());
+            .spawn(move || {
+                let unflushed = EventLoop::new(index, runtime.clone(), app, poll, inbox).run();
+                runtime.loops[index].exited.store(true, Ordering::Release);
+                unflushed
+            });
         match spawned {
             Ok(t) => handle.loops.push(t),
             Err(e) => {

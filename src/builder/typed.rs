@@ -159,8 +159,10 @@ impl Builder {
     /// [`heartbeat`](Self::heartbeat) and
     /// [`ping_before_kick`](Self::ping_before_kick)): connections of the
     /// server's own protocol that are not WebSocket (a TCP listener beside
-    /// the WebSocket one) get no ping, only the close after `timeout` of
-    /// silence. Dial profiles keep their own heartbeat.
+    /// the WebSocket one, or WebSocket in
+    /// [`WsMode::Packer`](crate::ws::WsMode::Packer)) get no ping, only the
+    /// close after `timeout` of silence. Dial profiles keep their own
+    /// heartbeat.
     #[cfg(all(feature = "json", feature = "ws"))]
     pub fn keepalived(mut self, check: std::time::Duration, timeout: std::time::Duration) -> Self {
         self.config.ping_body = Some(bytes::Bytes::from_static(

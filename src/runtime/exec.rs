@@ -247,6 +247,10 @@ pub(crate) struct Lane {
     /// and reconnected: no longer in `held` (the new session starts under
     /// the bound), so not given back with the outcome.
     pub(crate) forgotten: usize,
+    /// The task out at an executor is the lost session's (its link
+    /// reconnected meanwhile): what it sends is dropped, not sent on the
+    /// new link.
+    pub(crate) stale_out: bool,
 }
 
 /// A loop's lanes, by connection.
@@ -298,16 +302,31 @@ impl Lanes {
     }
 
     /// Connection `id` closed while its data was out: note why (for its
-    /// `on_close`, run when the data comes back), and give back what
-    /// waited behind (to be dropped outside the borrow).
+    /// `on_close`, run when the data comes back), and give back the
+    /// messages that waited behind (to be dropped outside the borrow); its
+    /// other work (`ConnHandle::run`) stays, to run before `on_close`.
     pub(crate) fn push_closed(
         &mut self,
         id: ConnId,
         closed: (CloseReason, SocketAddr, u8),
-    ) -> VecDeque<Queued> {
-        let lane = self.lane(id);
-        lane.closed = Some(closed);
-        let dropped = std::mem::take(&mut lane.items);
+    ) -> Vec<Queued> {
+        self.lane(id).closed = Some(closed);
+        self.drop_messages(id)
+    }
+
+    /// The messages waiting in `id`'s lane, taken out (to be dropped
+    /// outside the borrow); its other work stays.
+    pub(crate) fn drop_messages(&mut self, id: ConnId) -> Vec<Queued> {
+        let Some(lane) = self.map.get_mut(&id) else {
+            return Vec::new();
+        };
+        let mut dropped = Vec::new();
+        for q in std::mem::take(&mut lane.items) {
+            match q.item {
+                Item::Message { .. } => dropped.push(q),
+                Item::Work(_) => lane.items.push_back(q),
+            }
+        }
         let freed: usize = dropped.iter().map(|q| q.cost).sum();
         lane.held = lane.held.saturating_sub(freed);
         dropped
@@ -319,20 +338,16 @@ impl Lanes {
     /// `ConnHandle::run`) stays queued for the connection. What a task out
     /// at an executor counts is forgotten: the new session starts under
     /// the bound (the old task's items are freed when it ends).
-    pub(crate) fn new_session(&mut self, id: ConnId) -> Vec<Queued> {
-        let Some(lane) = self.map.get_mut(&id) else {
-            return Vec::new();
-        };
-        let mut dropped = Vec::new();
-        for q in std::mem::take(&mut lane.items) {
-            match q.item {
-                Item::Message { .. } => dropped.push(q),
-                Item::Work(_) => lane.items.push_back(q),
-            }
+    pub(crate) fn new_session(&mut self, id: ConnId, out: bool) -> Vec<Queued> {
+        if out {
+            self.lane(id).stale_out = true;
         }
+        let dropped = self.drop_messages(id);
+        let Some(lane) = self.map.get_mut(&id) else {
+            return dropped;
+        };
         let kept: usize = lane.items.iter().map(|q| q.cost).sum();
-        let freed: usize = dropped.iter().map(|q| q.cost).sum();
-        lane.forgotten += lane.held.saturating_sub(freed + kept);
+        lane.forgotten += lane.held.saturating_sub(kept);
         lane.held = kept;
         dropped
     }

@@ -100,8 +100,10 @@ pub(crate) fn with_current<R>(
 
 thread_local! {
     /// The connection whose data a task on this thread (a worker's, or
-    /// the logic thread's) holds, with its runtime's address.
-    static HOLDING: std::cell::Cell<Option<(usize, ConnId)>> = const { std::cell::Cell::new(None) };
+    /// the logic thread's) holds, with its runtime's address, and whether
+    /// every connection's `run` waits for this thread (the logic thread
+    /// of an `Exec::Single` server).
+    static HOLDING: std::cell::Cell<Option<(usize, ConnId, bool)>> = const { std::cell::Cell::new(None) };
 }
 
 /// Marks the calling thread as running a task of a connection (holding
@@ -110,8 +112,8 @@ thread_local! {
 pub(crate) struct Holding(());
 
 impl Holding {
-    pub(crate) fn enter(runtime: &Arc<Runtime>, conn: ConnId) -> Holding {
-        HOLDING.with(|h| h.set(Some((Arc::as_ptr(runtime) as usize, conn))));
+    pub(crate) fn enter(runtime: &Arc<Runtime>, conn: ConnId, every: bool) -> Holding {
+        HOLDING.with(|h| h.set(Some((Arc::as_ptr(runtime) as usize, conn, every))));
         Holding(())
     }
 }
@@ -122,10 +124,15 @@ impl Drop for Holding {
     }
 }
 
-/// Whether the calling thread runs a task of connection `conn` of
-/// `runtime` (then work queued behind that task cannot run before it ends).
+/// Whether work of connection `conn` of `runtime` waits for the task the
+/// calling thread runs (its own connection's, or any on the logic thread
+/// of an `Exec::Single` server): it cannot run before that task ends.
 pub(crate) fn holds(runtime: &Arc<Runtime>, conn: ConnId) -> bool {
+    let ours = Arc::as_ptr(runtime) as usize;
     HOLDING
-        .try_with(|h| h.get() == Some((Arc::as_ptr(runtime) as usize, conn)))
+        .try_with(|h| {
+            h.get()
+                .is_some_and(|(rt, held, every)| rt == ours && (every || held == conn))
+        })
         .unwrap_or(false)
 }

@@ -279,6 +279,9 @@ pub(crate) struct LoopShared {
     /// Timers cancelled through their handles (slot, serial in the loop's
     /// `UserTimers`), whose callbacks the loop drops on its next turn.
     pub(crate) cancels: Mutex<Vec<(u32, u32)>>,
+    /// The loop has exited: work of its connections still at an executor
+    /// is dropped, not run (their `on_close` has run).
+    pub(crate) exited: AtomicBool,
 }
 
 impl LoopShared {
@@ -291,6 +294,7 @@ impl LoopShared {
             counters: Arc::default(),
             roster: Arc::default(),
             cancels: Mutex::default(),
+            exited: AtomicBool::new(false),
         }
     }
 

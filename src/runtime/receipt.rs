@@ -123,8 +123,9 @@ impl<T> Receipt<T> {
     /// On the thread of the loop that must answer (a handler or hook of
     /// that loop), and for [`ConnHandle::run`] in a handler of the same
     /// connection on a worker or the logic thread (the handler holds the
-    /// connection's data the work waits for): it would wait for itself
-    /// forever. Use [`wait_timeout`](Self::wait_timeout) with a zero
+    /// connection's data the work waits for), or of any connection on the
+    /// logic thread of an [`Exec::Single`](crate::Exec::Single) server
+    /// (where every `run` goes): it would wait for itself forever. Use [`wait_timeout`](Self::wait_timeout) with a zero
     /// timeout there to look without waiting.
     pub fn wait(self) -> Result<T> {
         if let Outcome::Pending(_) = self.outcome {
@@ -137,8 +138,9 @@ impl<T> Receipt<T> {
                 let behind_me = conn.is_some_and(|conn| holds(runtime, conn));
                 assert!(
                     !behind_me,
-                    "Receipt::wait for work on the connection whose handler waits would \
-                     never return (the handler holds the connection's data)"
+                    "Receipt::wait for ConnHandle::run would never return here: the work \
+                     waits for this handler (its own connection's, or any on the logic \
+                     thread of an Exec::Single server)"
                 );
             }
         }

@@ -7,9 +7,12 @@
 
 mod bound;
 mod defects;
+mod edges;
 mod example;
 mod lifecycle;
 mod logic;
+#[cfg(target_os = "linux")]
+mod workers;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -17,6 +17,7 @@ use crate::tls_support::{server_config, test_cert, TempFile};
 
 #[cfg(feature = "ws")]
 mod hostile;
+mod limits;
 
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
 struct Point {

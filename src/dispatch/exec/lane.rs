@@ -19,7 +19,7 @@ use crate::error::{panic_message, CloseReason};
 use crate::ext::Extensions;
 use crate::id::ConnId;
 use crate::runtime::exec::{
-    Item, Outcome, Outgoing, Place, Queued, Target, Task, WorkFn, ITEM_COST,
+    Item, Lane, Outcome, Outgoing, Place, Queued, Target, Task, WorkFn, ITEM_COST,
 };
 use crate::runtime::LoopCore;
 use crate::stats::Counters;
@@ -134,7 +134,14 @@ impl App {
             match standing {
                 Standing::Out => break,
                 Standing::Done => {
-                    // Unless it waits for its data to run `on_close`.
+                    // Closing: its messages go, its other work
+                    // (`ConnHandle::run`) runs now, on the loop, before
+                    // `on_close`. Gone: all of it goes, unless it waits
+                    // for its data to run `on_close`.
+                    let closing = {
+                        let mut slab = core.table.conns.borrow_mut();
+                        core.table.lookup(&mut slab, me).is_some()
+                    };
                     let lane = {
                         let mut lanes = core.lanes.borrow_mut();
                         match lanes.get(me) {
@@ -142,7 +149,11 @@ impl App {
                             _ => None,
                         }
                     };
-                    drop(lane);
+                    for q in lane.into_iter().flat_map(|l| l.items) {
+                        if let (true, Item::Work(_)) = (closing, &q.item) {
+                            self.run_here(core, me, q.item);
+                        }
+                    }
                     return;
                 }
                 Standing::Ready => {}
@@ -267,8 +278,23 @@ impl App {
                 c.set(warned);
             }
         }
-        for o in out {
-            apply(core, me, o, &bodies);
+        // A task of a session lost since (the link reconnected): what it
+        // sent was for the old link.
+        let stale = {
+            let mut lanes = core.lanes.borrow_mut();
+            let lane = lanes.get(me);
+            let stale = lane.as_ref().is_some_and(|l| l.stale_out);
+            if let (Some(lane), true) = (lane, data.is_some()) {
+                lane.stale_out = false;
+            }
+            stale
+        };
+        if stale {
+            log::debug!("conn {me}: dropped what a handler of the lost session sent");
+        } else {
+            for o in out {
+                apply(core, me, o, &bodies);
+            }
         }
         let Some(mut data) = data else {
             return;
@@ -280,15 +306,7 @@ impl App {
         };
         if let Some((reason, peer, profile)) = closed {
             let lane = core.lanes.borrow_mut().remove(me);
-            drop(lane);
-            let mut session = Session {
-                at: Place::Loop(core),
-                id: me,
-                peer,
-                profile,
-                data: &mut data,
-            };
-            self.hooks.close(&mut session, &reason);
+            self.closing(core, (me, peer, profile), &mut data, lane, &reason);
             return;
         }
         let back = {
@@ -303,8 +321,42 @@ impl App {
         }
     }
 
+    /// The last of connection `me` (gone, its data here): the work still
+    /// in its `lane` (`ConnHandle::run`, which runs before `on_close`
+    /// even on a closing connection), then `on_close`.
+    pub(crate) fn closing(
+        &self,
+        core: &LoopCore,
+        (me, peer, profile): (ConnId, std::net::SocketAddr, u8),
+        data: &mut Extensions,
+        lane: Option<Lane>,
+        reason: &CloseReason,
+    ) {
+        for q in lane.into_iter().flat_map(|l| l.items) {
+            if let Item::Work(work) = q.item {
+                let ran = catch_unwind(AssertUnwindSafe(|| {
+                    work(Place::Loop(core), me, peer, profile, data)
+                }));
+                if let Err(panic) = ran {
+                    log::error!(
+                        "conn {me}: code run on it panicked: {}",
+                        panic_message(&*panic)
+                    );
+                }
+            }
+        }
+        let mut session = Session {
+            at: Place::Loop(core),
+            id: me,
+            peer,
+            profile,
+            data,
+        };
+        self.hooks.close(&mut session, reason);
+    }
+
     /// Connection `me` closed while its data was out: `on_close` waits for
-    /// the data; what was queued behind is dropped.
+    /// the data; the messages queued behind are dropped.
     pub(crate) fn close_when_back(
         &self,
         core: &LoopCore,
@@ -321,15 +373,15 @@ impl App {
     }
 
     /// The loop exits with data still out: run those `on_close`s with
-    /// what the connections have here (nothing). Returns how many.
-    pub(crate) fn abandon_lanes(&self, core: &LoopCore) -> usize {
+    /// what the connections have here (nothing). Returns which.
+    pub(crate) fn abandon_lanes(&self, core: &LoopCore) -> Vec<ConnId> {
         let lanes = core.lanes.borrow_mut().take_all();
-        let mut abandoned = 0;
+        let mut abandoned = Vec::new();
         for (me, lane) in lanes {
             let Some((reason, peer, profile)) = lane.closed else {
                 continue;
             };
-            abandoned += 1;
+            abandoned.push(me);
             log::warn!("conn {me}: its handler was still running as the loop exited; on_close runs without its data");
             let mut data = Extensions::new();
             let mut session = Session {

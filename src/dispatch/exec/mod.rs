@@ -62,6 +62,9 @@ pub(crate) enum Job {
     Task(Task),
     /// Code of the server's (a `Builder::every` tick under `Single`).
     Run(Box<dyn FnOnce() + Send>),
+    /// The server has stopped: end (one per thread, behind the work
+    /// queued).
+    Stop,
 }
 
 /// The channels to the worker pool and the logic thread (where a server

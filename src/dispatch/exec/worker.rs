@@ -7,12 +7,13 @@
 
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::super::context::{Context, Session};
 use super::super::{handle, App};
@@ -32,23 +33,38 @@ const EARLY: Duration = Duration::from_millis(1);
 #[derive(Default)]
 pub(crate) struct Workers {
     threads: Vec<JoinHandle<()>>,
+    /// Each channel, with the number of threads taking from it (told to
+    /// stop with one `Job::Stop` each).
+    channels: Vec<(Sender<Job>, usize)>,
     /// Disconnected once every thread has ended (each holds a sender).
     ended: Option<Receiver<()>>,
 }
 
 impl Workers {
-    /// Join the threads that end by `deadline` (all of them, without
-    /// one; an idle thread gets [`GRACE`] to see its channel close); a
-    /// thread still running a handler then is left to end on its own (its
-    /// outcome is dropped). False if one panicked.
+    /// Tell the threads to stop (the loops have exited: what they have
+    /// queued is dropped), and join the ones that end by `deadline` (all of
+    /// them, without one; at least [`GRACE`] is given). A thread still in a
+    /// handler then is left to end on its own (its outcome is dropped).
+    /// False if one panicked.
     pub(crate) fn join(&mut self, deadline: Option<Instant>) -> bool {
+        for (tx, threads) in self.channels.drain(..) {
+            for _ in 0..threads {
+                let _ = tx.send(Job::Stop);
+            }
+        }
+        let mut all_ended = deadline.is_none();
         if let (Some(ended), Some(deadline)) = (self.ended.take(), deadline) {
-            let _ = ended.recv_deadline(deadline.max(Instant::now() + GRACE));
+            let until = deadline.max(Instant::now() + GRACE);
+            all_ended = matches!(
+                ended.recv_deadline(until),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+            );
         }
         let mut ok = true;
         let mut left = 0;
         for t in self.threads.drain(..) {
-            if deadline.is_none() || t.is_finished() {
+            // Every thread has let go of its sender: each is at its end.
+            if all_ended || t.is_finished() {
                 ok &= t.join().is_ok();
             } else {
                 left += 1;
@@ -64,7 +80,7 @@ impl Workers {
     }
 }
 
-/// How long an idle worker may take to end once the loops have.
+/// How long an idle worker may take to end once told to.
 const GRACE: Duration = Duration::from_millis(100);
 
 /// Start the threads `receivers` ask for. They hold the application
@@ -77,38 +93,49 @@ pub(crate) fn spawn(
 ) -> io::Result<Workers> {
     let mut threads = Vec::new();
     let (alive, ended) = crossbeam_channel::bounded::<()>(0);
-    let mut start = |name: String, rx: Receiver<Job>| -> io::Result<()> {
+    let mut start = |name: String, rx: Receiver<Job>, logic: bool| -> io::Result<()> {
         let (app, runtime, alive) = (Arc::downgrade(app), runtime.clone(), alive.clone());
         let t = std::thread::Builder::new().name(name).spawn(move || {
-            work(&rx, &app, &runtime);
-            drop(alive);
+            let _alive = alive;
+            work(&rx, &app, &runtime, logic);
         })?;
         threads.push(t);
         Ok(())
     };
-    if let Some((rx, n)) = receivers.pool {
+    let mut channels = Vec::new();
+    if let (Some((rx, n)), Some(tx)) = (receivers.pool, &app.exec.pool) {
         for i in 0..n {
-            start(format!("netloom-worker-{i}"), rx.clone())?;
+            start(format!("netloom-worker-{i}"), rx.clone(), false)?;
         }
+        channels.push((tx.clone(), n));
     }
-    if let Some(rx) = receivers.single {
-        start("netloom-logic".into(), rx)?;
+    if let (Some(rx), Some(tx)) = (receivers.single, &app.exec.single) {
+        start("netloom-logic".into(), rx, true)?;
+        channels.push((tx.clone(), 1));
     }
     Ok(Workers {
         threads,
+        channels,
         ended: Some(ended),
     })
 }
 
-fn work(rx: &Receiver<Job>, app: &Weak<App>, runtime: &Arc<Runtime>) {
+/// Take jobs until told to stop; `logic`: this is the logic thread.
+fn work(rx: &Receiver<Job>, app: &Weak<App>, runtime: &Arc<Runtime>, logic: bool) {
     while let Ok(job) = rx.recv() {
         match job {
             Job::Task(task) => {
+                let exited = &runtime.loops[task.conn.loop_index()].exited;
+                if exited.load(Ordering::Acquire) {
+                    // Its loop is gone, and its `on_close` has run.
+                    continue;
+                }
                 let Some(app) = app.upgrade() else {
                     return;
                 };
-                run_task(&app, runtime, task);
+                run_task(&app, runtime, task, logic);
             }
+            Job::Stop => return,
             Job::Run(f) => {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
                     log::error!("a server timer panicked: {}", panic_message(&*panic));
@@ -119,7 +146,7 @@ fn work(rx: &Receiver<Job>, app: &Weak<App>, runtime: &Arc<Runtime>) {
 }
 
 /// Run one connection's items in order, then give its data back.
-fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task) {
+fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task, logic: bool) {
     let Task {
         conn,
         peer,
@@ -131,8 +158,11 @@ fn run_task(app: &App, runtime: &Arc<Runtime>, task: Task) {
     } = task;
     let off = Off::new(runtime, &app.state, items.len(), warned);
     // A `ConnHandle::run(..).wait()` for this connection would wait for
-    // this task: it panics instead (`Receipt::wait`).
-    let _holding = Holding::enter(runtime, conn);
+    // this task (on the logic thread of a server whose model is
+    // `Exec::Single`, any connection's would): it panics instead
+    // (`Receipt::wait`).
+    let every = logic && runtime.config.logic_thread;
+    let _holding = Holding::enter(runtime, conn, every);
     let routing = app.routing(profile);
     let count = items.len();
     let mut last_given = Instant::now();

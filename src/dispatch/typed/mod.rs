@@ -81,7 +81,8 @@ struct Bounded(String);
 
 impl fmt::Write for Bounded {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = MESSAGE_MAX.saturating_sub(self.0.len());
+        // Room for the `…` (3 bytes) too.
+        let room = (MESSAGE_MAX - 3).saturating_sub(self.0.len());
         if s.len() <= room {
             self.0.push_str(s);
             return Ok(());

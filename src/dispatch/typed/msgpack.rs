@@ -15,9 +15,18 @@ impl<'a> Context<'a> {
     ///
     /// [`DecodeError`] when the body is not MessagePack of type `T`.
     pub fn msgpack<T: Deserialize<'a>>(&self) -> std::result::Result<T, DecodeError> {
-        let mut de = rmp_serde::Deserializer::from_read_ref(self.body);
         // rmp-serde's own bound (1 024 levels) overflows a loop thread's
-        // stack in a debug build; serde_json's is 128.
+        // stack in a debug build, and it does not count the one-entry maps
+        // of nested enums at all: the body's nesting is checked first,
+        // without recursion (serde_json's bound is 128 too).
+        if !nesting_within(self.body, MAX_DEPTH) {
+            return Err(DecodeError::new(
+                "msgpack",
+                self.id,
+                format_args!("nested deeper than {MAX_DEPTH}"),
+            ));
+        }
+        let mut de = rmp_serde::Deserializer::from_read_ref(self.body);
         de.set_max_depth(MAX_DEPTH);
         T::deserialize(&mut de).map_err(|e| DecodeError::new("msgpack", self.id, e))
     }
@@ -46,8 +55,100 @@ impl Session<'_> {
 /// How deep a MessagePack body may nest (arrays and maps in each other).
 const MAX_DEPTH: usize = 128;
 
+/// Whether the arrays and maps of a MessagePack `body` nest at most `max`
+/// deep (walked without recursion: each value costs at least a byte, so
+/// the walk ends with the body). A body cut short or malformed passes:
+/// the decoder says what is wrong with it.
+fn nesting_within(mut body: &[u8], max: usize) -> bool {
+    use rmp::Marker;
+    // Values still to read in each open array or map (the root first).
+    let mut open: Vec<u64> = vec![1];
+    while let Some(left) = open.last_mut() {
+        if *left == 0 {
+            open.pop();
+            continue;
+        }
+        *left -= 1;
+        let Some((&byte, rest)) = body.split_first() else {
+            return true;
+        };
+        body = rest;
+        let be = |n: usize, b: &[u8]| -> Option<u64> {
+            b.get(..n)
+                .map(|x| x.iter().fold(0u64, |acc, &d| acc << 8 | u64::from(d)))
+        };
+        // Bytes the value takes after its marker, or the values it holds.
+        let (skip, holds) = match Marker::from_u8(byte) {
+            Marker::FixArray(n) => (0, Some(u64::from(n))),
+            Marker::FixMap(n) => (0, Some(2 * u64::from(n))),
+            Marker::Array16 => (2, be(2, body)),
+            Marker::Array32 => (4, be(4, body)),
+            Marker::Map16 => (2, be(2, body).map(|n| 2 * n)),
+            Marker::Map32 => (4, be(4, body).map(|n| 2 * n)),
+            Marker::FixStr(n) => (usize::from(n), None),
+            Marker::Str8 | Marker::Bin8 => (1 + be(1, body).unwrap_or(0) as usize, None),
+            Marker::Str16 | Marker::Bin16 => (2 + be(2, body).unwrap_or(0) as usize, None),
+            Marker::Str32 | Marker::Bin32 => (4 + be(4, body).unwrap_or(0) as usize, None),
+            Marker::Ext8 => (2 + be(1, body).unwrap_or(0) as usize, None),
+            Marker::Ext16 => (3 + be(2, body).unwrap_or(0) as usize, None),
+            Marker::Ext32 => (5 + be(4, body).unwrap_or(0) as usize, None),
+            Marker::FixExt1 => (2, None),
+            Marker::FixExt2 => (3, None),
+            Marker::FixExt4 => (5, None),
+            Marker::FixExt8 => (9, None),
+            Marker::FixExt16 => (17, None),
+            Marker::U8 | Marker::I8 => (1, None),
+            Marker::U16 | Marker::I16 => (2, None),
+            Marker::U32 | Marker::I32 | Marker::F32 => (4, None),
+            Marker::U64 | Marker::I64 | Marker::F64 => (8, None),
+            _ => (0, None),
+        };
+        let Some(rest) = body.get(skip.min(body.len())..) else {
+            return true;
+        };
+        body = rest;
+        if let Some(n) = holds {
+            open.push(n);
+            // The root is not a level.
+            if open.len() > max + 1 {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 fn encode<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> std::result::Result<(), String> {
     value
         .serialize(&mut rmp_serde::Serializer::new(buf).with_struct_map())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting_within;
+
+    #[test]
+    fn nesting_counts_arrays_and_maps_and_skips_everything_else() {
+        // [[1]] is two levels; {"a": [1, "xy"]} two; 128 arrays pass.
+        assert!(nesting_within(&[0x91, 0x91, 0x01], 2));
+        assert!(!nesting_within(&[0x91, 0x91, 0x01], 1));
+        assert!(nesting_within(
+            &[0x81, 0xa1, b'a', 0x92, 0x01, 0xa2, b'x', b'y'],
+            2
+        ));
+        let deep = |n: usize| [vec![0x91; n], vec![0xc0]].concat();
+        assert!(nesting_within(&deep(128), 128));
+        assert!(!nesting_within(&deep(129), 128));
+        // Enums nest as one-entry maps.
+        let enums: Vec<u8> = (0..200).flat_map(|_| [0x81, 0xa1, b'N']).collect();
+        assert!(!nesting_within(&enums, 128));
+        // A str8 holding bytes that look like arrays is skipped whole.
+        let mut s = vec![0xd9, 200];
+        s.extend([0x91; 200]);
+        assert!(nesting_within(&s, 1));
+        // Cut short, or a count no body holds: the decoder's to refuse.
+        assert!(nesting_within(&[0xdd, 0xff, 0xff, 0xff, 0xff], 1));
+        assert!(nesting_within(&[], 1));
+    }
 }

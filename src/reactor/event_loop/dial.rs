@@ -287,7 +287,7 @@ impl EventLoop {
             let spread = self.jitter.next();
             (policy.delay(dial.attempt, spread), dial.attempt)
         };
-        let generation = {
+        let (generation, out) = {
             let mut slab = table.conns.borrow_mut();
             let Some(conn) = slab.get_mut(key) else {
                 return false;
@@ -321,13 +321,13 @@ impl EventLoop {
                 | flag::BODY_WARNED
                 | flag::EXEC;
             conn.flags &= keep;
-            conn.generation
+            (conn.generation, conn.has(flag::EXEC))
         };
         table.fail_requests(key, generation);
         let id = table.id(key, generation);
         // The lost session's messages not yet handled go with it (as on a
         // close; a link closed for its backlog starts the next one empty).
-        drop(core.lanes.borrow_mut().new_session(id));
+        drop(core.lanes.borrow_mut().new_session(id, out));
         if let CloseReason::TlsHandshake(_) = reason {
             // A refused certificate or name does not fix itself: say so
             // louder than a refused connect.

@@ -14,10 +14,9 @@ use super::EventLoop;
 use crate::buf::LazyQueue;
 use crate::conn::flag;
 use crate::conn::Conn;
-use crate::dispatch::context::Session;
 use crate::dispatch::with_session;
 use crate::error::{CloseReason, Ending};
-use crate::runtime::exec::Place;
+use crate::id::ConnId;
 use crate::stats::Counters;
 use crate::transport::Protocol;
 
@@ -174,15 +173,8 @@ impl EventLoop {
             self.app.close_when_back(&core, id, reason, peer, profile);
         } else {
             let lane = core.lanes.borrow_mut().remove(id);
-            drop(lane);
-            let mut session = Session {
-                at: Place::Loop(&core),
-                id,
-                peer,
-                profile,
-                data: &mut data,
-            };
-            self.app.hooks.close(&mut session, &reason);
+            self.app
+                .closing(&core, (id, peer, profile), &mut data, lane, &reason);
         }
         if let Some(watch) = watch {
             (watch.0)(false);
@@ -207,27 +199,29 @@ impl EventLoop {
     /// connections with a reconnect policy too (the loop exits).
     pub(super) fn close_all_now(&mut self) -> usize {
         self.exiting = true;
-        let keys: Vec<(usize, bool)> = {
-            let mut slab = self.core.table.conns.borrow_mut();
+        let table = &self.core.table;
+        let keys: Vec<(usize, Option<ConnId>)> = {
+            let mut slab = table.conns.borrow_mut();
             slab.iter_mut()
                 .map(|(k, c)| {
                     if c.close_reason.is_none() {
                         c.close_reason = Some(Box::new(CloseReason::Shutdown));
                     }
-                    (k, c.queued() > 0)
+                    (k, (c.queued() > 0).then(|| table.id_of(k, c)))
                 })
                 .collect()
         };
-        let unflushed = keys.iter().filter(|(_, u)| *u).count();
-        self.count_unflushed(unflushed);
+        let unflushed: Vec<ConnId> = keys.iter().filter_map(|(_, u)| *u).collect();
+        self.count_unflushed(unflushed.len());
         for (key, _) in keys {
             self.finalize(key);
         }
         // A connection whose handler still runs is not closed cleanly
-        // either (its `on_close` runs without its data).
+        // either (its `on_close` runs without its data): counted once.
         let abandoned = self.app.abandon_lanes(&self.core);
         if self.shutdown.is_some() {
-            self.unflushed_in_shutdown += abandoned;
+            let more = abandoned.iter().filter(|id| !unflushed.contains(id));
+            self.unflushed_in_shutdown += more.count();
         }
         self.unflushed_in_shutdown
     }

@@ -451,7 +451,10 @@ impl EventLoop {
                         c.has(flag::PINGED),
                         *hb,
                         c.profile == SERVER_PROFILE,
-                        c.layer.protocol() == crate::transport::Protocol::WebSocket,
+                        // hotpot's envelope is spoken in message mode only
+                        // (packer mode carries sequence numbers).
+                        c.layer.protocol() == crate::transport::Protocol::WebSocket
+                            && !self.core.table.wire().ws().is_some_and(|w| w.carries_seq()),
                     )
                 }
                 _ => return,

@@ -125,7 +125,7 @@ fn deep_msgpack_child() {
         let (id, reply) = c.recv();
         assert_eq!(id, 99, "route {route}: {}", String::from_utf8_lossy(&reply));
         assert!(
-            String::from_utf8_lossy(&reply).contains("depth"),
+            String::from_utf8_lossy(&reply).contains("deep"),
             "route {route}"
         );
     }
