@@ -15,6 +15,8 @@ mod tls;
 mod typed;
 #[cfg(feature = "ws")]
 mod ws;
+#[cfg(feature = "ws")]
+mod ws_dial;
 
 pub use group::Group;
 pub use profile::Profile;

@@ -17,6 +17,15 @@
 //! # Ok::<(), netloom::Error>(())
 //! ```
 //!
+//! # Clients
+//!
+//! [`Dial::ws`](crate::Dial::ws) dials a WebSocket server from the same
+//! loops (`wss://` with [`Dial::wss`](crate::Dial::wss), feature `tls`):
+//! the same modes, limits, heartbeat and close codes as a listener's
+//! connections, with every frame masked; the server's answer to the
+//! upgrade is kept as the connection's data ([`WsResponse`]).
+//! `examples/ws_client.rs` and `examples/autobahn_client.rs` use it.
+//!
 //! # How it works
 //!
 //! The loops read WebSocket connections like any other and pass the bytes
@@ -71,4 +80,4 @@
 //! handshake timeout covers TLS and the upgrade.
 
 #[doc(inline)]
-pub use crate::transport::ws::{WsMode, WsRequest, BINARY, MAX_REQUEST_HEAD, TEXT};
+pub use crate::transport::ws::{WsMode, WsRequest, WsResponse, BINARY, MAX_REQUEST_HEAD, TEXT};

@@ -112,3 +112,29 @@ impl Dial {
         self
     }
 }
+
+#[cfg(feature = "ws")]
+impl Dial {
+    /// Dial the WebSocket server at `url` over TLS (`wss://host[:port]/…`,
+    /// features `tls` and `ws`): as [`Dial::ws`], with TLS as the client
+    /// (`config`), the certificate checked against the URL's host.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dial::ws`]; also for a host that is not a valid server name.
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "tls", feature = "ws"))))]
+    pub fn wss(url: &str, config: Arc<ClientConfig>) -> crate::Result<Self> {
+        let dial = Dial::ws(url)?;
+        let host = match dial.host_name() {
+            Some((host, _)) => host.to_owned(),
+            None => dial.addr().ip().to_string(),
+        };
+        let name = ServerName::try_from(host)
+            .map_err(|e| crate::Error::Config(format!("WebSocket URL {url:?}: {e}")))?;
+        let mut dial = dial.tls(config, name);
+        if let Some((_, secure)) = &mut dial.ws {
+            *secure = true;
+        }
+        Ok(dial)
+    }
+}

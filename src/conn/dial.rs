@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::config::{saturate, HealthCheck, Reconnect, WhileDown};
 use crate::transport::tls::TlsConnector;
+use crate::transport::ws::WsDial;
 
 /// An outbound connection to make on the server's loops: see
 /// [`Hub::dial`](crate::Hub::dial).
@@ -43,6 +44,9 @@ pub struct Dial {
     pub(crate) while_down: WhileDown,
     /// TLS as the client (`Dial::tls`); `None`: plain TCP.
     pub(crate) tls: Option<TlsConnector>,
+    /// WebSocket as the client (`Dial::ws`), and whether its URL was
+    /// `wss://`.
+    pub(crate) ws: Option<(Arc<WsDial>, bool)>,
     /// Drop the link after this many request timeouts in a row.
     pub(crate) timeouts_to_drop: Option<u32>,
     /// The application-level health check, if any.
@@ -67,6 +71,7 @@ impl Dial {
             reconnect: None,
             while_down: WhileDown::Queue,
             tls: None,
+            ws: None,
             timeouts_to_drop: None,
             health: None,
             profile_name: None,

@@ -101,14 +101,24 @@ impl Hub {
                 ));
             }
         }
+        // A WebSocket dial carries sequence numbers in its packer mode only.
+        let ws_messages = dial.ws.as_ref().is_some_and(|(ws, _)| !ws.carries_seq());
         if (dial.timeouts_to_drop.is_some() || dial.health.is_some())
-            && !runtime.wire.packer_carries_seq(dial.profile)
+            && (ws_messages || !runtime.wire.packer_carries_seq(dial.profile))
         {
             return Err(Error::NoSeq);
         }
         if let Some(tls) = &dial.tls {
             tls.check()
                 .map_err(|e| Error::Config(format!("Dial::tls: {e}")))?;
+        }
+        if let Some((ws, secure)) = &mut dial.ws {
+            if *secure && dial.tls.is_none() {
+                return Err(Error::Config(
+                    "a wss:// dial needs TLS: Dial::wss(url, client_config)".into(),
+                ));
+            }
+            Arc::make_mut(ws).settle(&runtime.config)?;
         }
         let spec = Arc::new(dial);
         let id = match local::current(runtime, |core| core.reserve_dial(spec.clone())) {

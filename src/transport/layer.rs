@@ -30,17 +30,34 @@ impl Layer {
 
     /// The layers of a connection this server dialed, for one connect
     /// attempt: TLS as the client when the dial asks for it (its
-    /// ClientHello waiting to be written), never WebSocket.
+    /// ClientHello waiting to be written), WebSocket as the client when it
+    /// is a `Dial::ws` (its upgrade request waiting behind the TLS
+    /// handshake).
     ///
     /// # Errors
     ///
-    /// `TlsHandshake` if rustls refuses to start a session.
-    pub(crate) fn dialed(tls: Option<&tls::TlsConnector>) -> Result<Layer, CloseReason> {
+    /// `TlsHandshake` if rustls refuses to start a session, `BadUpgrade`
+    /// if the upgrade request does not build.
+    pub(crate) fn dialed(
+        tls: Option<&tls::TlsConnector>,
+        ws: Option<&std::sync::Arc<ws::WsDial>>,
+    ) -> Result<Layer, CloseReason> {
         let tls = match tls {
             Some(connector) => Some(Box::new(connector.session()?)),
             None => None,
         };
-        Ok(Layer::new(tls, None))
+        let ws = match ws {
+            Some(dial) => Some(ws::WsSession::dialing(dial)?),
+            None => None,
+        };
+        Ok(Layer::new(tls, ws))
+    }
+
+    /// The layers of a dialed connection that is down (not connected): a
+    /// WebSocket dial's says so (what is sent meanwhile is framed for it,
+    /// and waits for the next connection), and does nothing else.
+    pub(crate) fn down(ws: Option<&std::sync::Arc<ws::WsDial>>) -> Layer {
+        Layer::new(None, ws.map(ws::WsSession::down))
     }
 
     fn tls(&self) -> Option<&tls::TlsSession> {
@@ -67,6 +84,9 @@ impl Layer {
     /// What the connection speaks.
     pub(crate) fn protocol(&self) -> Protocol {
         match self.ws() {
+            Some(ws) if ws.is_client() => Protocol::WsClient {
+                packer: ws.packer_mode(),
+            },
             Some(_) => Protocol::WebSocket,
             None => Protocol::Raw,
         }
@@ -243,9 +263,11 @@ impl Layer {
         self.tls().is_some_and(|t| t.owes_goodbye())
     }
 
-    /// Something other than the write queue waits to be written.
+    /// Something other than the write queue waits to be written (TLS's
+    /// records, a dial's upgrade request).
     pub(crate) fn wants_write(&self) -> bool {
         self.tls().is_some_and(|t| t.wants_write())
+            || self.ws().is_some_and(ws::WsSession::owes_request)
     }
 
     /// Write the queue (through the layers) to `w` until done or `w` would
@@ -259,6 +281,17 @@ impl Layer {
         let Some(stack) = self.0.as_deref_mut() else {
             return buf::write_queue(queue, w);
         };
+        // A dial's upgrade request goes first, alone.
+        if let Some(request) = stack.ws.as_mut().and_then(ws::WsSession::request_to_write) {
+            let flushed = match &mut stack.tls {
+                Some(tls) => tls.flush(Some(request), w),
+                None => buf::write_queue(Some(request), w),
+            };
+            if let Some(ws) = &mut stack.ws {
+                ws.request_written();
+            }
+            return flushed;
+        }
         let upgrading = stack.ws.as_ref().is_some_and(|ws| ws.is_upgrading());
         let queue = queue.filter(|_| !upgrading);
         match &mut stack.tls {

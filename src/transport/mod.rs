@@ -51,6 +51,10 @@ pub(crate) enum Protocol {
     Raw,
     /// WebSocket over TCP (or TLS): `ws://` (`wss://`).
     WebSocket,
+    /// The client's end of WebSocket (`Dial::ws`): masked frames; with
+    /// `packer`, binary messages carry packer frames. No listener speaks
+    /// it.
+    WsClient { packer: bool },
 }
 
 /// A close frame the application asked for (`close_with`); layers without
@@ -87,6 +91,8 @@ pub(crate) struct Incoming {
     pub(crate) upgrade: Option<Box<ws::WsRequest>>,
     /// The TLS handshake completed: what it settled.
     pub(crate) tls_info: Option<tls::TlsInfo>,
+    /// A dial's WebSocket upgrade was answered and checked: it is open.
+    pub(crate) ws_response: Option<Box<ws::WsResponse>>,
 }
 
 impl Incoming {
@@ -97,6 +103,7 @@ impl Incoming {
             wants_write: self.wants_write || above.wants_write,
             upgrade: above.upgrade.or(self.upgrade),
             tls_info: self.tls_info.or(above.tls_info),
+            ws_response: above.ws_response.or(self.ws_response),
         }
     }
 }

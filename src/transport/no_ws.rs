@@ -19,6 +19,35 @@ pub(crate) enum WsSession {}
 #[derive(Debug)]
 pub(crate) enum WsRequest {}
 
+/// An upgrade answer; never received without the `ws` feature.
+#[derive(Debug)]
+pub(crate) enum WsResponse {}
+
+/// A WebSocket dial; never made without the `ws` feature.
+#[derive(Debug, Clone)]
+pub(crate) enum WsDial {}
+
+impl WsDial {
+    pub(crate) fn carries_seq(&self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn settle(&mut self, _config: &Config) -> Result<()> {
+        match *self {}
+    }
+}
+
+/// No WebSocket dial's frames exist without the `ws` feature.
+pub(crate) fn encode_client(
+    _packer_mode: bool,
+    _packer: &ServerPacker,
+    _msg: (u32, u32),
+    _body: &[u8],
+    _out: &mut BytesMut,
+) -> std::result::Result<(), PackError> {
+    Err(PackError::Malformed("WebSocket is compiled out".into()))
+}
+
 impl WsSettings {
     pub(crate) fn validate(&mut self, _config: &Config) -> Result<()> {
         match *self {}
@@ -45,6 +74,36 @@ impl WsSettings {
 }
 
 impl WsSession {
+    pub(crate) fn dialing(
+        dial: &std::sync::Arc<WsDial>,
+    ) -> std::result::Result<WsSession, CloseReason> {
+        match **dial {}
+    }
+
+    pub(crate) fn down(dial: &std::sync::Arc<WsDial>) -> WsSession {
+        match **dial {}
+    }
+
+    pub(crate) fn request_to_write(&mut self) -> Option<&mut crate::buf::queue::WriteQueue> {
+        match *self {}
+    }
+
+    pub(crate) fn request_written(&mut self) {
+        match *self {}
+    }
+
+    pub(crate) fn owes_request(&self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn is_client(&self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn packer_mode(&self) -> bool {
+        match *self {}
+    }
+
     pub(crate) fn is_upgrading(&self) -> bool {
         match *self {}
     }

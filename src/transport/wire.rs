@@ -105,6 +105,7 @@ impl Wire {
             && match protocol {
                 Protocol::Raw => true,
                 Protocol::WebSocket => self.ws.as_ref().is_some_and(|ws| ws.carries_seq()),
+                Protocol::WsClient { packer } => packer,
             }
     }
 
@@ -132,7 +133,8 @@ impl Wire {
         };
         let ws = match protocol {
             Protocol::WebSocket => self.ws.as_ref().map(ws::WsSettings::session),
-            Protocol::Raw => None,
+            // No listener speaks it (a dial's layers are `Layer::dialed`).
+            Protocol::Raw | Protocol::WsClient { .. } => None,
         };
         Ok(Layer::new(tls, ws))
     }
@@ -158,6 +160,9 @@ impl Wire {
         match (protocol, &self.ws) {
             (Protocol::Raw, _) => packer.encode(id, seq, body, out),
             (Protocol::WebSocket, Some(ws)) => ws.encode(packer, id, seq, body, out),
+            (Protocol::WsClient { packer: framed }, _) => {
+                ws::encode_client(framed, packer, (id, seq), body, out)
+            }
             (Protocol::WebSocket, None) => Err(PackError::Malformed(
                 "no WebSocket listener on this server".into(),
             )),
@@ -193,10 +198,11 @@ impl Wire {
     /// (a broadcast: every recipient's queue shares it), and with
     /// `dialed` for dialed connections too, which speak `Raw` whatever the
     /// listeners speak (a server that only dials has no listener at all).
-    /// With `dialed` on a server with dial profiles, the message is kept
-    /// as it is as well: a recipient of a profile has it encoded by its
-    /// own packer, on its loop (`Encoded::message`), so that a message
-    /// for the server's clients pays for no profile's packer.
+    /// With `dialed`, the message is kept as it is as well: a recipient
+    /// of a dial profile, or a WebSocket dial (whose frames are masked
+    /// each afresh), has it encoded for itself, on its loop
+    /// (`Encoded::message`), so that a message for the server's clients
+    /// pays for no profile's packer.
     pub(crate) fn encode_all(
         &self,
         id: u32,
@@ -215,9 +221,10 @@ impl Wire {
             match protocol {
                 Protocol::Raw => encoded.raw = Some(frame),
                 Protocol::WebSocket => encoded.ws = Some(frame),
+                Protocol::WsClient { .. } => {}
             }
         }
-        if dialed && !self.profiles.is_empty() {
+        if dialed {
             let body = match body.shareable() {
                 Some(shared) => shared.clone(),
                 None => Bytes::copy_from_slice(body.as_slice()),
@@ -293,12 +300,14 @@ impl Encoded {
         match protocol {
             Protocol::Raw => self.raw.as_ref(),
             Protocol::WebSocket => self.ws.as_ref(),
+            // Masked afresh for each frame: never shared.
+            Protocol::WsClient { .. } => None,
         }
     }
 
-    /// The message (id, seq, body) for a recipient of a dial profile:
-    /// `None` unless the server has profiles and the recipients may be
-    /// dialed connections.
+    /// The message (id, seq, body) for a recipient of a dial profile or a
+    /// WebSocket dial: `None` unless the recipients may be dialed
+    /// connections.
     pub(crate) fn message(&self) -> Option<&(u32, u32, Bytes)> {
         self.message.as_deref()
     }

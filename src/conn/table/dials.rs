@@ -11,6 +11,7 @@ use crate::conn::{flag, Conn};
 use crate::error::{Error, Result};
 use crate::id::ConnId;
 use crate::stats::Counters;
+use crate::transport::Layer;
 
 impl ConnTable {
     /// Make a dialed connection: its slot and id now, down (no socket)
@@ -18,7 +19,8 @@ impl ConnTable {
     /// activity starts when it connects).
     pub(crate) fn reserve_dial(&self, spec: Arc<Dial>) -> ConnId {
         let generation = self.next_generation();
-        let mut conn = Conn::new(None, spec.addr, generation, 0, Default::default());
+        let layer = Layer::down(spec.ws.as_ref().map(|w| &w.0));
+        let mut conn = Conn::new(None, spec.addr, generation, 0, layer);
         conn.set(flag::OUTBOUND);
         conn.profile = spec.profile;
         let key = self.insert(conn);

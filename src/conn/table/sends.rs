@@ -9,7 +9,7 @@ use crate::config::SERVER_PROFILE;
 use crate::conn::{flag, Conn};
 use crate::error::{Error, PackError};
 use crate::id::ConnId;
-use crate::transport::Encoded;
+use crate::transport::{Encoded, Protocol};
 
 impl ConnTable {
     /// Queue an encoded message on each of `ids` (connections of this
@@ -26,7 +26,8 @@ impl ConnTable {
                 self.send_error(Error::Closed);
                 continue;
             };
-            if conn.profile != SERVER_PROFILE {
+            let protocol = conn.layer.protocol();
+            if conn.profile != SERVER_PROFILE || matches!(protocol, Protocol::WsClient { .. }) {
                 own_packer.push(*to);
                 continue;
             }
@@ -34,7 +35,7 @@ impl ConnTable {
                 self.send_error(Error::Disconnected);
                 continue;
             }
-            match encoded.get(conn.layer.protocol()) {
+            match encoded.get(protocol) {
                 Some(frame) => self.push_shared(key, conn, frame),
                 None => {
                     self.send_error(Error::Closed);

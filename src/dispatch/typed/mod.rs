@@ -53,6 +53,7 @@ pub struct DecodeError {
     pub message: String,
 }
 
+#[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
 impl DecodeError {
     /// The error of a body of message `msg_id` that is not `format`, in
     /// the decoder's words, cut to [`MESSAGE_MAX`] bytes: the words may
@@ -73,12 +74,15 @@ impl DecodeError {
 }
 
 /// The most bytes of a [`DecodeError`]'s message (then `…`).
+#[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
 pub(crate) const MESSAGE_MAX: usize = 256;
 
 /// A string that takes at most [`MESSAGE_MAX`] bytes of text (cut at a
 /// character's boundary, marked with `…`), without formatting the rest.
+#[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
 struct Bounded(String);
 
+#[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
 impl fmt::Write for Bounded {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // Room for the `…` (3 bytes) too.

@@ -148,7 +148,7 @@ impl EventLoop {
             .dials
             .borrow()
             .get(&key)
-            .map(|d| Layer::dialed(d.spec.tls.as_ref()))
+            .map(|d| Layer::dialed(d.spec.tls.as_ref(), d.spec.ws.as_ref().map(|w| &w.0)))
         else {
             return;
         };
@@ -287,6 +287,8 @@ impl EventLoop {
             let spread = self.jitter.next();
             (policy.delay(dial.attempt, spread), dial.attempt)
         };
+        let dial_ws =
+            (table.dials.borrow().get(&key)).and_then(|d| d.spec.ws.as_ref().map(|w| w.0.clone()));
         let (generation, out) = {
             let mut slab = table.conns.borrow_mut();
             let Some(conn) = slab.get_mut(key) else {
@@ -311,7 +313,7 @@ impl EventLoop {
             .release_if_empty();
             // The layers go first: what they held (a TLS record cut off by
             // the loss) is freed with them and must not stay counted.
-            conn.layer = Layer::default();
+            conn.layer = Layer::down(dial_ws.as_ref());
             table.release_partial(conn);
             conn.close_reason = None;
             // `EXEC`: a worker may hold its data across the loss.

@@ -195,8 +195,16 @@ impl EventLoop {
                 let incoming = layer.receive(input, &mut sink)?;
                 wants_write = incoming.wants_write;
                 decoded.upgrade = incoming.upgrade;
+                // A dial opens when its handshakes are done: TLS's, then a
+                // WebSocket dial's upgrade.
+                let handshake_done = incoming.tls_info.is_some() || incoming.ws_response.is_some();
                 if let Some(info) = incoming.tls_info {
                     data.insert(info);
+                }
+                if let Some(response) = incoming.ws_response {
+                    data.insert(*response);
+                }
+                if handshake_done && !layer.is_handshaking() {
                     decoded.opened = outbound;
                 }
                 if incoming.peer_closed {

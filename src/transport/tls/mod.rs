@@ -160,6 +160,7 @@ impl TlsSession {
         // TLS 1.3 without session tickets finishes with nothing to send:
         // still flush, or what was queued during the handshake would wait.
         Ok(Incoming {
+            ws_response: None,
             peer_closed: received.peer_closed,
             wants_write: received.handshake_done.is_some() || self.wants_write(),
             tls_info: received.handshake_done,

@@ -1,6 +1,6 @@
 //! WebSocket (RFC 6455) as a layer: the HTTP upgrade ([`handshake`]), then
 //! tungstenite's `WebSocketContext` over an in-memory adapter
-//! ([`session`]): its `Read` returns `WouldBlock` when the bytes of this
+//! ([`session`], [`feed`]): its `Read` returns `WouldBlock` when the bytes of this
 //! read are used up, its `Write` appends to the connection's write queue.
 //! tungstenite never sees the socket and nothing here blocks or waits.
 //! Outgoing data frames are formatted straight into the write queue
@@ -8,14 +8,18 @@
 //! request kept for the application. The only module that names
 //! tungstenite. The public face is `netloom::ws`.
 
+mod client;
 mod close;
 mod encode;
+mod feed;
 mod handshake;
 mod io;
 mod request;
 mod session;
 mod tracker;
 
+pub use client::WsResponse;
+pub(crate) use client::{Target, WsDial};
 pub use request::WsRequest;
 pub(crate) use session::WsSession;
 
@@ -119,8 +123,25 @@ impl WsSettings {
         body: &[u8],
         out: &mut BytesMut,
     ) -> std::result::Result<(), PackError> {
-        encode::encode(self.mode, packer, id, seq, body, out)
+        encode::encode(self.mode, packer, (id, seq), body, out, false)
     }
+}
+
+/// Encode one outgoing message of a dial (`Dial::ws`) as a masked data
+/// frame: a whole message, or with `packer` one packer frame.
+pub(crate) fn encode_client(
+    packer_mode: bool,
+    packer: &ServerPacker,
+    (id, seq): (u32, u32),
+    body: &[u8],
+    out: &mut BytesMut,
+) -> std::result::Result<(), PackError> {
+    let mode = if packer_mode {
+        WsMode::Packer
+    } else {
+        WsMode::Messages
+    };
+    encode::encode(mode, packer, (id, seq), body, out, true)
 }
 
 #[cfg(test)]

@@ -2,32 +2,43 @@
 //! request to the close handshake, driving tungstenite's
 //! `WebSocketContext` over an in-memory adapter.
 
-use std::io;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use tungstenite::error::Error as WsError;
-use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tungstenite::protocol::{Role, WebSocketContext};
 use tungstenite::Message as WsMessage;
 
-use super::close::{close_frame_for, fail, failure_code, peer_close, waits_for_peer_close};
+use super::client::WsDial;
+use super::close::{close_frame_for, fail, peer_close, waits_for_peer_close};
+use super::feed::{feed, Fed};
 use super::handshake;
 use super::io::Io;
 use super::tracker::{FrameTracker, Limits};
-use super::{WsMode, WsSettings, BINARY, TEXT};
+use super::{WsMode, WsSettings};
+use crate::buf::queue::WriteQueue;
 use crate::buf::LazyQueue;
-use crate::codec::Message;
 use crate::error::CloseReason;
 use crate::transport::{Goodbye, Incoming, Sink};
 
 /// One connection's WebSocket state.
 pub(crate) struct WsSession {
     mode: WsMode,
+    /// The client's end (a dial): masks what it sends, expects the
+    /// server's frames unmasked.
+    role: Role,
     state: State,
 }
 
 enum State {
+    /// A dial's upgrade: the request (while not all written), the
+    /// `Sec-WebSocket-Accept` the answer must carry, and the answer so far.
+    Dialing {
+        request: Option<Box<WriteQueue>>,
+        accept: String,
+        head: Vec<u8>,
+        dial: Arc<WsDial>,
+    },
     /// Reading the HTTP upgrade request: the bytes so far.
     Request(Vec<u8>),
     /// The request is valid; the application decides. `response` is the
@@ -47,14 +58,90 @@ impl WsSession {
     pub(super) fn new(mode: WsMode) -> WsSession {
         WsSession {
             mode,
+            role: Role::Server,
             state: State::Request(Vec::new()),
         }
+    }
+
+    /// A WebSocket dial between connections: its frames' kind, no traffic.
+    pub(crate) fn down(dial: &Arc<WsDial>) -> WsSession {
+        WsSession {
+            mode: dial.mode,
+            role: Role::Client,
+            state: State::Done,
+        }
+    }
+
+    /// One connect attempt of a WebSocket dial: its upgrade request waits
+    /// to be written (ahead of the write queue, which is held back until
+    /// the server's answer).
+    ///
+    /// # Errors
+    ///
+    /// `BadUpgrade` if the request does not build.
+    pub(crate) fn dialing(dial: &Arc<WsDial>) -> Result<WsSession, CloseReason> {
+        let (request, accept) = dial
+            .request()
+            .map_err(|e| CloseReason::BadUpgrade(e.to_string()))?;
+        let mut queue = Box::<WriteQueue>::default();
+        queue.push_front(Bytes::from(request));
+        Ok(WsSession {
+            mode: dial.mode,
+            role: Role::Client,
+            state: State::Dialing {
+                request: Some(queue),
+                accept,
+                head: Vec::new(),
+                dial: dial.clone(),
+            },
+        })
+    }
+
+    /// A dial's upgrade request not yet written in full.
+    pub(crate) fn request_to_write(&mut self) -> Option<&mut WriteQueue> {
+        match &mut self.state {
+            State::Dialing { request, .. } => request.as_deref_mut(),
+            _ => None,
+        }
+    }
+
+    /// A dial's upgrade request waits to be written.
+    pub(crate) fn owes_request(&self) -> bool {
+        matches!(
+            &self.state,
+            State::Dialing {
+                request: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// The request was written: drop its queue.
+    pub(crate) fn request_written(&mut self) {
+        if let State::Dialing { request, .. } = &mut self.state {
+            if request.as_ref().is_some_and(|q| q.is_empty()) {
+                *request = None;
+            }
+        }
+    }
+
+    /// This end is a dial's (frames it sends are masked).
+    pub(crate) fn is_client(&self) -> bool {
+        self.role == Role::Client
+    }
+
+    /// Binary messages carry packer frames.
+    pub(crate) fn packer_mode(&self) -> bool {
+        self.mode == WsMode::Packer
     }
 
     /// The upgrade is not complete yet (no frames flow; the write queue is
     /// held back).
     pub(crate) fn is_upgrading(&self) -> bool {
-        matches!(self.state, State::Request(_) | State::Deciding { .. })
+        matches!(
+            self.state,
+            State::Request(_) | State::Deciding { .. } | State::Dialing { .. }
+        )
     }
 
     /// Inside a frame or a fragmented message.
@@ -67,6 +154,7 @@ impl WsSession {
     pub(crate) fn held(&self) -> usize {
         match &self.state {
             State::Request(head) => head.capacity(),
+            State::Dialing { head, .. } => head.capacity(),
             State::Deciding { response, rest } => response.capacity() + rest.capacity(),
             State::Open { frames, .. } => frames.held(),
             State::Done => 0,
@@ -91,6 +179,10 @@ impl WsSession {
             State::Request(head) => {
                 head.extend_from_slice(input);
                 self.parse_request(sink)
+            }
+            State::Dialing { head, .. } => {
+                head.extend_from_slice(input);
+                self.parse_answer(sink)
             }
             // The verdict comes before the next read; keep order anyway.
             State::Deciding { rest, .. } => {
@@ -121,6 +213,38 @@ impl WsSession {
             }
             Err(refusal) => Err(self.refuse(refusal, &mut sink.out)),
         }
+    }
+
+    /// A dial's upgrade: the server's answer so far. Once it is whole and
+    /// sound the session opens, and the frames behind it are read.
+    fn parse_answer(&mut self, sink: &mut Sink<'_>) -> Result<Incoming, CloseReason> {
+        let State::Dialing {
+            accept, head, dial, ..
+        } = &self.state
+        else {
+            return Ok(Incoming::default());
+        };
+        let answer = dial.answer(head, accept);
+        let (response, size) = match answer {
+            Ok(Some(answer)) => answer,
+            Ok(None) => return Ok(Incoming::default()),
+            Err(reason) => {
+                self.state = State::Done;
+                return Err(reason);
+            }
+        };
+        let rest = head[size..].to_vec();
+        let config = dial.config;
+        self.state = State::Open {
+            ctx: Box::new(WebSocketContext::new(Role::Client, Some(config))),
+            closing: false,
+            frames: FrameTracker::with_pending(rest),
+        };
+        let mut incoming = self.read_frames(&[], sink)?;
+        incoming.ws_response = Some(Box::new(response));
+        // What was queued while the upgrade was under way goes now.
+        incoming.wants_write = true;
+        Ok(incoming)
     }
 
     /// Answer the upgrade request with an HTTP error and stop. Anything
@@ -195,6 +319,7 @@ impl WsSession {
             max_frame: limit(config.max_frame_size),
             max_message: limit(config.max_message_size),
             closing: *closing,
+            client: self.role == Role::Client,
         };
         let mut wants_write = false;
         let mut stop = None;
@@ -242,7 +367,7 @@ impl WsSession {
             // partly kept in ours (a client streaming large messages has
             // one almost always; the buffer would double what it holds).
             let config = *ctx.get_config();
-            **ctx = WebSocketContext::new(Role::Server, Some(config));
+            **ctx = WebSocketContext::new(self.role, Some(config));
             frames.retained = 0;
         }
         match outcome {
@@ -263,7 +388,7 @@ impl WsSession {
         mut out: LazyQueue<'_>,
     ) {
         match &mut self.state {
-            State::Request(_) | State::Deciding { .. } => {
+            State::Request(_) | State::Deciding { .. } | State::Dialing { .. } => {
                 out.discard();
                 self.state = State::Done;
             }
@@ -310,67 +435,4 @@ impl WsSession {
             let _ = ctx.write(&mut io, WsMessage::Ping(Bytes::new()));
         }
     }
-}
-
-/// What tungstenite made of a run of whole frames.
-enum Fed {
-    /// It needs more.
-    More,
-    /// The close handshake is over (we closed first, and the peer answered).
-    Finished,
-    /// The peer's close frame (tungstenite queued its echo).
-    Closed(Option<CloseFrame>),
-    /// The peer broke the protocol (our close frame is queued).
-    Failed(CloseReason),
-}
-
-/// Run tungstenite over a run of whole frames, delivering what it makes.
-fn feed(
-    ctx: &mut WebSocketContext,
-    run: &[u8],
-    mode: WsMode,
-    closing: bool,
-    sink: &mut Sink<'_>,
-    wants_write: &mut bool,
-) -> Fed {
-    let mut io = Io {
-        input: run,
-        out: &mut sink.out,
-        wrote: false,
-    };
-    let fed = loop {
-        let message = match ctx.read(&mut io) {
-            Ok(m) => m,
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break Fed::More,
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => break Fed::Finished,
-            Err(e) => break Fed::Failed(fail(ctx, &mut io, failure_code(&e), e.to_string())),
-        };
-        match message {
-            // After our close frame, data is no longer delivered.
-            WsMessage::Text(_) | WsMessage::Binary(_) if closing => {}
-            WsMessage::Text(text) => match mode {
-                WsMode::Messages => sink.messages.push(Message::new(TEXT, Bytes::from(text))),
-                WsMode::Packer => {
-                    let why = "text messages are not accepted".to_string();
-                    break Fed::Failed(fail(ctx, &mut io, CloseCode::Unsupported, why));
-                }
-            },
-            WsMessage::Binary(data) => match mode {
-                WsMode::Messages => sink.messages.push(Message::new(BINARY, data)),
-                WsMode::Packer => sink.stream.extend_from_slice(&data),
-            },
-            WsMessage::Close(_) if closing => break Fed::Finished,
-            WsMessage::Close(frame) => {
-                // Write tungstenite's echo of the close frame; it then
-                // reports the connection closed.
-                let _ = ctx.flush(&mut io);
-                break Fed::Closed(frame);
-            }
-            // Pongs to pings are queued by tungstenite and written on its
-            // next call.
-            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
-        }
-    };
-    *wants_write |= io.wrote;
-    fed
 }

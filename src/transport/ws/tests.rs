@@ -231,7 +231,7 @@ fn frames_queued_while_upgrading_follow_the_101() {
         pool: &h.pool,
     };
     out.get()
-        .encode_with(|b| encode(WsMode::Messages, &length(), TEXT, 0, b"hi", b))
+        .encode_with(|b| encode(WsMode::Messages, &length(), (TEXT, 0), b"hi", b, false))
         .unwrap();
     h.feed(REQUEST).unwrap();
     let out = h.output();
@@ -248,7 +248,7 @@ fn rfc6455_accept_key() {
 
 fn frame(mode: WsMode, id: u32, body: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
-    encode(mode, &length(), id, 0, body, &mut out).unwrap();
+    encode(mode, &length(), (id, 0), body, &mut out, false).unwrap();
     out.to_vec()
 }
 
@@ -269,9 +269,52 @@ fn server_frames_match_rfc6455_examples() {
 }
 
 #[test]
+fn client_frames_are_masked_with_a_fresh_key_each_and_unmask_to_the_payload() {
+    let mut keys = std::collections::HashSet::new();
+    // Around each length format's edge, in both modes (packer mode guesses
+    // the header's size before the packer writes).
+    for len in [0, 1, 100, 125, 126, 127, 1000, 65_535, 65_536, 70_000] {
+        for mode in [WsMode::Messages, WsMode::Packer] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut out = BytesMut::new();
+            encode(mode, &length(), (BINARY, 0), &body, &mut out, true).unwrap();
+            let mut cursor = std::io::Cursor::new(&out[..]);
+            let (header, payload_len) =
+                tungstenite::protocol::frame::FrameHeader::parse(&mut cursor)
+                    .unwrap()
+                    .expect("a whole header");
+            let key = header.mask.expect("a client frame is masked");
+            assert!(keys.insert(key), "mask key {key:?} used twice");
+            let at = cursor.position() as usize;
+            assert_eq!(out.len() - at, payload_len as usize);
+            let mut payload = out[at..].to_vec();
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= key[i & 3];
+            }
+            let want = match mode {
+                WsMode::Messages => body.clone(),
+                WsMode::Packer => {
+                    let mut packed = BytesMut::new();
+                    length().encode(BINARY, 0, &body, &mut packed).unwrap();
+                    packed.to_vec()
+                }
+            };
+            assert_eq!(payload, want, "{mode:?}, {len} bytes");
+        }
+    }
+}
+
+#[test]
 fn text_must_be_utf8() {
     let mut out = BytesMut::new();
-    let r = encode(WsMode::Messages, &length(), TEXT, 0, b"\xff", &mut out);
+    let r = encode(
+        WsMode::Messages,
+        &length(),
+        (TEXT, 0),
+        b"\xff",
+        &mut out,
+        false,
+    );
     assert!(matches!(r, Err(PackError::Malformed(_))));
 }
 

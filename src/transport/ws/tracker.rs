@@ -86,6 +86,8 @@ pub(super) struct Limits {
     pub(super) max_message: u64,
     /// We sent our close frame: data frames are dropped.
     pub(super) closing: bool,
+    /// This end is a dial's: the server's frames come unmasked.
+    pub(super) client: bool,
 }
 
 /// A frame refused on its header: the close code and why.
@@ -268,8 +270,11 @@ impl FrameTracker {
         if head.payload >> 63 != 0 {
             return protocol("frame length with its most significant bit set");
         }
-        if !head.masked {
+        if !head.masked && !limits.client {
             return protocol("unmasked frame from the client");
+        }
+        if head.masked && limits.client {
+            return protocol("masked frame from the server");
         }
         if head.is_control() {
             if head.payload > 125 {
@@ -373,7 +378,10 @@ fn feed_run(feed: &mut dyn FnMut(&[u8]) -> bool, run: &[u8]) -> bool {
 /// The code a whole close frame carries, unmasked.
 fn close_code(head: &Head, frame: &[u8]) -> Option<u16> {
     let payload = frame.get(head.len..head.len + 2)?;
-    let mask = frame.get(head.len - 4..head.len).filter(|_| head.masked);
+    let mask = match head.masked {
+        true => frame.get(head.len.checked_sub(4)?..head.len),
+        false => None,
+    };
     let byte = |i: usize| payload[i] ^ mask.map_or(0, |m| m[i]);
     Some(u16::from_be_bytes([byte(0), byte(1)]))
 }

@@ -10,6 +10,7 @@ const OPEN: Limits = Limits {
     max_frame: 1 << 20,
     max_message: 1 << 20,
     closing: false,
+    client: false,
 };
 
 /// Walk `wire` cut at `points`; returns what was fed, and the tracker.
@@ -122,6 +123,7 @@ fn headers_that_tungstenite_would_refuse_late_are_refused_at_once() {
         max_frame: 1000,
         max_message: 1500,
         closing: false,
+        client: false,
     };
     let refused = |wire: &[u8]| {
         let mut t = FrameTracker::default();
