@@ -50,4 +50,6 @@ mod typed;
 #[cfg(feature = "ws")]
 pub(crate) mod ws;
 #[cfg(feature = "ws")]
+mod ws_dial;
+#[cfg(feature = "ws")]
 mod ws_raw;
