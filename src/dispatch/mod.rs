@@ -101,7 +101,7 @@ impl App {
                 values: Extensions::new(),
             };
             let mut closings = core.table.closings();
-            for (msg_id, seq, body, source, alloc) in batch.iter() {
+            for (i, (msg_id, seq, body, source, alloc)) in batch.iter().enumerate() {
                 // Something started closing since the last look: is it
                 // this one?
                 if core.table.closings() != closings {
@@ -117,7 +117,8 @@ impl App {
                 let target = route.map_or(Target::Loop, Route::target);
                 if queued || target != Target::Loop {
                     queued = true;
-                    intake.take(msg_id, seq, body, source, alloc, target);
+                    let left = batch.len() - i;
+                    intake.take((msg_id, seq), body, (source, alloc), target, left);
                     continue;
                 }
                 ctx.id = msg_id;

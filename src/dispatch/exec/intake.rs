@@ -25,21 +25,29 @@ enum Body {
     Shared(Bytes, usize),
 }
 
+/// The most items room is made for ahead.
+const MAX_RESERVE_ITEMS: usize = 16;
+
 impl Intake {
+    /// Take message `(id, seq)` with `body` (lying in `source`, which
+    /// pins `alloc` bytes), for `target`; `left` messages of the read,
+    /// this one included, remain.
     pub(crate) fn take(
         &mut self,
-        id: u32,
-        seq: u32,
+        (id, seq): (u32, u32),
         body: &[u8],
-        source: &Bytes,
-        alloc: usize,
+        (source, alloc): (&Bytes, usize),
         target: Target,
+        left: usize,
     ) {
         if self.items.is_empty() {
-            // Room for a batch's worth of such messages at once.
-            self.items.reserve(16);
+            // Room for the rest of the read if its messages are of this
+            // size: one allocation in the usual case, none to trim for a
+            // read of one message.
+            let left = left.clamp(1, MAX_RESERVE_ITEMS);
+            self.items.reserve(left);
             self.copied
-                .reserve(body.len().saturating_mul(16).min(64 << 10));
+                .reserve(body.len().saturating_mul(left).min(64 << 10));
         }
         let body = if body.len() >= SHARE_MIN && body.len() * 2 >= alloc {
             Body::Shared(source.slice_ref(body), alloc)
