@@ -51,14 +51,22 @@ impl Payload<'_> {
 pub(crate) struct LazyQueue<'a> {
     pub(crate) queue: &'a mut Option<Box<WriteQueue>>,
     pub(crate) pool: &'a RefCell<Pool>,
+    /// A dialed connection's queue: it keeps frame boundaries from its
+    /// first byte (`WriteQueue::track_frames`), whoever writes it.
+    pub(crate) track: bool,
 }
 
 impl LazyQueue<'_> {
     /// The queue, taken from the pool if the connection has none.
     #[inline]
     pub(crate) fn get(&mut self) -> &mut WriteQueue {
-        self.queue
-            .get_or_insert_with(|| self.pool.borrow_mut().take_write())
+        let q = self
+            .queue
+            .get_or_insert_with(|| self.pool.borrow_mut().take_write());
+        if self.track {
+            q.track_frames();
+        }
+        q
     }
 
     /// Drop everything queued (it can never be sent), giving the queue

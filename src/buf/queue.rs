@@ -193,12 +193,14 @@ impl WriteQueue {
         self.len += bytes.len();
     }
 
-    /// Append layer output (a pong, a close frame) to the coalescing
-    /// buffer, as one unit.
+    /// Append layer output (a pong, a ping, a close frame) to the
+    /// coalescing buffer, as one unit bound to this connection: a dial
+    /// that reconnects never sends the old session's on the new one.
     #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub(crate) fn extend(&mut self, bytes: &[u8]) {
         self.append(bytes);
         self.end_frame(bytes.len());
+        self.bind_last();
     }
 
     /// Put `bytes` before everything queued. Only valid while nothing of

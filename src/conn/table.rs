@@ -283,6 +283,7 @@ impl ConnTable {
         let mut queue = LazyQueue {
             queue: &mut conn.queue,
             pool: &self.pool,
+            track: outbound,
         };
         let q = queue.get();
         if outbound {
@@ -342,6 +343,7 @@ impl ConnTable {
             let mut queue = LazyQueue {
                 queue: &mut conn.queue,
                 pool: &self.pool,
+                track: outbound,
             };
             let q = queue.get();
             if outbound {
@@ -378,9 +380,11 @@ impl ConnTable {
         self.set_closing(conn);
         // The layer's goodbye (a WebSocket close frame) goes after what is
         // queued; nothing can be queued after it.
+        let outbound = conn.has(flag::OUTBOUND);
         let out = LazyQueue {
             queue: &mut conn.queue,
             pool: &self.pool,
+            track: outbound,
         };
         conn.layer.begin_close(&reason, goodbye, out);
         conn.close_reason = Some(Box::new(reason));

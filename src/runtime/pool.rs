@@ -128,7 +128,9 @@ impl Hub {
                     Error::Config(format!("Dial::profile: the server has no profile {name:?}"))
                 })?,
             };
-            let seq = runtime.wire.packer_carries_seq(profile);
+            // A WebSocket dial in message mode carries no sequence number.
+            let ws_messages = dial.ws.as_ref().is_some_and(|(ws, _)| !ws.carries_seq());
+            let seq = runtime.wire.packer_carries_seq(profile) && !ws_messages;
             if config.health_check.is_some() && !seq {
                 return Err(Error::NoSeq);
             }

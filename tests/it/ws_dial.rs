@@ -15,6 +15,10 @@ use netloom::ws::{self, WsMode, WsResponse};
 use netloom::{CloseReason, ConnHandle, Dial, Profile, Reconnect, SeqPacker, Server, ServerHandle};
 
 use crate::common::peers::{require, Peer};
+
+mod raw;
+mod reconnect;
+mod upgrade;
 use crate::common::TIMEOUT;
 
 const SERVER_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/ws_server.py");

@@ -76,9 +76,11 @@ impl ConnTable {
             let Some((key, conn)) = self.open_conn(&mut slab, to) else {
                 return;
             };
+            let outbound = conn.has(flag::OUTBOUND);
             let out = LazyQueue {
                 queue: &mut conn.queue,
                 pool: &self.pool,
+                track: outbound,
             };
             if conn.layer.ping(out) {
                 self.mark_dirty(key, conn);

@@ -309,6 +309,7 @@ impl EventLoop {
             LazyQueue {
                 queue: &mut conn.queue,
                 pool: &table.pool,
+                track: false,
             }
             .release_if_empty();
             // The layers go first: what they held (a TLS record cut off by

@@ -77,6 +77,7 @@ impl EventLoop {
         LazyQueue {
             queue: &mut conn.queue,
             pool: &table.pool,
+            track: false,
         }
         .release_if_empty();
         // A connecting socket keeps its WRITABLE interest whatever the

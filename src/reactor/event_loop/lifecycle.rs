@@ -138,6 +138,7 @@ impl EventLoop {
         LazyQueue {
             queue: &mut conn.queue,
             pool: &table.pool,
+            track: false,
         }
         .discard();
         let reason = conn.close_reason.take().map_or(CloseReason::Local, |b| *b);

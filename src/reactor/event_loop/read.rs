@@ -23,6 +23,9 @@ struct Decoded {
     upgrade: Option<Box<ws::WsRequest>>,
     /// A dialed connection finished its TLS handshake: it is open.
     opened: bool,
+    /// A WebSocket dial's upgrade was answered: the frames that came
+    /// behind the answer are read once it is open.
+    reread: bool,
 }
 
 impl EventLoop {
@@ -98,6 +101,9 @@ impl EventLoop {
             if decoded.opened {
                 // Before its first messages, as for an accepted connection.
                 self.opened(key, generation);
+            }
+            if decoded.reread && decoded.failed.is_none() {
+                decoded.failed = self.reread(key, generation);
             }
             if let Some(upgrade) = decoded.upgrade.take() {
                 decoded.failed = decoded
@@ -189,6 +195,7 @@ impl EventLoop {
                     out: LazyQueue {
                         queue,
                         pool: &table.pool,
+                        track: outbound,
                     },
                     plain,
                 };
@@ -203,6 +210,7 @@ impl EventLoop {
                 }
                 if let Some(response) = incoming.ws_response {
                     data.insert(*response);
+                    decoded.reread = true;
                 }
                 if handshake_done && !layer.is_handshaking() {
                     decoded.opened = outbound;
@@ -224,6 +232,20 @@ impl EventLoop {
         decoded
     }
 
+    /// Decode what a layer kept back (the frames behind a WebSocket
+    /// dial's upgrade answer), into the batch being read. Returns why the
+    /// connection must close, if it must.
+    fn reread(&mut self, key: usize, generation: u32) -> Option<CloseReason> {
+        let core = self.core.clone();
+        let table = &core.table;
+        let mut slab = table.conns.borrow_mut();
+        let conn = slab.get_mut(key).filter(|c| c.generation == generation)?;
+        let failed = self.decode(key, conn, 0, false).failed;
+        let in_unit = table.account_partial(conn);
+        self.track_frame(key, conn, in_unit, 0);
+        failed
+    }
+
     /// A WebSocket upgrade request is complete: ask the application, answer
     /// the request, then decode what came with it. Returns why the
     /// connection must close, if it must.
@@ -243,6 +265,7 @@ impl EventLoop {
         let out = LazyQueue {
             queue: &mut conn.queue,
             pool: &table.pool,
+            track: false,
         };
         let answered = conn.layer.finish_upgrade(table.wire(), verdict, out);
         table.mark_dirty(key, conn);
@@ -252,10 +275,8 @@ impl EventLoop {
         if let Err(reason) = answered {
             return Some(reason);
         }
+        drop(slab);
         // Frames the client sent right behind its request.
-        let failed = self.decode(key, conn, 0, false).failed;
-        let in_unit = table.account_partial(conn);
-        self.track_frame(key, conn, in_unit, 0);
-        failed
+        self.reread(key, generation)
     }
 }

@@ -62,7 +62,27 @@ impl WsDial {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        // The port as written (`Uri::port` hides one that is not a u16).
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let host_port = authority.rsplit('@').next().unwrap_or(authority);
+        let written = match host_port.rfind(']') {
+            Some(end) => host_port[end + 1..].strip_prefix(':'),
+            None => host_port.rsplit_once(':').map(|(_, p)| p),
+        };
+        let port = match written {
+            None => {
+                if secure {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| bad("the port is not one of 1 to 65535"))?,
+        };
         let dial = WsDial {
             uri,
             headers: Vec::new(),
@@ -132,6 +152,9 @@ impl WsDial {
                 "a WebSocket dial's message and frame limits must be at least 1 byte".into(),
             ));
         }
+        // Every header and subprotocol must make a request.
+        self.request()
+            .map_err(|e| Error::Config(format!("WebSocket dial: {e}")))?;
         self.config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0)

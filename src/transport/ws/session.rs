@@ -216,11 +216,12 @@ impl WsSession {
     }
 
     /// A dial's upgrade: the server's answer so far. Once it is whole and
-    /// sound the session opens, and the frames behind it are read.
-    fn parse_answer(&mut self, sink: &mut Sink<'_>) -> Result<Incoming, CloseReason> {
+    /// sound the session opens; the frames behind it wait in the tracker
+    /// for the reactor's next decode (after `on_open`).
+    fn parse_answer(&mut self, _sink: &mut Sink<'_>) -> Result<Incoming, CloseReason> {
         let State::Dialing {
             accept, head, dial, ..
-        } = &self.state
+        } = &mut self.state
         else {
             return Ok(Incoming::default());
         };
@@ -229,7 +230,9 @@ impl WsSession {
             Ok(Some(answer)) => answer,
             Ok(None) => return Ok(Incoming::default()),
             Err(reason) => {
-                self.state = State::Done;
+                // Still an attempt that failed in its handshake (counted
+                // so); what it received is let go.
+                *head = Vec::new();
                 return Err(reason);
             }
         };
@@ -240,11 +243,12 @@ impl WsSession {
             closing: false,
             frames: FrameTracker::with_pending(rest),
         };
-        let mut incoming = self.read_frames(&[], sink)?;
-        incoming.ws_response = Some(Box::new(response));
-        // What was queued while the upgrade was under way goes now.
-        incoming.wants_write = true;
-        Ok(incoming)
+        Ok(Incoming {
+            ws_response: Some(Box::new(response)),
+            // What was queued while the upgrade was under way goes now.
+            wants_write: true,
+            ..Incoming::default()
+        })
     }
 
     /// Answer the upgrade request with an HTTP error and stop. Anything
@@ -388,10 +392,14 @@ impl WsSession {
         mut out: LazyQueue<'_>,
     ) {
         match &mut self.state {
-            State::Request(_) | State::Deciding { .. } | State::Dialing { .. } => {
+            State::Request(_) | State::Deciding { .. } => {
                 out.discard();
                 self.state = State::Done;
             }
+            // A dial's queue is its application's: held back (still
+            // upgrading: it must not go to this socket) and kept for the
+            // next attempt, or counted unflushed if there is none.
+            State::Dialing { .. } => {}
             State::Open { ctx, closing, .. } if !*closing => {
                 let Some((code, text)) = close_frame_for(reason, goodbye) else {
                     self.state = State::Done;

@@ -61,6 +61,7 @@ impl Harness {
             out: LazyQueue {
                 queue: &mut self.queue,
                 pool: &self.pool,
+                track: false,
             },
             plain: &mut self.plain,
         };
@@ -69,6 +70,7 @@ impl Harness {
             let out = LazyQueue {
                 queue: &mut self.queue,
                 pool: &self.pool,
+                track: false,
             };
             self.session.finish_upgrade(&self.settings, Ok(()), out)?;
             return self.feed(&[]);
@@ -200,6 +202,7 @@ fn refused_upgrade_drops_frames_queued_meanwhile() {
         out: LazyQueue {
             queue: &mut h.queue,
             pool: &h.pool,
+            track: false,
         },
         plain: &mut h.plain,
     };
@@ -208,6 +211,7 @@ fn refused_upgrade_drops_frames_queued_meanwhile() {
     let mut out = LazyQueue {
         queue: &mut h.queue,
         pool: &h.pool,
+        track: false,
     };
     out.get().extend(b"a frame sent by on_open");
     let reason = h
@@ -229,6 +233,7 @@ fn frames_queued_while_upgrading_follow_the_101() {
     let mut out = LazyQueue {
         queue: &mut h.queue,
         pool: &h.pool,
+        track: false,
     };
     out.get()
         .encode_with(|b| encode(WsMode::Messages, &length(), (TEXT, 0), b"hi", b, false))
