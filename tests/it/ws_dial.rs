@@ -429,3 +429,52 @@ fn a_server_stalling_inside_a_frame_is_closed_at_the_frame_deadline() {
     }
     server.shutdown(TIMEOUT).unwrap();
 }
+
+/// Honest full-speed floods over wss://, on two dials (on the dialer's two
+/// loops), under every limit a dial has, set tight: the message limit, the
+/// frame deadline and the loop's partial-frame budget. None may trip.
+#[cfg(feature = "tls")]
+#[test]
+fn honest_floods_over_wss_on_two_loops_trip_no_limit() {
+    use crate::tls_support::{client_config, test_cert, TempFile};
+    let Some(py) = require(Peer::PyWebsockets) else {
+        return;
+    };
+    let cert = test_cert();
+    let (cert_file, key_file) = (
+        TempFile::new("ws-dial-flood-cert.pem", &cert.cert_pem),
+        TempFile::new("ws-dial-flood-key.pem", &cert.key_pem),
+    );
+    let peer = PyServer::start(&py, "echo", &[cert_file.arg(), key_file.arg()]);
+    let (msg_tx, messages) = unbounded();
+    let (close_tx, closes) = unbounded();
+    let server = Server::builder()
+        .event_loops(2)
+        .frame_timeout(Duration::from_millis(500), 64 << 10)
+        .max_partial_bytes(256 << 10)
+        .route(ws::BINARY, move |ctx| {
+            let _ = msg_tx.send(ctx.body().len());
+        })
+        .on_close(move |_s, why| {
+            let _ = close_tx.send(why.clone());
+        })
+        .start()
+        .unwrap();
+    let url = format!("wss://localhost:{}/", peer.port);
+    let conns: Vec<_> = (0..2)
+        .map(|_| {
+            let d = Dial::wss(&url, client_config(&cert)).unwrap();
+            dial(&server, d.ws_max_message(64 << 10))
+        })
+        .collect();
+    let loops: std::collections::HashSet<_> = conns.iter().map(|c| c.id().loop_index()).collect();
+    assert_eq!(loops.len(), 2, "the two dials share a loop");
+    for c in &conns {
+        c.send(ws::TEXT, "flood 200 65536").unwrap();
+    }
+    for _ in 0..400 {
+        assert_eq!(next(&messages, "a flood message"), 65536);
+    }
+    assert!(closes.is_empty(), "{:?}", closes.try_recv());
+    server.shutdown(TIMEOUT).unwrap();
+}
