@@ -13,6 +13,7 @@ mod timers;
 #[cfg(feature = "tls")]
 mod tls;
 mod typed;
+mod udp;
 #[cfg(feature = "ws")]
 mod ws;
 #[cfg(feature = "ws")]
@@ -79,6 +80,8 @@ pub struct Builder {
     ping: Option<(Duration, u32)>,
     packer: Option<Box<dyn Packer>>,
     addrs: Vec<(SocketAddr, Protocol)>,
+    /// `bind_udp` addresses (`builder/udp.rs`).
+    udp_addrs: Vec<SocketAddr>,
     routes: Routes,
     hooks: Hooks,
     /// Shared application state (`Builder::state`).
@@ -103,6 +106,7 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("config", &self.config)
             .field("addrs", &self.addrs)
+            .field("udp_addrs", &self.udp_addrs)
             .field("routes", &self.routes.len())
             .field("custom_packer", &self.packer.is_some())
             .field("state", &self.state.len())
@@ -446,7 +450,9 @@ impl Builder {
             Some(custom) => ServerPacker::Custom(custom),
             None => ServerPacker::Length(LengthPacker::new(config.max_body_length)),
         };
-        let protocols = self.addrs.iter().map(|&(_, p)| p).collect();
+        // UDP sessions speak the packer, as plain TCP connections do.
+        let udp = (!self.udp_addrs.is_empty()).then_some(Protocol::Raw);
+        let protocols = self.addrs.iter().map(|&(_, p)| p).chain(udp).collect();
         let wire = Wire::new(packer, packers, self.tls, self.ws, protocols, &config)?;
         let app = App {
             router,
@@ -458,6 +464,6 @@ impl Builder {
             exec,
             bad_bodies: self.bad_bodies,
         };
-        server::spawn(config, wire, app, receivers, &self.addrs)
+        server::spawn(config, wire, app, receivers, &self.addrs, &self.udp_addrs)
     }
 }

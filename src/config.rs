@@ -8,11 +8,13 @@ mod dial;
 mod env;
 mod pool;
 mod profile;
+mod udp;
 
 pub(crate) use dial::Jitter;
 pub use dial::{HealthCheck, Reconnect, WhileDown};
 pub use pool::PoolConfig;
 pub(crate) use profile::{ProfileConfig, MAX_PROFILES, SERVER_PROFILE};
+pub use udp::{UdpConfig, UdpValidation, MAX_UDP_PAYLOAD};
 
 use std::time::Duration;
 
@@ -233,6 +235,8 @@ pub struct Config {
     /// before its reads pause; each item counts at least 64 bytes.
     /// Default: 1 MiB.
     pub exec_backlog: usize,
+    /// UDP sockets (`Builder::bind_udp`) and their sessions.
+    pub udp: UdpConfig,
     /// The dial profiles' settings (`Builder::profile`), index `i` being
     /// profile `i + 1`.
     pub(crate) profiles: Vec<ProfileConfig>,
@@ -245,6 +249,8 @@ pub struct Config {
     /// The heartbeat's ping as a message with this body instead of the
     /// layer's own ping (`Builder::keepalived`: hotpot's envelope).
     pub(crate) ping_body: Option<bytes::Bytes>,
+    /// The server has UDP sockets (`Builder::bind_udp`).
+    pub(crate) udp_bound: bool,
 }
 
 impl Default for Config {
@@ -276,10 +282,12 @@ impl Default for Config {
             max_partial_bytes: 64 << 20,
             timer_resolution: Duration::from_millis(100),
             exec_backlog: 1 << 20,
+            udp: UdpConfig::default(),
             profiles: Vec::new(),
             finest_timer: None,
             logic_thread: false,
             ping_body: None,
+            udp_bound: false,
         }
     }
 }
@@ -306,6 +314,7 @@ impl Config {
         for p in &mut self.profiles {
             p.saturate();
         }
+        self.udp.saturate();
     }
 
     /// Check every value; called by `Builder::start`.
@@ -369,7 +378,7 @@ impl Config {
         for p in &self.profiles {
             p.validate()?;
         }
-        Ok(())
+        self.udp.validate()
     }
 }
 

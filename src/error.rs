@@ -86,6 +86,17 @@ pub enum Error {
     /// bug in the application's type, not the peer's doing.
     #[error("typed message could not be encoded: {0}")]
     Encode(String),
+    /// A message for a UDP session would make a datagram of `len` bytes,
+    /// over `UdpConfig::max_datagram` (`max`). Nothing was sent. Send less
+    /// per message (or raise the limit, up to what the path carries
+    /// without IP fragmentation, if you can).
+    #[error("a datagram of {len} bytes exceeds the limit of {max} bytes")]
+    DatagramTooLarge {
+        /// The frame's length.
+        len: usize,
+        /// `UdpConfig::max_datagram`.
+        max: usize,
+    },
 }
 
 /// A peer broke the wire protocol, or a message cannot be encoded.

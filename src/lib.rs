@@ -126,8 +126,8 @@ pub use bytes;
 pub use builder::{Builder, Group, Profile, Server};
 pub use codec::{LengthPacker, Message, Packer, Peek, SeqPacker, TlvPacker};
 pub use config::{
-    Balance, Config, HealthCheck, Heartbeat, PoolConfig, Reconnect, SlowPeerPolicy,
-    UnknownIdPolicy, WhileDown, FOREVER,
+    Balance, Config, HealthCheck, Heartbeat, PoolConfig, Reconnect, SlowPeerPolicy, UdpConfig,
+    UdpValidation, UnknownIdPolicy, WhileDown, FOREVER, MAX_UDP_PAYLOAD,
 };
 pub use conn::dial::Dial;
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
@@ -142,10 +142,11 @@ pub use runtime::{
     ConnHandle, Hub, PendingReply, Pool, PoolStats, Pooled, Receipt, Responder, TimerHandle,
 };
 pub use server::{ServerHandle, ShutdownHandle};
-pub use stats::Stats;
+pub use stats::{DatagramDrop, Stats};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use transport::tls::TlsInfo;
+pub use transport::udp::UdpSession;
 
 /// The README's code blocks, compiled as doc tests.
 #[cfg(doctest)]

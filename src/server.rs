@@ -15,7 +15,7 @@ use crate::dispatch::exec::{self, Receivers};
 use crate::dispatch::App;
 use crate::error::{Error, Result};
 use crate::reactor::acceptor::{self, Acceptor};
-use crate::reactor::event_loop::{self, EventLoop};
+use crate::reactor::event_loop::{self, EventLoop, UdpSockets, MAX_UDP_SOCKETS};
 use crate::runtime::{Hub, LoopShared, Runtime};
 use crate::stats::Stats;
 use crate::transport::{Protocol, Wire};
@@ -27,6 +27,7 @@ pub(crate) fn spawn(
     app: App,
     receivers: Receivers,
     addrs: &[(SocketAddr, Protocol)],
+    udp_addrs: &[SocketAddr],
 ) -> Result<ServerHandle> {
     let mut listeners = Vec::new();
     let mut protocols = Vec::new();
@@ -45,13 +46,20 @@ pub(crate) fn spawn(
     }
     let accept_waker = mio::Waker::new(accept_poll.registry(), acceptor::WAKE)?;
 
+    let (udp, udp_local) = udp_sockets(&config, udp_addrs)?;
     let mut polls = Vec::new();
     let mut loops = Vec::new();
     let mut inboxes = Vec::new();
-    for _ in 0..config.event_loops {
+    let mut udp_of_loops = Vec::new();
+    for sockets in udp {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), event_loop::WAKER)?;
         let (tx, rx) = crossbeam_channel::unbounded();
+        udp_of_loops.push(UdpSockets::new(
+            sockets,
+            poll.registry(),
+            config.udp.max_datagram,
+        )?);
         loops.push(LoopShared::new(tx, waker));
         polls.push(poll);
         inboxes.push(rx);
@@ -62,6 +70,7 @@ pub(crate) fn spawn(
     let mut handle = ServerHandle {
         runtime: runtime.clone(),
         local_addrs,
+        udp_addrs: udp_local,
         loops: Vec::new(),
         acceptor: None,
         workers: exec::Workers::default(),
@@ -73,12 +82,14 @@ pub(crate) fn spawn(
             return Err(e.into());
         }
     }
-    for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
+    let parts = polls.into_iter().zip(inboxes).zip(udp_of_loops);
+    for (index, ((poll, inbox), udp)) in parts.enumerate() {
         let (runtime, app) = (runtime.clone(), app.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("netloom-loop-{index}"))
             .spawn(move || {
-                let unflushed = EventLoop::new(index, runtime.clone(), app, poll, inbox).run();
+                let event_loop = EventLoop::new(index, runtime.clone(), app, poll, inbox, udp);
+                let unflushed = event_loop.run();
                 runtime.loops[index].exited.store(true, Ordering::Release);
                 unflushed
             });
@@ -109,11 +120,38 @@ pub(crate) fn spawn(
         }
     }
     log::info!(
-        "netloom listening on {:?} with {} event loop(s)",
+        "netloom listening on {:?} (UDP {:?}) with {} event loop(s)",
         handle.local_addrs,
+        handle.udp_addrs,
         handle.runtime.loops.len()
     );
     Ok(handle)
+}
+
+/// Bind the UDP sockets: for each loop the sockets it reads, and the
+/// addresses bound (with the real ports of port 0).
+fn udp_sockets(
+    config: &Config,
+    addrs: &[SocketAddr],
+) -> Result<(Vec<Vec<mio::net::UdpSocket>>, Vec<SocketAddr>)> {
+    if addrs.len() > MAX_UDP_SOCKETS {
+        return Err(Error::Config(format!(
+            "at most {MAX_UDP_SOCKETS} UDP addresses"
+        )));
+    }
+    let mut per_loop: Vec<Vec<_>> = (0..config.event_loops).map(|_| Vec::new()).collect();
+    let mut local = Vec::new();
+    let options = config.server_socket();
+    for &addr in addrs {
+        let sockets = crate::sys::udp_sockets(addr, config.event_loops, &options)?;
+        if let Some(first) = sockets.first() {
+            local.push(first.local_addr()?);
+        }
+        for (socket, sockets) in sockets.into_iter().zip(per_loop.iter_mut()) {
+            sockets.push(socket);
+        }
+    }
+    Ok((per_loop, local))
 }
 
 /// A running server.
@@ -124,6 +162,7 @@ pub(crate) fn spawn(
 pub struct ServerHandle {
     runtime: Arc<Runtime>,
     local_addrs: Vec<SocketAddr>,
+    udp_addrs: Vec<SocketAddr>,
     loops: Vec<JoinHandle<usize>>,
     acceptor: Option<JoinHandle<()>>,
     /// The worker pool and logic thread (`Exec`).
@@ -134,6 +173,8 @@ impl fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerHandle")
             .field("local_addrs", &self.local_addrs)
+            .field("udp_addrs", &self.udp_addrs)
+            .field("udp_addrs", &self.udp_addrs)
             .field("loops", &self.loops.len())
             .finish()
     }
@@ -152,6 +193,12 @@ impl ServerHandle {
     /// Every listening address, in `bind` order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// Every UDP address (`Builder::bind_udp`), in `bind_udp` order, with
+    /// the real port if bound to port 0.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
     }
 
     /// Broadcast, connection list, handles by id; usable from any thread.

@@ -32,6 +32,62 @@ pub(crate) struct Counters {
     pub(crate) connect_failures: AtomicU64,
     pub(crate) request_timeouts: AtomicU64,
     pub(crate) late_replies: AtomicU64,
+    pub(crate) datagrams_in: AtomicU64,
+    pub(crate) datagrams_out: AtomicU64,
+    pub(crate) datagram_drops: [AtomicU64; DatagramDrop::KINDS],
+}
+
+/// Why a UDP datagram was dropped (see [`Stats::datagrams_dropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DatagramDrop {
+    /// Received: longer than `UdpConfig::max_datagram` (it was truncated
+    /// on its way in).
+    Oversized = 0,
+    /// Received: a frame cut at the datagram's end, or refused by the
+    /// packer. The whole datagram is dropped; the session stays.
+    Malformed = 1,
+    /// Received: from a new peer while `UdpConfig::max_sessions` (or
+    /// `max_connections`) sessions were open, or while shutting down.
+    SessionLimit = 2,
+    /// Received: for a session that is closing.
+    Closing = 3,
+    /// To be sent: to a peer not yet validated, over the amplification
+    /// bound (`UdpConfig::amplification`).
+    Unvalidated = 4,
+    /// To be sent: longer than `UdpConfig::max_datagram` (the send failed
+    /// with `Error::DatagramTooLarge`, or a broadcast skipped the session).
+    TooLarge = 5,
+    /// To be sent: the socket refused it (an error other than "would
+    /// block": no route, message too long for the path, …).
+    SendFailed = 6,
+}
+
+impl DatagramDrop {
+    pub(crate) const KINDS: usize = 7;
+    const ALL: [DatagramDrop; Self::KINDS] = [
+        DatagramDrop::Oversized,
+        DatagramDrop::Malformed,
+        DatagramDrop::SessionLimit,
+        DatagramDrop::Closing,
+        DatagramDrop::Unvalidated,
+        DatagramDrop::TooLarge,
+        DatagramDrop::SendFailed,
+    ];
+
+    /// Its short name: `"oversized"`, `"malformed"`, `"session_limit"`,
+    /// `"closing"`, `"unvalidated"`, `"too_large"`, `"send_failed"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatagramDrop::Oversized => "oversized",
+            DatagramDrop::Malformed => "malformed",
+            DatagramDrop::SessionLimit => "session_limit",
+            DatagramDrop::Closing => "closing",
+            DatagramDrop::Unvalidated => "unvalidated",
+            DatagramDrop::TooLarge => "too_large",
+            DatagramDrop::SendFailed => "send_failed",
+        }
+    }
 }
 
 impl Counters {
@@ -105,6 +161,14 @@ pub struct Stats {
     pub request_timeouts: u64,
     /// Replies that came after their request timed out (dropped).
     pub late_replies: u64,
+    /// UDP datagrams received whole (each may carry several messages),
+    /// including those dropped as `Malformed` or for a session's sake.
+    pub datagrams_in: u64,
+    /// UDP datagrams sent.
+    pub datagrams_out: u64,
+    /// UDP datagrams dropped, per cause (read with
+    /// [`Stats::datagrams_dropped`]).
+    datagram_drops: [u64; DatagramDrop::KINDS],
 }
 
 impl Stats {
@@ -133,6 +197,11 @@ impl Stats {
             s.connect_failures += c.connect_failures.load(Relaxed);
             s.request_timeouts += c.request_timeouts.load(Relaxed);
             s.late_replies += c.late_replies.load(Relaxed);
+            s.datagrams_in += c.datagrams_in.load(Relaxed);
+            s.datagrams_out += c.datagrams_out.load(Relaxed);
+            for (sum, n) in s.datagram_drops.iter_mut().zip(&c.datagram_drops) {
+                *sum += n.load(Relaxed);
+            }
         }
         s
     }
@@ -151,6 +220,24 @@ impl Stats {
     /// All connections closed so far, whatever the reason.
     pub fn closed_total(&self) -> u64 {
         self.closed.iter().sum()
+    }
+
+    /// UDP datagrams dropped for `cause`.
+    ///
+    /// ```
+    /// use netloom::{DatagramDrop, Stats};
+    /// assert_eq!(Stats::default().datagrams_dropped(DatagramDrop::Malformed), 0);
+    /// ```
+    pub fn datagrams_dropped(&self, cause: DatagramDrop) -> u64 {
+        self.datagram_drops[cause as usize]
+    }
+
+    /// UDP datagrams dropped so far per cause, by the cause's short name,
+    /// every cause included.
+    pub fn datagrams_dropped_by_cause(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DatagramDrop::ALL
+            .iter()
+            .map(|&c| (c.name(), self.datagram_drops[c as usize]))
     }
 
     /// Connections closed so far per kind of reason, by the kind's short
@@ -194,6 +281,8 @@ impl fmt::Display for Stats {
             ("connect_failures", self.connect_failures),
             ("request_timeouts", self.request_timeouts),
             ("late_replies", self.late_replies),
+            ("datagrams_in", self.datagrams_in),
+            ("datagrams_out", self.datagrams_out),
         ];
         for (i, (name, n)) in fields.iter().enumerate() {
             let sep = if i == 0 { "" } else { " " };
@@ -201,6 +290,9 @@ impl fmt::Display for Stats {
         }
         for (kind, n) in self.closed_by_kind().filter(|&(_, n)| n > 0) {
             write!(f, " closed.{kind}={n}")?;
+        }
+        for (cause, n) in self.datagrams_dropped_by_cause().filter(|&(_, n)| n > 0) {
+            write!(f, " datagrams_dropped.{cause}={n}")?;
         }
         Ok(())
     }

@@ -120,6 +120,44 @@ pub(crate) fn listen(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::Tcp
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
+/// The UDP sockets for `addr` on a server of `loops` event loops: one per
+/// loop where the kernel spreads datagrams over sockets bound alike by
+/// their source address (`SO_REUSEPORT` on Linux), so that every peer
+/// lands on one loop; elsewhere one socket, for loop 0 (on macOS and the
+/// BSDs `SO_REUSEPORT` hands unicast datagrams to one socket only). Each
+/// gets the server's buffer sizes. With port 0 the first socket picks the
+/// port and the others bind to it.
+pub(crate) fn udp_sockets(
+    addr: SocketAddr,
+    loops: usize,
+    options: &SocketOptions,
+) -> io::Result<Vec<mio::net::UdpSocket>> {
+    let spread = if cfg!(any(target_os = "linux", target_os = "android")) {
+        loops
+    } else {
+        1
+    };
+    let mut sockets = Vec::with_capacity(spread);
+    let mut at = addr;
+    for _ in 0..spread {
+        let socket = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
+        if at.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if spread > 1 {
+            socket.set_reuse_port(true)?;
+        }
+        set_buffers(&SockRef::from(&socket), at, options);
+        socket.bind(&at.into())?;
+        socket.set_nonblocking(true)?;
+        let socket = mio::net::UdpSocket::from_std(socket.into());
+        at = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
 /// Read at most `max` bytes from `stream` into the spare capacity of
 /// `buf`, which grows by what was read. Never reallocates.
 #[allow(unsafe_code)]

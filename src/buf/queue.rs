@@ -276,6 +276,53 @@ impl WriteQueue {
         }
     }
 
+    /// Hand the front frame, whole, to `send` (a UDP session's datagram;
+    /// the queue tracks its frames): from the queue's own bytes where it
+    /// lies in one piece, else copied into `scratch`. Returns `None` when
+    /// nothing is queued, else what `send` returned; the frame stays
+    /// queued until [`pop_frame`](Self::pop_frame).
+    pub(crate) fn with_front_frame<R>(
+        &mut self,
+        scratch: &mut Vec<u8>,
+        send: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        debug_assert!(self.tracking || self.is_empty(), "untracked frames");
+        let len = self.frames.front()?.len - self.front_done;
+        if self.chunks.is_empty() {
+            return Some(send(&self.tail[..len]));
+        }
+        self.seal();
+        if self.chunks[0].len() >= len {
+            return Some(send(&self.chunks[0][..len]));
+        }
+        scratch.clear();
+        for chunk in &self.chunks {
+            let take = (len - scratch.len()).min(chunk.len());
+            scratch.extend_from_slice(&chunk[..take]);
+            if scratch.len() == len {
+                break;
+            }
+        }
+        Some(send(scratch))
+    }
+
+    /// Drop the front frame (sent, or dropped for good); returns its
+    /// length.
+    pub(crate) fn pop_frame(&mut self) -> usize {
+        let Some(front) = self.frames.front() else {
+            return 0;
+        };
+        let len = front.len - self.front_done;
+        if self.chunks.is_empty() {
+            self.tail.advance(len);
+            self.len -= len;
+            self.frames_done(len);
+        } else {
+            self.consume(len);
+        }
+        len
+    }
+
     /// `n` more bytes of the front frames are written.
     fn frames_done(&mut self, n: usize) {
         if !self.tracking {

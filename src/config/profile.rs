@@ -102,10 +102,20 @@ impl Config {
 
     /// Every heartbeat in use (the server's and its profiles'): the timer
     /// wheel is sized for all of them.
-    pub(crate) fn heartbeats(&self) -> impl Iterator<Item = &Heartbeat> {
-        self.heartbeat
-            .iter()
-            .chain(self.profiles.iter().filter_map(|p| p.heartbeat.as_ref()))
+    pub(crate) fn heartbeats(&self) -> impl Iterator<Item = Heartbeat> + '_ {
+        let udp = (self.udp_bound && self.heartbeat.is_none()).then(|| self.udp.heartbeat());
+        (self.heartbeat.iter().copied())
+            .chain(self.profiles.iter().filter_map(|p| p.heartbeat))
+            .chain(udp)
+    }
+
+    /// The heartbeat of a connection of `profile`, or of a UDP session
+    /// (`udp`): the server's if it has one, else the UDP idle check.
+    pub(crate) fn heartbeat_for(&self, profile: u8, udp: bool) -> Option<Heartbeat> {
+        match self.heartbeat_of(profile) {
+            None if udp => Some(self.udp.heartbeat()),
+            hb => hb.copied(),
+        }
     }
 
     /// The named profile at `index` (`None` for the server's own, 0).

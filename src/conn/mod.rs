@@ -146,6 +146,21 @@ impl Conn {
         self.flags &= !f;
     }
 
+    /// It has a way to its peer: a socket (a dialed connection has none
+    /// while it is down), or a UDP session's socket on its loop.
+    #[inline]
+    pub(crate) fn is_connected(&self) -> bool {
+        self.stream.is_some() || self.layer.is_udp()
+    }
+
+    /// Its write queue keeps frame boundaries: a dialed connection's (a
+    /// reconnect keeps the frames that never started), a UDP session's
+    /// (each frame is a datagram).
+    #[inline]
+    pub(crate) fn tracks_frames(&self) -> bool {
+        self.has(flag::OUTBOUND) || self.layer.is_udp()
+    }
+
     /// Bytes queued for the socket.
     #[inline]
     pub(crate) fn queued(&self) -> usize {

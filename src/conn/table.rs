@@ -34,6 +34,10 @@ pub(crate) struct ConnTable {
     index: usize,
     wire: Arc<Wire>,
     write_high_water: usize,
+    /// A UDP session's high-water mark (`UdpConfig::send_queue`).
+    udp_high_water: usize,
+    /// The longest datagram a UDP session sends (`UdpConfig::max_datagram`).
+    max_datagram: usize,
     slow_peer: SlowPeerPolicy,
     /// Bytes the connections hold for unfinished frames
     /// (`Conn::held_unfinished`).
@@ -72,6 +76,8 @@ impl ConnTable {
             index,
             wire,
             write_high_water: config.write_high_water,
+            udp_high_water: config.udp.send_queue,
+            max_datagram: config.udp.max_datagram,
             slow_peer: config.slow_peer,
             partial_held: Cell::new(0),
             counters,
@@ -184,7 +190,10 @@ impl ConnTable {
     #[inline]
     fn check_high_water(&self, key: usize, conn: &mut Conn, extra: usize) -> Result<()> {
         let queued = conn.queued();
-        if queued == 0 || queued + extra <= self.write_high_water {
+        if queued == 0 || queued + extra <= self.write_high_water && !conn.layer.is_udp() {
+            return Ok(());
+        }
+        if conn.layer.is_udp() && queued + extra <= self.udp_high_water {
             return Ok(());
         }
         self.over_high_water(key, conn, queued)
@@ -206,9 +215,10 @@ impl ConnTable {
     /// what it would stop reading is the replies, and a backend that
     /// blocks writing them would stop reading our queue too, jamming both
     /// for good. Such a connection's sends are refused instead, while its
-    /// reads go on.
+    /// reads go on. Nor a UDP session's: its datagrams come through a
+    /// socket all its loop's sessions share.
     pub(crate) fn may_pause(conn: &Conn) -> bool {
-        !conn.has(flag::OUTBOUND | flag::AWAITING)
+        !conn.has(flag::OUTBOUND | flag::AWAITING) && !conn.layer.is_udp()
     }
 
     /// Apply the slow-peer policy to a connection whose queue holds
@@ -274,10 +284,13 @@ impl ConnTable {
         let Some((key, conn)) = self.open_conn(&mut slab, to) else {
             return Err(self.send_error(Error::Closed));
         };
-        if conn.stream.is_none() && self.refuses_while_down(key) {
+        if !conn.is_connected() && self.refuses_while_down(key) {
             return Err(self.send_error(Error::Disconnected));
         }
         self.check_high_water(key, conn, body.as_slice().len())?;
+        if conn.layer.is_udp() {
+            return self.send_datagram(key, conn, id, seq, body.as_slice());
+        }
         let speaks = (conn.profile, conn.layer.protocol());
         let outbound = conn.has(flag::OUTBOUND);
         let mut queue = LazyQueue {
@@ -338,15 +351,20 @@ impl ConnTable {
     /// Queue a frame shared with other recipients, unless the connection
     /// is over its high-water mark (then it misses it, counted).
     fn push_shared(&self, key: usize, conn: &mut Conn, frame: &SharedFrame) {
+        if conn.layer.is_udp() && frame.len() > self.max_datagram {
+            let e = self.datagram_too_large(frame.len());
+            log::debug!("conn {}: {e}", self.id_of(key, conn));
+            return;
+        }
         if self.check_high_water(key, conn, frame.len()).is_ok() {
-            let outbound = conn.has(flag::OUTBOUND);
+            let track = conn.tracks_frames();
             let mut queue = LazyQueue {
                 queue: &mut conn.queue,
                 pool: &self.pool,
-                track: outbound,
+                track,
             };
             let q = queue.get();
-            if outbound {
+            if track {
                 q.track_frames();
             }
             q.push_frame(frame);

@@ -96,6 +96,16 @@ impl Session<'_> {
         }
     }
 
+    /// For a UDP session: its peer is validated (see
+    /// [`ConnHandle::validate_udp_peer`]); call it once your handshake
+    /// has seen the peer echo a token only it could have received.
+    pub fn validate_udp_peer(&self) {
+        match self.at {
+            Place::Loop(core) => core.table.validate_udp_peer(self.id),
+            Place::Off(_) => self.handle().validate_udp_peer(),
+        }
+    }
+
     /// Server-wide operations (broadcast, connection list, stats).
     pub fn hub(&self) -> Hub {
         Hub {

@@ -18,6 +18,7 @@ mod lifecycle;
 mod read;
 mod resolve;
 mod timers;
+mod udp;
 mod user_timers;
 
 use std::io;
@@ -40,6 +41,7 @@ use crate::dispatch::App;
 use crate::error::{panic_message, CloseReason};
 use crate::runtime::{start_request_on as start_on, Command, CurrentLoop, LoopCore, Runtime};
 use timers::Timers;
+pub(crate) use udp::{UdpSockets, MAX_UDP_SOCKETS};
 
 /// The token of each loop's waker.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -63,6 +65,8 @@ pub(crate) struct EventLoop {
     unflushed_in_shutdown: usize,
     /// Spreads reconnect delays.
     jitter: Jitter,
+    /// The loop's UDP sockets and their sessions' peers.
+    udp: UdpSockets,
 }
 
 impl EventLoop {
@@ -74,6 +78,7 @@ impl EventLoop {
         app: Arc<App>,
         poll: Poll,
         inbox: Receiver<Command>,
+        udp: UdpSockets,
     ) -> Self {
         let config = &runtime.config;
         let reader = FrameReader::new(config.read_buffer);
@@ -106,6 +111,7 @@ impl EventLoop {
             exiting: false,
             unflushed_in_shutdown: 0,
             jitter: Jitter::default(),
+            udp,
         }
     }
 
@@ -144,6 +150,10 @@ impl EventLoop {
             self.timers.update_clock();
             active = !events.is_empty();
             for event in events.iter() {
+                if let Some(i) = udp::socket_of(event.token()) {
+                    self.udp_event(i, event);
+                    continue;
+                }
                 match event.token() {
                     WAKER => self.drain_inbox(),
                     Token(key) => {
@@ -172,6 +182,7 @@ impl EventLoop {
                 self.read(key, false);
                 self.flush(key);
             }
+            self.udp_pending();
             self.fire_timers();
             self.start_dials();
             self.arm_request_timers();
@@ -223,6 +234,7 @@ impl EventLoop {
         // close) may have dialed or sent a request, whose connect or
         // timer starts on the next turn, not whenever an event comes.
         if !self.pending.is_empty()
+            || self.udp.has_pending()
             || self.core.table.has_deferred()
             || self.core.timers.borrow().has_to_arm()
             || self.core.has_cancels()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{with_current, Command, Runtime};
+use super::{with_current, Command, LoopCore, Runtime};
 use crate::buf::Payload;
 use crate::error::{CloseReason, Error, Result};
 use crate::id::ConnId;
@@ -138,6 +138,22 @@ impl ConnHandle {
                 0,
                 Command::Close(id, goodbye.map(Box::new)),
             );
+        }
+    }
+
+    /// For a UDP session: its peer has shown that it receives at its
+    /// address (the application's own handshake saw it echo something it
+    /// could only have received), so the amplification bound
+    /// (`UdpConfig::amplification`) no longer applies to it. Does nothing
+    /// on other connections, or on one that is gone.
+    pub fn validate_udp_peer(&self) {
+        let id = self.id;
+        let job = move |core: &LoopCore| core.table.validate_udp_peer(id);
+        if with_current(&self.runtime, id.loop_index(), job).is_none() {
+            let job = Box::new(job);
+            let _ = self
+                .runtime
+                .push(id.loop_index(), 0, Command::Run { bytes: 0, job });
         }
     }
 

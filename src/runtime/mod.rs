@@ -96,6 +96,9 @@ pub(crate) struct Runtime {
     pub(crate) loops: Vec<LoopShared>,
     /// Open connections over all loops (checked against max_connections).
     pub(crate) live: AtomicUsize,
+    /// Open UDP sessions over all loops (checked against
+    /// `UdpConfig::max_sessions`; counted in `live` too).
+    pub(crate) udp_sessions: AtomicUsize,
     shut_down: AtomicBool,
     stop: Mutex<Stop>,
     /// Wakes the acceptor to see the shutdown.
@@ -138,6 +141,7 @@ impl Runtime {
             wire,
             loops,
             live: AtomicUsize::new(0),
+            udp_sessions: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
             stop: Mutex::new(Stop::default()),
             accept_waker,

@@ -3,14 +3,16 @@
 
 use std::io::{self, Write};
 
+use super::udp::UdpPeer;
 use super::{tls, ws, Goodbye, Incoming, Sink, Wire};
 use crate::buf::queue::WriteQueue;
 use crate::buf::{self, Flushed, LazyQueue};
 use crate::error::CloseReason;
 use crate::transport::Protocol;
 
-/// Nothing (plain TCP), TLS, WebSocket, or WebSocket over TLS. One pointer
-/// in the connection; plain TCP allocates nothing.
+/// Nothing (plain TCP), TLS, WebSocket, or WebSocket over TLS; or a UDP
+/// session's datagram state. One pointer in the connection; plain TCP
+/// allocates nothing.
 #[derive(Default)]
 pub(crate) struct Layer(Option<Box<Stack>>);
 
@@ -18,6 +20,8 @@ pub(crate) struct Layer(Option<Box<Stack>>);
 struct Stack {
     tls: Option<Box<tls::TlsSession>>,
     ws: Option<ws::WsSession>,
+    /// A UDP session (then neither TLS nor WebSocket).
+    udp: Option<UdpPeer>,
 }
 
 impl Layer {
@@ -25,7 +29,34 @@ impl Layer {
         if tls.is_none() && ws.is_none() {
             return Layer(None);
         }
-        Layer(Some(Box::new(Stack { tls, ws })))
+        Layer(Some(Box::new(Stack { tls, ws, udp: None })))
+    }
+
+    /// A UDP session's: datagrams, no stream layer.
+    pub(crate) fn udp(peer: UdpPeer) -> Layer {
+        Layer(Some(Box::new(Stack {
+            tls: None,
+            ws: None,
+            udp: Some(peer),
+        })))
+    }
+
+    /// The datagram state of a UDP session.
+    #[inline]
+    pub(crate) fn udp_peer(&self) -> Option<&UdpPeer> {
+        self.0.as_ref()?.udp.as_ref()
+    }
+
+    /// The datagram state of a UDP session, to change.
+    #[inline]
+    pub(crate) fn udp_peer_mut(&mut self) -> Option<&mut UdpPeer> {
+        self.0.as_mut()?.udp.as_mut()
+    }
+
+    /// A UDP session.
+    #[inline]
+    pub(crate) fn is_udp(&self) -> bool {
+        self.udp_peer().is_some()
     }
 
     /// The layers of a connection this server dialed, for one connect

@@ -19,6 +19,7 @@
 //! implementation is chosen.
 
 mod layer;
+pub(crate) mod udp;
 mod wire;
 
 #[cfg(not(feature = "tls"))]

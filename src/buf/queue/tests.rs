@@ -238,3 +238,70 @@ proptest::proptest! {
         proptest::prop_assert_eq!(q.keep_unstarted(), 0);
     }
 }
+
+#[test]
+fn datagrams_come_out_frame_by_frame_whatever_pieces_they_lie_in() {
+    let mut q = WriteQueue::default();
+    q.track_frames();
+    q.encode_with(|b| {
+        b.extend_from_slice(b"one");
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    q.push_frame(&SharedFrame {
+        head: Bytes::from_static(b"tw"),
+        body: Bytes::from_static(b"o-"),
+        tail: Bytes::from_static(b"shared"),
+    });
+    q.encode_with(|b| {
+        b.extend_from_slice(b"three");
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    let mut scratch = Vec::new();
+    let mut got = Vec::new();
+    while let Some(frame) = q.with_front_frame(&mut scratch, |f| f.to_vec()) {
+        assert_eq!(q.pop_frame(), frame.len());
+        got.push(frame);
+    }
+    assert_eq!(got, [&b"one"[..], b"two-shared", b"three"]);
+    assert!(q.is_empty());
+    assert_eq!(q.pop_frame(), 0);
+}
+
+proptest::proptest! {
+    #[test]
+    fn datagrams_are_the_frames_queued(
+        frames in proptest::collection::vec(
+            (proptest::collection::vec(proptest::num::u8::ANY, 1..40), proptest::bool::ANY),
+            0..20,
+        )
+    ) {
+        let mut q = WriteQueue::default();
+        q.track_frames();
+        for (body, shared) in &frames {
+            if *shared {
+                q.push_frame(&SharedFrame {
+                    head: Bytes::copy_from_slice(&body[..body.len() / 2]),
+                    body: Bytes::copy_from_slice(&body[body.len() / 2..]),
+                    tail: Bytes::new(),
+                });
+            } else {
+                q.encode_with(|b| {
+                    b.extend_from_slice(body);
+                    Ok::<_, ()>(())
+                })
+                .unwrap();
+            }
+        }
+        let mut scratch = Vec::new();
+        let mut got = Vec::new();
+        while let Some(frame) = q.with_front_frame(&mut scratch, |f| f.to_vec()) {
+            proptest::prop_assert_eq!(q.pop_frame(), frame.len());
+            got.push(frame);
+        }
+        let want: Vec<Vec<u8>> = frames.into_iter().map(|(b, _)| b).collect();
+        proptest::prop_assert_eq!(got, want);
+        proptest::prop_assert_eq!(q.len(), 0);
+    }
+}

@@ -9,7 +9,20 @@ use crate::config::SERVER_PROFILE;
 use crate::conn::{flag, Conn};
 use crate::error::{Error, PackError};
 use crate::id::ConnId;
+use crate::stats::{Counters, DatagramDrop};
 use crate::transport::{Encoded, Protocol};
+
+/// Why a datagram was not queued.
+enum DatagramError {
+    Pack(PackError),
+    TooLarge(usize),
+}
+
+impl From<PackError> for DatagramError {
+    fn from(e: PackError) -> Self {
+        DatagramError::Pack(e)
+    }
+}
 
 impl ConnTable {
     /// Queue an encoded message on each of `ids` (connections of this
@@ -31,7 +44,7 @@ impl ConnTable {
                 own_packer.push(*to);
                 continue;
             }
-            if conn.stream.is_none() && self.refuses_while_down(key) {
+            if !conn.is_connected() && self.refuses_while_down(key) {
                 self.send_error(Error::Disconnected);
                 continue;
             }
@@ -76,11 +89,11 @@ impl ConnTable {
             let Some((key, conn)) = self.open_conn(&mut slab, to) else {
                 return;
             };
-            let outbound = conn.has(flag::OUTBOUND);
+            let track = conn.tracks_frames();
             let out = LazyQueue {
                 queue: &mut conn.queue,
                 pool: &self.pool,
-                track: outbound,
+                track,
             };
             if conn.layer.ping(out) {
                 self.mark_dirty(key, conn);
@@ -89,6 +102,74 @@ impl ConnTable {
         }
         // A full queue just means the peer will be kicked instead.
         let _ = self.send(to, ping_id, 0, Payload::Slice(&[]));
+    }
+
+    /// Queue one message on a UDP session as one frame, its datagram: the
+    /// send fails if the frame would be longer than `max_datagram`.
+    pub(super) fn send_datagram(
+        &self,
+        key: usize,
+        conn: &mut Conn,
+        id: u32,
+        seq: u32,
+        body: &[u8],
+    ) -> Result<(), Error> {
+        let speaks = (conn.profile, conn.layer.protocol());
+        let max = self.max_datagram;
+        let mut queue = LazyQueue {
+            queue: &mut conn.queue,
+            pool: &self.pool,
+            track: true,
+        };
+        let encoded = queue.get().encode_with(|out| {
+            let before = out.len();
+            self.wire().encode(speaks, id, seq, body, out)?;
+            match out.len() - before {
+                len if len > max => Err(DatagramError::TooLarge(len)),
+                _ => Ok(()),
+            }
+        });
+        match encoded {
+            Ok(()) => {
+                Counters::bump(&self.counters().messages_out, 1);
+                self.mark_dirty(key, conn);
+                Ok(())
+            }
+            Err(e) => {
+                queue.release_if_empty();
+                Err(match e {
+                    DatagramError::TooLarge(len) => self.datagram_too_large(len),
+                    DatagramError::Pack(e) => {
+                        self.log_refusal(key, conn, id, &e);
+                        self.send_error(Error::Pack(e))
+                    }
+                })
+            }
+        }
+    }
+
+    /// The peer of UDP session `id` is validated (by the application).
+    pub(crate) fn validate_udp_peer(&self, id: ConnId) {
+        let mut slab = self.conns.borrow_mut();
+        if let Some((_, conn)) = self.lookup(&mut slab, id) {
+            if let Some(peer) = conn.layer.udp_peer_mut() {
+                peer.validate();
+            }
+        }
+    }
+
+    /// A frame of `len` bytes cannot go in one datagram: counted as a
+    /// failed send and as a dropped datagram.
+    #[cold]
+    pub(super) fn datagram_too_large(&self, len: usize) -> Error {
+        Counters::add(
+            &self.counters().datagram_drops[DatagramDrop::TooLarge as usize],
+            1,
+        );
+        self.send_error(Error::DatagramTooLarge {
+            len,
+            max: self.max_datagram,
+        })
     }
 
     /// The packer refused message `msg_id` for `conn`: warn the first time

@@ -60,7 +60,14 @@ fn one_loop() -> (EventLoop, Arc<Runtime>, Receiver<CloseReason>) {
         exec: Default::default(),
         bad_bodies: Default::default(),
     };
-    let event_loop = EventLoop::new(0, runtime.clone(), Arc::new(app), poll, inbox);
+    let event_loop = EventLoop::new(
+        0,
+        runtime.clone(),
+        Arc::new(app),
+        poll,
+        inbox,
+        Default::default(),
+    );
     (event_loop, runtime, closed)
 }
 

@@ -46,7 +46,10 @@ impl EventLoop {
             return;
         };
         conn.unset(flag::DIRTY);
-        let mut result = write_out(conn);
+        let mut result = match conn.layer.is_udp() {
+            true => Ok(self.udp_write_out(key, conn)),
+            false => write_out(conn),
+        };
         // Closing by our choice with everything written: say goodbye at the
         // layer level too (TLS close_notify), then write that.
         let written_all = result.as_ref().is_ok_and(|f| !f.blocked);
@@ -127,7 +130,7 @@ impl EventLoop {
             // handshake completes nothing queued may be (what it said of
             // the handshake itself was written above, if it could be).
             let unopened =
-                conn.stream.is_none() || conn.has(flag::CONNECTING) || conn.layer.is_handshaking();
+                !conn.is_connected() || conn.has(flag::CONNECTING) || conn.layer.is_handshaking();
             let done = unopened
                 || conn.queued() == 0
                     && !conn.layer.wants_write()

@@ -129,6 +129,7 @@ impl EventLoop {
         };
         // After the removal: a callback that retries finds it gone.
         table.fail_requests(key, conn.generation);
+        self.udp_session_gone(key, &conn);
         if let Some(stream) = conn.stream.as_mut() {
             let _ = self.poll.registry().deregister(stream);
         }

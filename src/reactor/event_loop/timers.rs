@@ -417,8 +417,12 @@ impl EventLoop {
     /// The heartbeat of the connection at `key` (its profile's, or the
     /// server's), if it has one.
     fn heartbeat_of(&self, key: usize) -> Option<Heartbeat> {
-        let profile = self.core.table.conns.borrow().get(key)?.profile;
-        self.core.runtime.config.heartbeat_of(profile).copied()
+        let (profile, udp) = {
+            let slab = self.core.table.conns.borrow();
+            let c = slab.get(key)?;
+            (c.profile, c.layer.is_udp())
+        };
+        self.core.runtime.config.heartbeat_for(profile, udp)
     }
 
     /// The first heartbeat check of a connection that just opened (accepted,
@@ -441,15 +445,16 @@ impl EventLoop {
                 Some(c)
                     if c.generation == t.generation
                         && !c.has(flag::CLOSING | flag::CONNECTING)
-                        && c.stream.is_some() =>
+                        && c.is_connected() =>
                 {
-                    let Some(hb) = self.core.runtime.config.heartbeat_of(c.profile) else {
+                    let config = &self.core.runtime.config;
+                    let Some(hb) = config.heartbeat_for(c.profile, c.layer.is_udp()) else {
                         return;
                     };
                     (
                         u64::from(self.timers.now32().wrapping_sub(c.last_active)),
                         c.has(flag::PINGED),
-                        *hb,
+                        hb,
                         c.profile == SERVER_PROFILE,
                         // hotpot's envelope is spoken in message mode only
                         // (packer mode carries sequence numbers).

@@ -1,0 +1,390 @@
+//! A loop's UDP sockets: datagrams in (each peer address a virtual
+//! session, a connection in the loop's table like any other), datagrams out
+//! (a session's write queue, one frame per datagram), and the wait for
+//! WRITABLE when the socket's send buffer is full.
+//!
+//! With `SO_REUSEPORT` (Linux) every loop has its own socket on each UDP
+//! address and the kernel spreads peers over them by their address: a peer
+//! always lands on the same loop, so its session lives there. Elsewhere
+//! loop 0 has the one socket (`sys::udp_sockets`).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+
+use super::EventLoop;
+use crate::buf::Flushed;
+use crate::codec::reader::Batch;
+use crate::conn::{flag, Conn};
+use crate::stats::{Counters, DatagramDrop};
+use crate::transport::udp::{decode_datagram, UdpPeer, UdpSession};
+use crate::transport::Layer;
+
+/// Most UDP sockets one loop has (one per `bind_udp` address).
+pub(crate) const MAX_UDP_SOCKETS: usize = 256;
+
+/// The token of a loop's UDP socket `i`: counted down from below the
+/// waker's, far above any connection's slot.
+fn token(i: usize) -> Token {
+    Token(usize::MAX - 1 - i)
+}
+
+/// The UDP socket a token names, if it names one.
+pub(super) fn socket_of(token: Token) -> Option<usize> {
+    let i = (usize::MAX - 1).checked_sub(token.0)?;
+    (i < MAX_UDP_SOCKETS).then_some(i)
+}
+
+/// Datagrams read from one socket per turn at most (then the loop serves
+/// its other sockets and connections, and reads on next turn).
+const DATAGRAM_BUDGET: usize = 256;
+
+/// One UDP socket of a loop and the sessions of the peers it serves.
+struct Socket {
+    socket: UdpSocket,
+    local: SocketAddr,
+    /// Peer address → slot of its session in the loop's table.
+    sessions: HashMap<SocketAddr, usize>,
+    /// Sessions whose datagrams wait for the socket to be writable.
+    blocked: Vec<(usize, u32)>,
+    /// Registered for WRITABLE.
+    writable: bool,
+    /// Its read budget ran out: read on next turn.
+    pending: bool,
+}
+
+/// A loop's UDP sockets and the buffers they share.
+#[derive(Default)]
+pub(crate) struct UdpSockets {
+    sockets: Vec<Socket>,
+    /// One datagram received: `max_datagram + 1` bytes, so a longer one
+    /// shows (it fills the buffer).
+    scratch: Vec<u8>,
+    /// A datagram to send that lies in several pieces of a queue.
+    out: Vec<u8>,
+    batch: Batch,
+}
+
+impl UdpSockets {
+    /// Take the loop's sockets and register them for reading.
+    pub(crate) fn new(
+        sockets: Vec<UdpSocket>,
+        registry: &Registry,
+        max_datagram: usize,
+    ) -> io::Result<Self> {
+        let mut all = Vec::with_capacity(sockets.len());
+        for (i, mut socket) in sockets.into_iter().enumerate() {
+            registry.register(&mut socket, token(i), Interest::READABLE)?;
+            all.push(Socket {
+                local: socket.local_addr()?,
+                socket,
+                sessions: HashMap::new(),
+                blocked: Vec::new(),
+                writable: false,
+                pending: false,
+            });
+        }
+        let scratch = if all.is_empty() {
+            Vec::new()
+        } else {
+            vec![0; max_datagram + 1]
+        };
+        Ok(UdpSockets {
+            sockets: all,
+            scratch,
+            ..UdpSockets::default()
+        })
+    }
+
+    /// Some socket's read budget ran out last turn.
+    pub(super) fn has_pending(&self) -> bool {
+        self.sockets.iter().any(|s| s.pending)
+    }
+
+    /// A session is gone: forget its peer (if the socket's entry is still
+    /// that session's).
+    pub(super) fn forget(&mut self, socket: u32, peer: SocketAddr, key: usize) {
+        if let Some(s) = self.sockets.get_mut(socket as usize) {
+            if s.sessions.get(&peer) == Some(&key) {
+                s.sessions.remove(&peer);
+            }
+        }
+    }
+}
+
+/// What became of the front datagram of a session's queue.
+enum Sent {
+    Done(usize),
+    Blocked,
+    Dropped(DatagramDrop),
+    Failed(io::Error),
+}
+
+impl EventLoop {
+    /// An event on UDP socket `i`.
+    pub(super) fn udp_event(&mut self, i: usize, event: &mio::event::Event) {
+        if event.is_writable() {
+            self.udp_writable(i);
+        }
+        if event.is_readable() || event.is_error() {
+            self.udp_read(i);
+        }
+    }
+
+    /// Read the sockets whose budget ran out last turn.
+    pub(super) fn udp_pending(&mut self) {
+        for i in 0..self.udp.sockets.len() {
+            if std::mem::take(&mut self.udp.sockets[i].pending) {
+                self.udp_read(i);
+            }
+        }
+    }
+
+    /// Read datagrams from socket `i` until it would block (or its budget
+    /// for the turn is spent), handling each as it comes.
+    fn udp_read(&mut self, i: usize) {
+        let counters = self.core.runtime.loops[self.core.table.index()]
+            .counters
+            .clone();
+        let max = self.core.runtime.config.udp.max_datagram;
+        for _ in 0..DATAGRAM_BUDGET {
+            let Some(socket) = self.udp.sockets.get(i) else {
+                return;
+            };
+            let (n, from) = match socket.socket.recv_from(&mut self.udp.scratch) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // An ICMP error reported on the socket (a peer's port
+                    // unreachable): nothing to do with the next datagram.
+                    log::debug!("udp {}: receive failed: {e}", socket.local);
+                    continue;
+                }
+            };
+            Counters::bump(&counters.datagrams_in, 1);
+            Counters::bump(&counters.bytes_in, n as u64);
+            if n > max {
+                drop_datagram(&counters, DatagramDrop::Oversized);
+                log::debug!("udp {from}: datagram over {max} bytes dropped");
+                continue;
+            }
+            let datagram = BytesMut::from(&self.udp.scratch[..n]);
+            self.datagram(i, from, datagram);
+        }
+        if let Some(socket) = self.udp.sockets.get_mut(i) {
+            socket.pending = true;
+        }
+    }
+
+    /// One datagram from `from` on socket `i`: find or open its session,
+    /// decode its frames, dispatch them.
+    fn datagram(&mut self, i: usize, from: SocketAddr, datagram: BytesMut) {
+        let core = self.core.clone();
+        let table = &core.table;
+        let counters = table.counters();
+        let len = datagram.len();
+        let known = self.udp.sockets[i].sessions.get(&from).copied();
+        let (key, generation) = match known {
+            Some(key) => {
+                let slab = table.conns.borrow();
+                match slab.get(key) {
+                    Some(c) if !c.has(flag::CLOSING) => (key, c.generation),
+                    _ => return drop_datagram(counters, DatagramDrop::Closing),
+                }
+            }
+            None => match self.open_session(i, from) {
+                Some(opened) => opened,
+                None => return,
+            },
+        };
+        let mut batch = std::mem::take(&mut self.udp.batch);
+        let packer = table.wire().packer(crate::config::SERVER_PROFILE);
+        if let Err(bad) = decode_datagram(packer, datagram, &mut batch, from) {
+            self.udp.batch = batch;
+            drop_datagram(counters, DatagramDrop::Malformed);
+            log::debug!(
+                "conn {} ({from}): malformed datagram dropped: {}",
+                table.id(key, generation),
+                bad.0
+            );
+            return;
+        }
+        {
+            let mut slab = table.conns.borrow_mut();
+            let Some(conn) = slab.get_mut(key).filter(|c| c.generation == generation) else {
+                return;
+            };
+            conn.last_active = self.timers.now32();
+            conn.unset(flag::PINGED);
+            if let Some(peer) = conn.layer.udp_peer_mut() {
+                peer.received(len, &core.runtime.config.udp);
+            }
+        }
+        if batch.len() > 0 {
+            Counters::bump(&counters.messages_in, batch.len() as u64);
+            self.app.dispatch(&core, key, generation, &batch);
+        }
+        batch.clear();
+        self.udp.batch = batch;
+        self.flush(key);
+    }
+
+    /// A first datagram from `from`: open its session and run `on_open`.
+    /// `None` if it may not be opened (the session limit, shutdown) or
+    /// `on_open` refused it.
+    fn open_session(&mut self, i: usize, from: SocketAddr) -> Option<(usize, u32)> {
+        let core = self.core.clone();
+        let (runtime, table) = (&core.runtime, &core.table);
+        let counters = table.counters();
+        if self.shutdown.is_some() {
+            drop_datagram(counters, DatagramDrop::Closing);
+            return None;
+        }
+        let config = &runtime.config;
+        let sessions = runtime.udp_sessions.fetch_add(1, Ordering::Relaxed);
+        let live = runtime.live.fetch_add(1, Ordering::Relaxed);
+        if sessions >= config.udp.max_sessions || live >= config.max_connections {
+            runtime.udp_sessions.fetch_sub(1, Ordering::Relaxed);
+            runtime.live.fetch_sub(1, Ordering::Relaxed);
+            drop_datagram(counters, DatagramDrop::SessionLimit);
+            log::debug!("udp {from}: no session opened: at the session limit");
+            return None;
+        }
+        let generation = table.next_generation();
+        let layer = Layer::udp(UdpPeer::new(i as u32));
+        let mut conn = Conn::new(None, from, generation, self.timers.now32(), layer);
+        conn.data.insert(UdpSession {
+            local_addr: self.udp.sockets[i].local,
+        });
+        let key = table.insert(conn);
+        self.udp.sockets[i].sessions.insert(from, key);
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        Counters::add(&counters.accepted, 1);
+        self.start_heartbeat(key, generation);
+        self.run_on_open(key, generation);
+        if table.is_closing(table.id(key, generation)) {
+            // Refused: the datagram that opened it goes unhandled.
+            self.flush(key);
+            return None;
+        }
+        Some((key, generation))
+    }
+
+    /// Send what a session has queued, a datagram per frame, until done or
+    /// the socket's send buffer is full (then the session waits for
+    /// WRITABLE with what is left).
+    pub(super) fn udp_write_out(&mut self, key: usize, conn: &mut Conn) -> Flushed {
+        let config = &self.core.runtime.config.udp;
+        let counters = self.core.table.counters();
+        let mut flushed = Flushed::default();
+        let Conn {
+            queue,
+            layer,
+            peer,
+            generation,
+            ..
+        } = conn;
+        let (Some(queue), Some(udp)) = (queue.as_deref_mut(), layer.udp_peer_mut()) else {
+            return flushed;
+        };
+        let Some(socket) = self.udp.sockets.get_mut(udp.socket as usize) else {
+            queue.clear();
+            return flushed;
+        };
+        loop {
+            let sent = queue.with_front_frame(&mut self.udp.out, |datagram| {
+                if datagram.len() > config.max_datagram {
+                    return Sent::Dropped(DatagramDrop::TooLarge);
+                }
+                if !udp.allows(datagram.len(), config.amplification) {
+                    return Sent::Dropped(DatagramDrop::Unvalidated);
+                }
+                match socket.socket.send_to(datagram, *peer) {
+                    Ok(n) => Sent::Done(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Sent::Blocked,
+                    Err(e) => Sent::Failed(e),
+                }
+            });
+            match sent {
+                None => break,
+                Some(Sent::Done(n)) => {
+                    udp.sent(queue.pop_frame());
+                    flushed.written += n;
+                    Counters::bump(&counters.datagrams_out, 1);
+                }
+                Some(Sent::Blocked) => {
+                    flushed.blocked = true;
+                    socket.blocked.push((key, *generation));
+                    if !socket.writable {
+                        let interest = Interest::READABLE | Interest::WRITABLE;
+                        let i = udp.socket as usize;
+                        match self.poll.registry().reregister(
+                            &mut socket.socket,
+                            token(i),
+                            interest,
+                        ) {
+                            Ok(()) => socket.writable = true,
+                            Err(e) => log::warn!("udp {}: reregister failed: {e}", socket.local),
+                        }
+                    }
+                    break;
+                }
+                Some(Sent::Failed(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Sent::Dropped(cause)) => {
+                    queue.pop_frame();
+                    drop_datagram(counters, cause);
+                }
+                Some(Sent::Failed(e)) => {
+                    queue.pop_frame();
+                    drop_datagram(counters, DatagramDrop::SendFailed);
+                    log::debug!("udp {peer}: datagram not sent: {e}");
+                }
+            }
+        }
+        flushed
+    }
+
+    /// Socket `i` can send again: its waiting sessions go on.
+    fn udp_writable(&mut self, i: usize) {
+        let Some(socket) = self.udp.sockets.get_mut(i) else {
+            return;
+        };
+        if socket.writable {
+            let registry = self.poll.registry();
+            match registry.reregister(&mut socket.socket, token(i), Interest::READABLE) {
+                Ok(()) => socket.writable = false,
+                Err(e) => log::warn!("udp {}: reregister failed: {e}", socket.local),
+            }
+        }
+        let blocked = std::mem::take(&mut socket.blocked);
+        let table = &self.core.table;
+        for (key, generation) in blocked {
+            let mut slab = table.conns.borrow_mut();
+            if let Some(conn) = slab.get_mut(key).filter(|c| c.generation == generation) {
+                table.mark_dirty(key, conn);
+            }
+        }
+    }
+
+    /// A UDP session removed from the table: its peer is forgotten.
+    pub(super) fn udp_session_gone(&mut self, key: usize, conn: &Conn) {
+        if let Some(udp) = conn.layer.udp_peer() {
+            self.udp.forget(udp.socket, conn.peer, key);
+            self.core
+                .runtime
+                .udp_sessions
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cold]
+fn drop_datagram(counters: &Counters, cause: DatagramDrop) {
+    Counters::bump(&counters.datagram_drops[cause as usize], 1);
+}
