@@ -213,8 +213,10 @@ mod tests {
 
     #[test]
     fn under_application_validation_only_the_application_validates() {
-        let mut config = UdpConfig::default();
-        config.validation = UdpValidation::Application;
+        let config = UdpConfig {
+            validation: UdpValidation::Application,
+            ..UdpConfig::default()
+        };
         let mut p = UdpPeer::new(0);
         for _ in 0..5 {
             p.received(10, &config);

@@ -47,6 +47,7 @@ mod tlv;
     feature = "protobuf"
 ))]
 mod typed;
+mod udp;
 #[cfg(feature = "ws")]
 pub(crate) mod ws;
 #[cfg(feature = "ws")]
