@@ -168,7 +168,7 @@ pub struct Stats {
     pub datagrams_out: u64,
     /// UDP datagrams dropped, per cause (read with
     /// [`Stats::datagrams_dropped`]).
-    datagram_drops: [u64; DatagramDrop::KINDS],
+    datagrams_dropped: [u64; DatagramDrop::KINDS],
 }
 
 impl Stats {
@@ -199,7 +199,7 @@ impl Stats {
             s.late_replies += c.late_replies.load(Relaxed);
             s.datagrams_in += c.datagrams_in.load(Relaxed);
             s.datagrams_out += c.datagrams_out.load(Relaxed);
-            for (sum, n) in s.datagram_drops.iter_mut().zip(&c.datagram_drops) {
+            for (sum, n) in s.datagrams_dropped.iter_mut().zip(&c.datagram_drops) {
                 *sum += n.load(Relaxed);
             }
         }
@@ -229,7 +229,12 @@ impl Stats {
     /// assert_eq!(Stats::default().datagrams_dropped(DatagramDrop::Malformed), 0);
     /// ```
     pub fn datagrams_dropped(&self, cause: DatagramDrop) -> u64 {
-        self.datagram_drops[cause as usize]
+        self.datagrams_dropped[cause as usize]
+    }
+
+    /// UDP datagrams dropped so far, whatever the cause.
+    pub fn datagrams_dropped_total(&self) -> u64 {
+        self.datagrams_dropped.iter().sum()
     }
 
     /// UDP datagrams dropped so far per cause, by the cause's short name,
@@ -237,7 +242,7 @@ impl Stats {
     pub fn datagrams_dropped_by_cause(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         DatagramDrop::ALL
             .iter()
-            .map(|&c| (c.name(), self.datagram_drops[c as usize]))
+            .map(|&c| (c.name(), self.datagrams_dropped[c as usize]))
     }
 
     /// Connections closed so far per kind of reason, by the kind's short
@@ -283,6 +288,7 @@ impl fmt::Display for Stats {
             ("late_replies", self.late_replies),
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
+            ("datagrams_dropped", self.datagrams_dropped_total()),
         ];
         for (i, (name, n)) in fields.iter().enumerate() {
             let sep = if i == 0 { "" } else { " " };

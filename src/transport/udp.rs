@@ -84,11 +84,12 @@ impl UdpPeer {
 /// [`Session::data`]: crate::Session::data
 ///
 /// ```
-/// # fn on_open(s: &mut netloom::Session<'_>) {
-/// if let Some(udp) = s.data().get::<netloom::UdpSession>() {
-///     log::info!("UDP peer {} on {}", s.peer_addr(), udp.local_addr());
-/// }
-/// # }
+/// let builder = netloom::Server::builder().on_open(|s| {
+///     if let Some(udp) = s.data().get::<netloom::UdpSession>() {
+///         log::info!("UDP peer {} on {}", s.peer_addr(), udp.local_addr());
+///     }
+/// });
+/// # drop(builder);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpSession {

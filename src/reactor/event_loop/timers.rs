@@ -408,21 +408,19 @@ impl EventLoop {
             c.generation == t.generation && !c.has(flag::CLOSING) && c.layer.is_handshaking()
         });
         if late {
-            self.core
-                .table
-                .close(key, t.generation, CloseReason::HandshakeTimeout);
+            table.close(key, t.generation, CloseReason::HandshakeTimeout);
         }
     }
 
     /// The heartbeat of the connection at `key` (its profile's, or the
     /// server's), if it has one.
     fn heartbeat_of(&self, key: usize) -> Option<Heartbeat> {
-        let (profile, udp) = {
-            let slab = self.core.table.conns.borrow();
-            let c = slab.get(key)?;
-            (c.profile, c.layer.is_udp())
-        };
-        self.core.runtime.config.heartbeat_for(profile, udp)
+        let slab = self.core.table.conns.borrow();
+        let c = slab.get(key)?;
+        self.core
+            .runtime
+            .config
+            .heartbeat_for(c.profile, c.layer.is_udp())
     }
 
     /// The first heartbeat check of a connection that just opened (accepted,
