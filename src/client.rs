@@ -1,5 +1,6 @@
 //! A small blocking client that speaks the same [`Packer`] as the server:
-//! for tests, tools, bots and service-to-service calls. Plain TCP or TLS.
+//! for tests, tools, bots and service-to-service calls. Plain TCP or TLS
+//! ([`Client`]), or UDP ([`UdpClient`]).
 //!
 //! ```no_run
 //! use netloom::client::Client;
@@ -10,6 +11,10 @@
 //! assert_eq!(&reply.body[..], b"hello");
 //! # Ok::<(), netloom::Error>(())
 //! ```
+
+mod udp;
+
+pub use udp::UdpClient;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -158,6 +158,26 @@ pub(crate) fn udp_sockets(
     Ok(sockets)
 }
 
+/// A UDP dial's socket: an ephemeral port on the wildcard address of
+/// `peer`'s family, connected to `peer` (only its datagrams are received),
+/// with the dial's buffer sizes.
+pub(crate) fn udp_dial(
+    peer: SocketAddr,
+    options: &SocketOptions,
+) -> io::Result<mio::net::UdpSocket> {
+    let local: SocketAddr = if peer.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = Socket::new(Domain::for_address(peer), Type::DGRAM, Some(Protocol::UDP))?;
+    set_buffers(&SockRef::from(&socket), peer, options);
+    socket.bind(&local.into())?;
+    socket.connect(&peer.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
 /// Read at most `max` bytes from `stream` into the spare capacity of
 /// `buf`, which grows by what was read. Never reallocates.
 #[allow(unsafe_code)]

@@ -58,6 +58,8 @@ pub struct Dial {
     /// Told when the connection opens and when it is closed for good (the
     /// pool's members).
     pub(crate) watch: Option<Watch>,
+    /// Datagrams to a UDP peer (`Dial::udp`) instead of a TCP connection.
+    pub(crate) udp: bool,
 }
 
 impl Dial {
@@ -77,6 +79,7 @@ impl Dial {
             profile_name: None,
             profile: 0,
             watch: None,
+            udp: false,
         }
     }
 
@@ -188,6 +191,35 @@ impl Dial {
     /// ```
     pub fn profile(mut self, name: impl Into<String>) -> Self {
         self.profile_name = Some(name.into());
+        self
+    }
+
+    /// Talk to the peer in UDP datagrams instead of over TCP: a session
+    /// like a [`bind_udp`](crate::Builder::bind_udp) one, with a socket of
+    /// its own (bound to an ephemeral port and connected to the peer, so
+    /// only its datagrams are taken), the same routes (or its
+    /// [profile](Self::profile)'s), requests by sequence number with their
+    /// timeouts, the heartbeat and the idle kick (`UdpConfig::idle_timeout`
+    /// without one). Every message is one datagram, up to
+    /// `UdpConfig::max_datagram`; nothing bounds what is sent to a peer
+    /// this side chose. There is no connect: the dial opens (`on_open`
+    /// runs) once its loop made the socket. A UDP dial never reconnects,
+    /// and takes no TLS or WebSocket: [`Hub::dial`](crate::Hub::dial)
+    /// refuses those with `Error::Config`. A peer that is not there shows
+    /// only as requests that time out, and the idle kick.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use netloom::{Dial, SeqPacker, Server};
+    ///
+    /// let client = Server::builder().packer(SeqPacker::default()).start()?;
+    /// let peer = client.hub().dial(Dial::new("127.0.0.1:6566".parse().unwrap()).udp())?;
+    /// let reply = peer.request(1, b"ping", Duration::from_millis(500))?.wait()?;
+    /// # drop(reply);
+    /// # Ok::<(), netloom::Error>(())
+    /// ```
+    pub fn udp(mut self) -> Self {
+        self.udp = true;
         self
     }
 

@@ -150,7 +150,7 @@ impl Conn {
     /// while it is down), or a UDP session's socket on its loop.
     #[inline]
     pub(crate) fn is_connected(&self) -> bool {
-        self.stream.is_some() || self.layer.is_udp()
+        self.stream.is_some() || self.layer.udp_peer().is_some_and(|u| u.is_attached())
     }
 
     /// Its write queue keeps frame boundaries: a dialed connection's (a

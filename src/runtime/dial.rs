@@ -89,6 +89,11 @@ impl Hub {
         if let Some(policy) = &dial.reconnect {
             policy.validate()?;
         }
+        if dial.udp && (dial.reconnect.is_some() || dial.tls.is_some() || dial.ws.is_some()) {
+            return Err(Error::Config(
+                "a UDP dial takes no reconnect, TLS or WebSocket".into(),
+            ));
+        }
         if dial.timeouts_to_drop == Some(0) {
             return Err(Error::Config(
                 "Dial::reconnect_after_timeouts must be at least 1".into(),

@@ -42,6 +42,24 @@ impl UdpPeer {
         }
     }
 
+    /// A session this server dialed (`Dial::udp`): no socket until its
+    /// loop makes one; the peer is the one the application chose, so it
+    /// needs no validation.
+    pub(crate) fn dialed() -> Self {
+        UdpPeer {
+            validated: true,
+            ..UdpPeer::new(Self::UNATTACHED)
+        }
+    }
+
+    /// `socket` of a dialed session whose socket is not made yet.
+    pub(crate) const UNATTACHED: u32 = u32::MAX;
+
+    /// It has its socket on the loop.
+    pub(crate) fn is_attached(&self) -> bool {
+        self.socket != Self::UNATTACHED
+    }
+
     /// A datagram of `len` bytes came from the peer.
     pub(crate) fn received(&mut self, len: usize, config: &UdpConfig) {
         self.received = self.received.saturating_add(len as u64);

@@ -12,6 +12,7 @@ use netloom::{Builder, DatagramDrop, Server, ServerHandle, UdpConfig};
 use crate::common::peers::{require, Peer};
 use crate::common::{echo, frame, init_logs, run_bounded, TIMEOUT};
 
+mod client;
 mod lifecycle;
 mod limits;
 

@@ -11,6 +11,7 @@ use crate::conn::{flag, Conn};
 use crate::error::{Error, Result};
 use crate::id::ConnId;
 use crate::stats::Counters;
+use crate::transport::udp::UdpPeer;
 use crate::transport::Layer;
 
 impl ConnTable {
@@ -19,7 +20,10 @@ impl ConnTable {
     /// activity starts when it connects).
     pub(crate) fn reserve_dial(&self, spec: Arc<Dial>) -> ConnId {
         let generation = self.next_generation();
-        let layer = Layer::down(spec.ws.as_ref().map(|w| &w.0));
+        let layer = match spec.udp {
+            true => Layer::udp(UdpPeer::dialed()),
+            false => Layer::down(spec.ws.as_ref().map(|w| &w.0)),
+        };
         let mut conn = Conn::new(None, spec.addr, generation, 0, layer);
         conn.set(flag::OUTBOUND);
         conn.profile = spec.profile;
@@ -50,7 +54,7 @@ impl ConnTable {
     pub(crate) fn down_dial(&self, id: ConnId) -> Option<usize> {
         let mut slab = self.conns.borrow_mut();
         let (key, conn) = self.open_conn(&mut slab, id)?;
-        (conn.stream.is_none() && conn.has(flag::OUTBOUND)).then_some(key)
+        (!conn.is_connected() && conn.has(flag::OUTBOUND)).then_some(key)
     }
 
     /// A host dial's name resolved (on a resolver thread, for try
@@ -107,7 +111,7 @@ impl ConnTable {
         let resolving = (self.dials.borrow())
             .get(&key)
             .is_some_and(|d| matches!(d.resolve, Resolve::Pending(_)));
-        if conn.stream.is_some() || resolving {
+        if conn.is_connected() || resolving {
             return Ok(false);
         }
         let mut to_dial = self.to_dial.borrow_mut();

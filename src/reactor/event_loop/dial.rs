@@ -33,9 +33,9 @@ impl EventLoop {
     pub(super) fn start_connect(&mut self, key: usize) {
         let core = self.core.clone();
         let table = &core.table;
-        let Some((step, timeout)) = (table.dials.borrow_mut())
+        let Some((step, timeout, udp)) = (table.dials.borrow_mut())
             .get_mut(&key)
-            .map(|d| (d.next_step(), d.spec.connect_timeout))
+            .map(|d| (d.next_step(), d.spec.connect_timeout, d.spec.udp))
         else {
             return;
         };
@@ -51,6 +51,9 @@ impl EventLoop {
                 return;
             }
         };
+        if udp {
+            return self.attach_udp(key, addr);
+        }
         let profile = table.conns.borrow().get(key).map_or(0, |c| c.profile);
         let options = core.runtime.config.socket_of(profile);
         let connected = crate::sys::connect(addr, &options).and_then(|mut stream| {

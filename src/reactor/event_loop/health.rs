@@ -41,7 +41,7 @@ impl EventLoop {
         };
         let up = table.conns.borrow().get(key).is_some_and(|c| {
             c.generation == generation
-                && c.stream.is_some()
+                && c.is_connected()
                 && !c.has(flag::CLOSING)
                 && !c.has(flag::CONNECTING)
         });

@@ -415,12 +415,9 @@ impl EventLoop {
     /// The heartbeat of the connection at `key` (its profile's, or the
     /// server's), if it has one.
     fn heartbeat_of(&self, key: usize) -> Option<Heartbeat> {
-        let slab = self.core.table.conns.borrow();
+        let (slab, config) = (self.core.table.conns.borrow(), &self.core.runtime.config);
         let c = slab.get(key)?;
-        self.core
-            .runtime
-            .config
-            .heartbeat_for(c.profile, c.layer.is_udp())
+        config.heartbeat_for(c.profile, c.layer.is_udp())
     }
 
     /// The first heartbeat check of a connection that just opened (accepted,

@@ -8,6 +8,9 @@
 //! always lands on the same loop, so its session lives there. Elsewhere
 //! loop 0 has the one socket (`sys::udp_sockets`).
 
+mod dial;
+mod send;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -16,17 +19,18 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
+use slab::Slab;
 
 use super::EventLoop;
-use crate::buf::Flushed;
 use crate::codec::reader::Batch;
 use crate::conn::{flag, Conn};
 use crate::stats::{Counters, DatagramDrop};
 use crate::transport::udp::{decode_datagram, UdpPeer, UdpSession};
 use crate::transport::Layer;
 
-/// Most UDP sockets one loop has (one per `bind_udp` address).
-pub(crate) const MAX_UDP_SOCKETS: usize = 256;
+/// Most UDP sockets one loop has: one per `bind_udp` address, and one per
+/// UDP dial (`Dial::udp`) open on it.
+pub(crate) const MAX_UDP_SOCKETS: usize = 1 << 20;
 
 /// The token of a loop's UDP socket `i`: counted down from below the
 /// waker's, far above any connection's slot.
@@ -56,12 +60,30 @@ struct Socket {
     writable: bool,
     /// Its read budget ran out: read on next turn.
     pending: bool,
+    /// A UDP dial's own socket (connected to its one peer): it opens no
+    /// session, and goes with its session.
+    dialed: bool,
+}
+
+impl Socket {
+    fn new(socket: UdpSocket, dialed: bool) -> io::Result<Socket> {
+        Ok(Socket {
+            local: socket.local_addr()?,
+            socket,
+            sessions: HashMap::new(),
+            blocked: Vec::new(),
+            writable: false,
+            pending: false,
+            dialed,
+        })
+    }
 }
 
 /// A loop's UDP sockets and the buffers they share.
 #[derive(Default)]
 pub(crate) struct UdpSockets {
-    sockets: Vec<Socket>,
+    /// By index: a socket's token and its sessions' `UdpPeer::socket`.
+    sockets: Slab<Socket>,
     /// One datagram received: `max_datagram + 1` bytes, so a longer one
     /// shows (it fills the buffer).
     scratch: Vec<u8>,
@@ -77,52 +99,46 @@ impl UdpSockets {
         registry: &Registry,
         max_datagram: usize,
     ) -> io::Result<Self> {
-        let mut all = Vec::with_capacity(sockets.len());
-        for (i, mut socket) in sockets.into_iter().enumerate() {
-            registry.register(&mut socket, token(i), Interest::READABLE)?;
-            all.push(Socket {
-                local: socket.local_addr()?,
-                socket,
-                sessions: HashMap::new(),
-                blocked: Vec::new(),
-                writable: false,
-                pending: false,
-            });
+        let mut all = Slab::with_capacity(sockets.len());
+        for mut socket in sockets {
+            registry.register(&mut socket, token(all.vacant_key()), Interest::READABLE)?;
+            all.insert(Socket::new(socket, false)?);
         }
-        let scratch = if all.is_empty() {
-            Vec::new()
-        } else {
-            vec![0; max_datagram + 1]
-        };
         Ok(UdpSockets {
             sockets: all,
-            scratch,
+            scratch: vec![0; max_datagram + 1],
             ..UdpSockets::default()
         })
     }
 
+    /// Add a UDP dial's socket, registered for reading; returns its index.
+    fn add_dialed(&mut self, mut socket: UdpSocket, registry: &Registry) -> io::Result<usize> {
+        let i = self.sockets.vacant_key();
+        registry.register(&mut socket, token(i), Interest::READABLE)?;
+        Ok(self.sockets.insert(Socket::new(socket, true)?))
+    }
+
     /// Some socket's read budget ran out last turn.
     pub(super) fn has_pending(&self) -> bool {
-        self.sockets.iter().any(|s| s.pending)
+        self.sockets.iter().any(|(_, s)| s.pending)
     }
 
     /// A session is gone: forget its peer (if the socket's entry is still
-    /// that session's).
-    pub(super) fn forget(&mut self, socket: u32, peer: SocketAddr, key: usize) {
-        if let Some(s) = self.sockets.get_mut(socket as usize) {
-            if s.sessions.get(&peer) == Some(&key) {
-                s.sessions.remove(&peer);
-            }
+    /// that session's); a dial's socket goes with it.
+    fn forget(&mut self, socket: u32, peer: SocketAddr, key: usize, registry: &Registry) {
+        let i = socket as usize;
+        let Some(s) = self.sockets.get_mut(i) else {
+            return;
+        };
+        if s.sessions.get(&peer) != Some(&key) {
+            return;
+        }
+        s.sessions.remove(&peer);
+        if s.dialed {
+            let mut s = self.sockets.remove(i);
+            let _ = registry.deregister(&mut s.socket);
         }
     }
-}
-
-/// What became of the front datagram of a session's queue.
-enum Sent {
-    Done(usize),
-    Blocked,
-    Dropped(DatagramDrop),
-    Failed(io::Error),
 }
 
 impl EventLoop {
@@ -138,10 +154,14 @@ impl EventLoop {
 
     /// Read the sockets whose budget ran out last turn.
     pub(super) fn udp_pending(&mut self) {
-        for i in 0..self.udp.sockets.len() {
-            if std::mem::take(&mut self.udp.sockets[i].pending) {
-                self.udp_read(i);
-            }
+        if !self.udp.has_pending() {
+            return;
+        }
+        let pending: Vec<usize> = (self.udp.sockets.iter_mut())
+            .filter_map(|(i, s)| std::mem::take(&mut s.pending).then_some(i))
+            .collect();
+        for i in pending {
+            self.udp_read(i);
         }
     }
 
@@ -161,10 +181,11 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // An ICMP error reported on the socket (a peer's port
-                    // unreachable): nothing to do with the next datagram.
+                    // An ICMP error reported on the socket (a dial's peer
+                    // not there): nothing to do with the next datagram,
+                    // read on the next turn.
                     log::debug!("udp {}: receive failed: {e}", socket.local);
-                    continue;
+                    break;
                 }
             };
             Counters::bump(&counters.datagrams_in, 1);
@@ -189,22 +210,25 @@ impl EventLoop {
         let table = &core.table;
         let counters = table.counters();
         let len = datagram.len();
-        let known = self.udp.sockets[i].sessions.get(&from).copied();
-        let (key, generation) = match known {
+        let socket = &self.udp.sockets[i];
+        let (known, dialed) = (socket.sessions.get(&from).copied(), socket.dialed);
+        let (key, generation, profile) = match known {
             Some(key) => {
                 let slab = table.conns.borrow();
                 match slab.get(key) {
-                    Some(c) if !c.has(flag::CLOSING) => (key, c.generation),
+                    Some(c) if !c.has(flag::CLOSING) => (key, c.generation, c.profile),
                     _ => return drop_datagram(counters, DatagramDrop::Closing),
                 }
             }
+            // A dial's socket is connected: only its peer can be heard.
+            None if dialed => return drop_datagram(counters, DatagramDrop::Closing),
             None => match self.open_session(i, from) {
-                Some(opened) => opened,
+                Some((key, generation)) => (key, generation, crate::config::SERVER_PROFILE),
                 None => return,
             },
         };
         let mut batch = std::mem::take(&mut self.udp.batch);
-        let packer = table.wire().packer(crate::config::SERVER_PROFILE);
+        let packer = table.wire().packer(profile);
         if let Err(bad) = decode_datagram(packer, datagram, &mut batch, from) {
             self.udp.batch = batch;
             drop_datagram(counters, DatagramDrop::Malformed);
@@ -276,110 +300,21 @@ impl EventLoop {
         Some((key, generation))
     }
 
-    /// Send what a session has queued, a datagram per frame, until done or
-    /// the socket's send buffer is full (then the session waits for
-    /// WRITABLE with what is left).
-    pub(super) fn udp_write_out(&mut self, key: usize, conn: &mut Conn) -> Flushed {
-        let config = &self.core.runtime.config.udp;
-        let counters = self.core.table.counters();
-        let mut flushed = Flushed::default();
-        let Conn {
-            queue,
-            layer,
-            peer,
-            generation,
-            ..
-        } = conn;
-        let (Some(queue), Some(udp)) = (queue.as_deref_mut(), layer.udp_peer_mut()) else {
-            return flushed;
-        };
-        let Some(socket) = self.udp.sockets.get_mut(udp.socket as usize) else {
-            queue.clear();
-            return flushed;
-        };
-        loop {
-            let sent = queue.with_front_frame(&mut self.udp.out, |datagram| {
-                if datagram.len() > config.max_datagram {
-                    return Sent::Dropped(DatagramDrop::TooLarge);
-                }
-                if !udp.allows(datagram.len(), config.amplification) {
-                    return Sent::Dropped(DatagramDrop::Unvalidated);
-                }
-                match socket.socket.send_to(datagram, *peer) {
-                    Ok(n) => Sent::Done(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Sent::Blocked,
-                    Err(e) => Sent::Failed(e),
-                }
-            });
-            match sent {
-                None => break,
-                Some(Sent::Done(n)) => {
-                    udp.sent(queue.pop_frame());
-                    flushed.written += n;
-                    Counters::bump(&counters.datagrams_out, 1);
-                }
-                Some(Sent::Blocked) => {
-                    flushed.blocked = true;
-                    socket.blocked.push((key, *generation));
-                    if !socket.writable {
-                        let interest = Interest::READABLE | Interest::WRITABLE;
-                        let i = udp.socket as usize;
-                        match self.poll.registry().reregister(
-                            &mut socket.socket,
-                            token(i),
-                            interest,
-                        ) {
-                            Ok(()) => socket.writable = true,
-                            Err(e) => log::warn!("udp {}: reregister failed: {e}", socket.local),
-                        }
-                    }
-                    break;
-                }
-                Some(Sent::Failed(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Some(Sent::Dropped(cause)) => {
-                    queue.pop_frame();
-                    drop_datagram(counters, cause);
-                }
-                Some(Sent::Failed(e)) => {
-                    queue.pop_frame();
-                    drop_datagram(counters, DatagramDrop::SendFailed);
-                    log::debug!("udp {peer}: datagram not sent: {e}");
-                }
-            }
-        }
-        flushed
-    }
-
-    /// Socket `i` can send again: its waiting sessions go on.
-    fn udp_writable(&mut self, i: usize) {
-        let Some(socket) = self.udp.sockets.get_mut(i) else {
+    /// A UDP session removed from the table: its peer is forgotten (and
+    /// a dial's socket closed); an accepted one leaves room for another.
+    pub(super) fn udp_session_gone(&mut self, key: usize, conn: &Conn) {
+        let Some(udp) = conn.layer.udp_peer() else {
             return;
         };
-        if socket.writable {
-            let registry = self.poll.registry();
-            match registry.reregister(&mut socket.socket, token(i), Interest::READABLE) {
-                Ok(()) => socket.writable = false,
-                Err(e) => log::warn!("udp {}: reregister failed: {e}", socket.local),
-            }
-        }
-        let blocked = std::mem::take(&mut socket.blocked);
-        let table = &self.core.table;
-        for (key, generation) in blocked {
-            let mut slab = table.conns.borrow_mut();
-            if let Some(conn) = slab.get_mut(key).filter(|c| c.generation == generation) {
-                table.mark_dirty(key, conn);
-            }
-        }
-    }
-
-    /// A UDP session removed from the table: its peer is forgotten.
-    pub(super) fn udp_session_gone(&mut self, key: usize, conn: &Conn) {
-        if let Some(udp) = conn.layer.udp_peer() {
-            self.udp.forget(udp.socket, conn.peer, key);
+        if !conn.has(flag::OUTBOUND) {
             self.core
                 .runtime
                 .udp_sessions
                 .fetch_sub(1, Ordering::Relaxed);
+        }
+        if udp.is_attached() {
+            let registry = self.poll.registry();
+            self.udp.forget(udp.socket, conn.peer, key, registry);
         }
     }
 }
