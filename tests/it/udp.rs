@@ -15,6 +15,7 @@ use crate::common::{echo, frame, init_logs, run_bounded, TIMEOUT};
 mod client;
 mod lifecycle;
 mod limits;
+mod review;
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/udp_peer.py");
 
