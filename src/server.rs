@@ -174,20 +174,23 @@ impl fmt::Debug for ServerHandle {
         f.debug_struct("ServerHandle")
             .field("local_addrs", &self.local_addrs)
             .field("udp_addrs", &self.udp_addrs)
-            .field("udp_addrs", &self.udp_addrs)
             .field("loops", &self.loops.len())
             .finish()
     }
 }
 
 impl ServerHandle {
-    /// The first listening address (with the real port if bound to port 0).
+    /// The first listening address (with the real port if bound to port
+    /// 0); on a server with UDP sockets only, the first of those.
     ///
     /// # Panics
     ///
     /// When the server listens on nothing (it only dials).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addrs[0]
+        match self.local_addrs.first() {
+            Some(addr) => *addr,
+            None => self.udp_addrs[0],
+        }
     }
 
     /// Every listening address, in `bind` order.

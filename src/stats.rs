@@ -48,9 +48,11 @@ pub enum DatagramDrop {
     /// packer. The whole datagram is dropped; the session stays.
     Malformed = 1,
     /// Received: from a new peer while `UdpConfig::max_sessions` (or
-    /// `max_connections`) sessions were open, or while shutting down.
+    /// `max_connections`) sessions were open.
     SessionLimit = 2,
-    /// Received: for a session that is closing.
+    /// Received: for a session that is closing, or from a new peer while
+    /// the server shuts down; or on a UDP dial's socket from another
+    /// address.
     Closing = 3,
     /// To be sent: to a peer not yet validated, over the amplification
     /// bound (`UdpConfig::amplification`).
@@ -61,10 +63,15 @@ pub enum DatagramDrop {
     /// To be sent: the socket refused it (an error other than "would
     /// block": no route, message too long for the path, …).
     SendFailed = 6,
+    /// Received: for a session whose work waiting for its worker pool or
+    /// logic thread is over `Config::exec_backlog` (a TCP connection's
+    /// reads would pause; a UDP socket is shared, so the session's
+    /// datagrams are dropped until the backlog is under half).
+    Backlog = 7,
 }
 
 impl DatagramDrop {
-    pub(crate) const KINDS: usize = 7;
+    pub(crate) const KINDS: usize = 8;
     const ALL: [DatagramDrop; Self::KINDS] = [
         DatagramDrop::Oversized,
         DatagramDrop::Malformed,
@@ -73,10 +80,12 @@ impl DatagramDrop {
         DatagramDrop::Unvalidated,
         DatagramDrop::TooLarge,
         DatagramDrop::SendFailed,
+        DatagramDrop::Backlog,
     ];
 
     /// Its short name: `"oversized"`, `"malformed"`, `"session_limit"`,
-    /// `"closing"`, `"unvalidated"`, `"too_large"`, `"send_failed"`.
+    /// `"closing"`, `"unvalidated"`, `"too_large"`, `"send_failed"`,
+    /// `"backlog"`.
     pub fn name(self) -> &'static str {
         match self {
             DatagramDrop::Oversized => "oversized",
@@ -86,6 +95,7 @@ impl DatagramDrop {
             DatagramDrop::Unvalidated => "unvalidated",
             DatagramDrop::TooLarge => "too_large",
             DatagramDrop::SendFailed => "send_failed",
+            DatagramDrop::Backlog => "backlog",
         }
     }
 }

@@ -139,6 +139,15 @@ pub(crate) fn udp_sockets(
     };
     let mut sockets = Vec::with_capacity(spread);
     let mut at = addr;
+    // The group's sockets all set SO_REUSEPORT, which would let them join
+    // another server's group on the port: bind once without it first, so
+    // a port in use is refused as a TCP one is (and port 0 picks a free
+    // port for the group). It must be closed before the group binds (a
+    // socket without the option keeps the others out): a process binding
+    // the port in between wins it, and the group's bind then fails.
+    if spread > 1 {
+        at = std::net::UdpSocket::bind(addr)?.local_addr()?;
+    }
     for _ in 0..spread {
         let socket = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
         if at.is_ipv6() {

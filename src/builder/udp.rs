@@ -25,10 +25,17 @@ impl Builder {
     /// connection. Every message sent to a session is one datagram. See
     /// [`UdpConfig`] for the limits, and the guide's UDP section.
     ///
+    /// The address must be a specific one (`127.0.0.1:6566`,
+    /// `10.0.0.5:6566`), not the wildcard (`0.0.0.0`, `[::]`): a reply
+    /// leaves from the socket's address, and on a wildcard socket the
+    /// kernel would pick one by its routes, not necessarily the one the
+    /// peer sent to, which a connected client socket drops. Bind each
+    /// address you serve.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] if `addr` does not resolve, [`Error::Config`] if it
-    /// resolves to no address.
+    /// resolves to no address or to a wildcard one.
     ///
     /// # Examples
     ///
@@ -47,6 +54,15 @@ impl Builder {
             return Err(Error::Config(
                 "bind_udp: address resolved to nothing".into(),
             ));
+        }
+        if let Some(wild) = self.udp_addrs[before..]
+            .iter()
+            .find(|a| a.ip().is_unspecified())
+        {
+            return Err(Error::Config(format!(
+                "bind_udp: {wild} is a wildcard address: replies could leave from \
+                 another address than the peer sent to; bind each address to serve"
+            )));
         }
         self.config.udp_bound = true;
         Ok(self)

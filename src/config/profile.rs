@@ -104,6 +104,7 @@ impl Config {
     /// wheel is sized for all of them.
     pub(crate) fn heartbeats(&self) -> impl Iterator<Item = Heartbeat> + '_ {
         let udp = (self.udp_bound && self.heartbeat.is_none()).then(|| self.udp.heartbeat());
+        let udp = udp.flatten();
         (self.heartbeat.iter().copied())
             .chain(self.profiles.iter().filter_map(|p| p.heartbeat))
             .chain(udp)
@@ -113,7 +114,7 @@ impl Config {
     /// (`udp`): the server's if it has one, else the UDP idle check.
     pub(crate) fn heartbeat_for(&self, profile: u8, udp: bool) -> Option<Heartbeat> {
         match self.heartbeat_of(profile) {
-            None if udp => Some(self.udp.heartbeat()),
+            None if udp => self.udp.heartbeat(),
             hb => hb.copied(),
         }
     }

@@ -10,6 +10,10 @@ use crate::error::{Error, Result};
 /// IP header): the default [`UdpConfig::max_datagram`].
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
+/// The longest idle timeout the timer wheel keeps (a heartbeat's bound);
+/// longer means never.
+const NEVER_AFTER: Duration = Duration::from_secs(24 * 24 * 3600);
+
 /// When a UDP peer counts as having shown that it receives at its address
 /// (the end of the [amplification bound](UdpConfig::amplification)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,7 +53,9 @@ pub struct UdpConfig {
     /// `CloseReason::IdleTimeout`, checked every eighth of it (at most
     /// every 5 s), unless the server has a heartbeat (`Builder::heartbeat`):
     /// then that heartbeat, with its ping, applies to UDP sessions as to
-    /// every connection. Default: 120 s (nbio's).
+    /// every connection. Default: 120 s (nbio's); at least 10 ms; over 24
+    /// days (`Duration::MAX` included) means never: sessions then go only
+    /// when closed, and `max_sessions` is all that bounds them.
     pub idle_timeout: Duration,
     /// Until a peer is validated (`validation`), the bytes sent to it stay
     /// within this multiple of the bytes received from it (QUIC's rule is
@@ -61,8 +67,10 @@ pub struct UdpConfig {
     /// Most bytes queued for one session while its socket's send buffer
     /// is full (`EWOULDBLOCK`); over it, sends fail with
     /// `Error::BufferFull` (or close the session with
-    /// `SlowPeerPolicy::Close`). A UDP session's reads never pause.
-    /// Default: 256 KiB; at least `max_datagram`.
+    /// `SlowPeerPolicy::Close`). Until the socket was found full, what one
+    /// turn queues (a handler's burst) is held to `write_high_water`
+    /// instead. A UDP session's reads never pause. Default: 256 KiB; at
+    /// least `max_datagram`.
     pub send_queue: usize,
 }
 
@@ -95,18 +103,25 @@ impl UdpConfig {
         if self.send_queue < self.max_datagram {
             return bad("udp send_queue must be at least max_datagram");
         }
-        self.heartbeat().validate()
+        if self.idle_timeout < Duration::from_millis(10) {
+            return bad("udp idle_timeout must be at least 10 ms");
+        }
+        self.heartbeat().map_or(Ok(()), |hb| hb.validate())
     }
 
-    /// The idle check of UDP sessions when the server has no heartbeat.
-    pub(crate) fn heartbeat(&self) -> Heartbeat {
+    /// The idle check of UDP sessions when the server has no heartbeat;
+    /// `None` for "never" (an idle timeout past what the wheel keeps).
+    pub(crate) fn heartbeat(&self) -> Option<Heartbeat> {
+        if self.idle_timeout > NEVER_AFTER {
+            return None;
+        }
         let check = (self.idle_timeout / 8).clamp(Duration::from_millis(1), Duration::from_secs(5));
-        Heartbeat {
+        Some(Heartbeat {
             check_interval: check,
             idle_timeout: self.idle_timeout.max(check),
             ping_after: None,
             ping_id: 0,
-        }
+        })
     }
 }
 
@@ -133,11 +148,18 @@ mod tests {
     #[test]
     fn the_idle_check_is_an_eighth_of_the_timeout_at_most_five_seconds() {
         let mut c = UdpConfig::default();
-        assert_eq!(c.heartbeat().check_interval, Duration::from_secs(5));
+        let check = |c: &UdpConfig| c.heartbeat().map(|hb| hb.check_interval);
+        assert_eq!(check(&c), Some(Duration::from_secs(5)));
         c.idle_timeout = Duration::from_secs(8);
-        assert_eq!(c.heartbeat().check_interval, Duration::from_secs(1));
+        assert_eq!(check(&c), Some(Duration::from_secs(1)));
+        c.idle_timeout = Duration::from_millis(10);
+        assert!(c.validate().is_ok());
         c.idle_timeout = Duration::ZERO;
-        let hb = c.heartbeat();
-        assert!(hb.validate().is_ok(), "{hb:?}");
+        assert!(c.validate().is_err(), "zero is refused");
+        c.idle_timeout = Duration::MAX;
+        assert!(
+            c.validate().is_ok() && c.heartbeat().is_none(),
+            "MAX is never"
+        );
     }
 }

@@ -190,10 +190,14 @@ impl ConnTable {
     #[inline]
     fn check_high_water(&self, key: usize, conn: &mut Conn, extra: usize) -> Result<()> {
         let queued = conn.queued();
-        if queued == 0 || queued + extra <= self.write_high_water && !conn.layer.is_udp() {
-            return Ok(());
-        }
-        if conn.layer.is_udp() && queued + extra <= self.udp_high_water {
+        // A UDP session's own mark holds while its socket is full; before
+        // the socket was tried (a handler's burst in one turn), the
+        // connections' mark.
+        let mark = match conn.has(flag::WRITABLE) && conn.layer.is_udp() {
+            true => self.udp_high_water,
+            false => self.write_high_water,
+        };
+        if queued == 0 || queued + extra <= mark {
             return Ok(());
         }
         self.over_high_water(key, conn, queued)

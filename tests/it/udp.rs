@@ -13,9 +13,9 @@ use crate::common::peers::{require, Peer};
 use crate::common::{echo, frame, init_logs, run_bounded, TIMEOUT};
 
 mod client;
+mod edges;
 mod lifecycle;
 mod limits;
-mod review;
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/udp_peer.py");
 

@@ -467,7 +467,9 @@ fn check_backlog(core: &LoopCore, me: ConnId) {
         if conn.has(flag::CLOSING) || conn.has(flag::PAUSED) {
             return;
         }
-        if ConnTable::may_pause(conn) {
+        // A UDP session cannot stop its socket: it drops what comes while
+        // paused instead (`DatagramDrop::Backlog`), whatever side it is.
+        if ConnTable::may_pause(conn) || conn.layer.is_udp() {
             log::debug!("conn {me}: {held} bytes of work wait for its handlers; pausing reads");
             conn.set(flag::PAUSED);
             Counters::bump(&core.table.counters().exec_pauses, 1);

@@ -172,6 +172,7 @@ impl EventLoop {
             .counters
             .clone();
         let max = self.core.runtime.config.udp.max_datagram;
+        let mut errors = 0;
         for _ in 0..DATAGRAM_BUDGET {
             let Some(socket) = self.udp.sockets.get(i) else {
                 return;
@@ -182,10 +183,15 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // An ICMP error reported on the socket (a dial's peer
-                    // not there): nothing to do with the next datagram,
-                    // read on the next turn.
+                    // not there): nothing to do with the next datagram. A
+                    // few in a row end this read (edge-triggered: a later
+                    // datagram raises a new event).
                     log::debug!("udp {}: receive failed: {e}", socket.local);
-                    break;
+                    errors += 1;
+                    if errors > 4 {
+                        return;
+                    }
+                    continue;
                 }
             };
             Counters::bump(&counters.datagrams_in, 1);
@@ -216,8 +222,14 @@ impl EventLoop {
             Some(key) => {
                 let slab = table.conns.borrow();
                 match slab.get(key) {
-                    Some(c) if !c.has(flag::CLOSING) => (key, c.generation, c.profile),
-                    _ => return drop_datagram(counters, DatagramDrop::Closing),
+                    Some(c) if c.has(flag::CLOSING) => {
+                        return drop_datagram(counters, DatagramDrop::Closing)
+                    }
+                    Some(c) if c.has(flag::PAUSED) => {
+                        return drop_datagram(counters, DatagramDrop::Backlog)
+                    }
+                    Some(c) => (key, c.generation, c.profile),
+                    None => return drop_datagram(counters, DatagramDrop::Closing),
                 }
             }
             // A dial's socket is connected: only its peer can be heard.

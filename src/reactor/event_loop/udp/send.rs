@@ -8,7 +8,7 @@ use mio::Interest;
 
 use super::{drop_datagram, token};
 use crate::buf::Flushed;
-use crate::conn::Conn;
+use crate::conn::{flag, Conn};
 use crate::reactor::event_loop::EventLoop;
 use crate::stats::{Counters, DatagramDrop};
 
@@ -32,6 +32,9 @@ impl EventLoop {
         let config = &self.core.runtime.config.udp;
         let counters = self.core.table.counters();
         let mut flushed = Flushed::default();
+        // Already in its socket's waiting list (blocked before, not woken
+        // since): listed once.
+        let listed = conn.has(flag::WRITABLE);
         let Conn {
             queue,
             layer,
@@ -69,7 +72,9 @@ impl EventLoop {
                 }
                 Some(Sent::Blocked) => {
                     flushed.blocked = true;
-                    socket.blocked.push((key, *generation));
+                    if !listed {
+                        socket.blocked.push((key, *generation));
+                    }
                     if !socket.writable {
                         let interest = Interest::READABLE | Interest::WRITABLE;
                         let i = udp.socket as usize;
@@ -116,6 +121,7 @@ impl EventLoop {
         for (key, generation) in blocked {
             let mut slab = table.conns.borrow_mut();
             if let Some(conn) = slab.get_mut(key).filter(|c| c.generation == generation) {
+                conn.unset(flag::WRITABLE);
                 table.mark_dirty(key, conn);
             }
         }
