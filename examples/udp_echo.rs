@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example udp_echo            # 127.0.0.1:6566
-//! cargo run --release --example udp_echo -- 0.0.0.0:7000
+//! cargo run --release --example udp_echo -- 10.0.0.5:7000   # a specific address, not 0.0.0.0
 //! ```
 //!
 //! Datagrams carry the default packer's frames (8-byte header: body length
