@@ -86,6 +86,15 @@ pub enum Error {
     /// bug in the application's type, not the peer's doing.
     #[error("typed message could not be encoded: {0}")]
     Encode(String),
+    /// A room name is empty or longer than [`MAX_ROOM_NAME`](crate::MAX_ROOM_NAME)
+    /// bytes. Nothing was joined, left or published: reject the input
+    /// (a peer's, typically) or shorten the name.
+    #[error("room name of {0} bytes: empty or over the limit")]
+    RoomName(usize),
+    /// The connection is a member of [`MAX_ROOMS_PER_CONN`](crate::MAX_ROOMS_PER_CONN)
+    /// rooms already; it joined nothing. Leave a room first.
+    #[error("connection is in the most rooms it may be in ({0})")]
+    TooManyRooms(usize),
 }
 
 /// A peer broke the wire protocol, or a message cannot be encoded.

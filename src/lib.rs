@@ -130,6 +130,7 @@ pub use config::{
     UnknownIdPolicy, WhileDown, FOREVER,
 };
 pub use conn::dial::Dial;
+pub use conn::rooms::{MAX_ROOMS_PER_CONN, MAX_ROOM_NAME};
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
 pub use dispatch::exec::Exec;
 pub use dispatch::hooks::{Disconnect, IntoOpenResult};
