@@ -32,6 +32,7 @@ mod profile_rules;
 mod profiles;
 mod protocol;
 mod review;
+mod rooms;
 mod timers;
 #[cfg(feature = "tls")]
 mod tls;
