@@ -80,10 +80,11 @@ impl ConnHandle {
     ///
     /// ```
     /// # fn f(handle: netloom::ConnHandle, hub: netloom::Hub) -> netloom::Result<()> {
-    /// handle.join("lobby"); // from any thread; the receipt may be dropped
+    /// let _ = handle.join("lobby"); // from any thread; the receipt may be dropped
     /// hub.publish("lobby", 7, b"someone joined")?;
     /// # Ok(())
     /// # }
+    /// # let _ = f;
     /// ```
     pub fn join(&self, room: &str) -> Receipt<bool> {
         self.room_receipt(room, true)
