@@ -46,13 +46,15 @@ pub(crate) fn room_op(
         return Err(Error::ShutDown);
     }
     let room: Arc<str> = Arc::from(room);
+    // The name is what the job holds: charged to the inbox like a body.
+    let bytes = room.len();
     let job = Box::new(move |core: &LoopCore| {
         let done = apply(core, &room);
         if let Some(reply) = reply {
             reply.send(done);
         }
     });
-    runtime.push(id.loop_index(), 0, Command::Run { bytes: 0, job })?;
+    runtime.push(id.loop_index(), bytes, Command::Run { bytes, job })?;
     Ok(None)
 }
 

@@ -161,3 +161,62 @@ fn handle_joins_from_another_thread_precede_its_publishes() {
         Err(Error::ShutDown)
     ));
 }
+
+/// Handlers on a worker pool join and leave through the loop's inbox:
+/// the answer (which leaves with the handler's outcome, after the join
+/// was handed over) comes once the membership is in place.
+#[test]
+fn handlers_on_a_worker_pool_join_and_leave() {
+    let (builder, opens) = rooms_builder(2);
+    let server = start(builder.exec(netloom::Exec::Pool(2)));
+    let hub = server.hub();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::connect(server.local_addr());
+        handle_of(&opens, &c);
+        join(&mut c, "w");
+        clients.push(c);
+    }
+    assert_eq!(hub.room_len("w"), 3);
+    clients[0].send(3, b"w\nfrom a worker");
+    for c in &mut clients[1..] {
+        assert_eq!(c.recv(), (3, b"w\nfrom a worker".to_vec()));
+    }
+    leave(&mut clients[2], "w");
+    assert_eq!(count(&mut clients[1], "w"), 2);
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// A member that never reads is bounded like any slow peer: past its
+/// high-water mark it misses publishes (counted in `send_errors`), while
+/// an honest member that reads each one gets every one, in order. (The
+/// publisher waits for the honest member's read of each: a burst handed
+/// to a loop in one turn is queued before that turn's flush, and would
+/// take an honest reader over a mark as small as one message, as a
+/// broadcast burst would.)
+#[test]
+fn a_member_that_never_reads_misses_publishes_and_an_honest_one_gets_all() {
+    const N: usize = 400; // 25 MiB: more than the kernel buffers hold
+    const SIZE: usize = 64 << 10;
+    let (builder, opens) = rooms_builder(1);
+    let server = start(builder.write_high_water(SIZE));
+    let hub = server.hub();
+    let mut honest = Client::connect(server.local_addr());
+    handle_of(&opens, &honest);
+    let mut stuck = Client::connect(server.local_addr());
+    handle_of(&opens, &stuck);
+    join(&mut honest, "big");
+    join(&mut stuck, "big");
+    for i in 0..N {
+        hub.publish("big", 7, vec![i as u8; SIZE]).unwrap();
+        let (id, body) = honest.recv();
+        assert_eq!((id, body.len(), body[0]), (7, SIZE, i as u8), "message {i}");
+    }
+    assert!(
+        server.stats().send_errors > 0,
+        "the stuck member missed some"
+    );
+    assert_eq!(hub.room_len("big"), 2, "a slow member stays a member");
+    drop(stuck);
+    server.shutdown(TIMEOUT).unwrap();
+}
