@@ -95,6 +95,12 @@ pub enum Error {
     /// rooms already; it joined nothing. Leave a room first.
     #[error("connection is in the most rooms it may be in ({0})")]
     TooManyRooms(usize),
+    /// The cluster's broker (Redis) is unreachable, or the queue to it is
+    /// full: the message reached this node's connections, not the other
+    /// nodes'. Delivery is at most once: retry if it matters. The node
+    /// reconnects by itself; the text says what failed.
+    #[error("broker unavailable: {0}")]
+    Broker(String),
 }
 
 /// A peer broke the wire protocol, or a message cannot be encoded.

@@ -25,7 +25,7 @@
 //! The modules form one-way layers, each using only those below it:
 //! `sys`, `error`, `ext`, `id`, `stats`, `timer` → `buf` → `codec` →
 //! `config` → `transport` → `conn` → `runtime` → `dispatch` → `reactor` →
-//! `server` → `builder` → `client`, `ws` (see `docs/ARCHITECTURE.md`; a
+//! `server` → `builder` → `client`, `ws`, `cluster` (see `docs/ARCHITECTURE.md`; a
 //! test keeps it so).
 //!
 //! * [`Server::builder`] configures and starts a server.
@@ -100,6 +100,9 @@ pub mod bench_internals;
 mod buf;
 mod builder;
 pub mod client;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod cluster;
 mod codec;
 mod config;
 mod conn;

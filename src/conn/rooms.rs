@@ -9,6 +9,7 @@
 //! id never names the slot's next occupant.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustc_hash::FxBuildHasher;
@@ -136,12 +137,20 @@ impl Rooms {
 #[derive(Debug, Default)]
 pub(crate) struct RoomCounts {
     counts: Mutex<HashMap<Arc<str>, usize>>,
+    /// Moves whenever a room appears on this loop or leaves it (its first
+    /// member joined, its last left): readers that track which rooms
+    /// exist (the cluster's subscriptions) look again only then.
+    changes: AtomicU64,
 }
 
 impl RoomCounts {
     fn add(&self, room: &Arc<str>, n: usize) {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        *counts.entry(room.clone()).or_default() += n;
+        let count = counts.entry(room.clone()).or_default();
+        if *count == 0 {
+            self.changes.fetch_add(1, Ordering::Release);
+        }
+        *count += n;
     }
 
     fn remove<'r>(&self, rooms: impl Iterator<Item = &'r Arc<str>>) {
@@ -151,6 +160,7 @@ impl RoomCounts {
                 *n -= 1;
                 if *n == 0 {
                     counts.remove(room);
+                    self.changes.fetch_add(1, Ordering::Release);
                 }
             }
         }
@@ -160,6 +170,18 @@ impl RoomCounts {
     pub(crate) fn get(&self, room: &str) -> usize {
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         counts.get(room).copied().unwrap_or(0)
+    }
+
+    /// Every room with a member on this loop, with its count.
+    pub(crate) fn all(&self) -> Vec<(Arc<str>, usize)> {
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.iter().map(|(r, n)| (r.clone(), *n)).collect()
+    }
+
+    /// How many times a room appeared or left (wrapping): compare two
+    /// readings to know whether the set of rooms may have changed.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 }
 

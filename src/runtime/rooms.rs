@@ -225,4 +225,22 @@ impl Hub {
         let loops = self.runtime.loops.iter();
         loops.map(|l| l.roster.rooms.get(room)).sum()
     }
+
+    /// Every room with members on this server, with their counts summed
+    /// over the loops (a snapshot, as [`room_len`](Self::room_len)).
+    pub(crate) fn room_counts(&self) -> Vec<(String, usize)> {
+        let mut all: std::collections::HashMap<Arc<str>, usize> = Default::default();
+        for l in &self.runtime.loops {
+            for (room, n) in l.roster.rooms.all() {
+                *all.entry(room).or_default() += n;
+            }
+        }
+        all.into_iter().map(|(r, n)| (r.to_string(), n)).collect()
+    }
+
+    /// Moves whenever a room appears on a loop or leaves it.
+    pub(crate) fn room_changes(&self) -> u64 {
+        let loops = self.runtime.loops.iter();
+        loops.fold(0, |sum, l| sum.wrapping_add(l.roster.rooms.changes()))
+    }
 }

@@ -1,0 +1,509 @@
+//! Rooms, sends and broadcasts across nodes, through Redis pub/sub (the
+//! `cluster` feature).
+//!
+//! A [`Cluster`] joins one server (its [`Hub`]) to the other nodes on one
+//! Redis. It is a floor of its own above the server: it reaches the loops
+//! only through the hub (handles and inboxes), and the loops know nothing
+//! of it.
+//!
+//! ```text
+//!  handler ── cluster.publish(room) ──► hub.publish (this node's members)
+//!                                  └──► bounded queue ──► publisher thread ──► PUBLISH
+//!  Redis ──► subscriber thread ──► envelope from another node? ──► hub.publish /
+//!            (SUBSCRIBE room:R only      broadcast / conn.send (the loops' inboxes,
+//!             while R has a member here)  bounded by `inbox_capacity`)
+//! ```
+//!
+//! * Each node has a name ([`ClusterConfig::node`], unique in the
+//!   cluster); a connection is named across nodes by a [`NodeConnId`].
+//! * Channels: `{prefix}room:{room}`, `{prefix}all`, `{prefix}node:{node}`.
+//!   A node subscribes to a room's channel only while it has a member in
+//!   the room (it looks whenever a room appears or goes on a loop), and
+//!   drops its own echoes (every envelope names the node it came from).
+//! * Delivery is at most once. While the broker is unreachable, the
+//!   publishing calls deliver to this node's connections and return
+//!   [`Error::Broker`] (logged once per outage, counted in
+//!   [`ClusterStats`]); both threads reconnect with the
+//!   [`Reconnect`] backoff and the subscriber subscribes again to what
+//!   the node needs. A message published while a node was not (yet)
+//!   subscribed is not delivered to it.
+//! * Presence: every `heartbeat` the node writes its connection count and
+//!   its rooms' member counts to `{prefix}presence:{node}`, expiring after
+//!   `presence_timeout`, and reads the other nodes' records. A node that
+//!   stops refreshing (crashed, or its `Cluster` dropped) is gone from the
+//!   others' view once its record expires.
+
+mod publisher;
+mod subscriber;
+mod wire;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Sender, TrySendError};
+
+use crate::config::Reconnect;
+use crate::error::{Error, Result};
+use crate::id::ConnId;
+use crate::runtime::Hub;
+
+use wire::Target;
+
+/// The longest node name, in bytes.
+pub const MAX_NODE_NAME: usize = 64;
+
+/// How a node joins a cluster. Build it with [`ClusterConfig::new`] and
+/// change the public fields as needed.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The broker, e.g. `redis://127.0.0.1:6379/`.
+    pub url: String,
+    /// This node's name, unique in the cluster (1 to [`MAX_NODE_NAME`]
+    /// bytes).
+    pub node: String,
+    /// Prefix of every channel and key (default `netloom:`): clusters
+    /// sharing one Redis use different prefixes.
+    pub prefix: String,
+    /// How often the node refreshes its presence (default 1 s).
+    pub heartbeat: Duration,
+    /// How long a presence record lives without a refresh (default 3 s;
+    /// longer than `heartbeat`).
+    pub presence_timeout: Duration,
+    /// Messages waiting for the publisher thread at most (default 4096);
+    /// over it the publishing call returns [`Error::Broker`].
+    pub queue: usize,
+    /// The backoff between attempts to reach the broker (default: 100 ms
+    /// doubling to 5 s).
+    pub reconnect: Reconnect,
+}
+
+impl ClusterConfig {
+    /// The defaults, for the broker at `url` and the node named `node`.
+    pub fn new(url: impl Into<String>, node: impl Into<String>) -> Self {
+        ClusterConfig {
+            url: url.into(),
+            node: node.into(),
+            prefix: "netloom:".into(),
+            heartbeat: Duration::from_secs(1),
+            presence_timeout: Duration::from_secs(3),
+            queue: 4096,
+            reconnect: Reconnect {
+                initial: Duration::from_millis(100),
+                factor: 2.0,
+                max: Duration::from_secs(5),
+                jitter: 0.2,
+                max_attempts: None,
+            },
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::Config(format!("cluster: {what}")));
+        if self.node.is_empty() || self.node.len() > MAX_NODE_NAME {
+            return bad("the node name must be 1 to 64 bytes");
+        }
+        if self.heartbeat.is_zero() || self.presence_timeout <= self.heartbeat {
+            return bad("heartbeat must be above zero and below presence_timeout");
+        }
+        if self.presence_timeout > Duration::from_secs(86_400) {
+            return bad("presence_timeout must be at most a day");
+        }
+        if self.queue == 0 {
+            return bad("queue must be at least 1");
+        }
+        self.reconnect.validate()
+    }
+}
+
+/// A connection of any node of the cluster: the node's name and the
+/// connection's id on that node. Get one from [`Cluster::id_of`]; store
+/// it anywhere (its text form, `node/loop:slot.generation`, is for logs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeConnId {
+    /// The node's name.
+    pub node: Arc<str>,
+    /// The connection's id on that node.
+    pub conn: ConnId,
+}
+
+impl fmt::Display for NodeConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.node, self.conn)
+    }
+}
+
+/// One node as its presence record last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node's name.
+    pub node: String,
+    /// Its open connections.
+    pub connections: usize,
+    /// Its rooms with members, and how many.
+    pub rooms: Vec<(String, usize)>,
+}
+
+/// What the cluster layer of one node did (counters since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Envelopes published to the broker.
+    pub published: u64,
+    /// Envelopes from other nodes handed to this node's loops.
+    pub received: u64,
+    /// This node's own envelopes, come back from the broker and dropped.
+    pub echoes: u64,
+    /// Envelopes that could not be decoded (dropped).
+    pub malformed: u64,
+    /// Messages for other nodes not sent: broker down, queue full, or a
+    /// PUBLISH that failed.
+    pub dropped: u64,
+    /// Failed attempts to reach the broker, and lost connections to it.
+    pub broker_errors: u64,
+    /// Connections to the broker made again after a loss.
+    pub reconnects: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    published: AtomicU64,
+    received: AtomicU64,
+    echoes: AtomicU64,
+    malformed: AtomicU64,
+    dropped: AtomicU64,
+    broker_errors: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the cluster's threads share with its handle.
+struct Shared {
+    config: ClusterConfig,
+    node: Arc<str>,
+    hub: Hub,
+    counters: Counters,
+    /// The publisher thread has a connection to the broker.
+    publisher_up: AtomicBool,
+    /// The subscriber thread has a connection and its subscriptions.
+    subscriber_up: AtomicBool,
+    /// The rooms the node is subscribed to now.
+    subscribed: Mutex<Vec<String>>,
+    /// The other nodes, from their presence records.
+    view: Mutex<Vec<NodeInfo>>,
+    stop: AtomicBool,
+    /// Delete the presence record on the way out (a clean shutdown).
+    farewell: AtomicBool,
+}
+
+/// The channel of `room`'s messages.
+fn room_channel(prefix: &str, room: &str) -> String {
+    format!("{prefix}room:{room}")
+}
+
+/// The channel of broadcasts.
+fn all_channel(prefix: &str) -> String {
+    format!("{prefix}all")
+}
+
+/// The channel of sends to `node`'s connections.
+fn node_channel(prefix: &str, node: &str) -> String {
+    format!("{prefix}node:{node}")
+}
+
+/// The key of `node`'s presence record.
+fn presence_key(prefix: &str, node: &str) -> String {
+    format!("{prefix}presence:{node}")
+}
+
+/// One node of a cluster: see the [module docs](self).
+///
+/// Dropping the last clone stops its threads without removing its
+/// presence record (the others drop it after `presence_timeout`, as for
+/// a crashed node); [`shutdown`](Self::shutdown) removes it at once.
+///
+/// # Examples
+///
+/// ```no_run
+/// use netloom::cluster::{Cluster, ClusterConfig};
+/// use netloom::Server;
+///
+/// let server = Server::builder().bind("127.0.0.1:6570")?.start()?;
+/// let config = ClusterConfig::new("redis://127.0.0.1:6379/", "node-a");
+/// let cluster = Cluster::start(server.hub(), config)?;
+/// cluster.publish("lobby", 3, b"hello, every node")?;
+/// # Ok::<(), netloom::Error>(())
+/// ```
+pub struct Cluster {
+    shared: Arc<Shared>,
+    out: Sender<publisher::Out>,
+    threads: Arc<Threads>,
+}
+
+struct Threads(
+    Mutex<Vec<JoinHandle<()>>>,
+    Arc<Shared>,
+    Sender<publisher::Out>,
+);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.1.stop.store(true, Ordering::Release);
+        let _ = self.2.try_send(publisher::Out::Wake);
+        let threads = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Clone for Cluster {
+    fn clone(&self) -> Self {
+        Cluster {
+            shared: self.shared.clone(),
+            out: self.out.clone(),
+            threads: self.threads.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.shared.node)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Join `hub`'s server to the cluster on `config.url`: starts the
+    /// publisher and subscriber threads. The broker need not be up: the
+    /// node connects in the background, with the reconnect backoff, and
+    /// works alone meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad URL or setting, [`Error::Io`] if a
+    /// thread cannot be spawned.
+    pub fn start(hub: Hub, config: ClusterConfig) -> Result<Cluster> {
+        config.check()?;
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| Error::Config(format!("cluster: broker URL: {e}")))?;
+        let (out, rx) = bounded(config.queue);
+        let shared = Arc::new(Shared {
+            node: Arc::from(config.node.as_str()),
+            config,
+            hub,
+            counters: Counters::default(),
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            subscribed: Mutex::default(),
+            view: Mutex::default(),
+            stop: AtomicBool::new(false),
+            farewell: AtomicBool::new(false),
+        });
+        let threads = Arc::new(Threads(Mutex::default(), shared.clone(), out.clone()));
+        let name = |what: &str| format!("netloom-cluster-{what}");
+        let (s, c) = (shared.clone(), client.clone());
+        let p = std::thread::Builder::new()
+            .name(name("pub"))
+            .spawn(move || publisher::run(&s, &c, &rx))?;
+        threads
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(p);
+        let s = shared.clone();
+        let t = std::thread::Builder::new()
+            .name(name("sub"))
+            .spawn(move || subscriber::run(&s, &client))?;
+        threads
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(t);
+        Ok(Cluster {
+            shared,
+            out,
+            threads,
+        })
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    /// The cluster-wide name of a connection of this node.
+    pub fn id_of(&self, conn: ConnId) -> NodeConnId {
+        NodeConnId {
+            node: self.shared.node.clone(),
+            conn,
+        }
+    }
+
+    /// Whether both of the node's connections to the broker are up (and
+    /// its subscriptions in place).
+    pub fn is_connected(&self) -> bool {
+        let s = &self.shared;
+        s.publisher_up.load(Ordering::Acquire) && s.subscriber_up.load(Ordering::Acquire)
+    }
+
+    /// Whether the node is subscribed to `room`'s channel now (it is while
+    /// it has a member there and the broker is reachable).
+    pub fn is_subscribed(&self, room: &str) -> bool {
+        let subscribed = self.shared.subscribed.lock();
+        let subscribed = subscribed.unwrap_or_else(PoisonError::into_inner);
+        subscribed.iter().any(|r| r == room)
+    }
+
+    /// Send one message to a connection on any node. On this node it is
+    /// [`ConnHandle::send`](crate::ConnHandle::send); on another, it goes
+    /// through the broker (a closed or stale id there is counted on that
+    /// node, not reported here).
+    ///
+    /// # Errors
+    ///
+    /// This node: as `ConnHandle::send`. Another node: [`Error::Broker`].
+    pub fn send(&self, to: &NodeConnId, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
+        if to.node == self.shared.node {
+            return self.shared.hub.conn(to.conn).send(id, body);
+        }
+        let payload = wire::encode(&self.shared.node, &Target::Conn(to.conn), id, body.as_ref());
+        self.enqueue(node_channel(&self.shared.config.prefix, &to.node), payload)
+    }
+
+    /// Send one message to every connection of every node: this node's
+    /// through [`Hub::broadcast`], each other node encoding it once for
+    /// its own connections.
+    ///
+    /// # Errors
+    ///
+    /// `Hub::broadcast`'s (then no node gets it), or [`Error::Broker`]
+    /// (this node's connections got it).
+    pub fn broadcast(&self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
+        let body = body.as_ref();
+        self.shared.hub.broadcast(id, body)?;
+        let channel = all_channel(&self.shared.config.prefix);
+        self.remote(channel, &Target::All, id, body)
+    }
+
+    /// Send one message to every member of `room` on every node (see
+    /// [`Hub::publish`] for this node's part).
+    ///
+    /// # Errors
+    ///
+    /// `Hub::publish`'s (then no node gets it), or [`Error::Broker`]
+    /// (this node's members got it).
+    pub fn publish(&self, room: &str, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
+        let body = body.as_ref();
+        self.shared.hub.publish(room, id, body)?;
+        let channel = room_channel(&self.shared.config.prefix, room);
+        self.remote(channel, &Target::Room(room), id, body)
+    }
+
+    /// [`publish`](Self::publish) to every member but `except`, a
+    /// connection of this node (typically the sender).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    pub fn publish_except(
+        &self,
+        room: &str,
+        except: ConnId,
+        id: u32,
+        body: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        let body = body.as_ref();
+        self.shared.hub.publish_except(room, except, id, body)?;
+        let channel = room_channel(&self.shared.config.prefix, room);
+        self.remote(channel, &Target::Room(room), id, body)
+    }
+
+    fn remote(&self, channel: String, target: &Target<'_>, id: u32, body: &[u8]) -> Result<()> {
+        let payload = wire::encode(&self.shared.node, target, id, body);
+        self.enqueue(channel, payload)
+    }
+
+    fn enqueue(&self, channel: String, payload: Vec<u8>) -> Result<()> {
+        let s = &self.shared;
+        if !s.publisher_up.load(Ordering::Acquire) {
+            bump(&s.counters.dropped);
+            return Err(Error::Broker("not connected".into()));
+        }
+        match self.out.try_send(publisher::Out::Publish(channel, payload)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                bump(&s.counters.dropped);
+                Err(Error::Broker("the queue to the broker is full".into()))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Error::ShutDown),
+        }
+    }
+
+    /// Members of `room` on every node: this node's now
+    /// ([`Hub::room_len`]), the others' as their presence records last
+    /// said (at most one heartbeat old, plus the broker's delay).
+    pub fn room_len(&self, room: &str) -> usize {
+        let view = self
+            .shared
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let others: usize = view
+            .iter()
+            .flat_map(|n| n.rooms.iter())
+            .filter(|(r, _)| r == room)
+            .map(|(_, n)| *n)
+            .sum();
+        self.shared.hub.room_len(room) + others
+    }
+
+    /// Every node: this one now, and the others whose presence records
+    /// have not expired (as last read, once per heartbeat).
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        let hub = &self.shared.hub;
+        let mut nodes = vec![NodeInfo {
+            node: self.shared.node.to_string(),
+            connections: hub.connection_count(),
+            rooms: hub.room_counts(),
+        }];
+        let view = self
+            .shared
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        nodes.extend(view.iter().cloned());
+        nodes
+    }
+
+    /// The cluster layer's counters.
+    pub fn stats(&self) -> ClusterStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ClusterStats {
+            published: get(&c.published),
+            received: get(&c.received),
+            echoes: get(&c.echoes),
+            malformed: get(&c.malformed),
+            dropped: get(&c.dropped),
+            broker_errors: get(&c.broker_errors),
+            reconnects: get(&c.reconnects),
+        }
+    }
+
+    /// Leave the cluster: remove this node's presence record (if the
+    /// broker is reachable) and stop its threads. Other clones of this
+    /// `Cluster` stop working too.
+    pub fn shutdown(self) {
+        self.shared.farewell.store(true, Ordering::Release);
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = self.out.try_send(publisher::Out::Wake);
+    }
+}
