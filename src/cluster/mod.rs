@@ -192,6 +192,10 @@ struct Shared {
     publisher_up: AtomicBool,
     /// The subscriber thread has a connection and its subscriptions.
     subscriber_up: AtomicBool,
+    /// Connections the subscriber lost: the publisher's connection to
+    /// the same broker is taken for lost too (never a message sent on a
+    /// connection to a broker that went away since).
+    losses: AtomicU64,
     /// The rooms the node is subscribed to now.
     subscribed: Mutex<Vec<String>>,
     /// The other nodes, from their presence records.
@@ -302,6 +306,7 @@ impl Cluster {
             counters: Counters::default(),
             publisher_up: AtomicBool::new(false),
             subscriber_up: AtomicBool::new(false),
+            losses: AtomicU64::new(0),
             subscribed: Mutex::default(),
             view: Mutex::default(),
             stop: AtomicBool::new(false),
@@ -433,7 +438,8 @@ impl Cluster {
 
     fn enqueue(&self, channel: String, payload: Vec<u8>) -> Result<()> {
         let s = &self.shared;
-        if !s.publisher_up.load(Ordering::Acquire) {
+        // Either thread may be the first to see the broker gone.
+        if !self.is_connected() {
             bump(&s.counters.dropped);
             return Err(Error::Broker("not connected".into()));
         }

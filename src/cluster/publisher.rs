@@ -53,6 +53,8 @@ struct Link {
     ever: bool,
     /// This outage was logged.
     warned: bool,
+    /// `Shared::losses` when the connection was made.
+    losses: u64,
 }
 
 impl Link {
@@ -72,8 +74,10 @@ impl Link {
     }
 
     fn try_connect(&mut self, shared: &Shared, client: &redis::Client) {
+        let losses = shared.losses.load(Ordering::Acquire);
         match connect(client) {
             Ok(conn) => {
+                self.losses = losses;
                 self.conn = Some(conn);
                 if self.ever {
                     bump(&shared.counters.reconnects);
@@ -96,9 +100,15 @@ pub(super) fn run(shared: &Arc<Shared>, client: &redis::Client, rx: &Receiver<Ou
         next_try: Instant::now(),
         ever: false,
         warned: false,
+        losses: 0,
     };
     let mut next_beat = Instant::now();
     while !shared.stop.load(Ordering::Acquire) {
+        if link.conn.is_some() && shared.losses.load(Ordering::Acquire) != link.losses {
+            // The subscriber saw the broker go: reconnect before sending.
+            link.conn = None;
+            link.next_try = Instant::now();
+        }
         if link.conn.is_none() && Instant::now() >= link.next_try {
             link.try_connect(shared, client);
             next_beat = Instant::now();

@@ -36,7 +36,12 @@ pub(super) fn run(shared: &Arc<Shared>, client: &redis::Client) {
                     .clear();
                 match outcome {
                     Ok(()) => return,
-                    Err(e) => e,
+                    Err(e) => {
+                        // The broker went away: so did the publisher's link.
+                        shared.publisher_up.store(false, Ordering::Release);
+                        shared.losses.fetch_add(1, Ordering::AcqRel);
+                        e
+                    }
                 }
             }
             Err(e) => e,

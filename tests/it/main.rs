@@ -9,6 +9,8 @@ mod common;
 mod tls_support;
 
 mod client_timeout;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod defects;
 mod defects2;
 mod deprecated;

@@ -1,0 +1,89 @@
+//! The broker goes away and comes back: publishing is a typed error while
+//! it is gone, local delivery goes on, the nodes reconnect and subscribe
+//! again. A node that stops refreshing its presence is dropped.
+
+use netloom::Error;
+
+use super::{join, node, settle, Redis};
+
+#[test]
+fn the_nodes_recover_and_resubscribe_after_a_broker_restart() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    let (mut a1, mut a2) = (a.connect(), a.connect());
+    let mut b1 = b.connect();
+    for c in [&mut a1, &mut a2, &mut b1] {
+        join(c, "r");
+    }
+    settle("subscribed", || {
+        a.cluster.is_subscribed("r") && b.cluster.is_subscribed("r")
+    });
+    a1.send(3, b"r\nbefore");
+    assert_eq!(a2.recv(), (3, b"r\nbefore".to_vec()));
+    assert_eq!(b1.recv(), (3, b"r\nbefore".to_vec()));
+
+    redis.stop();
+    settle("a sees the broker gone", || !a.cluster.is_connected());
+    let refused = a.cluster.publish("r", 3, b"r\nwhile down");
+    assert!(matches!(refused, Err(Error::Broker(_))), "{refused:?}");
+    assert_eq!(a1.recv(), (3, b"r\nwhile down".to_vec()), "local delivery");
+    assert_eq!(a2.recv(), (3, b"r\nwhile down".to_vec()));
+    assert!(a.cluster.stats().broker_errors >= 1);
+
+    redis.restart();
+    settle("both reconnected and subscribed", || {
+        a.cluster.is_connected()
+            && b.cluster.is_connected()
+            && a.cluster.is_subscribed("r")
+            && b.cluster.is_subscribed("r")
+    });
+    a1.send(3, b"r\nafter");
+    assert_eq!(a2.recv(), (3, b"r\nafter".to_vec()));
+    assert_eq!(
+        b1.recv(),
+        (3, b"r\nafter".to_vec()),
+        "b missed nothing after"
+    );
+    let stats = b.cluster.stats();
+    assert!(
+        stats.reconnects >= 1 && stats.broker_errors >= 1,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn presence_counts_other_nodes_and_drops_a_node_that_stops() {
+    let Some(redis) = Redis::start() else { return };
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut on_a = a.connect();
+    let (mut b1, mut b2) = (b.connect(), b.connect());
+    join(&mut on_a, "r");
+    join(&mut b1, "r");
+    join(&mut b2, "r");
+    settle("a sees b's members", || a.cluster.room_len("r") == 3);
+    let seen = a.cluster.nodes();
+    let bs = seen.iter().find(|n| n.node == "b").expect("b is present");
+    assert_eq!(bs.connections, 2);
+    assert_eq!(bs.rooms, vec![("r".to_string(), 2)]);
+    on_a.send(4, b"r");
+    assert_eq!(on_a.recv(), (4, b"3".to_vec()));
+
+    // b stops refreshing: its server (whose routes hold clones of its
+    // cluster) and its cluster are gone, its presence record left behind
+    // as a crashed node's would be.
+    b.server.shutdown(crate::common::TIMEOUT).unwrap();
+    drop(b.cluster);
+    let stopped = std::time::Instant::now();
+    settle("b dropped", || {
+        a.cluster.nodes().iter().all(|n| n.node != "b")
+    });
+    let took = stopped.elapsed();
+    assert!(
+        took.as_millis() >= 200,
+        "dropped by expiry, not at once: {took:?}"
+    );
+    assert_eq!(a.cluster.room_len("r"), 1);
+}
