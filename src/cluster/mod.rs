@@ -29,7 +29,9 @@
 //!   subscribed is not delivered to it.
 //! * Presence: every `heartbeat` the node writes its connection count and
 //!   its rooms' member counts to `{prefix}presence:{node}`, expiring after
-//!   `presence_timeout`, and reads the other nodes' records. A node that
+//!   `presence_timeout`, and reads the other nodes' records. A room is in
+//!   the record only once the node is subscribed to it: a remote member
+//!   that [`Cluster::room_len`] counts is one a publish reaches. A node that
 //!   stops refreshing (crashed, or its `Cluster` dropped) is gone from the
 //!   others' view once its record expires.
 

@@ -188,7 +188,14 @@ const MAX_SCANS: usize = 1000;
 /// Write this node's presence record, read the others'.
 fn heartbeat(shared: &Shared, conn: &mut redis::Connection) -> redis::RedisResult<()> {
     let (prefix, hub) = (&shared.config.prefix, &shared.hub);
+    // Only the rooms the node is subscribed to: a member another node
+    // counts is one its publishes reach.
     let mut rooms = hub.room_counts();
+    {
+        let subscribed = shared.subscribed.lock();
+        let subscribed = subscribed.unwrap_or_else(PoisonError::into_inner);
+        rooms.retain(|(room, _)| subscribed.iter().any(|s| s == room));
+    }
     rooms.sort();
     let record = wire::encode_presence(hub.connection_count(), &rooms);
     let ttl = u64::try_from(shared.config.presence_timeout.as_millis()).unwrap_or(u64::MAX);
