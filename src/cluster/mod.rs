@@ -16,7 +16,9 @@
 //!
 //! * Each node has a name ([`ClusterConfig::node`], unique in the
 //!   cluster); a connection is named across nodes by a [`NodeConnId`].
-//! * Channels: `{prefix}room:{room}`, `{prefix}all`, `{prefix}node:{node}`.
+//! * Channels: `{prefix}room:{room}`, `{prefix}all`, and
+//!   `{prefix}node:{node}:{incarnation}` for sends to one connection (see
+//!   [`NodeConnId`]: an id of a node's earlier run reaches nobody).
 //!   A node subscribes to a room's channel only while it has a member in
 //!   the room (it looks whenever a room appears or goes on a loop), and
 //!   drops its own echoes (every envelope names the node it came from).
@@ -74,6 +76,10 @@ fn bump(counter: &AtomicU64) {
 struct Shared {
     config: ClusterConfig,
     node: Arc<str>,
+    /// This run of the node (see [`NodeConnId`]).
+    incarnation: u64,
+    /// Bytes of the envelopes in the queue to the publisher.
+    queued_bytes: std::sync::atomic::AtomicUsize,
     hub: Hub,
     counters: Counters,
     /// The publisher thread has a connection to the broker.
@@ -103,9 +109,26 @@ fn all_channel(prefix: &str) -> String {
     format!("{prefix}all")
 }
 
-/// The channel of sends to `node`'s connections.
-fn node_channel(prefix: &str, node: &str) -> String {
-    format!("{prefix}node:{node}")
+/// The channel of sends to the connections of `node`'s run
+/// `incarnation`.
+fn node_channel(prefix: &str, node: &str, incarnation: u64) -> String {
+    format!("{prefix}node:{node}:{incarnation:016x}")
+}
+
+/// A number for this run of a node: the clock's nanoseconds, the process
+/// id and a counter of the process's clusters, mixed.
+fn new_incarnation() -> u64 {
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let mut x =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64's finaliser: nearby inputs give far-apart outputs.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// The key of `node`'s presence record.
@@ -189,6 +212,8 @@ impl Cluster {
         let (out, rx) = bounded(config.queue);
         let shared = Arc::new(Shared {
             node: Arc::from(config.node.as_str()),
+            incarnation: new_incarnation(),
+            queued_bytes: Default::default(),
             config,
             hub,
             counters: Counters::default(),
@@ -236,6 +261,7 @@ impl Cluster {
     pub fn id_of(&self, conn: ConnId) -> NodeConnId {
         NodeConnId {
             node: self.shared.node.clone(),
+            incarnation: self.shared.incarnation,
             conn,
         }
     }
@@ -264,11 +290,17 @@ impl Cluster {
     ///
     /// This node: as `ConnHandle::send`. Another node: [`Error::Broker`].
     pub fn send(&self, to: &NodeConnId, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
-        if to.node == self.shared.node {
-            return self.shared.hub.conn(to.conn).send(id, body);
+        let s = &self.shared;
+        if to.node == s.node {
+            if to.incarnation != s.incarnation {
+                // An id of this node's earlier run: nobody here.
+                return Err(Error::Closed);
+            }
+            return s.hub.conn(to.conn).send(id, body);
         }
-        let payload = wire::encode(&self.shared.node, &Target::Conn(to.conn), id, body.as_ref());
-        self.enqueue(node_channel(&self.shared.config.prefix, &to.node), payload)
+        let payload = wire::encode(&s.node, &Target::Conn(to.conn), id, body.as_ref());
+        let channel = node_channel(&s.config.prefix, &to.node, to.incarnation);
+        self.enqueue(channel, payload)
     }
 
     /// Send one message to every connection of every node: this node's
@@ -331,13 +363,25 @@ impl Cluster {
             bump(&s.counters.dropped);
             return Err(Error::Broker("not connected".into()));
         }
+        let full = || {
+            bump(&s.counters.dropped);
+            Err(Error::Broker("the queue to the broker is full".into()))
+        };
+        let bytes = payload.len();
+        let before = s.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > s.config.queue_bytes && before > 0 {
+            s.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return full();
+        }
         match self.out.try_send(publisher::Out::Publish(channel, payload)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                bump(&s.counters.dropped);
-                Err(Error::Broker("the queue to the broker is full".into()))
+            Err(e) => {
+                s.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                match e {
+                    TrySendError::Full(_) => full(),
+                    TrySendError::Disconnected(_) => Err(Error::ShutDown),
+                }
             }
-            Err(TrySendError::Disconnected(_)) => Err(Error::ShutDown),
         }
     }
 

@@ -35,6 +35,14 @@ pub(super) fn spread() -> f64 {
     f64::from(nanos % 2001) / 1000.0 - 1.0
 }
 
+/// `now + d`, saturating at a day: a backoff or heartbeat never
+/// overflows the clock.
+pub(super) fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d.min(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
 /// A connection to the broker with bounded reads and writes.
 pub(super) fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
     let conn = client.get_connection_with_timeout(IO_TIMEOUT)?;
@@ -63,7 +71,7 @@ impl Link {
         shared.publisher_up.store(false, Ordering::Release);
         bump(&shared.counters.broker_errors);
         self.attempt += 1;
-        self.next_try = Instant::now() + shared.config.reconnect.delay(self.attempt, spread());
+        self.next_try = later(shared.config.reconnect.delay(self.attempt, spread()));
         if !self.warned {
             log::warn!(
                 "cluster {}: broker {what} failed: {e}; retrying",
@@ -114,7 +122,7 @@ pub(super) fn run(shared: &Arc<Shared>, client: &redis::Client, rx: &Receiver<Ou
             next_beat = Instant::now();
         }
         if link.conn.is_some() && Instant::now() >= next_beat {
-            next_beat = Instant::now() + shared.config.heartbeat;
+            next_beat = later(shared.config.heartbeat);
             if let Some(conn) = link.conn.as_mut() {
                 if let Err(e) = heartbeat(shared, conn) {
                     link.lost(shared, "heartbeat", &e);
@@ -139,6 +147,8 @@ pub(super) fn run(shared: &Arc<Shared>, client: &redis::Client, rx: &Receiver<Ou
                 _ => break,
             }
         }
+        let bytes: usize = batch.iter().map(|(_, p)| p.len()).sum();
+        shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
         let Some(conn) = link.conn.as_mut() else {
             let dropped = &shared.counters.dropped;
             dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);

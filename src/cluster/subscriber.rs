@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::publisher::{connect, spread};
+use super::publisher::{connect, later, spread};
 use super::wire::{self, Target};
 use super::{all_channel, bump, node_channel, room_channel, Shared};
 
@@ -55,7 +55,7 @@ pub(super) fn run(shared: &Arc<Shared>, client: &redis::Client) {
             warned = true;
         }
         attempt += 1;
-        let until = Instant::now() + shared.config.reconnect.delay(attempt, spread());
+        let until = later(shared.config.reconnect.delay(attempt, spread()));
         // The backoff, cut short by a stop.
         while Instant::now() < until && !shared.stop.load(Ordering::Acquire) {
             std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
@@ -73,7 +73,8 @@ fn serve(
     let prefix = &shared.config.prefix;
     let mut pubsub = conn.as_pubsub();
     pubsub.set_read_timeout(Some(TICK))?;
-    pubsub.subscribe(&[all_channel(prefix), node_channel(prefix, &shared.node)])?;
+    let own = node_channel(prefix, &shared.node, shared.incarnation);
+    pubsub.subscribe(&[all_channel(prefix), own])?;
     let mut subscribed: BTreeSet<String> = BTreeSet::new();
     let mut seen = None;
     loop {
@@ -134,13 +135,15 @@ fn deliver(shared: &Shared, bytes: &[u8]) {
         bump(&shared.counters.echoes);
         return;
     }
+    // Counted before it is handed over: whoever sees it delivered sees
+    // it counted.
+    bump(&shared.counters.received);
     let hub = &shared.hub;
     let done = match env.target {
         Target::Room(room) => hub.publish(room, env.id, env.body),
         Target::All => hub.broadcast(env.id, env.body),
         Target::Conn(conn) => hub.conn(conn).send(env.id, env.body),
     };
-    bump(&shared.counters.received);
     if let Err(e) = done {
         bump(&shared.counters.dropped);
         log::debug!(

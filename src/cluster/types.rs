@@ -33,6 +33,9 @@ pub struct ClusterConfig {
     /// Messages waiting for the publisher thread at most (default 4096);
     /// over it the publishing call returns [`Error::Broker`].
     pub queue: usize,
+    /// Bytes of those messages at most (default 16 MiB), the same way:
+    /// the queue bounds the memory it holds, not only the count.
+    pub queue_bytes: usize,
     /// The backoff between attempts to reach the broker (default: 100 ms
     /// doubling to 5 s).
     pub reconnect: Reconnect,
@@ -48,6 +51,7 @@ impl ClusterConfig {
             heartbeat: Duration::from_secs(1),
             presence_timeout: Duration::from_secs(3),
             queue: 4096,
+            queue_bytes: 16 << 20,
             reconnect: Reconnect {
                 initial: Duration::from_millis(100),
                 factor: 2.0,
@@ -69,20 +73,30 @@ impl ClusterConfig {
         if self.presence_timeout > Duration::from_secs(86_400) {
             return bad("presence_timeout must be at most a day");
         }
-        if self.queue == 0 {
-            return bad("queue must be at least 1");
+        if self.queue == 0 || self.queue_bytes == 0 {
+            return bad("queue and queue_bytes must be at least 1");
         }
         self.reconnect.validate()
     }
 }
 
-/// A connection of any node of the cluster: the node's name and the
-/// connection's id on that node. Get one from [`Cluster::id_of`]; store
-/// it anywhere (its text form, `node/loop:slot.generation`, is for logs).
+/// A connection of any node of the cluster: the node's name, which run
+/// of that node it is (`incarnation`), and the connection's id there.
+/// Get one from [`Cluster::id_of`](super::Cluster::id_of)(super::Cluster::id_of); store it
+/// anywhere (its text form, `node/loop:slot.generation`, is for logs).
+///
+/// The incarnation is drawn anew each time a node's `Cluster` starts:
+/// after a node restarts under the same name, its connection ids begin
+/// again from the same numbers, and an id kept from the earlier run
+/// would name a new connection. Sends go to the incarnation's own
+/// channel, which the new run does not listen to: a stale id reaches
+/// nobody.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeConnId {
     /// The node's name.
     pub node: Arc<str>,
+    /// The run of the node the connection belongs to.
+    pub incarnation: u64,
     /// The connection's id on that node.
     pub conn: ConnId,
 }

@@ -54,7 +54,8 @@ fn room_messages_cross_three_nodes_exactly_once() {
 
 /// A node whose last member left unsubscribes, and gets nothing of the
 /// room after; a send to a connection on another node comes after what
-/// was published before it.
+/// was published before it, and one to an id of an earlier run of that
+/// node reaches nobody.
 #[test]
 fn leaving_unsubscribes_and_sends_cross_nodes() {
     let Some(redis) = Redis::start() else { return };
@@ -72,11 +73,19 @@ fn leaving_unsubscribes_and_sends_cross_nodes() {
 
     on_a.send(3, b"r\nonly a's members, and a's sender is skipped");
     let b_conn = b.server.hub().connection_ids()[0];
-    let to = NodeConnId {
-        node: "b".into(),
-        conn: b_conn,
+    let to = b.cluster.id_of(b_conn);
+    assert_eq!((&*to.node, to.conn), ("b", b_conn));
+    // The same connection id of an earlier run of node b (a restart
+    // under the same name counts ids from the same numbers): nobody.
+    let stale = NodeConnId {
+        incarnation: to.incarnation ^ 1,
+        ..to.clone()
     };
-    assert_eq!(to, b.cluster.id_of(b_conn));
+    a.cluster.send(&stale, 8, b"stale").unwrap();
+    assert!(matches!(
+        b.cluster.send(&stale, 8, b"stale"),
+        Err(netloom::Error::Closed)
+    ));
     a.cluster.send(&to, 8, b"direct").unwrap();
     assert_eq!(on_b.recv(), (8, b"direct".to_vec()));
     assert_eq!(b.cluster.stats().received, 1, "{:?}", b.cluster.stats());
