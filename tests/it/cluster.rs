@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use netloom::cluster::{Cluster, ClusterConfig};
-use netloom::{ConnHandle, Context, Server, ServerHandle};
+use netloom::{Builder, ConnHandle, Context, Server, ServerHandle};
 
 use crate::common::peers::{require, target_dir, Peer};
 use crate::common::{start, Client, TIMEOUT};
@@ -145,6 +145,11 @@ fn split(body: &[u8]) -> Option<(String, &[u8])> {
 
 /// A node on two loops in the cluster on `redis`.
 pub(crate) fn node(redis: &Redis, name: &str) -> Node {
+    node_with(config(redis, name), |b| b)
+}
+
+/// A node with `config`, its builder changed by `tweak`.
+pub(crate) fn node_with(config: ClusterConfig, tweak: impl FnOnce(Builder) -> Builder) -> Node {
     let cell: Arc<OnceLock<Cluster>> = Arc::default();
     let (tx, opens) = crossbeam_channel::unbounded();
     let (c3, c4, c6) = (cell.clone(), cell.clone(), cell.clone());
@@ -182,8 +187,8 @@ pub(crate) fn node(redis: &Redis, name: &str) -> Node {
                 None => Ok(()),
             }
         });
-    let server = start(builder);
-    let cluster = Cluster::start(server.hub(), config(redis, name)).expect("cluster");
+    let server = start(tweak(builder));
+    let cluster = Cluster::start(server.hub(), config).expect("cluster");
     let _ = cell.set(cluster.clone());
     Node {
         server,

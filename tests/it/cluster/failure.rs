@@ -87,3 +87,76 @@ fn presence_counts_other_nodes_and_drops_a_node_that_stops() {
     );
     assert_eq!(a.cluster.room_len("r"), 1);
 }
+
+/// No broker at all (nothing listens on its port): the node works alone,
+/// publishing delivers locally and says the broker is missing, counted.
+#[test]
+fn a_node_without_its_broker_delivers_locally_and_says_so() {
+    let Some(redis) = Redis::start() else { return };
+    let mut config = super::config(&redis, "alone");
+    drop(redis); // its port now refuses
+    config.reconnect.initial = std::time::Duration::from_millis(50);
+    let a = super::node_with(config, |b| b);
+    let (mut a1, mut a2) = (a.connect(), a.connect());
+    join(&mut a1, "r");
+    join(&mut a2, "r");
+    a1.send(3, b"r\nlocal");
+    assert_eq!(a2.recv(), (3, b"r\nlocal".to_vec()));
+    assert!(!a.cluster.is_connected());
+    let refused = a.cluster.broadcast(5, b"all");
+    assert!(matches!(refused, Err(Error::Broker(_))), "{refused:?}");
+    assert_eq!(a1.recv(), (5, b"all".to_vec()));
+    assert_eq!(a2.recv(), (5, b"all".to_vec()));
+    settle("attempts counted", || a.cluster.stats().broker_errors >= 2);
+    let stats = a.cluster.stats();
+    assert!(stats.dropped >= 2 && stats.published == 0, "{stats:?}");
+}
+
+/// A node whose loop is stuck is bounded like a slow peer: what other
+/// nodes send it past its inbox capacity is dropped and counted, and
+/// what was taken arrives once the loop runs again.
+#[test]
+fn a_stuck_node_drops_past_its_inbox_and_counts() {
+    let Some(redis) = Redis::start() else { return };
+    let a = node(&redis, "a");
+    let (entered_tx, entered) = crossbeam_channel::bounded(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let b = super::node_with(super::config(&redis, "b"), move |builder| {
+        builder.event_loops(1).inbox_capacity(64 << 10).route(
+            50,
+            move |_ctx: &mut netloom::Context<'_>| {
+                let _ = entered_tx.send(());
+                let _ = released.recv_timeout(crate::common::TIMEOUT);
+            },
+        )
+    });
+    let mut on_b = b.connect();
+    join(&mut on_b, "r");
+    let mut stuck = b.connect();
+    settle("subscribed", || {
+        b.cluster.is_subscribed("r") && a.cluster.is_connected()
+    });
+    stuck.send(50, b"");
+    entered
+        .recv_timeout(crate::common::TIMEOUT)
+        .expect("b's loop is stuck");
+    const N: usize = 400;
+    for i in 0..N {
+        a.cluster.publish("r", 7, [i as u8; 1024]).unwrap();
+    }
+    settle("b took or dropped all", || {
+        let s = b.cluster.stats();
+        s.received as usize == N && s.dropped > 0
+    });
+    release.send(()).unwrap();
+    let taken = N - b.cluster.stats().dropped as usize;
+    // The inbox holds at most its capacity of encoded messages.
+    assert!((1..=64).contains(&taken), "took {taken}");
+    for _ in 0..taken {
+        assert_eq!(on_b.recv().0, 7);
+    }
+    assert!(
+        b.server.stats().send_errors > 0,
+        "the inbox refusals counted"
+    );
+}
