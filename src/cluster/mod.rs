@@ -26,7 +26,7 @@
 //!   publishing calls deliver to this node's connections and return
 //!   [`Error::Broker`] (logged once per outage, counted in
 //!   [`ClusterStats`]); both threads reconnect with the
-//!   [`Reconnect`] backoff and the subscriber subscribes again to what
+//!   [`Reconnect`](crate::Reconnect) backoff and the subscriber subscribes again to what
 //!   the node needs. A message published while a node was not (yet)
 //!   subscribed is not delivered to it.
 //! * Presence: every `heartbeat` the node writes its connection count and
