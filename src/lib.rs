@@ -36,6 +36,10 @@
 //! * [`ConnHandle`] and [`Hub`] reach connections from any thread; a
 //!   [`Receipt`] says what a connection's loop did with a request
 //!   (`ConnHandle::send_confirmed`, `ConnHandle::run`).
+//! * Rooms: `Session::join` / `leave` (or `ConnHandle::join` from any
+//!   thread), `Hub::publish` encoded once for every member, `Hub::room_len`.
+//!   With the `cluster` feature, `cluster::Cluster` carries rooms, sends
+//!   and broadcasts to other nodes through Redis pub/sub.
 //! * `Builder::state` shares application state with every handler and
 //!   hook (`Session::state`).
 //! * [`CloseReason`] tells `on_close` why a connection ended; [`Stats`]
