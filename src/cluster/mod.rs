@@ -99,6 +99,14 @@ struct Shared {
     farewell: AtomicBool,
 }
 
+impl Shared {
+    /// The threads should stop: the `Cluster` was dropped or shut down,
+    /// or its server is shutting down.
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.hub.runtime.is_shut_down()
+    }
+}
+
 /// The channel of `room`'s messages.
 fn room_channel(prefix: &str, room: &str) -> String {
     format!("{prefix}room:{room}")
@@ -140,7 +148,10 @@ fn presence_key(prefix: &str, node: &str) -> String {
 ///
 /// Dropping the last clone stops its threads without removing its
 /// presence record (the others drop it after `presence_timeout`, as for
-/// a crashed node); [`shutdown`](Self::shutdown) removes it at once.
+/// a crashed node); [`shutdown`](Self::shutdown), or the server shutting
+/// down, stops them and removes it at once. Dropping it waits for its
+/// threads (up to about two seconds, when a connection attempt is in
+/// progress).
 ///
 /// # Examples
 ///
@@ -309,13 +320,13 @@ impl Cluster {
     ///
     /// # Errors
     ///
-    /// `Hub::broadcast`'s (then no node gets it), or [`Error::Broker`]
-    /// (this node's connections got it).
+    /// `Hub::broadcast`'s: [`Error::InboxFull`] after the other nodes
+    /// have it (the other loops here too), the others before any node
+    /// has it; or [`Error::Broker`] (this node's connections got it).
     pub fn broadcast(&self, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
         let body = body.as_ref();
-        self.shared.hub.broadcast(id, body)?;
-        let channel = all_channel(&self.shared.config.prefix);
-        self.remote(channel, &Target::All, id, body)
+        let local = self.shared.hub.broadcast(id, body);
+        self.then_remote(local, &Target::All, id, body)
     }
 
     /// Send one message to every member of `room` on every node (see
@@ -323,13 +334,38 @@ impl Cluster {
     ///
     /// # Errors
     ///
-    /// `Hub::publish`'s (then no node gets it), or [`Error::Broker`]
-    /// (this node's members got it).
+    /// `Hub::publish`'s: [`Error::InboxFull`] after the other nodes have
+    /// it (the other loops here too), the others ([`Error::RoomName`],
+    /// [`Error::Pack`], [`Error::ShutDown`]) before any node has it; or
+    /// [`Error::Broker`] (this node's members got it).
     pub fn publish(&self, room: &str, id: u32, body: impl AsRef<[u8]>) -> Result<()> {
         let body = body.as_ref();
-        self.shared.hub.publish(room, id, body)?;
-        let channel = room_channel(&self.shared.config.prefix, room);
-        self.remote(channel, &Target::Room(room), id, body)
+        let local = self.shared.hub.publish(room, id, body);
+        self.then_remote(local, &Target::Room(room), id, body)
+    }
+
+    /// After this node's part (`local`): the other nodes', unless the
+    /// message could not go anywhere (a bad name, the packer, shutdown).
+    /// A full inbox of one loop here stops nobody else; it is reported
+    /// after the other nodes have it.
+    fn then_remote(
+        &self,
+        local: Result<()>,
+        target: &Target<'_>,
+        id: u32,
+        body: &[u8],
+    ) -> Result<()> {
+        match local {
+            Ok(()) | Err(Error::InboxFull) => {}
+            Err(e) => return Err(e),
+        }
+        let prefix = &self.shared.config.prefix;
+        let channel = match target {
+            Target::Room(room) => room_channel(prefix, room),
+            _ => all_channel(prefix),
+        };
+        self.remote(channel, target, id, body)?;
+        local
     }
 
     /// [`publish`](Self::publish) to every member but `except`, a
@@ -346,9 +382,8 @@ impl Cluster {
         body: impl AsRef<[u8]>,
     ) -> Result<()> {
         let body = body.as_ref();
-        self.shared.hub.publish_except(room, except, id, body)?;
-        let channel = room_channel(&self.shared.config.prefix, room);
-        self.remote(channel, &Target::Room(room), id, body)
+        let local = self.shared.hub.publish_except(room, except, id, body);
+        self.then_remote(local, &Target::Room(room), id, body)
     }
 
     fn remote(&self, channel: String, target: &Target<'_>, id: u32, body: &[u8]) -> Result<()> {

@@ -111,7 +111,7 @@ pub(super) fn run(shared: &Arc<Shared>, client: &redis::Client, rx: &Receiver<Ou
         losses: 0,
     };
     let mut next_beat = Instant::now();
-    while !shared.stop.load(Ordering::Acquire) {
+    while !shared.stopping() {
         if link.conn.is_some() && shared.losses.load(Ordering::Acquire) != link.losses {
             // The subscriber saw the broker go: reconnect before sending.
             link.conn = None;
@@ -170,7 +170,9 @@ pub(super) fn run(shared: &Arc<Shared>, client: &redis::Client, rx: &Receiver<Ou
             }
         }
     }
-    if shared.farewell.load(Ordering::Acquire) {
+    // A clean stop (`Cluster::shutdown`, or the server shutting down)
+    // removes the presence record; a dropped `Cluster` leaves it to expire.
+    if shared.farewell.load(Ordering::Acquire) || shared.hub.runtime.is_shut_down() {
         if let Some(conn) = link.conn.as_mut() {
             let key = presence_key(&shared.config.prefix, &shared.node);
             let _ = redis::cmd("DEL").arg(key).exec(conn);

@@ -20,7 +20,7 @@ const TICK: Duration = Duration::from_millis(20);
 
 pub(super) fn run(shared: &Arc<Shared>, client: &redis::Client) {
     let (mut attempt, mut ever, mut warned) = (0u32, false, false);
-    while !shared.stop.load(Ordering::Acquire) {
+    while !shared.stopping() {
         let failed = match connect(client) {
             Ok(mut conn) => {
                 if ever {
@@ -57,7 +57,7 @@ pub(super) fn run(shared: &Arc<Shared>, client: &redis::Client) {
         attempt += 1;
         let until = later(shared.config.reconnect.delay(attempt, spread()));
         // The backoff, cut short by a stop.
-        while Instant::now() < until && !shared.stop.load(Ordering::Acquire) {
+        while Instant::now() < until && !shared.stopping() {
             std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
         }
     }
@@ -78,7 +78,7 @@ fn serve(
     let mut subscribed: BTreeSet<String> = BTreeSet::new();
     let mut seen = None;
     loop {
-        if shared.stop.load(Ordering::Acquire) {
+        if shared.stopping() {
             return Ok(());
         }
         // The count first, then the rooms: a change in between is seen

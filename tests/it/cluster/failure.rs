@@ -2,6 +2,9 @@
 //! it is gone, local delivery goes on, the nodes reconnect and subscribe
 //! again. A node that stops refreshing its presence is dropped.
 
+use std::time::{Duration, Instant};
+
+use netloom::cluster::Cluster;
 use netloom::Error;
 
 use super::{join, node, settle, Redis};
@@ -53,13 +56,27 @@ fn the_nodes_recover_and_resubscribe_after_a_broker_restart() {
     );
 }
 
+/// Presence: a node counts the other's members and lists it; a node that
+/// stops refreshing (its `Cluster` dropped while its server runs, as a
+/// crashed node's record is left behind) is dropped once its record
+/// expires; one whose server shuts down removes its record at once.
 #[test]
 fn presence_counts_other_nodes_and_drops_a_node_that_stops() {
     let Some(redis) = Redis::start() else { return };
     let a = node(&redis, "a");
-    let b = node(&redis, "b");
+    // b's routes do not hold its cluster: dropping it stops the refresh.
+    let b_server = crate::common::start(netloom::Server::builder().event_loops(2).route(
+        1,
+        |ctx: &mut netloom::Context<'_>| {
+            let room = String::from_utf8_lossy(ctx.body()).into_owned();
+            ctx.join(&room)?;
+            ctx.reply(1, b"ok")
+        },
+    ));
+    let b = Cluster::start(b_server.hub(), super::config(&redis, "b")).unwrap();
     let mut on_a = a.connect();
-    let (mut b1, mut b2) = (b.connect(), b.connect());
+    let mut b1 = crate::common::Client::connect(b_server.local_addr());
+    let mut b2 = crate::common::Client::connect(b_server.local_addr());
     join(&mut on_a, "r");
     join(&mut b1, "r");
     join(&mut b2, "r");
@@ -71,21 +88,35 @@ fn presence_counts_other_nodes_and_drops_a_node_that_stops() {
     on_a.send(4, b"r");
     assert_eq!(on_a.recv(), (4, b"3".to_vec()));
 
-    // b stops refreshing: its server (whose routes hold clones of its
-    // cluster) and its cluster are gone, its presence record left behind
-    // as a crashed node's would be.
-    b.server.shutdown(crate::common::TIMEOUT).unwrap();
-    drop(b.cluster);
-    let stopped = std::time::Instant::now();
+    drop(b);
+    let stopped = Instant::now();
     settle("b dropped", || {
         a.cluster.nodes().iter().all(|n| n.node != "b")
     });
     let took = stopped.elapsed();
     assert!(
-        took.as_millis() >= 200,
+        took >= Duration::from_millis(200),
         "dropped by expiry, not at once: {took:?}"
     );
     assert_eq!(a.cluster.room_len("r"), 1);
+
+    // A node whose server shuts down leaves at once (a 10 s record).
+    let mut config = super::config(&redis, "c");
+    config.heartbeat = Duration::from_secs(5);
+    config.presence_timeout = Duration::from_secs(10);
+    let c = super::node_with(config, |b| b);
+    settle("a sees c", || {
+        a.cluster.nodes().iter().any(|n| n.node == "c")
+    });
+    c.server.shutdown(crate::common::TIMEOUT).unwrap();
+    drop(c.cluster);
+    let left = Instant::now();
+    settle("c gone", || a.cluster.nodes().iter().all(|n| n.node != "c"));
+    assert!(
+        left.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        left.elapsed()
+    );
 }
 
 /// No broker at all (nothing listens on its port): the node works alone,
