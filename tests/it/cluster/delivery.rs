@@ -113,3 +113,47 @@ fn broadcast_reaches_every_connection_of_every_node() {
     let mut all: Vec<&mut Client> = clients.iter_mut().collect();
     all_get(&mut all, 6, b"second");
 }
+
+/// Whatever else publishes on the cluster's channels (garbage, cut
+/// envelopes, a send to an id no connection has) is dropped and counted,
+/// never a panic or a lost link; real messages go on.
+#[test]
+fn garbage_on_the_channels_is_counted_and_dropped() {
+    use std::io::{Read, Write};
+
+    let Some(redis) = Redis::start() else { return };
+    let a = node(&redis, "a");
+    let mut c = a.connect();
+    join(&mut c, "r");
+    settle("subscribed", || a.cluster.is_subscribed("r"));
+    let mut raw = std::net::TcpStream::connect(
+        redis
+            .url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/'),
+    )
+    .unwrap();
+    raw.set_read_timeout(Some(crate::common::TIMEOUT)).unwrap();
+    let payloads: [&[u8]; 4] = [b"", b"\x01\x05ab", b"\x09\x00\x00\x00\x00\x00", b"\x02\xff"];
+    for payload in payloads {
+        for channel in ["netloom:all", "netloom:room:r"] {
+            let mut cmd = format!(
+                "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{channel}\r\n${}\r\n",
+                channel.len(),
+                payload.len()
+            )
+            .into_bytes();
+            cmd.extend_from_slice(payload);
+            cmd.extend_from_slice(b"\r\n");
+            raw.write_all(&cmd).unwrap();
+            let mut reply = [0u8; 4]; // ":1\r\n"
+            raw.read_exact(&mut reply).unwrap();
+        }
+    }
+    settle("all counted", || a.cluster.stats().malformed == 8);
+    assert!(a.cluster.is_connected());
+    let b = node(&redis, "b");
+    settle("b connected", || b.cluster.is_connected());
+    b.cluster.broadcast(5, b"still fine").unwrap();
+    assert_eq!(c.recv(), (5, b"still fine".to_vec()));
+}
