@@ -104,8 +104,12 @@ impl Rooms {
             set.remove(&id);
             if set.is_empty() {
                 self.members.remove(room);
+            } else {
+                shrink_set(set);
             }
         }
+        shrink_map(&mut self.members);
+        shrink_map(&mut self.of_conn);
     }
 
     /// The members of `room` on this loop, but `except`.
@@ -128,6 +132,21 @@ impl Rooms {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.members.len()
+    }
+}
+
+/// Give back a map's memory once it is a quarter full (a spike of rooms
+/// or members gone): memory follows membership, amortised O(1).
+fn shrink_map<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(map: &mut HashMap<K, V, S>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+/// [`shrink_map`] for a member set.
+fn shrink_set<T: std::hash::Hash + Eq, S: std::hash::BuildHasher>(set: &mut HashSet<T, S>) {
+    if set.capacity() > 64 && set.len() < set.capacity() / 4 {
+        set.shrink_to(set.len() * 2);
     }
 }
 
@@ -164,6 +183,7 @@ impl RoomCounts {
                 }
             }
         }
+        shrink_map(&mut counts);
     }
 
     /// Members of `room` on this loop.
@@ -206,6 +226,24 @@ mod tests {
         rooms.remove_conn(id(2, 1), &counts);
         assert_eq!((counts.get("a"), counts.get("b")), (0, 0));
         assert_eq!(rooms.len(), 0, "empty rooms are removed");
+        for i in 0..10_000 {
+            rooms
+                .join(id(i, 1), &format!("spike{}", i % 5000), &counts)
+                .unwrap();
+        }
+        for i in 0..10_000 {
+            rooms.remove_conn(id(i, 1), &counts);
+        }
+        assert!(
+            rooms.members.capacity() <= 128,
+            "{}",
+            rooms.members.capacity()
+        );
+        assert!(
+            rooms.of_conn.capacity() <= 128,
+            "{}",
+            rooms.of_conn.capacity()
+        );
         assert!(rooms.of_conn.is_empty());
         assert!(counts.counts.lock().unwrap().is_empty());
     }
