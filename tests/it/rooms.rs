@@ -13,6 +13,8 @@
 mod delivery;
 mod identity;
 mod python;
+#[cfg(feature = "ws")]
+mod ws;
 
 use std::net::SocketAddr;
 
