@@ -53,3 +53,26 @@ fn two_cluster_chat_processes_share_a_room() {
     b1.send(2, b"r");
     settle("a counts 2", || count(&mut a1, "r") == 2);
 }
+
+/// Without `--redis` the example is one node alone: rooms still work.
+#[test]
+fn cluster_chat_alone_without_redis() {
+    let (_node, addr) = run_example("cluster_chat", &["127.0.0.1:0"]);
+    let (mut a, mut b) = (connect(&addr), connect(&addr));
+    a.send(1, b"solo");
+    b.send(1, b"solo");
+    // Each count comes after its own connection's join.
+    let _ = count(&mut a, "solo");
+    assert_eq!(count(&mut b, "solo"), 2);
+    assert_eq!(count(&mut a, "solo"), 2);
+    a.send(3, b"solo\nhi");
+    assert_eq!(b.recv(), (3, b"solo\nhi".to_vec()));
+    b.send(3, b"solo\nback");
+    assert_eq!(
+        a.recv(),
+        (3, b"solo\nback".to_vec()),
+        "a got no echo of its own"
+    );
+    b.send(2, b"solo");
+    assert_eq!(count(&mut a, "solo"), 1);
+}
