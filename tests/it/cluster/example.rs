@@ -74,5 +74,6 @@ fn cluster_chat_alone_without_redis() {
         "a got no echo of its own"
     );
     b.send(2, b"solo");
+    assert_eq!(count(&mut b, "solo"), 1, "after b's own leave");
     assert_eq!(count(&mut a, "solo"), 1);
 }
