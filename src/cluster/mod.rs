@@ -445,7 +445,7 @@ impl Cluster {
         let mut nodes = vec![NodeInfo {
             node: self.shared.node.to_string(),
             connections: hub.connection_count(),
-            rooms: hub.room_counts(),
+            rooms: hub.rooms(),
         }];
         let view = self
             .shared

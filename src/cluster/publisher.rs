@@ -202,7 +202,7 @@ fn heartbeat(shared: &Shared, conn: &mut redis::Connection) -> redis::RedisResul
     let (prefix, hub) = (&shared.config.prefix, &shared.hub);
     // Only the rooms the node is subscribed to: a member another node
     // counts is one its publishes reach.
-    let mut rooms = hub.room_counts();
+    let mut rooms = hub.rooms();
     {
         let subscribed = shared.subscribed.lock();
         let subscribed = subscribed.unwrap_or_else(PoisonError::into_inner);

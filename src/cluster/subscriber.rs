@@ -87,7 +87,7 @@ fn serve(
         if seen != Some(changes) {
             let want: BTreeSet<String> = shared
                 .hub
-                .room_counts()
+                .rooms()
                 .into_iter()
                 .map(|(room, _)| room)
                 .collect();

@@ -200,6 +200,7 @@ impl RoomCounts {
 
     /// How many times a room appeared or left (wrapping): compare two
     /// readings to know whether the set of rooms may have changed.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn changes(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
     }

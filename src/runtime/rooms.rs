@@ -226,9 +226,19 @@ impl Hub {
         loops.map(|l| l.roster.rooms.get(room)).sum()
     }
 
-    /// Every room with members on this server, with their counts summed
-    /// over the loops (a snapshot, as [`room_len`](Self::room_len)).
-    pub(crate) fn room_counts(&self) -> Vec<(String, usize)> {
+    /// Every room with members on this server, with its member count
+    /// summed over the loops: a snapshot, as [`room_len`](Self::room_len),
+    /// in no particular order.
+    ///
+    /// ```
+    /// # fn f(hub: netloom::Hub) {
+    /// for (room, members) in hub.rooms() {
+    ///     println!("{room}: {members}");
+    /// }
+    /// # }
+    /// # let _ = f;
+    /// ```
+    pub fn rooms(&self) -> Vec<(String, usize)> {
         let mut all: std::collections::HashMap<Arc<str>, usize> = Default::default();
         for l in &self.runtime.loops {
             for (room, n) in l.roster.rooms.all() {
@@ -238,7 +248,9 @@ impl Hub {
         all.into_iter().map(|(r, n)| (r.to_string(), n)).collect()
     }
 
-    /// Moves whenever a room appears on a loop or leaves it.
+    /// Moves whenever a room appears on a loop or leaves it (what the
+    /// cluster's subscriber watches).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn room_changes(&self) -> u64 {
         let loops = self.runtime.loops.iter();
         loops.fold(0, |sum, l| sum.wrapping_add(l.roster.rooms.changes()))
