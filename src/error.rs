@@ -97,6 +97,21 @@ pub enum Error {
         /// `UdpConfig::max_datagram`.
         max: usize,
     },
+    /// A room name is empty or longer than [`MAX_ROOM_NAME`](crate::MAX_ROOM_NAME)
+    /// bytes. Nothing was joined, left or published: reject the input
+    /// (a peer's, typically) or shorten the name.
+    #[error("room name of {0} bytes: empty or over the limit")]
+    RoomName(usize),
+    /// The connection is a member of [`MAX_ROOMS_PER_CONN`](crate::MAX_ROOMS_PER_CONN)
+    /// rooms already; it joined nothing. Leave a room first.
+    #[error("connection is in the most rooms it may be in ({0})")]
+    TooManyRooms(usize),
+    /// The cluster's broker (Redis) is unreachable, or the queue to it is
+    /// full: the message reached this node's connections, not the other
+    /// nodes'. Delivery is at most once: retry if it matters. The node
+    /// reconnects by itself; the text says what failed.
+    #[error("broker unavailable: {0}")]
+    Broker(String),
 }
 
 /// A peer broke the wire protocol, or a message cannot be encoded.

@@ -25,7 +25,7 @@
 //! The modules form one-way layers, each using only those below it:
 //! `sys`, `error`, `ext`, `id`, `stats`, `timer` → `buf` → `codec` →
 //! `config` → `transport` → `conn` → `runtime` → `dispatch` → `reactor` →
-//! `server` → `builder` → `client`, `ws` (see `docs/ARCHITECTURE.md`; a
+//! `server` → `builder` → `client`, `ws`, `cluster` (see `docs/ARCHITECTURE.md`; a
 //! test keeps it so).
 //!
 //! * [`Server::builder`] configures and starts a server.
@@ -36,6 +36,10 @@
 //! * [`ConnHandle`] and [`Hub`] reach connections from any thread; a
 //!   [`Receipt`] says what a connection's loop did with a request
 //!   (`ConnHandle::send_confirmed`, `ConnHandle::run`).
+//! * Rooms: `Session::join` / `leave` (or `ConnHandle::join` from any
+//!   thread), `Hub::publish` encoded once for every member, `Hub::room_len`.
+//!   With the `cluster` feature, `cluster::Cluster` carries rooms, sends
+//!   and broadcasts to other nodes through Redis pub/sub.
 //! * `Builder::state` shares application state with every handler and
 //!   hook (`Session::state`).
 //! * [`CloseReason`] tells `on_close` why a connection ended; [`Stats`]
@@ -100,6 +104,9 @@ pub mod bench_internals;
 mod buf;
 mod builder;
 pub mod client;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod cluster;
 mod codec;
 mod config;
 mod conn;
@@ -130,6 +137,7 @@ pub use config::{
     UdpValidation, UnknownIdPolicy, WhileDown, FOREVER, MAX_UDP_PAYLOAD,
 };
 pub use conn::dial::Dial;
+pub use conn::rooms::{MAX_ROOMS_PER_CONN, MAX_ROOM_NAME};
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
 pub use dispatch::exec::Exec;
 pub use dispatch::hooks::{Disconnect, IntoOpenResult};

@@ -1,9 +1,11 @@
 //! Connections on their loop: one connection's state ([`Conn`]), the
-//! loop's table of them with the write path ([`table`]), and the roster
-//! other threads read to list them ([`roster`]).
+//! loop's table of them with the write path ([`table`]), the roster
+//! other threads read to list them ([`roster`]), and the rooms their
+//! members are in ([`rooms`]).
 
 pub(crate) mod dial;
 pub(crate) mod requests;
+pub(crate) mod rooms;
 pub(crate) mod roster;
 pub(crate) mod table;
 

@@ -4,6 +4,7 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use super::rooms::RoomCounts;
 use crate::id::ConnId;
 
 /// One loop's open connections: the generation of each occupied slot of
@@ -12,6 +13,8 @@ use crate::id::ConnId;
 #[derive(Debug, Default)]
 pub(crate) struct Roster {
     slots: Mutex<Vec<u32>>,
+    /// The loop's member count per room (written by its `ConnTable`).
+    pub(crate) rooms: RoomCounts,
 }
 
 impl Roster {

@@ -11,10 +11,12 @@ use std::collections::HashMap;
 
 mod awaiting;
 mod dials;
+mod rooms;
 mod sends;
 
 use super::dial::DialState;
 use super::requests::Requests;
+use super::rooms::Rooms;
 use super::roster::Roster;
 use super::{flag, Conn};
 use crate::buf::pool::Pool;
@@ -60,6 +62,8 @@ pub(crate) struct ConnTable {
     /// being dispatched looks its connection up again only when this moved
     /// (a handler closed it, or another), not before every message.
     closings: Cell<u64>,
+    /// The rooms this loop's connections are in (`table/rooms.rs`).
+    rooms: RefCell<Rooms>,
 }
 
 impl ConnTable {
@@ -90,6 +94,7 @@ impl ConnTable {
             dials: RefCell::default(),
             to_dial: RefCell::default(),
             closings: Cell::new(0),
+            rooms: RefCell::default(),
         }
     }
 
@@ -122,6 +127,7 @@ impl ConnTable {
     pub(crate) fn remove(&self, key: usize) -> Option<Conn> {
         let conn = self.conns.borrow_mut().try_remove(key)?;
         self.roster.remove(key);
+        self.leave_all_rooms(self.id_of(key, &conn));
         self.dials.borrow_mut().remove(&key);
         let held = self.partial_held.get() - conn.accounted as usize;
         self.partial_held.set(held);

@@ -8,6 +8,7 @@ mod deprecated;
 pub(crate) mod exec;
 pub(crate) mod hooks;
 pub(crate) mod middleware;
+mod rooms;
 pub(crate) mod router;
 mod run;
 pub(crate) mod timers;

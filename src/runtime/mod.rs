@@ -14,6 +14,7 @@ pub(crate) mod local;
 mod pool;
 mod receipt;
 mod request;
+mod rooms;
 mod timers;
 #[cfg(feature = "ws")]
 mod ws;
@@ -25,6 +26,7 @@ pub use receipt::Receipt;
 pub(crate) use receipt::Reply;
 pub(crate) use request::start_on as start_request_on;
 pub use request::{PendingReply, Responder};
+pub(crate) use rooms::room_op;
 pub use timers::TimerHandle;
 pub(crate) use timers::{Due, TimerFn, UserTimers};
 

@@ -1,5 +1,5 @@
 //! The third-party peers some tests talk to: python3, Python's
-//! `websockets`, openssl, curl and Chromium. `scripts/test` installs them.
+//! `websockets`, openssl, curl, Chromium and redis-server. `scripts/test` installs them.
 //!
 //! A test asks for its peer first thing, on its own thread:
 //!
@@ -48,6 +48,8 @@ pub enum Peer {
     Curl,
     /// Headless Chromium (`chromium` or `chromium-browser`).
     Chromium,
+    /// `redis-server`, the cluster tests' broker (started by the tests).
+    RedisServer,
 }
 
 impl Peer {
@@ -58,6 +60,7 @@ impl Peer {
             Peer::Openssl => "openssl",
             Peer::Curl => "curl",
             Peer::Chromium => "Chromium",
+            Peer::RedisServer => "redis-server",
         }
     }
 
@@ -79,6 +82,7 @@ impl Peer {
             Peer::Openssl => (own(&["openssl"]), &["version"]),
             Peer::Curl => (own(&["curl"]), &["--version"]),
             Peer::Chromium => (own(&["chromium", "chromium-browser"]), &["--version"]),
+            Peer::RedisServer => (own(&["redis-server"]), &["--version"]),
         }
     }
 
@@ -89,6 +93,7 @@ impl Peer {
             Peer::Openssl => "run `scripts/test` (as root it installs the Debian package `openssl`), or `apt-get install openssl`",
             Peer::Curl => "run `scripts/test` (as root it installs the Debian package `curl`), or `apt-get install curl`",
             Peer::Chromium => "run `scripts/test` (as root it installs the Debian package `chromium`), or `apt-get install chromium`",
+            Peer::RedisServer => "run `scripts/test` (as root it installs the Debian package `redis-server`), or `apt-get install redis-server` (the tests start their own on a loopback port; no service is needed)",
         }
     }
 }

@@ -33,6 +33,7 @@ const LAYERS: &[&str] = &[
     // Built on the layers above; nothing uses them.
     "client",
     "ws",
+    "cluster",
     "bench_internals",
 ];
 

@@ -9,6 +9,8 @@ mod common;
 mod tls_support;
 
 mod client_timeout;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod defects;
 mod defects2;
 mod deprecated;
@@ -32,6 +34,7 @@ mod profile_rules;
 mod profiles;
 mod protocol;
 mod review;
+mod rooms;
 mod timers;
 #[cfg(feature = "tls")]
 mod tls;

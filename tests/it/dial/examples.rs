@@ -41,6 +41,8 @@ pub(crate) fn example(name: &str) -> PathBuf {
                 "worker_pool",
                 "--example",
                 "ws_json_echo",
+                "--example",
+                "cluster_chat",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         // A build past its limit panics in `run_bounded`: kept as the
