@@ -468,17 +468,6 @@ impl ConnTable {
         self.closings.get()
     }
 
-    /// Something logged once per connection happened to `id` (`warned`:
-    /// `flag::SEND_WARNED`, `flag::BODY_WARNED`): true the first time (the
-    /// caller logs it at warn), false after.
-    pub(crate) fn first_warning(&self, id: ConnId, warned: u16) -> bool {
-        let mut slab = self.conns.borrow_mut();
-        let Some((_, conn)) = self.lookup(&mut slab, id) else {
-            return false;
-        };
-        flag::first(&mut conn.flags, warned)
-    }
-
     /// Before a batch is dispatched: `None` if connection `id` is gone or
     /// closing, else whether its messages may be replies to its requests,
     /// and its profile (whose routes take them).

@@ -172,6 +172,17 @@ impl ConnTable {
         })
     }
 
+    /// Something logged once per connection happened to `id` (`warned`:
+    /// `flag::SEND_WARNED`, `flag::BODY_WARNED`): true the first time (the
+    /// caller logs it at warn), false after.
+    pub(crate) fn first_warning(&self, id: ConnId, warned: u16) -> bool {
+        let mut slab = self.conns.borrow_mut();
+        let Some((_, conn)) = self.lookup(&mut slab, id) else {
+            return false;
+        };
+        flag::first(&mut conn.flags, warned)
+    }
+
     /// The packer refused message `msg_id` for `conn`: warn the first time
     /// per connection (a bug or a limit to raise, and the caller may not
     /// look at the error: a cross-thread send cannot return it), then
