@@ -17,12 +17,21 @@
 //! child over the measured window, from /proc), p50/p99 round trip; then
 //! the ratios to the floor and to tokio. Linux only (`/proc`, `recvmmsg`).
 
+#[cfg(target_os = "linux")]
 mod load;
+#[cfg(target_os = "linux")]
 mod servers;
 
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("udp_bench: Linux only (/proc, recvmmsg)");
+}
+
+#[cfg(target_os = "linux")]
 use std::process::{Child, Command, Stdio};
 
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub struct Args {
     pub peers: usize,
     pub inflight: usize,
@@ -31,6 +40,7 @@ pub struct Args {
     pub loops: usize,
 }
 
+#[cfg(target_os = "linux")]
 fn parse() -> Result<(Args, Option<(String, String)>), String> {
     let mut a = Args {
         peers: 64,
@@ -63,6 +73,7 @@ fn parse() -> Result<(Args, Option<(String, String)>), String> {
     Ok((a, serve))
 }
 
+#[cfg(target_os = "linux")]
 fn main() {
     let (args, serve) = match parse() {
         Ok(p) => p,
@@ -84,10 +95,10 @@ fn main() {
     );
     let mut runs = Vec::new();
     for kind in ["floor", "floor-mmsg", "netloom", "tokio"] {
-        let (mut child, port) = spawn(kind, args.loops);
-        let run = load::run(port, child.id(), args);
-        let _ = child.kill();
-        let _ = child.wait();
+        let (child, port) = spawn(kind, args.loops);
+        let child = Killed(child);
+        let run = load::run(port, child.0.id(), args);
+        drop(child);
         println!(
             "{:<14} {:>12.0} {:>14.2} {:>9} {:>9} {:>8}",
             kind,
@@ -123,7 +134,21 @@ fn main() {
     );
 }
 
+/// A server child, killed (by pid) when dropped: also when the load
+/// panics on a wrong echo.
+#[cfg(target_os = "linux")]
+struct Killed(Child);
+
+#[cfg(target_os = "linux")]
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start `udp_bench --serve KIND` and read the port it prints.
+#[cfg(target_os = "linux")]
 fn spawn(kind: &str, loops: usize) -> (Child, u16) {
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new(exe)
