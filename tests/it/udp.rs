@@ -14,6 +14,7 @@ use crate::common::{echo, frame, init_logs, run_bounded, TIMEOUT};
 
 mod client;
 mod edges;
+mod edges2;
 mod lifecycle;
 mod limits;
 
