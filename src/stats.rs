@@ -66,7 +66,8 @@ pub enum DatagramDrop {
     /// Received: for a session whose work waiting for its worker pool or
     /// logic thread is over `Config::exec_backlog` (a TCP connection's
     /// reads would pause; a UDP socket is shared, so the session's
-    /// datagrams are dropped until the backlog is under half).
+    /// datagrams are dropped until the backlog is under half, but for
+    /// replies to its requests, which are taken).
     Backlog = 7,
 }
 

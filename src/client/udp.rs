@@ -188,8 +188,9 @@ impl UdpClient {
     /// # Errors
     ///
     /// [`Error::Timeout`] if the timeout passed, [`Error::Pack`] for a
-    /// datagram that does not decode into whole frames (it is dropped:
-    /// call again for the next), [`Error::Io`] on a socket error.
+    /// datagram that does not decode into whole frames, and
+    /// [`Error::DatagramTooLarge`] for one over the limit (either is
+    /// dropped: call again for the next), [`Error::Io`] on a socket error.
     pub fn recv(&mut self) -> Result<Message> {
         loop {
             if let Some(m) = self.early.pop_front() {
@@ -203,7 +204,12 @@ impl UdpClient {
     fn read_datagram(&mut self) -> Result<()> {
         let n = loop {
             match self.socket.recv(&mut self.buf) {
-                Ok(n) if n > self.max_datagram => continue,
+                Ok(n) if n > self.max_datagram => {
+                    return Err(Error::DatagramTooLarge {
+                        len: n,
+                        max: self.max_datagram,
+                    })
+                }
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(timed_out(e)),
@@ -212,7 +218,13 @@ impl UdpClient {
         let mut datagram = BytesMut::from(&self.buf[..n]);
         let mut messages = Vec::new();
         while !datagram.is_empty() {
+            let before = datagram.len();
             match self.packer.decode(&mut datagram)? {
+                Some(_) if datagram.len() == before => {
+                    return Err(Error::Pack(PackError::Malformed(
+                        "packer returned a message without consuming input".into(),
+                    )))
+                }
                 Some(m) => messages.push(m),
                 None => {
                     return Err(Error::Pack(PackError::Malformed(format!(
@@ -239,9 +251,10 @@ impl UdpClient {
     /// Send a request with a fresh (odd) sequence number and wait, at most
     /// `timeout`, for the reply that carries it (the packer must carry a
     /// sequence number). Messages with sequence number 0 that come
-    /// meanwhile are kept for [`recv`](Self::recv); a late reply to an
-    /// earlier request is dropped; a datagram that does not decode is
-    /// dropped.
+    /// meanwhile (or were received before) are kept for
+    /// [`recv`](Self::recv); any other sequence number (a late reply to an
+    /// earlier request, a request from the server) is dropped, and so is
+    /// a datagram that does not decode or is over the limit.
     ///
     /// # Errors
     ///
@@ -274,7 +287,7 @@ impl UdpClient {
             }
             self.socket.set_read_timeout(Some(left))?;
             match self.read_datagram() {
-                Ok(()) | Err(Error::Pack(_)) => {}
+                Ok(()) | Err(Error::Pack(_) | Error::DatagramTooLarge { .. }) => {}
                 Err(e) => break Err(e),
             }
         };

@@ -206,7 +206,11 @@ impl Dial {
     /// runs) once its loop made the socket. A UDP dial never reconnects,
     /// and takes no TLS or WebSocket: [`Hub::dial`](crate::Hub::dial)
     /// refuses those with `Error::Config`. A peer that is not there shows
-    /// only as requests that time out, and the idle kick.
+    /// only as requests that time out, and the idle kick. With
+    /// [`host`](Self::host), the name's first address is the peer (no
+    /// connect fails over to the next). Replies to its requests are taken
+    /// even while its handlers are behind (`Config::exec_backlog`); its
+    /// other datagrams are then dropped.
     ///
     /// ```no_run
     /// use std::time::Duration;

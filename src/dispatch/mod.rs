@@ -140,6 +140,25 @@ impl App {
     }
 
     /// The routes and unknown-id policy of profile `profile`.
+    /// A batch for a connection whose handlers are behind (a UDP session
+    /// over its backlog): only the replies to its requests are taken (they
+    /// need no handler); returns how many other messages were dropped.
+    pub(crate) fn replies_only(
+        &self,
+        core: &LoopCore,
+        key: usize,
+        generation: u32,
+        batch: &Batch,
+    ) -> usize {
+        let mut dropped = 0;
+        for (msg_id, seq, body, source, _) in batch.iter() {
+            if seq == 0 || !reply(core, key, generation, msg_id, seq, body, source) {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     pub(crate) fn routing(&self, profile: u8) -> Option<(&Router, UnknownIdPolicy)> {
         match (profile as usize).checked_sub(1) {
             None => Some((&self.router, self.unknown_id)),

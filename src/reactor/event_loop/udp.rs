@@ -23,6 +23,7 @@ use slab::Slab;
 
 use super::EventLoop;
 use crate::codec::reader::Batch;
+use crate::config::SERVER_PROFILE;
 use crate::conn::{flag, Conn};
 use crate::stats::{Counters, DatagramDrop};
 use crate::transport::udp::{decode_datagram, UdpPeer, UdpSession};
@@ -114,6 +115,9 @@ impl UdpSockets {
     /// Add a UDP dial's socket, registered for reading; returns its index.
     fn add_dialed(&mut self, mut socket: UdpSocket, registry: &Registry) -> io::Result<usize> {
         let i = self.sockets.vacant_key();
+        if i >= MAX_UDP_SOCKETS {
+            return Err(io::Error::other("the loop has its most UDP sockets"));
+        }
         registry.register(&mut socket, token(i), Interest::READABLE)?;
         Ok(self.sockets.insert(Socket::new(socket, true)?))
     }
@@ -218,24 +222,26 @@ impl EventLoop {
         let len = datagram.len();
         let socket = &self.udp.sockets[i];
         let (known, dialed) = (socket.sessions.get(&from).copied(), socket.dialed);
-        let (key, generation, profile) = match known {
+        // Paused (its handlers are behind): what it brings is dropped,
+        // but for replies to its requests, which need no handler.
+        let (key, generation, profile, paused) = match known {
             Some(key) => {
                 let slab = table.conns.borrow();
                 match slab.get(key) {
                     Some(c) if c.has(flag::CLOSING) => {
                         return drop_datagram(counters, DatagramDrop::Closing)
                     }
-                    Some(c) if c.has(flag::PAUSED) => {
+                    Some(c) if c.has(flag::PAUSED) && !c.has(flag::AWAITING) => {
                         return drop_datagram(counters, DatagramDrop::Backlog)
                     }
-                    Some(c) => (key, c.generation, c.profile),
+                    Some(c) => (key, c.generation, c.profile, c.has(flag::PAUSED)),
                     None => return drop_datagram(counters, DatagramDrop::Closing),
                 }
             }
             // A dial's socket is connected: only its peer can be heard.
             None if dialed => return drop_datagram(counters, DatagramDrop::Closing),
             None => match self.open_session(i, from) {
-                Some((key, generation)) => (key, generation, crate::config::SERVER_PROFILE),
+                Some((key, generation)) => (key, generation, SERVER_PROFILE, false),
                 None => return,
             },
         };
@@ -264,7 +270,11 @@ impl EventLoop {
         }
         if batch.len() > 0 {
             Counters::bump(&counters.messages_in, batch.len() as u64);
-            self.app.dispatch(&core, key, generation, &batch);
+            if !paused {
+                self.app.dispatch(&core, key, generation, &batch);
+            } else if self.app.replies_only(&core, key, generation, &batch) > 0 {
+                drop_datagram(counters, DatagramDrop::Backlog);
+            }
         }
         batch.clear();
         self.udp.batch = batch;

@@ -198,3 +198,34 @@ fn a_quiet_udp_dial_is_kicked_and_a_reconnecting_one_refused() {
     assert_eq!(client.stats().connections, 0);
     client.shutdown(TIMEOUT).unwrap();
 }
+
+#[test]
+fn the_blocking_client_reports_an_oversized_datagram_and_goes_on() {
+    let server = peer();
+    let mut c = UdpClient::connect(server.local_addr().unwrap())
+        .unwrap()
+        .with_max_datagram(1_000);
+    c.set_timeout(Some(TIMEOUT)).unwrap();
+    c.send(1, b"hi").unwrap();
+    let mut buf = [0; 64];
+    let (_, client) = server.recv_from(&mut buf).unwrap();
+    server
+        .send_to(&crate::common::frame(1, &[0; 2_000]), client)
+        .unwrap();
+    server
+        .send_to(&crate::common::frame(2, b"fits"), client)
+        .unwrap();
+    let big = c.recv();
+    assert!(
+        matches!(
+            big,
+            Err(Error::DatagramTooLarge {
+                len: 2_008,
+                max: 1_000
+            })
+        ),
+        "{big:?}"
+    );
+    let next = c.recv().unwrap();
+    assert_eq!((next.id, &next.body[..]), (2, &b"fits"[..]));
+}

@@ -18,7 +18,11 @@ fn a_udp_dial_to_the_unspecified_address_hears_its_replies_or_is_refused() {
     // replies come from there, and the dial's session is keyed by
     // 0.0.0.0:port: every reply is dropped as `Closing`. Either the dial
     // works or `Hub::dial` refuses it as `bind_udp` refuses a wildcard.
-    let (server, addr) = start_udp(Server::builder().packer(SeqPacker::default()).route(1, echo));
+    let (server, addr) = start_udp(
+        Server::builder()
+            .packer(SeqPacker::default())
+            .route(1, echo),
+    );
     let client = Server::builder()
         .packer(SeqPacker::default())
         .start()
@@ -27,7 +31,11 @@ fn a_udp_dial_to_the_unspecified_address_hears_its_replies_or_is_refused() {
     let got = match client.hub().dial(Dial::new(wild).udp()) {
         Err(Error::Config(_)) => None,
         Err(e) => panic!("{e}"),
-        Ok(link) => Some(link.request(1, b"hi", Duration::from_secs(1)).unwrap().wait()),
+        Ok(link) => Some(
+            link.request(1, b"hi", Duration::from_secs(1))
+                .unwrap()
+                .wait(),
+        ),
     };
     let (stats, answered) = (client.stats(), server.stats().datagrams_out);
     client.shutdown(TIMEOUT).unwrap();

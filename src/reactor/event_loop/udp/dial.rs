@@ -22,10 +22,14 @@ impl EventLoop {
         };
         let options = core.runtime.config.socket_of(profile);
         let registry = self.poll.registry();
-        let attached = crate::sys::udp_dial(addr, &options)
-            .and_then(|socket| self.udp.add_dialed(socket, registry));
-        let i = match attached {
-            Ok(i) => i,
+        // The peer as the socket names it (a dial to 0.0.0.0 is connected
+        // to a local address): the one its datagrams come from.
+        let attached = crate::sys::udp_dial(addr, &options).and_then(|socket| {
+            let peer = socket.peer_addr()?;
+            Ok((self.udp.add_dialed(socket, registry)?, peer))
+        });
+        let (i, addr) = match attached {
+            Ok(attached) => attached,
             Err(e) => {
                 return self.connect_failed(key, generation, CloseReason::ConnectFailed(e.into()))
             }
