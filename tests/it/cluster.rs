@@ -5,6 +5,7 @@
 //! protocol (with answers to joins, so a client knows when they are done).
 
 mod delivery;
+mod edges;
 mod example;
 mod failure;
 
