@@ -77,8 +77,9 @@ fn parse() -> Result<Args, String> {
         }
     }
     if args.node.is_empty() {
-        let mut host = host_name();
-        host.truncate(40);
+        // At most 40 characters of the host name (any bytes on Linux: cut
+        // on a character, never inside one).
+        let host: String = host_name().chars().take(40).collect();
         args.node = format!("{host}-{}", std::process::id());
     }
     Ok(args)

@@ -48,6 +48,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
 
@@ -66,6 +67,18 @@ struct Counters {
     dropped: AtomicU64,
     broker_errors: AtomicU64,
     reconnects: AtomicU64,
+}
+
+impl Shared {
+    /// The other nodes as last read, unless that was longer ago than
+    /// `presence_timeout` (their records would have expired by now).
+    fn others(&self) -> Vec<NodeInfo> {
+        let view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        match view.0 {
+            Some(at) if at.elapsed() <= self.config.presence_timeout => view.1.clone(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -92,9 +105,14 @@ struct Shared {
     losses: AtomicU64,
     /// The rooms the node is subscribed to now.
     subscribed: Mutex<Vec<String>>,
-    /// The other nodes, from their presence records.
-    view: Mutex<Vec<NodeInfo>>,
+    /// The other nodes, from their presence records, and when they were
+    /// read: a view older than `presence_timeout` (the broker gone) is
+    /// ignored, as the records themselves would have expired.
+    view: Mutex<(Option<Instant>, Vec<NodeInfo>)>,
     stop: AtomicBool,
+    /// A message under this node's name from another run was seen (said
+    /// once).
+    name_clash: AtomicBool,
     /// Delete the presence record on the way out (a clean shutdown).
     farewell: AtomicBool,
 }
@@ -234,6 +252,7 @@ impl Cluster {
             subscribed: Mutex::default(),
             view: Mutex::default(),
             stop: AtomicBool::new(false),
+            name_clash: AtomicBool::new(false),
             farewell: AtomicBool::new(false),
         });
         let threads = Arc::new(Threads(Mutex::default(), shared.clone(), out.clone()));
@@ -309,7 +328,12 @@ impl Cluster {
             }
             return s.hub.conn(to.conn).send(id, body);
         }
-        let payload = wire::encode(&s.node, &Target::Conn(to.conn), id, body.as_ref());
+        let payload = wire::encode(
+            (&s.node, s.incarnation),
+            &Target::Conn(to.conn),
+            id,
+            body.as_ref(),
+        );
         let channel = node_channel(&s.config.prefix, &to.node, to.incarnation);
         self.enqueue(channel, payload)
     }
@@ -387,7 +411,12 @@ impl Cluster {
     }
 
     fn remote(&self, channel: String, target: &Target<'_>, id: u32, body: &[u8]) -> Result<()> {
-        let payload = wire::encode(&self.shared.node, target, id, body);
+        let payload = wire::encode(
+            (&self.shared.node, self.shared.incarnation),
+            target,
+            id,
+            body,
+        );
         self.enqueue(channel, payload)
     }
 
@@ -424,13 +453,7 @@ impl Cluster {
     /// ([`Hub::room_len`]), the others' as their presence records last
     /// said (at most one heartbeat old, plus the broker's delay).
     pub fn room_len(&self, room: &str) -> usize {
-        let view = self
-            .shared
-            .view
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let others: usize = view
-            .iter()
+        let others: usize = (self.shared.others().iter())
             .flat_map(|n| n.rooms.iter())
             .filter(|(r, _)| r == room)
             .map(|(_, n)| *n)
@@ -447,12 +470,7 @@ impl Cluster {
             connections: hub.connection_count(),
             rooms: hub.rooms(),
         }];
-        let view = self
-            .shared
-            .view
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        nodes.extend(view.iter().cloned());
+        nodes.extend(self.shared.others());
         nodes
     }
 

@@ -257,6 +257,6 @@ fn heartbeat(shared: &Shared, conn: &mut redis::Connection) -> redis::RedisResul
             })
         })
         .collect();
-    *shared.view.lock().unwrap_or_else(PoisonError::into_inner) = view;
+    *shared.view.lock().unwrap_or_else(PoisonError::into_inner) = (Some(Instant::now()), view);
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::publisher::{connect, later, spread};
+use super::publisher::{connect, later, spread, IO_TIMEOUT};
 use super::wire::{self, Target};
 use super::{all_channel, bump, node_channel, room_channel, Shared};
 
@@ -72,7 +72,10 @@ fn serve(
 ) -> redis::RedisResult<()> {
     let prefix = &shared.config.prefix;
     let mut pubsub = conn.as_pubsub();
-    pubsub.set_read_timeout(Some(TICK))?;
+    // SUBSCRIBE and UNSUBSCRIBE wait for their answers with the I/O
+    // timeout; only the wait for messages is cut to TICKs (a broker
+    // further than a TICK away is no lost broker).
+    pubsub.set_read_timeout(Some(IO_TIMEOUT))?;
     let own = node_channel(prefix, &shared.node, shared.incarnation);
     pubsub.subscribe(&[all_channel(prefix), own])?;
     let mut subscribed: BTreeSet<String> = BTreeSet::new();
@@ -96,6 +99,7 @@ fn serve(
             let channels = |rooms: &[String]| -> Vec<String> {
                 rooms.iter().map(|r| room_channel(prefix, r)).collect()
             };
+            pubsub.set_read_timeout(Some(IO_TIMEOUT))?;
             if !add.is_empty() {
                 pubsub.subscribe(channels(&add))?;
             }
@@ -116,6 +120,7 @@ fn serve(
                 shared.subscriber_up.store(true, Ordering::Release);
             }
             seen = Some(changes);
+            pubsub.set_read_timeout(Some(TICK))?;
         }
         match pubsub.get_message() {
             Ok(msg) => deliver(shared, msg.get_payload_bytes()),
@@ -132,8 +137,20 @@ fn deliver(shared: &Shared, bytes: &[u8]) {
         return;
     };
     if env.origin == &*shared.node {
-        bump(&shared.counters.echoes);
-        return;
+        if env.incarnation == shared.incarnation {
+            bump(&shared.counters.echoes);
+            return;
+        }
+        // Another live node has this one's name: its messages are still
+        // delivered, and the clash is said (once per run).
+        if !shared.name_clash.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "cluster {}: another node with this name is live (incarnation {:016x}); \
+                 node names must be unique",
+                shared.node,
+                env.incarnation
+            );
+        }
     }
     // Counted before it is handed over: whoever sees it delivered sees
     // it counted.

@@ -4,7 +4,7 @@
 //! to these channels, so decoding checks every length and never panics.
 //!
 //! ```text
-//! kind u8 | node_len u8 | node | target | id u32 LE | body
+//! kind u8 | node_len u8 | node | incarnation u64 LE | target | id u32 LE | body
 //!   kind 1 (room):      target = room_len u16 LE | room
 //!   kind 2 (broadcast): target = (nothing)
 //!   kind 3 (send):      target = conn u128 LE (`ConnId::to_u128` on its node)
@@ -27,6 +27,9 @@ pub(crate) enum Target<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Envelope<'a> {
     pub(crate) origin: &'a str,
+    /// The origin's run (`NodeConnId::incarnation`): two live nodes given
+    /// one name tell their echoes apart by it.
+    pub(crate) incarnation: u64,
     pub(crate) target: Target<'a>,
     pub(crate) id: u32,
     pub(crate) body: &'a [u8],
@@ -38,8 +41,13 @@ const CONN: u8 = 3;
 
 /// Encode an envelope (`origin` at most 255 bytes, a room at most 65535:
 /// both checked by the callers' limits).
-pub(crate) fn encode(origin: &str, target: &Target<'_>, id: u32, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + origin.len() + 20 + body.len());
+pub(crate) fn encode(
+    (origin, incarnation): (&str, u64),
+    target: &Target<'_>,
+    id: u32,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + origin.len() + 28 + body.len());
     let kind = match target {
         Target::Room(_) => ROOM,
         Target::All => ALL,
@@ -48,6 +56,7 @@ pub(crate) fn encode(origin: &str, target: &Target<'_>, id: u32, body: &[u8]) ->
     out.push(kind);
     out.push(origin.len() as u8);
     out.extend_from_slice(origin.as_bytes());
+    out.extend_from_slice(&incarnation.to_le_bytes());
     match target {
         Target::Room(room) => {
             out.extend_from_slice(&(room.len() as u16).to_le_bytes());
@@ -77,6 +86,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Envelope<'_>> {
     let head = take(&mut rest, 2)?;
     let (kind, node_len) = (head[0], head[1] as usize);
     let origin = std::str::from_utf8(take(&mut rest, node_len)?).ok()?;
+    let incarnation: [u8; 8] = take(&mut rest, 8)?.try_into().ok()?;
     let target = match kind {
         ROOM => {
             let len = take(&mut rest, 2)?;
@@ -93,6 +103,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Envelope<'_>> {
     let id: [u8; 4] = take(&mut rest, 4)?.try_into().ok()?;
     Some(Envelope {
         origin,
+        incarnation: u64::from_le_bytes(incarnation),
         target,
         id: u32::from_le_bytes(id),
         body: rest,
@@ -141,9 +152,9 @@ mod tests {
     fn envelopes_round_trip() {
         let conn = ConnId::new(7, 1, 42, 3);
         for target in [Target::Room("lobby"), Target::All, Target::Conn(conn)] {
-            let bytes = encode("node-a", &target, 9, b"hi\n");
+            let bytes = encode(("node-a", 0xfeed), &target, 9, b"hi\n");
             let env = decode(&bytes).expect("decodes");
-            assert_eq!(env.origin, "node-a");
+            assert_eq!((env.origin, env.incarnation), ("node-a", 0xfeed));
             assert_eq!(env.target, target);
             assert_eq!((env.id, env.body), (9, &b"hi\n"[..]));
         }
@@ -151,13 +162,13 @@ mod tests {
 
     #[test]
     fn every_truncation_and_garbage_is_refused_without_panic() {
-        let bytes = encode("n", &Target::Conn(ConnId::new(1, 0, 0, 1)), 1, b"");
+        let bytes = encode(("n", 1), &Target::Conn(ConnId::new(1, 0, 0, 1)), 1, b"");
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_none(), "cut at {cut}");
         }
         assert!(decode(&[9, 0, 0, 0, 0, 0]).is_none(), "unknown kind");
         assert!(decode(&[2, 1, 0xff, 0, 0, 0, 0]).is_none(), "bad UTF-8");
-        let zero_tag = [&[3u8, 0][..], &[0; 16], &[0; 4]].concat();
+        let zero_tag = [&[3u8, 0][..], &[0; 8], &[0; 16], &[0; 4]].concat();
         assert!(decode(&zero_tag).is_none(), "an id no connection has");
     }
 
