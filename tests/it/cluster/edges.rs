@@ -1,6 +1,5 @@
-//! Review of issue 24 (cluster): reproductions of defects found by a
-//! reviewer who did not write the change. Each test states the behaviour
-//! that should hold and fails on the reviewed code.
+//! Edges of the cluster found in review: each test states a behaviour
+//! that must hold (each failed on the first cut of issue 24, 19b5a66).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
