@@ -48,10 +48,9 @@ fn main() -> Result<(), netloom::Error> {
     }
     let addr = addr.unwrap_or_else(|| "127.0.0.1:6565".into());
     #[cfg(feature = "metrics")]
-    let recorder = match &metrics {
-        Some(_) => Some(metrics_http::install().unwrap_or_else(|e| exit(&e))),
-        None => None,
-    };
+    let recorder = metrics
+        .as_ref()
+        .map(|_| metrics_http::install().unwrap_or_else(|e| exit(&e)));
     let server = Server::builder()
         .heartbeat(Duration::from_secs(30), Duration::from_secs(180))
         .on_open(|conn| log::debug!("open {} from {}", conn.id(), conn.peer_addr()))

@@ -311,7 +311,7 @@ pub fn export(hub: &Hub) {
 /// pool: the facade cannot tell two pools apart otherwise).
 ///
 /// ```
-/// # fn f(hub: netloom::Hub, pool: netloom::Pool) {
+/// # fn f(pool: netloom::Pool) {
 /// netloom::metrics::export_pool("backend", &pool.stats());
 /// # }
 /// ```

@@ -101,7 +101,7 @@ mod uncounted {
 
     /// Nothing kept: see the module's docs.
     #[derive(Debug, Clone, Copy, Default)]
-    pub(crate) struct Traffic;
+    pub(crate) struct Traffic(());
 
     impl Traffic {
         pub(crate) const COUNTED: bool = false;
