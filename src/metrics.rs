@@ -314,6 +314,7 @@ pub fn export(hub: &Hub) {
 /// # fn f(pool: netloom::Pool) {
 /// netloom::metrics::export_pool("backend", &pool.stats());
 /// # }
+/// # let _ = f;
 /// ```
 pub fn export_pool(name: &str, stats: &PoolStats) {
     describe();

@@ -65,6 +65,7 @@ pub(super) fn describe() {
 /// # fn f(cluster: &netloom::cluster::Cluster) {
 /// netloom::metrics::export_cluster(&cluster.stats());
 /// # }
+/// # let _ = f;
 /// ```
 pub fn export_cluster(stats: &ClusterStats) {
     super::describe();
