@@ -25,8 +25,8 @@
 //! The modules form one-way layers, each using only those below it:
 //! `sys`, `error`, `ext`, `id`, `stats`, `timer` → `buf` → `codec` →
 //! `config` → `transport` → `conn` → `runtime` → `dispatch` → `reactor` →
-//! `server` → `builder` → `client`, `ws`, `cluster` (see `docs/ARCHITECTURE.md`; a
-//! test keeps it so).
+//! `server` → `builder` → `client`, `ws`, `cluster`, `metrics` (see
+//! `docs/ARCHITECTURE.md`; a test keeps it so).
 //!
 //! * [`Server::builder`] configures and starts a server.
 //! * [`Packer`] defines the wire format; [`LengthPacker`] is the default
@@ -52,6 +52,10 @@
 //! * With the `ws` feature (default), `Builder::bind_ws` adds WebSocket
 //!   listeners (`ws://`, `wss://` with TLS) on the same loops and routes:
 //!   see the `ws` module.
+//! * With the `metrics` feature, the `metrics` module exports [`Stats`]
+//!   (and pool and cluster figures) through the `metrics` facade, a
+//!   request latency histogram is recorded, and `ConnHandle::traffic`
+//!   reads one connection's bytes and messages.
 //!
 //! # Example
 //!
@@ -114,6 +118,9 @@ mod dispatch;
 mod error;
 mod ext;
 mod id;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod reactor;
 mod runtime;
 mod server;
@@ -137,6 +144,9 @@ pub use config::{
     UdpValidation, UnknownIdPolicy, WhileDown, FOREVER, MAX_UDP_PAYLOAD,
 };
 pub use conn::dial::Dial;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use conn::metered::Traffic;
 pub use conn::rooms::{MAX_ROOMS_PER_CONN, MAX_ROOM_NAME};
 pub use dispatch::context::{BoxError, Context, HandlerResult, IntoHandlerResult, Session};
 pub use dispatch::exec::Exec;

@@ -35,6 +35,8 @@ pub(crate) struct Counters {
     pub(crate) datagrams_in: AtomicU64,
     pub(crate) datagrams_out: AtomicU64,
     pub(crate) datagram_drops: [AtomicU64; DatagramDrop::KINDS],
+    /// A gauge, stored by the loop: what its partial-frame budget counts.
+    pub(crate) partial_held: AtomicU64,
 }
 
 /// Why a UDP datagram was dropped (see [`Stats::datagrams_dropped`]).
@@ -115,6 +117,12 @@ impl Counters {
     pub(crate) fn bump(counter: &AtomicU64, n: u64) {
         counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
     }
+
+    /// Set a gauge that only the owning loop writes.
+    #[inline]
+    pub(crate) fn set(gauge: &AtomicU64, n: usize) {
+        gauge.store(n as u64, Relaxed);
+    }
 }
 
 /// A snapshot of the server's counters, summed over all loops.
@@ -180,6 +188,10 @@ pub struct Stats {
     /// UDP datagrams dropped, per cause (read with
     /// [`Stats::datagrams_dropped`]).
     datagrams_dropped: [u64; DatagramDrop::KINDS],
+    /// Bytes of memory held now (a gauge, not a count) for frames, TLS
+    /// records and WebSocket messages not complete yet, over all
+    /// connections: what `Config::max_partial_bytes` bounds per loop.
+    pub partial_held: u64,
 }
 
 impl Stats {
@@ -213,6 +225,7 @@ impl Stats {
             for (sum, n) in s.datagrams_dropped.iter_mut().zip(&c.datagram_drops) {
                 *sum += n.load(Relaxed);
             }
+            s.partial_held += c.partial_held.load(Relaxed);
         }
         s
     }
@@ -300,6 +313,7 @@ impl fmt::Display for Stats {
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
             ("datagrams_dropped", self.datagrams_dropped_total()),
+            ("partial_held", self.partial_held),
         ];
         for (i, (name, n)) in fields.iter().enumerate() {
             let sep = if i == 0 { "" } else { " " };

@@ -266,7 +266,14 @@ impl Requests {
             return Matched::Unmatched;
         };
         let matched = match conn.by_seq.remove(&seq) {
-            Some(Entry::Waiting { sink, .. }) => Matched::Reply(sink),
+            Some(Entry::Waiting {
+                sink,
+                deadline,
+                timeout,
+            }) => {
+                super::metered::observe_reply(deadline, timeout);
+                Matched::Reply(sink)
+            }
             Some(Entry::Expired { .. }) => Matched::Late,
             None => return Matched::Unmatched,
         };

@@ -131,6 +131,7 @@ impl ConnTable {
         self.dials.borrow_mut().remove(&key);
         let held = self.partial_held.get() - conn.accounted as usize;
         self.partial_held.set(held);
+        Counters::set(&self.counters.partial_held, held);
         Some(conn)
     }
 
@@ -320,6 +321,7 @@ impl ConnTable {
                     queue.get().bind_last();
                 }
                 Counters::bump(&self.counters.messages_out, 1);
+                conn.traffic.queued();
                 self.mark_dirty(key, conn);
                 Ok(())
             }
@@ -379,6 +381,7 @@ impl ConnTable {
             }
             q.push_frame(frame);
             Counters::bump(&self.counters.messages_out, 1);
+            conn.traffic.queued();
             self.mark_dirty(key, conn);
         }
     }
@@ -434,6 +437,7 @@ impl ConnTable {
         let now = u32::try_from(unfinished.held).unwrap_or(u32::MAX);
         let held = self.partial_held.get() - conn.accounted as usize + now as usize;
         self.partial_held.set(held);
+        Counters::set(&self.counters.partial_held, held);
         conn.accounted = now;
         unfinished.in_unit
     }

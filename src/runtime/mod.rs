@@ -16,6 +16,8 @@ mod receipt;
 mod request;
 mod rooms;
 mod timers;
+#[cfg(feature = "metrics")]
+mod traffic;
 #[cfg(feature = "ws")]
 mod ws;
 

@@ -29,6 +29,8 @@ mod hardening;
 mod honest;
 mod layering;
 mod lifecycle;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod pool;
 mod profile_rules;
 mod profiles;

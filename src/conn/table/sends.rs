@@ -132,6 +132,7 @@ impl ConnTable {
         match encoded {
             Ok(()) => {
                 Counters::bump(&self.counters().messages_out, 1);
+                conn.traffic.queued();
                 self.mark_dirty(key, conn);
                 Ok(())
             }

@@ -77,6 +77,7 @@ impl EventLoop {
             }
         };
         Counters::bump(&table.counters().bytes_out, flushed.written as u64);
+        conn.traffic.wrote(flushed.written);
         LazyQueue {
             queue: &mut conn.queue,
             pool: &table.pool,

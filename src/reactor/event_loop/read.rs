@@ -88,6 +88,7 @@ impl EventLoop {
                 }
             };
             Counters::bump(&table.counters().bytes_in, n as u64);
+            conn.traffic.read(n);
             conn.last_active = self.timers.now32();
             conn.unset(flag::PINGED);
             let before = conn.queued();
@@ -113,6 +114,7 @@ impl EventLoop {
             let batch = self.reader.take_batch();
             if batch.len() > 0 {
                 Counters::bump(&table.counters().messages_in, batch.len() as u64);
+                table.count_decoded(key, generation, batch.len());
                 self.app.dispatch(&core, key, generation, &batch);
             }
             self.reader.finish(batch, &table.pool);

@@ -267,6 +267,8 @@ impl EventLoop {
             if let Some(peer) = conn.layer.udp_peer_mut() {
                 peer.received(len, &core.runtime.config.udp);
             }
+            conn.traffic.read(len);
+            conn.traffic.decoded(batch.len());
         }
         if batch.len() > 0 {
             Counters::bump(&counters.messages_in, batch.len() as u64);
