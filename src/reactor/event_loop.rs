@@ -43,6 +43,9 @@ use crate::runtime::{start_request_on as start_on, Command, CurrentLoop, LoopCor
 use timers::Timers;
 pub(crate) use udp::{UdpSockets, MAX_UDP_SOCKETS};
 
+/// Most inbox commands one turn handles (see `drain_inbox`).
+const INBOX_BUDGET: usize = 4096;
+
 /// The token of each loop's waker.
 pub(crate) const WAKER: Token = Token(usize::MAX);
 
@@ -67,6 +70,9 @@ pub(crate) struct EventLoop {
     jitter: Jitter,
     /// The loop's UDP sockets and their sessions' peers.
     udp: UdpSockets,
+    /// The last drain left commands in the inbox (its budget is what was
+    /// there when it began): drained again next turn, without a wake-up.
+    inbox_left: bool,
 }
 
 impl EventLoop {
@@ -112,6 +118,7 @@ impl EventLoop {
             unflushed_in_shutdown: 0,
             jitter: Jitter::default(),
             udp,
+            inbox_left: false,
         }
     }
 
@@ -183,6 +190,9 @@ impl EventLoop {
                 self.flush(key);
             }
             self.udp_pending();
+            if self.inbox_left {
+                self.drain_inbox();
+            }
             self.fire_timers();
             self.start_dials();
             self.arm_request_timers();
@@ -234,6 +244,7 @@ impl EventLoop {
         // close) may have dialed or sent a request, whose connect or
         // timer starts on the next turn, not whenever an event comes.
         if !self.pending.is_empty()
+            || self.inbox_left
             || self.udp.has_pending()
             || self.core.table.has_deferred()
             || self.core.timers.borrow().has_to_arm()
@@ -256,7 +267,16 @@ impl EventLoop {
         let core = self.core.clone();
         let shared = core.shared();
         shared.notified.store(false, Ordering::SeqCst);
-        while let Ok(cmd) = self.inbox.try_recv() {
+        // At most what is there now, and at most INBOX_BUDGET: commands
+        // that keep coming wait for the next turn (which does not sleep),
+        // so threads that keep the inbox full never keep the loop from
+        // its sockets.
+        let budget = self.inbox.len().clamp(1, INBOX_BUDGET);
+        self.inbox_left = false;
+        for _ in 0..budget {
+            let Ok(cmd) = self.inbox.try_recv() else {
+                return;
+            };
             match cmd {
                 Command::Register(stream, peer, protocol) => self.open(stream, peer, protocol),
                 Command::Send { to, id, seq, body } => {
@@ -317,6 +337,7 @@ impl EventLoop {
                 }
             }
         }
+        self.inbox_left = !self.inbox.is_empty();
     }
 }
 

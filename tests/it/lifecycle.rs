@@ -16,6 +16,7 @@
 
 mod backpressure;
 mod connections;
+mod fairness;
 mod heartbeat;
 mod shutdown;
 
