@@ -4,6 +4,7 @@
 //! GUIDE's Metrics table with its unit; `ConnHandle::traffic` read from
 //! another loop and from the connection's own.
 
+mod edges;
 mod traffic;
 
 use std::collections::{BTreeMap, BTreeSet};
