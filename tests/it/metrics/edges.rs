@@ -286,3 +286,46 @@ fn a_huge_request_line_to_the_metrics_endpoint_is_not_buffered() {
         after >> 20
     );
 }
+
+// ---------------------------------------------------------------------
+// The Exporter thread
+// ---------------------------------------------------------------------
+
+/// A panic in `Exporter::start_with`'s `also` (user code, as a hook is)
+/// must not end the exports for good: the library catches a panic of
+/// every other callback it runs (handlers, hooks, timers, resolvers,
+/// packers). Here the thread dies at the first panic, silently (`stop`
+/// and `Drop` ignore the join's error), and the server's figures freeze.
+#[test]
+fn exporter_goes_on_after_a_panic_in_also() {
+    // A server with no traffic: its exports (zeros, into whatever recorder
+    // the process has) change no other test's figures.
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .and_then(|b| b.start())
+        .expect("start");
+    let (tx, calls) = unbounded();
+    let mut n = 0u32;
+    let exporter = netloom::metrics::Exporter::start_with(
+        &server.hub(),
+        Duration::from_millis(1),
+        move || {
+            n += 1;
+            let _ = tx.send(n);
+            if n == 1 {
+                panic!("also panics once");
+            }
+        },
+    )
+    .expect("start the exporter");
+    assert_eq!(calls.recv_timeout(TIMEOUT), Ok(1));
+    let again = calls.recv_timeout(Duration::from_secs(2));
+    let debug = format!("{exporter:?}");
+    drop(exporter);
+    server.shutdown(TIMEOUT).unwrap();
+    assert_eq!(
+        again,
+        Ok(2),
+        "no export after `also` panicked once ({debug}): the figures froze"
+    );
+}
