@@ -269,10 +269,10 @@ fn sender(hub: Hub, ticks: Receiver<()>, ready: Sender<()>) {
         assert!(started.elapsed() < BOUND, "handle sender still running");
         let _ = ticks.recv_timeout(Duration::from_millis(100));
         for handle in hub.connections() {
-            match handle.send(3, b"from a handle") {
-                Err(Error::ShutDown) => return,
-                // A connection closing meanwhile, a full inbox: counted.
-                Ok(()) | Err(_) => {}
+            // Other errors (a connection closing meanwhile, a full inbox)
+            // are counted by the server; only shutdown ends the sender.
+            if let Err(Error::ShutDown) = handle.send(3, b"from a handle") {
+                return;
             }
         }
         if !signalled {
@@ -390,6 +390,11 @@ fn shutdown_under_load_closes_everything_once_and_leaks_nothing() {
     let dialed = dialed.try_recv().expect("the dialer's report");
     assert!(dialed.ids.len() > 20, "{} dials", dialed.ids.len());
 
+    eprintln!(
+        "shutdown took {took:?}; {} dials ({} closed by the dialer)",
+        dialed.ids.len(),
+        dialed.closed_by_us.len()
+    );
     check_hooks(&opens, &closes, &dialed);
     assert_eq!(hub.connection_count(), 0);
     assert_eq!(hub.stats().connections, 0, "{}", hub.stats());
