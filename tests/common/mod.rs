@@ -4,6 +4,7 @@
 //! (`peers`).
 #![allow(dead_code)]
 
+pub mod panics;
 pub mod peers;
 
 use std::io::{self, Read, Write};
