@@ -284,7 +284,10 @@ fn describe() {
 }
 
 /// Set every metric of `stats` (closes labelled `reason`, dropped
-/// datagrams labelled `cause`, every kind included, at zero too).
+/// datagrams labelled `cause`, every kind included, at zero too), as
+/// absolute values: for a process whose figures come from one source
+/// (the `metrics` crate's counters never go down: a smaller value is
+/// ignored). [`export`] adds up several servers instead.
 pub fn export_stats(stats: &Stats) {
     describe();
     for &(name, _, _, value) in STATS_COUNTERS {
@@ -302,10 +305,48 @@ pub fn export_stats(stats: &Stats) {
 }
 
 /// Export the server's [`Stats`] now (`hub.stats()`: it never pauses a
-/// loop).
+/// loop). Counters grow by what the server counted since its last export,
+/// so the servers of one process add up (and a server started after
+/// another shut down goes on from its totals); gauges are set, the last
+/// exported server's standing.
 pub fn export(hub: &Hub) {
-    export_stats(&hub.stats());
+    describe();
+    let now = hub.stats();
+    let last = {
+        let mut last = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tag = hub.runtime.tag;
+        let before = last.get(&tag).cloned().unwrap_or_default();
+        if hub.runtime.is_shut_down() && hub.connection_count() == 0 {
+            // Its last export: nothing more will be counted.
+            last.remove(&tag);
+        } else {
+            last.insert(tag, now.clone());
+        }
+        before
+    };
+    for &(name, _, _, value) in STATS_COUNTERS {
+        counter!(name).increment(value(&now).saturating_sub(value(&last)));
+    }
+    for &(name, _, _, value) in STATS_GAUGES {
+        gauge!(name).set(value(&now) as f64);
+    }
+    let closed = now.closed_by_kind().zip(last.closed_by_kind());
+    for ((kind, n), (_, before)) in closed {
+        counter!(CLOSED, "reason" => kind).increment(n.saturating_sub(before));
+    }
+    let dropped = now
+        .datagrams_dropped_by_cause()
+        .zip(last.datagrams_dropped_by_cause());
+    for ((cause, n), (_, before)) in dropped {
+        counter!(DROPPED, "cause" => cause).increment(n.saturating_sub(before));
+    }
 }
+
+/// The `Stats` of each server (by its tag) at its last [`export`].
+static LAST: std::sync::Mutex<std::collections::BTreeMap<u32, Stats>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// Set the metrics of one pool, labelled `pool` = `name` (a name per
 /// pool: the facade cannot tell two pools apart otherwise).
@@ -421,8 +462,7 @@ impl Drop for Exporter {
 /// begun meanwhile is seen here or wakes the wait).
 fn run(hub: &Hub, every: Duration, stop: &Receiver<()>, also: &mut dyn FnMut()) {
     loop {
-        export(hub);
-        also();
+        round(hub, also);
         if hub.runtime.is_shut_down() {
             return;
         }
@@ -431,6 +471,18 @@ fn run(hub: &Hub, every: Duration, stop: &Receiver<()>, also: &mut dyn FnMut()) 
             Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
         }
     }
-    export(hub);
-    also();
+    round(hub, also);
+}
+
+/// One export and `also`: a panic in either (a recorder's, the
+/// application's) is logged and the exporter goes on.
+fn round(hub: &Hub, also: &mut dyn FnMut()) {
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        export(hub);
+        also();
+    }));
+    if let Err(panic) = done {
+        let why = crate::error::panic_message(&*panic);
+        log::error!("netloom-metrics: an export panicked: {why}");
+    }
 }

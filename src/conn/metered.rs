@@ -12,17 +12,19 @@
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "metrics")]
-pub(crate) use counted::observe_reply;
-#[cfg(feature = "metrics")]
 pub use counted::Traffic;
+#[cfg(feature = "metrics")]
+pub(crate) use counted::{closing, observe_reply};
 #[cfg(not(feature = "metrics"))]
-pub(crate) use uncounted::{observe_reply, Traffic};
+pub(crate) use uncounted::{closing, observe_reply, Traffic};
 
 use super::table::ConnTable;
 
 #[cfg(feature = "metrics")]
 mod counted {
     use super::*;
+    use std::cell::Cell;
+
     use crate::config::FOREVER;
     use crate::error::{Error, Result};
     use crate::id::ConnId;
@@ -89,9 +91,31 @@ mod counted {
         /// The traffic of connection `id` (closing ones too).
         pub(crate) fn traffic(&self, id: ConnId) -> Result<Traffic> {
             let mut slab = self.conns.borrow_mut();
-            let (_, conn) = self.lookup(&mut slab, id).ok_or(Error::Closed)?;
-            Ok(conn.traffic)
+            if let Some((_, conn)) = self.lookup(&mut slab, id) {
+                return Ok(conn.traffic);
+            }
+            let last = CLOSED.with(Cell::get).filter(|(closed, _)| *closed == id);
+            last.map(|(_, t)| t).ok_or(Error::Closed)
         }
+    }
+
+    thread_local! {
+        /// The connection whose `on_close` runs on this loop thread now,
+        /// and its final counts (it left the table before its hook).
+        static CLOSED: Cell<Option<(ConnId, Traffic)>> = const { Cell::new(None) };
+    }
+
+    /// Connection `id` is gone with `traffic`: `ConnTable::traffic`
+    /// answers for it until the guard is dropped (after its `on_close`).
+    pub(crate) fn closing(id: ConnId, traffic: Traffic) -> impl Drop {
+        struct Last;
+        impl Drop for Last {
+            fn drop(&mut self) {
+                CLOSED.with(|c| c.set(None));
+            }
+        }
+        CLOSED.with(|c| c.set(Some((id, traffic))));
+        Last
     }
 }
 
@@ -121,6 +145,13 @@ mod uncounted {
 
     #[inline]
     pub(crate) fn observe_reply(_deadline: Instant, _timeout: Duration) {}
+
+    /// Nothing kept: nothing to answer for a closed connection (the
+    /// guard's shape only, as the counted one's).
+    #[inline]
+    pub(crate) fn closing(_id: crate::id::ConnId, _traffic: Traffic) -> impl Sized {
+        Traffic(())
+    }
 }
 
 impl ConnTable {

@@ -18,8 +18,9 @@ impl ConnHandle {
     /// # Errors
     ///
     /// In the receipt: [`Error::Closed`] if the connection is gone (its
-    /// counts went with it: read them in `on_close` from the handle if
-    /// you need the totals), [`Error::ShutDown`], [`Error::InboxFull`].
+    /// counts went with it; while its `on_close` runs on its loop, the
+    /// handle still gives its totals there), [`Error::ShutDown`],
+    /// [`Error::InboxFull`].
     ///
     /// # Examples
     ///

@@ -163,6 +163,7 @@ impl EventLoop {
             peer,
             profile,
             mut data,
+            traffic,
             ..
         } = conn;
         if let (Some(stream), false) = (&stream, reason.ending() == Ending::Gone) {
@@ -175,6 +176,8 @@ impl EventLoop {
             self.app.close_when_back(&core, id, reason, peer, profile);
         } else {
             let lane = core.lanes.borrow_mut().remove(id);
+            // `traffic()` answers for it while its `on_close` runs.
+            let _last = crate::conn::metered::closing(id, traffic);
             self.app
                 .closing(&core, (id, peer, profile), &mut data, lane, &reason);
         }

@@ -56,7 +56,10 @@ fn threads_flooding_the_inbox_do_not_starve_the_loops_sockets() {
         probe.send(2, &i.to_le_bytes());
         assert_eq!(probe.recv().1, i.to_le_bytes());
         let took = sent.elapsed();
-        assert!(took < Duration::from_secs(1), "echo {i} took {took:?} under the flood");
+        assert!(
+            took < Duration::from_secs(1),
+            "echo {i} took {took:?} under the flood"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for f in floods {

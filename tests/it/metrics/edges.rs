@@ -1,6 +1,7 @@
-//! Review of the `metrics` feature (issue 26, item 6): reproductions of
-//! what breaks it, over the public API and real loopback sockets. Each
-//! test is named after the behaviour that should hold.
+//! Edges of the `metrics` feature found in review (issue 26, item 6):
+//! each test names a behaviour that must hold (each failed on the first
+//! cut, merged at fb65423's parent), over the public API and real
+//! loopback sockets.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -222,7 +223,8 @@ fn a_metrics_scrape_is_answered_while_another_client_trickles() {
 
     let mut slow = TcpStream::connect(&addr).unwrap();
     slow.set_write_timeout(Some(TIMEOUT)).unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ").unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        .unwrap();
     let (stop, stopped) = bounded::<()>(1);
     let trickler = std::thread::spawn(move || {
         // Paced by the stop channel's timeout (at most 10 bytes, 10 s).
