@@ -63,7 +63,8 @@ fn main() -> Result<(), netloom::Error> {
     println!("netloom echo server listening on {addr}");
     #[cfg(feature = "metrics")]
     if let (Some(at), Some(recorder)) = (&metrics, recorder) {
-        let bound = metrics_http::serve(at, recorder, server.hub())?;
+        let bound = metrics_http::serve(at, recorder, server.hub())
+            .unwrap_or_else(|e| exit(&format!("--metrics {at}: {e}")));
         println!("metrics on http://{bound}/metrics");
     }
     // Python's standard library only: send one frame (len=5, id=1,
