@@ -2,8 +2,10 @@
 //! valid 101 answer to its request (with the accept key of its fresh
 //! key) put first, or the fuzzer's own answer, then the server's frames,
 //! in message or packer mode, cut into reads anywhere. Asserted: no
-//! panic; the messages delivered, the packer stream and whether the
-//! connection closes are the same however the bytes are cut.
+//! panic; what is held for an unfinished head, frame or message stays
+//! within twice the bytes received (plus 4 KiB); the messages delivered,
+//! the packer stream and whether the connection closes are the same
+//! however the bytes are cut.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -50,8 +52,17 @@ fn run(
     let mut got = Vec::new();
     let mut bytes = Vec::new();
     let mut failed = false;
+    let mut fed = 0;
     for chunk in chunks(&stream, &lengths) {
         let result = ws.feed(chunk, &mut got);
+        fed += chunk.len();
+        // What is held for an unfinished head, frame or message follows
+        // the bytes that arrived.
+        assert!(
+            ws.held() <= 2 * fed + 4096,
+            "{} bytes held after {fed} received",
+            ws.held()
+        );
         bytes.extend_from_slice(&ws.take_stream());
         ws.take_output();
         if result.is_err() {

@@ -1,7 +1,8 @@
 //! The WebSocket layer as a server, over its in-memory adapter: an
 //! upgrade request (a valid one put first, or the fuzzer's own), then
 //! frames, in message or packer mode, cut into reads anywhere. Asserted:
-//! no panic; the messages delivered, the packer stream and whether the
+//! no panic; what is held for an unfinished head, frame or message
+//! stays within twice the bytes received (plus 4 KiB); the messages delivered, the packer stream and whether the
 //! connection closes are the same however the bytes are cut.
 #![no_main]
 
@@ -24,8 +25,17 @@ fn run(
     let mut got = Vec::new();
     let mut bytes = Vec::new();
     let mut failed = false;
+    let mut fed = 0;
     for chunk in chunks(stream, lengths) {
         let result = ws.feed(chunk, &mut got);
+        fed += chunk.len();
+        // What is held for an unfinished head, frame or message follows
+        // the bytes that arrived.
+        assert!(
+            ws.held() <= 2 * fed + 4096,
+            "{} bytes held after {fed} received",
+            ws.held()
+        );
         bytes.extend_from_slice(&ws.take_stream());
         ws.take_output();
         if result.is_err() {

@@ -82,6 +82,11 @@ impl Reader {
         self.partial.as_ref().map_or(0, BytesMut::len)
     }
 
+    /// The allocation its partial frame keeps (what it counts as held).
+    pub fn partial_capacity(&self) -> usize {
+        self.partial.as_ref().map_or(0, BytesMut::capacity)
+    }
+
     /// Deliver `input`, which arrived together, in reads of at most what
     /// each landing asks for; append the messages handled to `got`.
     ///

@@ -125,6 +125,12 @@ impl WsServer {
     pub fn take_output(&mut self) -> Vec<u8> {
         self.ends.output()
     }
+
+    /// Bytes held for what is not complete yet (the upgrade head so far,
+    /// or the frame and message in progress).
+    pub fn held(&self) -> usize {
+        self.session.held()
+    }
 }
 
 /// A dial's WebSocket session (`Dial::ws("ws://localhost/")`), from its
@@ -208,5 +214,11 @@ impl WsClient {
     /// What the session queued for the server (pongs, close frames), taken.
     pub fn take_output(&mut self) -> Vec<u8> {
         self.ends.output()
+    }
+
+    /// Bytes held for what is not complete yet (the upgrade head so far,
+    /// or the frame and message in progress).
+    pub fn held(&self) -> usize {
+        self.session.held()
     }
 }
