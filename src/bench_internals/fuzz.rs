@@ -44,51 +44,67 @@ fn drain(reader: &mut FrameReader, pool: &RefCell<Pool>, got: &mut Vec<Message>)
     reader.finish(batch, pool);
 }
 
-/// One connection's inbound path: the loop's frame reader, the pool, and
-/// the connection's partial frame, fed the bytes of each read.
+/// Connections' inbound path: the loop's frame reader and pool, shared by
+/// the connections, and each connection's partial frame, fed the bytes of
+/// each read.
 pub struct Reader {
     reader: FrameReader,
     pool: RefCell<Pool>,
     packer: ServerPacker,
-    partial: Option<BytesMut>,
+    partials: Vec<Option<BytesMut>>,
     plain: bool,
 }
 
 impl fmt::Debug for Reader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reader")
-            .field("partial", &self.partial_len())
+            .field("conns", &self.partials.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Reader {
     /// A reader whose reads ask for `read_size` bytes (at least 1), with
-    /// `packer` (`None`: the default [`LengthPacker`]). `plain`: the bytes
-    /// land straight in the stream (plain TCP); else they pass through an
-    /// identity layer via the scratch buffer, as TLS and WebSocket do.
-    pub fn new(packer: Option<Box<dyn Packer>>, read_size: usize, plain: bool) -> Self {
+    /// `packer` (`None`: the default [`LengthPacker`]), for `conns`
+    /// connections (at least 1). `plain`: the bytes land straight in the
+    /// stream (plain TCP); else they pass through an identity layer via
+    /// the scratch buffer, as TLS and WebSocket do.
+    pub fn new(
+        packer: Option<Box<dyn Packer>>,
+        read_size: usize,
+        plain: bool,
+        conns: usize,
+    ) -> Self {
         Reader {
             reader: FrameReader::new(read_size.max(1)),
             pool: RefCell::new(Pool::default()),
             packer: server_packer(packer),
-            partial: None,
+            partials: vec![None; conns.max(1)],
             plain,
         }
     }
 
-    /// Bytes the connection holds as its partial frame.
-    pub fn partial_len(&self) -> usize {
-        self.partial.as_ref().map_or(0, BytesMut::len)
+    /// Bytes connection `conn` holds as its partial frame.
+    ///
+    /// # Panics
+    ///
+    /// For a connection that does not exist.
+    pub fn partial_len(&self, conn: usize) -> usize {
+        self.partials[conn].as_ref().map_or(0, BytesMut::len)
     }
 
     /// The allocation its partial frame keeps (what it counts as held).
-    pub fn partial_capacity(&self) -> usize {
-        self.partial.as_ref().map_or(0, BytesMut::capacity)
+    ///
+    /// # Panics
+    ///
+    /// For a connection that does not exist.
+    pub fn partial_capacity(&self, conn: usize) -> usize {
+        self.partials[conn].as_ref().map_or(0, BytesMut::capacity)
     }
 
-    /// Deliver `input`, which arrived together, in reads of at most what
-    /// each landing asks for; append the messages handled to `got`.
+    /// Deliver `input`, which arrived together on connection `conn`, in
+    /// reads of at most what each landing asks for; append the messages
+    /// handled to `got`.
     ///
     /// # Errors
     ///
@@ -96,11 +112,17 @@ impl Reader {
     ///
     /// # Panics
     ///
-    /// If a read would grow its buffer or a landing offers no room (the
-    /// reader's own invariants).
-    pub fn feed(&mut self, mut input: &[u8], got: &mut Vec<Message>) -> Result<(), CloseReason> {
+    /// For a connection that does not exist; if a read would grow its
+    /// buffer or a landing offers no room (the reader's own invariants).
+    pub fn feed(
+        &mut self,
+        conn: usize,
+        mut input: &[u8],
+        got: &mut Vec<Message>,
+    ) -> Result<(), CloseReason> {
+        let partial = &mut self.partials[conn];
         while !input.is_empty() {
-            let (n, direct) = match self.reader.landing(&mut self.partial, self.plain) {
+            let (n, direct) = match self.reader.landing(partial, self.plain) {
                 Landing::Spare { buf, max } => {
                     let n = input.len().min(max).min(buf.capacity() - buf.len());
                     let before = buf.capacity();
@@ -118,7 +140,7 @@ impl Reader {
             input = &input[n..];
             let result = self.reader.decode(
                 &self.packer,
-                &mut self.partial,
+                partial,
                 &self.pool,
                 n,
                 direct,
