@@ -7,6 +7,10 @@
 //!   through the router, the middleware chain and an echo handler into a
 //!   real connection's write queue, exactly as a loop does between read
 //!   and flush.
+//! * The fuzz targets' drivers (`fuzz/`): [`Reader`] (the inbound frame
+//!   reader), [`Datagrams`] (the UDP datagram path), [`WsServer`] and
+//!   [`WsClient`] (the WebSocket layer, feature `ws`), [`TlsServer`]
+//!   (the TLS layer's input path, feature `tls`).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -29,6 +33,13 @@ use crate::reactor::event_loop::WAKER;
 use crate::runtime::{LoopCore, LoopShared, Runtime};
 use crate::timer::TimerWheel;
 use crate::transport::{Layer, Wire};
+
+mod fuzz;
+#[cfg(feature = "tls")]
+pub use fuzz::tls::TlsServer;
+#[cfg(feature = "ws")]
+pub use fuzz::ws::{WsClient, WsServer};
+pub use fuzz::{Datagrams, Reader};
 
 /// The loops' timer wheel holding `u64` values.
 #[derive(Debug)]

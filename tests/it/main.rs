@@ -23,6 +23,10 @@ mod envelope;
 mod ergonomics;
 mod exec;
 mod features;
+// The fuzz targets' drivers (fuzz/), and the regression tests of what
+// the fuzzers found.
+#[cfg(all(feature = "bench-internals", feature = "tls", feature = "ws"))]
+mod fuzz_drivers;
 #[cfg(feature = "ws")]
 mod hardening;
 #[cfg(all(feature = "tls", feature = "ws"))]
