@@ -330,12 +330,7 @@ impl Client {
         body: impl AsRef<[u8]>,
         timeout: Duration,
     ) -> Result<Message> {
-        // Odd, as every dialing side numbers its requests (`Requests`):
-        // 1, 3, …, u32::MAX, then 1 again.
-        self.last_seq = match self.last_seq {
-            0 => 1,
-            last => last.wrapping_add(2),
-        };
+        self.last_seq = next_seq(self.last_seq);
         let seq = self.last_seq;
         self.send_seq(id, seq, body)?;
         let deadline = std::time::Instant::now() + crate::config::saturate(timeout);
@@ -360,6 +355,16 @@ impl Client {
     pub fn close(mut self) {
         self.stream.close();
         let _ = self.stream.tcp().shutdown(Shutdown::Both);
+    }
+}
+
+/// The sequence number of a blocking client's next request after `last`:
+/// odd, as every dialing side numbers its requests (`Requests`): 1, 3, …,
+/// u32::MAX, then 1 again.
+fn next_seq(last: u32) -> u32 {
+    match last {
+        0 => 1,
+        last => last.wrapping_add(2),
     }
 }
 

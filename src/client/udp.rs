@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::timed_out;
+use super::{next_seq, timed_out};
 use crate::codec::{LengthPacker, Message, Packer};
 use crate::config::{saturate, MAX_UDP_PAYLOAD};
 use crate::error::{Error, PackError, Result};
@@ -266,10 +266,7 @@ impl UdpClient {
         body: impl AsRef<[u8]>,
         timeout: Duration,
     ) -> Result<Message> {
-        self.last_seq = match self.last_seq {
-            0 => 1,
-            last => last.wrapping_add(2),
-        };
+        self.last_seq = next_seq(self.last_seq);
         let seq = self.last_seq;
         self.send_seq(id, seq, body)?;
         let deadline = Instant::now() + saturate(timeout);
