@@ -21,22 +21,12 @@ struct Conn {
     failed: bool,
 }
 
-/// The packer choice of `Lines`, the decode-only packer: its partial
-/// frames are exempt from the memory bound until the finding of
-/// `tests/it/fuzz_drivers.rs::a_small_partial_frame_keeps_no_large_buffer`
-/// is triaged (docs/FUZZING.md).
-const LINES: u8 = 6;
-
-fn feed(reader: &mut Reader, id: usize, conn: &mut Conn, chunk: &[u8], bound: Option<usize>) {
+fn feed(reader: &mut Reader, id: usize, conn: &mut Conn, chunk: &[u8], read_size: usize) {
     if conn.failed {
         return;
     }
     let result = reader.feed(id, chunk, &mut conn.got);
     let (len, cap) = (reader.partial_len(id), reader.partial_capacity(id));
-    let Some(read_size) = bound else {
-        conn.failed = result.is_err();
-        return;
-    };
     assert!(
         cap <= 2 * len + 5 * read_size + 64,
         "{cap} bytes kept for a partial frame of {len} (reads of {read_size})"
@@ -53,7 +43,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let plain = input.byte() & 1 == 0;
     let (payload, lengths) = input.cuts();
-    let bound = (choice % 7 != LINES).then_some(read_size);
     let reversed: Vec<usize> = lengths.iter().rev().copied().collect();
 
     let (server, client) = packer(choice);
@@ -69,10 +58,10 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
         if let Some(c) = ca {
-            feed(&mut shared, 0, &mut a, c, bound);
+            feed(&mut shared, 0, &mut a, c, read_size);
         }
         if let Some(c) = cb {
-            feed(&mut shared, 1, &mut b, c, bound);
+            feed(&mut shared, 1, &mut b, c, read_size);
         }
     }
     for conn in [&a, &b] {
@@ -86,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
     let (server, _) = packer(choice);
     let mut whole = Reader::new(server, read_size, plain, 1);
     let mut one = Conn::default();
-    feed(&mut whole, 0, &mut one, payload, bound);
+    feed(&mut whole, 0, &mut one, payload, read_size);
     assert_eq!(
         (one.got, one.failed),
         (a.got, a.failed),

@@ -228,6 +228,7 @@ impl FrameReader {
             }
         }
         let spare_before = buf.capacity() - buf.len();
+        let alloc_before = buf.capacity();
         let decoded_before = self.batch.len();
         let split = match packer {
             ServerPacker::Length(p) => split_frames(p, buf, &mut self.batch, peer),
@@ -249,7 +250,13 @@ impl FrameReader {
             self.rx.clear();
             return Err(reason);
         }
-        self.keep_partial(partial, pool, missing, split_off, spare_before);
+        self.keep_partial(
+            partial,
+            pool,
+            missing,
+            split_off,
+            (spare_before, alloc_before),
+        );
         Ok(())
     }
 
@@ -257,13 +264,15 @@ impl FrameReader {
     /// connection's partial frame, with room for the next read of the
     /// `missing` rest of it. Room is made only now, after the whole frames
     /// were split off: a buffer they share is not grown in place.
+    /// `before`: the stream buffer's spare room and capacity before the
+    /// frames were split off.
     fn keep_partial(
         &mut self,
         partial: &mut Option<BytesMut>,
         pool: &RefCell<Pool>,
         missing: usize,
         split_off: bool,
-        spare_before: usize,
+        (spare_before, alloc_before): (usize, usize),
     ) {
         let size = self.scratch.len();
         let spare_after = self.rx.capacity() - self.rx.len();
@@ -274,13 +283,15 @@ impl FrameReader {
             Some(p) if p.is_empty() => self.spent.push(p),
             // Frames were split off this buffer and a small partial frame
             // is left, or one whose frame needs far less room than the
-            // buffer has: it moves to a buffer of its size, so the
+            // buffer had: it moves to a buffer of its size, so the
             // connection does not pin (nor count) an allocation the bodies
             // share (possibly a large frame's), and this one is recycled
-            // once they are dropped.
+            // once they are dropped. The whole allocation is what counts:
+            // the tail's own capacity hides it, and once the bodies are
+            // gone a `reserve` on the tail takes all of it back.
             Some(p)
                 if split_off
-                    && (p.len() + missing < size || p.capacity() > p.len() + missing + size) =>
+                    && (p.len() + missing < size || alloc_before > p.len() + missing + size) =>
             {
                 *partial = Some(pooled_copy(pool, &p, missing, size));
                 self.spent.push(p);
