@@ -137,3 +137,47 @@ fn losing_the_connection_fails_every_waiting_request() {
     }
     assert!(r.fail_all(5, 1).is_empty());
 }
+
+#[test]
+fn losing_a_slots_earlier_occupant_leaves_the_next_ones_requests_waiting() {
+    let mut r = Requests::default();
+    let (s, rx) = sink();
+    let seq = r.start(5, 2, true, Duration::from_secs(1), s, Instant::now());
+    // The loss of generation 1 is reported late, after 2 took the slot.
+    assert!(r.fail_all(5, 1).is_empty());
+    assert!(rx.try_recv().is_err(), "generation 2's request was failed");
+    assert!(matches!(r.matched(5, 2, seq), Matched::Reply(_)));
+}
+
+#[test]
+fn a_request_times_out_at_its_deadline_not_a_tick_later() {
+    let mut r = Requests::default();
+    let t0 = Instant::now();
+    let timeout = Duration::from_millis(100);
+    let seq = r.start(1, 1, false, timeout, sink().0, t0);
+    let armed = r.take_deadlines()[0];
+    assert_eq!(r.expire_due(1, 1, armed.serial, t0 + timeout).len(), 1);
+    assert_eq!(r.in_a_row(1, 1), 1);
+    assert!(matches!(r.matched(1, 1, seq), Matched::Late));
+    assert_eq!(r.in_a_row(1, 1), 0, "a late reply ends the run of timeouts");
+}
+
+#[test]
+fn a_forgotten_callback_is_never_called() {
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = called.clone();
+    let sink = ReplySink::Callback(Callback::new(move |_| {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    }));
+    sink.forget();
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+    // One not forgotten hears `ShutDown` when dropped unanswered.
+    let flag = called.clone();
+    drop(ReplySink::Callback(Callback::new(move |reply| {
+        flag.store(
+            matches!(reply, Err(Error::ShutDown)),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    })));
+    assert!(called.load(std::sync::atomic::Ordering::SeqCst));
+}
