@@ -123,3 +123,16 @@ impl<const H: usize> LeFrames<H> {
         out.extend_from_slice(&header);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_length_field_allows_all_of_u32_where_usize_has_room() {
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(len_field_max(12), u32::MAX as usize);
+        #[cfg(target_pointer_width = "32")]
+        assert_eq!(len_field_max(12), usize::MAX - 12);
+    }
+}

@@ -67,3 +67,40 @@ impl ServerPacker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A packer that frames only by copying (the trait's default).
+    struct CopyOnly;
+
+    impl Packer for CopyOnly {
+        fn decode(&self, _: &mut BytesMut) -> Result<Option<Message>, PackError> {
+            Ok(None)
+        }
+
+        fn encode(&self, _: u32, _: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
+            out.extend_from_slice(body);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn encode_around_says_whether_the_packer_frames_a_body_in_place() {
+        let (mut before, mut after) = (BytesMut::new(), BytesMut::new());
+        let length = ServerPacker::Length(LengthPacker::default());
+        assert_eq!(
+            length.encode_around(7, 0, 2, &mut before, &mut after),
+            Ok(true)
+        );
+        assert_eq!(&before[..], b"\x02\x00\x00\x00\x07\x00\x00\x00");
+        before.clear();
+        let custom = ServerPacker::Custom(Box::new(CopyOnly));
+        assert_eq!(
+            custom.encode_around(7, 0, 2, &mut before, &mut after),
+            Ok(false)
+        );
+        assert!(before.is_empty() && after.is_empty());
+    }
+}
