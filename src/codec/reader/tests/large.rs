@@ -139,3 +139,29 @@ fn room_ahead_is_capped_at_the_body_limit_plus_one_read() {
     let cap = partial.as_ref().unwrap().capacity();
     assert!(cap <= (1 << 20) + 1024 + 100 + 64, "reserved {cap}");
 }
+
+/// Every read of a large frame, not only its first, keeps the room
+/// following the bytes that arrived: the buffer is kept and grown step by
+/// step, never swapped for one of the whole declared length.
+#[test]
+fn later_reads_of_a_large_frame_keep_room_following_the_bytes() {
+    let mut rig = Rig::new(ServerPacker::Length(LengthPacker::new(4 << 20)), 4096);
+    let bytes = wire(rig.packer.as_dyn(), &[Message::new(1, vec![3u8; 1 << 20])]);
+    let mut partial = None;
+    let mut from = 0;
+    for _ in 0..4 {
+        let n = rig.reader.landing(&mut partial, true).asked();
+        assert!(rig
+            .deliver(&mut partial, &bytes[from..from + n], true)
+            .unwrap()
+            .is_empty());
+        from += n;
+        let kept = partial.as_ref().expect("a large frame keeps a buffer");
+        assert_eq!(kept.len(), from);
+        assert!(
+            kept.capacity() <= 2 * from + 4 * 4096,
+            "{} reserved for {from} bytes of a 1 MiB frame",
+            kept.capacity()
+        );
+    }
+}
