@@ -106,7 +106,10 @@ def echo_udp(host, port):
     ready(s.getsockname()[1])
     while True:
         data, peer = s.recvfrom(65535)
-        s.sendto(data, peer)
+        try:
+            s.sendto(data, peer)
+        except OSError:
+            pass  # an nft drop on output says EPERM: a lost datagram
 
 
 def hold_client(host, port):
@@ -132,8 +135,9 @@ def hold_listen(host, port):
 class Delayed:
     """Sends what is put in at its due time, from one thread, due order."""
 
-    def __init__(self, send):
+    def __init__(self, send, stream=True):
         self.send = send
+        self.stream = stream
         self.heap = []
         self.n = 0
         self.cv = threading.Condition()
@@ -157,7 +161,8 @@ class Delayed:
             try:
                 self.send(data)
             except OSError:
-                return
+                if self.stream:
+                    return
 
 
 def relay_tcp(host, port, thost, tport, delay_ms):
@@ -189,15 +194,18 @@ def relay_udp(host, port, thost, tport, delay_ms, jitter_ms):
     back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     back.connect((thost, tport))
     client = [None]
-    to_back = Delayed(back.send)
-    to_front = Delayed(lambda data: front.sendto(data, client[0]))
+    to_back = Delayed(back.send, stream=False)
+    to_front = Delayed(lambda data: front.sendto(data, client[0]), stream=False)
 
     def due():
         return time.monotonic() + (delay_ms + random.uniform(0, jitter_ms)) / 1000.0
 
     def answers():
         while True:
-            data = back.recv(65535)
+            try:
+                data = back.recv(65535)
+            except OSError:
+                continue  # ECONNREFUSED from an earlier send: not ours to stop on
             to_front.put(due(), data)
 
     threading.Thread(target=answers, daemon=True).start()
