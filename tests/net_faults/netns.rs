@@ -59,12 +59,15 @@ impl Pair {
         call(
             "ip",
             &[
-                "link", "add", &pair.a, "netns", &pair.a, "type", "veth", "peer", "name",
-                &pair.b, "netns", &pair.b,
+                "link", "add", &pair.a, "netns", &pair.a, "type", "veth", "peer", "name", &pair.b,
+                "netns", &pair.b,
             ],
         )?;
         for (ns, addr) in [(&pair.a, ADDR_A), (&pair.b, ADDR_B)] {
-            call("ip", &["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", ns])?;
+            call(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", ns],
+            )?;
             call("ip", &["-n", ns, "link", "set", ns, "up"])?;
             call("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         }
@@ -139,7 +142,10 @@ pub fn set_fault(ns: &str, fault: Fault) {
 /// Remove the fault from namespace `ns` (nothing dropped any more).
 pub fn clear_fault(ns: &str) {
     // Deleting a table that is not there fails; that is fine.
-    let _ = call("ip", &["netns", "exec", ns, "nft", "delete", "table", "inet", "nlf"]);
+    let _ = call(
+        "ip",
+        &["netns", "exec", ns, "nft", "delete", "table", "inet", "nlf"],
+    );
 }
 
 fn nft(ns: &str, args: &[&str]) {

@@ -43,7 +43,10 @@ fn burst(conn: &ConnHandle, tag: &str) -> Vec<(usize, Duration)> {
                 .recv_timeout(TIMEOUT + Duration::from_secs(5))
                 .expect("a request never ended");
             let reply = reply.unwrap_or_else(|e| panic!("{tag} request {i}: {e:?}"));
-            assert_eq!(reply.body, sent, "{tag} request {i} got another request's reply");
+            assert_eq!(
+                reply.body, sent,
+                "{tag} request {i} got another request's reply"
+            );
             (i, rtt)
         })
         .collect()
@@ -71,10 +74,17 @@ fn overtakes(order: &[(usize, Duration)]) -> usize {
 /// delays. No request times out; nothing is left open.
 pub fn latency_and_reordering(env: &Env) {
     let base = Baseline::take();
-    let echo = env.peer("echo-tcp", &["127.0.0.1".into(), "0".into(), SHUFFLE_MS.to_string()]);
+    let echo = env.peer(
+        "echo-tcp",
+        &["127.0.0.1".into(), "0".into(), SHUFFLE_MS.to_string()],
+    );
     let relay = env.server_peer(
         "relay-tcp",
-        &["127.0.0.1".into(), echo.port.to_string(), TCP_DELAY_MS.to_string()],
+        &[
+            "127.0.0.1".into(),
+            echo.port.to_string(),
+            TCP_DELAY_MS.to_string(),
+        ],
     );
     let udp_echo = env.peer("echo-udp", &["127.0.0.1".into(), "0".into()]);
     let udp_relay = env.server_peer(
@@ -100,21 +110,39 @@ pub fn latency_and_reordering(env: &Env) {
     let min = tcp.iter().map(|(_, rtt)| *rtt).min().unwrap();
     let max = tcp.iter().map(|(_, rtt)| *rtt).max().unwrap();
     let floor = Duration::from_millis(2 * TCP_DELAY_MS);
-    assert_between("TCP: shortest round trip through the relay", min, floor, floor + Duration::from_millis(SHUFFLE_MS) + SLACK);
+    assert_between(
+        "TCP: shortest round trip through the relay",
+        min,
+        floor,
+        floor + Duration::from_millis(SHUFFLE_MS) + SLACK,
+    );
     let overtaken = overtakes(&tcp);
     println!("  TCP: {REQUESTS} replies matched; {overtaken} overtook an earlier request's; round trips {min:.2?}..{max:.2?}");
-    assert!(overtaken > 0, "no TCP reply overtook another: the matching was not exercised");
+    assert!(
+        overtaken > 0,
+        "no TCP reply overtook another: the matching was not exercised"
+    );
 
     let dgrams = burst(&udp, "udp");
     let min = dgrams.iter().map(|(_, rtt)| *rtt).min().unwrap();
     let max = dgrams.iter().map(|(_, rtt)| *rtt).max().unwrap();
     let floor = Duration::from_millis(2 * UDP_DELAY_MS);
-    assert!(min >= floor, "UDP round trip {min:?} shorter than the relay's delays");
+    assert!(
+        min >= floor,
+        "UDP round trip {min:?} shorter than the relay's delays"
+    );
     let reordered = overtakes(&dgrams);
     println!("  UDP: {REQUESTS} replies matched; {reordered} came before an earlier request's; round trips {min:.2?}..{max:.2?}");
-    assert!(reordered > 0, "no UDP datagram was reordered: the relay did not act");
+    assert!(
+        reordered > 0,
+        "no UDP datagram was reordered: the relay did not act"
+    );
     let stats = hub.stats();
-    assert_eq!((stats.request_timeouts, stats.late_replies), (0, 0), "{stats}");
+    assert_eq!(
+        (stats.request_timeouts, stats.late_replies),
+        (0, 0),
+        "{stats}"
+    );
 
     link.close();
     udp.close();

@@ -66,7 +66,11 @@ pub fn tcp_and_udp(env: &Env) {
     let hub = server.hub();
     let link = hub.dial(Dial::new(echo.addr())).unwrap();
     let udp = hub.dial(Dial::new(udp_echo.addr()).udp()).unwrap();
-    let r = link.request(1, b"up", Duration::from_secs(5)).unwrap().wait().unwrap();
+    let r = link
+        .request(1, b"up", Duration::from_secs(5))
+        .unwrap()
+        .wait()
+        .unwrap();
     assert_eq!(&r.body[..], b"up");
 
     env.fault(Fault::Loss(LOSS));
@@ -76,7 +80,11 @@ pub fn tcp_and_udp(env: &Env) {
         let got = echoes
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("echo {k} of {TCP_MESSAGES} never came"));
-        assert!(got == body(k), "echo {k} is not message {k}'s body ({} bytes)", got.len());
+        assert!(
+            got == body(k),
+            "echo {k} is not message {k}'s body ({} bytes)",
+            got.len()
+        );
     };
     for i in 0..TCP_MESSAGES {
         if i >= WINDOW {
@@ -89,10 +97,17 @@ pub fn tcp_and_udp(env: &Env) {
     }
     let took = start.elapsed();
     let stats = hub.stats();
-    assert_eq!(stats.closed_total(), 0, "a connection closed under loss: {stats}");
+    assert_eq!(
+        stats.closed_total(),
+        0,
+        "a connection closed under loss: {stats}"
+    );
     // The loss acted on the stream: A's kernel had to resend segments.
     let resent = retransmitted() - retrans;
-    assert!(resent > 0, "no TCP segment was retransmitted: the loss did not act");
+    assert!(
+        resent > 0,
+        "no TCP segment was retransmitted: the loss did not act"
+    );
     println!(
         "  TCP: {TCP_MESSAGES} messages echoed complete and in order under {LOSS}% loss each way in {took:.2?} ({} bytes out, {resent} segments retransmitted by A)",
         stats.bytes_out
@@ -126,13 +141,19 @@ pub fn tcp_and_udp(env: &Env) {
     }
     let counted = hub.stats().request_timeouts - before;
     println!("  UDP: {answered} answered, {lost} timed out (counted: {counted}) of {UDP_REQUESTS}");
-    assert!(answered > 0 && lost > 0, "loss did not act on UDP: {answered} answered, {lost} lost");
+    assert!(
+        answered > 0 && lost > 0,
+        "loss did not act on UDP: {answered} answered, {lost} lost"
+    );
     assert_eq!(counted, lost);
 
     env.heal();
     for i in 0..20 {
         let sent = format!("after-{i}");
-        let r = udp.request(1, &sent, Duration::from_secs(2)).unwrap().wait();
+        let r = udp
+            .request(1, &sent, Duration::from_secs(2))
+            .unwrap()
+            .wait();
         assert_eq!(r.map(|m| m.body).unwrap(), sent.as_bytes());
     }
     println!("  UDP: the session answers every request once the loss stops");

@@ -60,9 +60,15 @@ pub fn in_flight(env: &Env) {
         // A working path first: the link answers (once TCP retransmitted
         // what the last round left) and the pool is full.
         let body = format!("round-{round}");
-        let reply = link.request(1, &body, Duration::from_secs(10)).unwrap().wait().unwrap();
+        let reply = link
+            .request(1, &body, Duration::from_secs(10))
+            .unwrap()
+            .wait()
+            .unwrap();
         assert_eq!(reply.body, body.as_bytes());
-        wait_for("the pool's 2 members", Duration::from_secs(10), || pool.stats().idle == 2);
+        wait_for("the pool's 2 members", Duration::from_secs(10), || {
+            pool.stats().idle == 2
+        });
 
         env.fault(Fault::DropAll);
         let (cb_tx, callbacks) = unbounded();
@@ -91,7 +97,10 @@ pub fn in_flight(env: &Env) {
         let pool_start = Instant::now();
         let pooled = pool.request(1, b"pooled", TIMEOUT);
         let pool_took = pool_start.elapsed();
-        assert!(matches!(pooled, Err(Error::Timeout)), "Pool::request: {pooled:?}");
+        assert!(
+            matches!(pooled, Err(Error::Timeout)),
+            "Pool::request: {pooled:?}"
+        );
 
         let hi = TIMEOUT + TICK + SLACK;
         let mut worst = Duration::ZERO;
@@ -99,7 +108,10 @@ pub fn in_flight(env: &Env) {
             let (took, outcome) = done
                 .recv_timeout(hi + Duration::from_secs(5))
                 .expect("a waiting request never returned");
-            assert!(matches!(outcome, Err(Error::Timeout)), "request: {outcome:?}");
+            assert!(
+                matches!(outcome, Err(Error::Timeout)),
+                "request: {outcome:?}"
+            );
             assert!(took >= TIMEOUT && took <= hi, "request took {took:?}");
             worst = worst.max(took);
         }
@@ -107,9 +119,15 @@ pub fn in_flight(env: &Env) {
             let (at, outcome) = callbacks
                 .recv_timeout(hi + Duration::from_secs(5))
                 .expect("a request_with callback never ran");
-            assert!(matches!(outcome, Err(Error::Timeout)), "request_with: {outcome:?}");
+            assert!(
+                matches!(outcome, Err(Error::Timeout)),
+                "request_with: {outcome:?}"
+            );
             let took = at - issued;
-            assert!(took >= TIMEOUT && took <= hi, "request_with failed after {took:?}");
+            assert!(
+                took >= TIMEOUT && took <= hi,
+                "request_with failed after {took:?}"
+            );
             worst = worst.max(took);
         }
         if round == 1 {
@@ -117,7 +135,11 @@ pub fn in_flight(env: &Env) {
             assert_between("the slowest request timed out after", worst, TIMEOUT, hi);
         }
         timeouts += (2 * THREADS * EACH) as u64 + 1;
-        assert_eq!(hub.stats().request_timeouts, timeouts, "request timeouts counted");
+        assert_eq!(
+            hub.stats().request_timeouts,
+            timeouts,
+            "request timeouts counted"
+        );
 
         env.heal();
         // The link's requests reach the backend now (TCP retransmits
@@ -129,10 +151,21 @@ pub fn in_flight(env: &Env) {
         });
         for i in 0..10 {
             let body = format!("fresh-{round}-{i}");
-            let reply = link.request(1, &body, Duration::from_secs(5)).unwrap().wait().unwrap();
-            assert_eq!(reply.body, body.as_bytes(), "a fresh request got another's reply");
+            let reply = link
+                .request(1, &body, Duration::from_secs(5))
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert_eq!(
+                reply.body,
+                body.as_bytes(),
+                "a fresh request got another's reply"
+            );
         }
-        assert!(callbacks.try_recv().is_err(), "a request_with callback ran twice");
+        assert!(
+            callbacks.try_recv().is_err(),
+            "a request_with callback ran twice"
+        );
         rss.push(rss_kib());
         println!(
             "  round {round}: {} timeouts, {} late replies, fresh requests answered, RSS {} KiB",

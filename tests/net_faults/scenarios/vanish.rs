@@ -122,7 +122,9 @@ pub fn keepalive(env: &Env) {
     );
     let server = builder.bind(addr_a()).unwrap().start().unwrap();
     let hub = server.hub();
-    let listeners: Vec<_> = (0..3).map(|_| env.server_peer("hold-listen", &[])).collect();
+    let listeners: Vec<_> = (0..3)
+        .map(|_| env.server_peer("hold-listen", &[]))
+        .collect();
     let dialed = hub.dial(Dial::new(listeners[0].addr())).unwrap();
     let profiled = hub
         .dial(Dial::new(listeners[1].addr()).profile("ka"))
@@ -174,11 +176,7 @@ pub fn keepalive(env: &Env) {
             .unwrap_or_else(|| panic!("closed {addr} ({reason:?}), expected one of {expected:?}"));
         expected.remove(i);
         match &reason {
-            CloseReason::Io(e) => assert_eq!(
-                e.kind(),
-                std::io::ErrorKind::TimedOut,
-                "{addr}: {e}"
-            ),
+            CloseReason::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{addr}: {e}"),
             other => panic!("{addr} closed with {other:?}, not the kernel's I/O error"),
         }
         assert_between(
