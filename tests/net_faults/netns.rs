@@ -118,24 +118,23 @@ pub enum Fault {
     Loss(u32),
 }
 
-/// Set `fault` in namespace `ns` (replacing any fault set before).
+/// Set `fault` in namespace `ns` (replacing any fault set before), both
+/// directions at once: one `nft` call is one transaction.
 pub fn set_fault(ns: &str, fault: Fault) {
     clear_fault(ns);
-    let pct;
-    let verdict: Vec<&str> = match fault {
-        Fault::DropAll => vec!["drop"],
-        Fault::Loss(p) => {
-            pct = p.to_string();
-            vec!["numgen", "random", "mod", "100", "<", &pct, "drop"]
-        }
+    let verdict = match fault {
+        Fault::DropAll => "drop".to_string(),
+        Fault::Loss(pct) => format!("numgen random mod 100 < {pct} drop"),
     };
-    nft(ns, &["add", "table", "inet", "nlf"]);
-    for (chain, hook, dir) in [("in", "input", "iifname"), ("out", "output", "oifname")] {
-        let spec = format!("{{ type filter hook {hook} priority 0; }}");
-        nft(ns, &["add", "chain", "inet", "nlf", chain, &spec]);
-        let mut rule = vec!["add", "rule", "inet", "nlf", chain, dir, "!=", "lo"];
-        rule.extend(&verdict);
-        nft(ns, &rule);
+    let script = format!(
+        "add table inet nlf; \
+         add chain inet nlf in {{ type filter hook input priority 0; }}; \
+         add rule inet nlf in iifname != \"lo\" {verdict}; \
+         add chain inet nlf out {{ type filter hook output priority 0; }}; \
+         add rule inet nlf out oifname != \"lo\" {verdict}"
+    );
+    if let Err(e) = call("ip", &["netns", "exec", ns, "nft", &script]) {
+        panic!("nft in {ns}: {e}");
     }
 }
 
@@ -146,12 +145,4 @@ pub fn clear_fault(ns: &str) {
         "ip",
         &["netns", "exec", ns, "nft", "delete", "table", "inet", "nlf"],
     );
-}
-
-fn nft(ns: &str, args: &[&str]) {
-    let mut all = vec!["netns", "exec", ns, "nft"];
-    all.extend(args);
-    if let Err(e) = call("ip", &all) {
-        panic!("nft in {ns}: {e}");
-    }
 }

@@ -9,7 +9,7 @@ mod requests;
 mod vanish;
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::netns::{clear_fault, set_fault, Fault, ADDR_A, ADDR_B};
 use crate::peer::Peer;
@@ -112,14 +112,47 @@ impl Env {
         self.peer(mode, &[addr.ip().to_string(), addr.port().to_string()])
     }
 
-    pub fn fault(&self, fault: Fault) {
+    /// Set `fault`; returns when it was being installed.
+    pub fn fault(&self, fault: Fault) -> Cut {
+        let began = Instant::now();
         set_fault(&self.ns_b, fault);
-        println!("  fault: {fault:?} in B");
+        let cut = Cut {
+            began,
+            done: Instant::now(),
+        };
+        println!(
+            "  fault: {fault:?} in B (installed in {:.2?})",
+            cut.done - cut.began
+        );
+        cut
     }
 
-    pub fn heal(&self) {
+    /// Remove the fault; returns when that was done.
+    pub fn heal(&self) -> Instant {
         clear_fault(&self.ns_b);
         println!("  fault: healed");
+        Instant::now()
+    }
+}
+
+/// When a fault took effect: some time between `began` and `done` (the
+/// `nft` call that installed it).
+#[derive(Clone, Copy)]
+pub struct Cut {
+    pub began: Instant,
+    pub done: Instant,
+}
+
+impl Cut {
+    /// Assert that `at` came at least `lo` after the fault took effect
+    /// (counted from `began`) and at most `hi` after (from `done`).
+    pub fn assert_after(&self, what: &str, at: Instant, lo: Duration, hi: Duration) {
+        let (early, late) = (at - self.began, at.saturating_duration_since(self.done));
+        assert!(
+            early >= lo && late <= hi,
+            "{what}: {early:?} after the fault began to be set, {late:?} after it was set; expected between {lo:?} and {hi:?}"
+        );
+        println!("  {what}: {late:.2?} after the fault (bound {lo:.2?}..={hi:.2?})");
     }
 }
 

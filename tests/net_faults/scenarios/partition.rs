@@ -109,8 +109,7 @@ pub fn reconnect_and_pool(env: &Env) {
     let before = pool.stats();
     println!("  pool before: {before:?}");
 
-    env.fault(Fault::DropAll);
-    let cut = Instant::now();
+    let cut = env.fault(Fault::DropAll);
     let next_down = || loop {
         let (id, at, d) = downs
             .recv_timeout(Duration::from_secs(5))
@@ -130,9 +129,9 @@ pub fn reconnect_and_pool(env: &Env) {
         (1, Duration::from_millis(200))
     );
     // Its last byte (an echoed ping) came at most PING_AFTER + a tick before the cut.
-    assert_between(
-        "heartbeat drop of the link after the cut",
-        at - cut,
+    cut.assert_after(
+        "heartbeat drop of the link",
+        at,
         IDLE - PING_AFTER - CHECK,
         IDLE + CHECK + SLACK,
     );
@@ -174,8 +173,7 @@ pub fn reconnect_and_pool(env: &Env) {
     );
     println!("  pool during the partition: {:?}", pool.stats());
 
-    env.heal();
-    let healed = Instant::now();
+    let healed = env.heal();
     let (back_at, attempts) = loop {
         let (id, at, attempts) = ups
             .recv_timeout(Duration::from_secs(5))

@@ -159,8 +159,7 @@ pub fn keepalive(env: &Env) {
     );
     println!("  ss, dialed without keepalive: no keepalive timer");
 
-    env.fault(Fault::DropAll);
-    let vanished = Instant::now();
+    let cut = env.fault(Fault::DropAll);
     client.kill();
     drop(listeners);
     let mut expected = vec![client_addr];
@@ -179,9 +178,9 @@ pub fn keepalive(env: &Env) {
             CloseReason::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{addr}: {e}"),
             other => panic!("{addr} closed with {other:?}, not the kernel's I/O error"),
         }
-        assert_between(
-            &format!("keepalive close of {addr} ({reason}) after the fault"),
-            at - vanished,
+        cut.assert_after(
+            &format!("keepalive close of {addr} ({reason})"),
+            at,
             PERIOD * PROBES - Duration::from_millis(100),
             hi,
         );
