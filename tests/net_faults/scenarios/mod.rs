@@ -2,6 +2,7 @@
 //! (see `main.rs`), and what they share: where the peers are, the faults,
 //! and the leak checks at the end.
 
+mod backlog;
 mod delay;
 mod loss;
 mod partition;
@@ -47,6 +48,18 @@ pub const ALL: &[Scenario] = &[
         proves: "SO_KEEPALIVE is set on accepted, dialed and profile-dialed sockets (ss shows the timer); with no heartbeat, the kernel's probes close them with an I/O error (ETIMEDOUT) within period + probes x period; a socket without keepalive stays open",
         faults: "nft drop-all in B, then the peers killed by pid; tcp_keepalive_probes=2 in A",
         run: vanish::keepalive,
+    },
+    Scenario {
+        name: "heartbeat_kick_with_data_queued_does_not_linger",
+        proves: "an accepted peer that vanished with 2 MiB queued for it is closed (on_close IdleTimeout) within the heartbeat's bound, not after close_linger",
+        faults: "nft drop-all in B, then the peer killed by pid",
+        run: backlog::accepted_with_data_queued,
+    },
+    Scenario {
+        name: "link_dropped_with_data_queued_reconnects_on_schedule",
+        proves: "a dialed link whose backend vanished with 2 MiB queued is dropped by its heartbeat within its bound and its reconnect attempt follows the policy's delay, not close_linger",
+        faults: "nft drop-all in B",
+        run: backlog::link_with_data_queued,
     },
     Scenario {
         name: "reconnect_and_pool_through_a_partition",
