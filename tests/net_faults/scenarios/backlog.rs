@@ -83,21 +83,38 @@ pub fn link_with_data_queued(env: &Env) {
     let cut = env.fault(Fault::DropAll);
     let queued = fill(|b| link.send_confirmed(2, b).wait());
     println!("  queued {queued} bytes for the vanished backend");
-    let (at, first) = downs.recv_timeout(LINGER + Duration::from_secs(5)).expect("on_disconnect");
-    assert!(matches!(first.reason, CloseReason::IdleTimeout), "{:?}", first.reason);
+    let (at, first) = downs
+        .recv_timeout(LINGER + Duration::from_secs(5))
+        .expect("on_disconnect");
+    assert!(
+        matches!(first.reason, CloseReason::IdleTimeout),
+        "{:?}",
+        first.reason
+    );
     cut.assert_after(
         "heartbeat drop of a link with data queued",
         at,
         Duration::ZERO,
         IDLE + CHECK + SLACK,
     );
-    let (next, second) = downs.recv_timeout(LINGER + Duration::from_secs(5)).expect("attempt 1");
-    assert!(matches!(second.reason, CloseReason::ConnectTimeout), "{:?}", second.reason);
+    let (next, second) = downs
+        .recv_timeout(LINGER + Duration::from_secs(5))
+        .expect("attempt 1");
+    assert!(
+        matches!(second.reason, CloseReason::ConnectTimeout),
+        "{:?}",
+        second.reason
+    );
     assert_between(
         "its first attempt failed after",
         next - at,
         Duration::from_millis(500) - Duration::from_millis(5),
         Duration::from_millis(500) + 2 * CHECK + SLACK,
+    );
+    let stats = hub.stats();
+    assert!(
+        stats.unflushed_closes >= 1,
+        "the dropped data is counted: {stats}"
     );
     link.close();
     wait_for("every connection closed", Duration::from_secs(5), || {
@@ -139,7 +156,9 @@ pub fn accepted_with_data_queued(env: &Env) {
     peer.kill();
     let queued = fill(|b| conn.send_confirmed(2, b).wait());
     println!("  queued {queued} bytes for the vanished peer");
-    let (at, reason) = closes.recv_timeout(LINGER + Duration::from_secs(5)).expect("on_close");
+    let (at, reason) = closes
+        .recv_timeout(LINGER + Duration::from_secs(5))
+        .expect("on_close");
     assert!(matches!(reason, CloseReason::IdleTimeout), "{reason:?}");
     assert_between(
         "heartbeat close of a peer with data queued, after its last byte",
@@ -147,7 +166,12 @@ pub fn accepted_with_data_queued(env: &Env) {
         IDLE,
         IDLE + CHECK + SLACK,
     );
-    check_drained(&server.stats(), "after the kick");
+    let stats = server.stats();
+    assert_eq!(
+        stats.unflushed_closes, 1,
+        "the dropped data is counted: {stats}"
+    );
+    check_drained(&stats, "after the kick");
     server.shutdown(Duration::from_secs(5)).unwrap();
     drop((conn, peer));
     base.check_fds("after shutdown");
