@@ -169,7 +169,7 @@ mod driver {
         println!("\nnet_faults summary:");
         for (name, outcome, took) in &results {
             let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
-            println!("  {name:40} {verdict:6} {took:.1?}");
+            println!("  {name:56} {verdict:6} {took:.1?}");
         }
         results.iter().all(|(_, outcome, _)| outcome.is_ok())
     }
