@@ -188,7 +188,9 @@ pub struct Config {
     pub backlog: u32,
     /// How long a connection closed with unsent data may linger to flush
     /// it before it is dropped. Default: 5 s. A connection that never
-    /// opened (connecting, or handshaking) closes at once.
+    /// opened (connecting, or handshaking) closes at once, and so does one
+    /// whose peer was taken for dead (`IdleTimeout`, `HealthCheckFailed`,
+    /// `RequestTimeouts`) once its socket took what it could.
     pub close_linger: Duration,
     /// Longest pause of the acceptor after EMFILE/ENFILE (it doubles from
     /// 5 ms up to this). Default: 500 ms.

@@ -325,7 +325,9 @@ impl CloseReason {
             | CloseReason::UpgradeRejected(_)
             | CloseReason::BadUpgrade(_) => Ending::LayerDone,
             CloseReason::IdleTimeout
-            | CloseReason::Protocol(_)
+            | CloseReason::RequestTimeouts(_)
+            | CloseReason::HealthCheckFailed(_) => Ending::Unresponsive,
+            CloseReason::Protocol(_)
             | CloseReason::UnknownId(_)
             | CloseReason::SlowPeer
             | CloseReason::HandlerPanic
@@ -334,8 +336,6 @@ impl CloseReason {
             | CloseReason::Shutdown
             | CloseReason::FrameTimeout
             | CloseReason::MemoryLimit
-            | CloseReason::RequestTimeouts(_)
-            | CloseReason::HealthCheckFailed(_)
             | CloseReason::Backlog
             | CloseReason::BadBody(_) => Ending::Ours,
         }
@@ -369,8 +369,7 @@ impl CloseReason {
     }
 }
 
-/// How a connection's transport stands when it closes (see
-/// [`CloseReason::ending`]).
+/// How a connection's transport stands when it closes ([`CloseReason::ending`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ending {
     /// The peer is gone or the socket failed: nothing more can be sent, and
@@ -386,12 +385,14 @@ pub(crate) enum Ending {
     /// The server closes a working connection: every layer says goodbye
     /// (WebSocket close frame, then TLS close_notify) after what is queued.
     Ours,
+    /// We took the peer for dead (heartbeat, health check, timeouts): no linger.
+    Unresponsive,
 }
 
 impl Ending {
     /// The transport can still carry a goodbye (TLS close_notify).
     pub(crate) fn can_say_goodbye(self) -> bool {
-        matches!(self, Ending::Ours | Ending::LayerDone)
+        !matches!(self, Ending::Gone | Ending::TlsFailed)
     }
 }
 

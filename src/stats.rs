@@ -166,7 +166,9 @@ pub struct Stats {
     /// Handlers or middleware that returned `Err`.
     pub handler_errors: u64,
     /// Connections closed with data still queued because the close linger
-    /// or the shutdown deadline ran out (that data was dropped), and
+    /// or the shutdown deadline ran out, or because their peer was taken
+    /// for dead (heartbeat, health check, request timeouts: no linger
+    /// then) (that data was dropped), and
     /// dialed connections that lost a message cut in the middle when
     /// their socket went (they reconnect).
     pub unflushed_closes: u64,

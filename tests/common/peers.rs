@@ -1,5 +1,6 @@
 //! The third-party peers some tests talk to: python3, Python's
-//! `websockets`, openssl, curl, Chromium and redis-server. `scripts/test` installs them.
+//! `websockets`, openssl, curl, Chromium, redis-server, and iproute2's `ip`
+//! and `nft` (the network-fault tests). `scripts/test` installs them.
 //!
 //! A test asks for its peer first thing, on its own thread:
 //!
@@ -50,6 +51,10 @@ pub enum Peer {
     Chromium,
     /// `redis-server`, the cluster tests' broker (started by the tests).
     RedisServer,
+    /// iproute2's `ip` (network namespaces and veth pairs).
+    Iproute2,
+    /// `nft` (nftables: the network-fault tests' drop and loss rules).
+    Nft,
 }
 
 impl Peer {
@@ -61,6 +66,8 @@ impl Peer {
             Peer::Curl => "curl",
             Peer::Chromium => "Chromium",
             Peer::RedisServer => "redis-server",
+            Peer::Iproute2 => "iproute2 (`ip`)",
+            Peer::Nft => "nftables (`nft`)",
         }
     }
 
@@ -83,6 +90,8 @@ impl Peer {
             Peer::Curl => (own(&["curl"]), &["--version"]),
             Peer::Chromium => (own(&["chromium", "chromium-browser"]), &["--version"]),
             Peer::RedisServer => (own(&["redis-server"]), &["--version"]),
+            Peer::Iproute2 => (own(&["ip"]), &["-V"]),
+            Peer::Nft => (own(&["nft"]), &["--version"]),
         }
     }
 
@@ -94,6 +103,8 @@ impl Peer {
             Peer::Curl => "run `scripts/test` (as root it installs the Debian package `curl`), or `apt-get install curl`",
             Peer::Chromium => "run `scripts/test` (as root it installs the Debian package `chromium`), or `apt-get install chromium`",
             Peer::RedisServer => "run `scripts/test` (as root it installs the Debian package `redis-server`), or `apt-get install redis-server` (the tests start their own on a loopback port; no service is needed)",
+            Peer::Iproute2 => "run `scripts/test` (as root it installs the Debian package `iproute2`), or `apt-get install iproute2`",
+            Peer::Nft => "run `scripts/test` (as root it installs the Debian package `nftables`), or `apt-get install nftables`",
         }
     }
 }

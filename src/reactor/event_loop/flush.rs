@@ -12,7 +12,7 @@ use crate::buf::{Flushed, LazyQueue};
 use crate::conn::table::ConnTable;
 use crate::conn::{flag, Conn};
 use crate::dispatch::exec;
-use crate::error::CloseReason;
+use crate::error::{CloseReason, Ending};
 use crate::stats::Counters;
 
 impl EventLoop {
@@ -132,12 +132,23 @@ impl EventLoop {
             // the handshake itself was written above, if it could be).
             let unopened =
                 !conn.is_connected() || conn.has(flag::CONNECTING) || conn.layer.is_handshaking();
-            let done = unopened
-                || conn.queued() == 0
-                    && !conn.layer.wants_write()
-                    && !conn.layer.awaits_peer_close();
-            if done {
+            let flushed_all =
+                conn.queued() == 0 && !conn.layer.wants_write() && !conn.layer.awaits_peer_close();
+            // A peer taken for dead (`Ending::Unresponsive`) is not waited
+            // for: what the socket took above went out (goodbyes included
+            // if they fit), the rest is dropped as when the linger runs
+            // out. Else a vanished peer holds `on_close`, and a link's
+            // reconnect, for the whole `close_linger`.
+            let given_up = conn
+                .close_reason
+                .as_deref()
+                .is_some_and(|r| r.ending() == Ending::Unresponsive);
+            if unopened || flushed_all || given_up {
+                let unsent = !unopened && (conn.queued() > 0 || conn.layer.wants_write());
                 drop(slab);
+                if unsent {
+                    self.count_unflushed(1);
+                }
                 self.finalize(key);
             } else if !conn.has(flag::LINGER) {
                 conn.set(flag::LINGER);

@@ -2,7 +2,7 @@
 //! pings before the kick, and pings again after each answer.
 
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use netloom::{CloseReason, Server};
 
@@ -242,5 +242,53 @@ fn heartbeat_pings_again_after_each_answer() {
         client.send(PING, b"");
     }
     assert_eq!(server.stats().closed_total(), 0);
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// 5. A peer the heartbeat kicks while more is queued for it than its
+///    socket takes (it reads nothing: a vanished peer looks the same) is
+///    closed within the heartbeat's bound: the kick does not wait out
+///    `close_linger` trying to flush to a peer taken for dead. (It did:
+///    `on_close` came `close_linger` late, and a dialed link's reconnect
+///    with it; `tests/net_faults` shows both on a real path.)
+#[test]
+fn heartbeat_kick_does_not_wait_out_close_linger_for_a_peer_that_reads_nothing() {
+    let (check, idle, linger) = (ms(50), ms(300), Duration::from_secs(5));
+    let (builder, mut hooks) = with_hooks(
+        Server::builder()
+            .event_loops(1)
+            .heartbeat(check, idle)
+            .close_linger(linger)
+            .write_high_water(64 << 20)
+            .send_buffer_size(64 << 10)
+            // More than the socket buffers of both ends hold.
+            .route(1, |ctx: &mut netloom::Context<'_>| {
+                for _ in 0..64 {
+                    ctx.send(2, vec![7u8; 256 << 10])?;
+                }
+                Ok::<(), netloom::Error>(())
+            }),
+    );
+    let server = crate::common::start(builder);
+    let mut client = Client::connect(server.local_addr());
+    let id = hooks.opened(&client);
+    let last_write = Instant::now();
+    client.send(1, b"send me everything");
+
+    let closed = hooks.close_of(id);
+    assert!(
+        matches!(closed.reason, CloseReason::IdleTimeout),
+        "closed for {} instead of idle timeout",
+        closed.reason
+    );
+    let elapsed = closed.at.saturating_duration_since(last_write);
+    assert!(
+        elapsed <= idle + check + SLACK,
+        "closed {elapsed:?} after the last byte (bound {:?} + slack; close_linger {linger:?})",
+        idle + check
+    );
+    let stats = server.stats();
+    assert_eq!(stats.unflushed_closes, 1, "{stats}");
+    drop(client);
     server.shutdown(TIMEOUT).unwrap();
 }
