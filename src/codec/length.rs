@@ -275,6 +275,20 @@ mod tests {
     }
 
     #[test]
+    fn encoding_reserves_about_the_frame_not_more() {
+        let mut out = BytesMut::new();
+        LengthPacker::default()
+            .encode(1, 0, &[0; 1000], &mut out)
+            .unwrap();
+        assert_eq!(out.len(), LengthPacker::HEADER_LEN + 1000);
+        assert!(
+            out.capacity() < 2 * out.len(),
+            "{} reserved",
+            out.capacity()
+        );
+    }
+
+    #[test]
     fn new_clamps_to_the_length_field() {
         assert_eq!(
             LengthPacker::new(usize::MAX).max_body_length(),
