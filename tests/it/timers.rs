@@ -207,3 +207,29 @@ fn a_resolution_under_a_millisecond_is_a_config_error() {
         .start();
     assert!(matches!(built, Err(Error::Config(_))));
 }
+
+/// A timer armed late in a long turn counts from when it was armed, not
+/// from the turn's start: it never ends early for its caller (the
+/// GUIDE's promise; a handler that spent 40 ms before arming 30 ms saw
+/// its timer fire at once).
+#[test]
+fn a_timer_armed_late_in_a_long_turn_never_ends_early() {
+    let server = start(Server::builder().route(7, |ctx: &mut Context<'_>| {
+        let busy = Instant::now();
+        while busy.elapsed() < Duration::from_millis(40) {
+            std::hint::spin_loop(); // the handler's own work, holding the turn
+        }
+        let set = Instant::now();
+        ctx.after(Duration::from_millis(30), move |s| {
+            let _ = s.send(8, set.elapsed().as_micros().to_string());
+        });
+    }));
+    let mut client = Client::connect(server.local_addr());
+    for _ in 0..3 {
+        client.send(7, b"");
+        let (id, body) = client.recv();
+        assert_eq!(id, 8);
+        let waited: u128 = String::from_utf8(body).unwrap().parse().unwrap();
+        assert!(waited >= 30_000, "a 30 ms timer fired after {waited} µs");
+    }
+}
