@@ -289,6 +289,13 @@ mod tests {
     }
 
     #[test]
+    fn the_length_packer_carries_no_sequence_number() {
+        // Requests on it fail at once (`Error::NoSeq`), not after a timeout.
+        assert!(!LengthPacker::default().carries_seq());
+        assert!(crate::codec::SeqPacker::default().carries_seq());
+    }
+
+    #[test]
     fn new_clamps_to_the_length_field() {
         assert_eq!(
             LengthPacker::new(usize::MAX).max_body_length(),
