@@ -105,45 +105,37 @@ pub fn body(role: u8, n: u64, len: usize) -> Vec<u8> {
     b
 }
 
-/// Count one burst's outcome; `true` if the connection is still good.
-fn tally(
-    ctx: &Ctx,
-    t: Transport,
-    who: &str,
-    r: Result<(), Failure>,
-    ok: &AtomicU64,
-    err: &AtomicU64,
-    wrong: &AtomicU64,
-) -> bool {
+/// Where one kind of client counts its bursts.
+#[derive(Clone, Copy)]
+struct Tallies<'a> {
+    ok: &'a AtomicU64,
+    err: &'a AtomicU64,
+    wrong: &'a AtomicU64,
+}
+
+/// Count one burst's outcome (UDP's in the `udp_` counts); `true` if the
+/// connection is still good.
+fn tally(ctx: &Ctx, t: Transport, who: &str, r: Result<(), Failure>, k: Tallies<'_>) -> bool {
+    let c = &ctx.counts;
+    let udp = t == Transport::Udp;
     match r {
-        Ok(()) if t == Transport::Udp => {
-            ctx.counts.udp_ok.fetch_add(1, Relaxed);
-            true
-        }
         Ok(()) => {
-            ok.fetch_add(1, Relaxed);
+            if udp { &c.udp_ok } else { k.ok }.fetch_add(1, Relaxed);
             true
         }
         Err(Failure::Lost) => {
-            ctx.counts.udp_lost.fetch_add(1, Relaxed);
+            c.udp_lost.fetch_add(1, Relaxed);
             false
         }
         Err(Failure::Wrong(w)) => {
-            wrong.fetch_add(1, Relaxed);
+            k.wrong.fetch_add(1, Relaxed);
             ctx.note(format!("{who} {t:?}: wrong echo: {w}"));
             false
         }
-        Err(Failure::Io(e)) if ctx.stopped() => {
-            let _ = e; // the run ended under it
-            false
-        }
+        // The run ended under it.
+        Err(Failure::Io(_)) if ctx.stopped() => false,
         Err(Failure::Io(e)) => {
-            if t == Transport::Udp {
-                &ctx.counts.udp_err
-            } else {
-                err
-            }
-            .fetch_add(1, Relaxed);
+            if udp { &c.udp_err } else { k.err }.fetch_add(1, Relaxed);
             ctx.note(format!("{who} {t:?}: {e}"));
             false
         }
@@ -154,46 +146,59 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<Joi
     std::thread::Builder::new().name(name).spawn(f)
 }
 
-/// Steady echo: one message of 16 to 4,096 bytes every 20 ms, over one
-/// connection, reopened if it fails.
-fn steady(ctx: Ctx, t: Transport, i: usize) {
-    let c = &ctx.counts;
-    let mut n = 0u64;
+/// One connection on `t`, kept open (reopened after a failure, a second
+/// later), sending the bursts `next` makes with `pace` between them.
+fn drive(
+    ctx: &Ctx,
+    t: Transport,
+    who: &str,
+    k: Tallies<'_>,
+    pace: Duration,
+    mut next: impl FnMut() -> Vec<Vec<u8>>,
+) {
     let mut conn: Option<Conn> = None;
     while !ctx.stopped() {
-        if conn.is_none() {
-            match Conn::open(t, &ctx.targets) {
-                Ok(c) => conn = Some(c),
+        let open = match conn.as_mut() {
+            Some(open) => open,
+            None => match Conn::open(t, &ctx.targets) {
+                Ok(c) => conn.insert(c),
                 Err(e) => {
-                    tally(
-                        &ctx,
-                        t,
-                        "echo open",
-                        Err(e),
-                        &c.echo_ok,
-                        &c.echo_err,
-                        &c.echo_wrong,
-                    );
+                    tally(ctx, t, who, Err(e), k);
                     ctx.pause(Duration::from_secs(1));
                     continue;
                 }
-            }
-        }
-        n += 1;
-        let len = if t == Transport::Udp {
-            16 + (n as usize * 37) % 1000
-        } else {
-            16 + (n as usize * 97 + i) % 4080
+            },
         };
-        let r = conn.as_mut().unwrap().burst(&[body(role::ECHO, n, len)]);
-        if !tally(&ctx, t, "echo", r, &c.echo_ok, &c.echo_err, &c.echo_wrong) {
+        if !tally(ctx, t, who, open.burst(&next()), k) {
             conn = None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if !pace.is_zero() {
+            std::thread::sleep(pace);
+        }
     }
     if let Some(conn) = conn {
         conn.close();
     }
+}
+
+/// Steady echo: one message of 16 to 4,096 bytes (UDP: to 1,015) every
+/// 20 ms.
+fn steady(ctx: Ctx, t: Transport, i: usize) {
+    let c = &ctx.counts;
+    let k = Tallies {
+        ok: &c.echo_ok,
+        err: &c.echo_err,
+        wrong: &c.echo_wrong,
+    };
+    let mut n = 0u64;
+    drive(&ctx, t, "echo", k, Duration::from_millis(20), || {
+        n += 1;
+        let len = match t {
+            Transport::Udp => 16 + (n as usize * 37) % 1000,
+            _ => 16 + (n as usize * 97 + i) % 4080,
+        };
+        vec![body(role::ECHO, n, len)]
+    });
 }
 
 /// Honest and at full speed: bursts of 8 messages (16 B to 256 KiB, at
@@ -211,56 +216,32 @@ fn honest(ctx: Ctx, t: Transport) {
         64 << 10,
     ];
     let c = &ctx.counts;
+    let k = Tallies {
+        ok: &c.honest_ok,
+        err: &c.honest_err,
+        wrong: &c.honest_wrong,
+    };
     let mut n = 0u64;
-    let mut conn: Option<Conn> = None;
-    while !ctx.stopped() {
-        if conn.is_none() {
-            match Conn::open(t, &ctx.targets) {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    tally(
-                        &ctx,
-                        t,
-                        "honest open",
-                        Err(e),
-                        &c.honest_ok,
-                        &c.honest_err,
-                        &c.honest_wrong,
-                    );
-                    ctx.pause(Duration::from_secs(1));
-                    continue;
-                }
-            }
-        }
-        let bodies: Vec<Vec<u8>> = SIZES
+    drive(&ctx, t, "honest", k, Duration::ZERO, || {
+        SIZES
             .iter()
             .map(|&len| {
                 n += 1;
                 body(role::HONEST, n, len)
             })
-            .collect();
-        let r = conn.as_mut().unwrap().burst(&bodies);
-        if !tally(
-            &ctx,
-            t,
-            "honest",
-            r,
-            &c.honest_ok,
-            &c.honest_err,
-            &c.honest_wrong,
-        ) {
-            conn = None;
-        }
-    }
-    if let Some(conn) = conn {
-        conn.close();
-    }
+            .collect()
+    });
 }
 
 /// Churn: open a connection (each transport in turn), one echo, close;
 /// `per_second` of them.
 fn churn(ctx: Ctx, i: usize, per_second: u64) {
     let c = &ctx.counts;
+    let k = Tallies {
+        ok: &c.churn_ok,
+        err: &c.churn_err,
+        wrong: &c.churn_err,
+    };
     let gap = Duration::from_secs_f64(1.0 / per_second.max(1) as f64);
     let mut n = 0u64;
     let mut next = Instant::now();
@@ -272,7 +253,7 @@ fn churn(ctx: Ctx, i: usize, per_second: u64) {
             conn.close();
             Ok(())
         });
-        tally(&ctx, t, "churn", r, &c.churn_ok, &c.churn_err, &c.churn_err);
+        tally(&ctx, t, "churn", r, k);
         next += gap;
         ctx.pause(next.saturating_duration_since(Instant::now()));
     }
@@ -282,6 +263,11 @@ fn churn(ctx: Ctx, i: usize, per_second: u64) {
 /// small message every 10 s (well inside the 30 s idle timeout).
 fn idle(ctx: Ctx, count: usize) {
     let c = &ctx.counts;
+    let k = Tallies {
+        ok: &c.idle_ok,
+        err: &c.idle_err,
+        wrong: &c.idle_err,
+    };
     let mut conns: Vec<Option<Conn>> = Vec::with_capacity(count);
     for _ in 0..count {
         if ctx.stopped() {
@@ -291,15 +277,7 @@ fn idle(ctx: Ctx, count: usize) {
         conns.push(match r {
             Ok(conn) => Some(conn),
             Err(e) => {
-                tally(
-                    &ctx,
-                    Transport::Tcp,
-                    "idle open",
-                    Err(e),
-                    &c.idle_ok,
-                    &c.idle_err,
-                    &c.idle_err,
-                );
+                tally(&ctx, Transport::Tcp, "idle open", Err(e), k);
                 None
             }
         });
@@ -314,15 +292,7 @@ fn idle(ctx: Ctx, count: usize) {
             if let Some(conn) = slot {
                 n += 1;
                 let r = conn.burst(&[body(role::IDLE, n, 32)]);
-                if !tally(
-                    &ctx,
-                    Transport::Tcp,
-                    "idle",
-                    r,
-                    &c.idle_ok,
-                    &c.idle_err,
-                    &c.idle_err,
-                ) {
+                if !tally(&ctx, Transport::Tcp, "idle", r, k) {
                     *slot = None;
                 }
             }

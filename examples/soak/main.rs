@@ -33,6 +33,8 @@
 //! closed; the dial recovered after every restart of its peer.
 //! Linux for RSS and descriptors (/proc); elsewhere they read "n/a".
 
+#[path = "../common/counting_alloc.rs"]
+mod counting_alloc;
 #[path = "../common/procfs.rs"]
 mod procfs;
 #[path = "../common/self_signed.rs"]
@@ -58,6 +60,11 @@ use args::Args;
 use clients::{Counts, Ctx};
 
 type BoxError = Box<dyn std::error::Error>;
+
+/// The live heap is sampled too: RSS moves with the allocator's arenas and
+/// fragmentation, the live heap only with what is really held.
+#[global_allocator]
+static ALLOC: counting_alloc::Counting = counting_alloc::Counting;
 
 static PANICS: AtomicU64 = AtomicU64::new(0);
 
@@ -110,6 +117,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     std::fs::create_dir_all(&args.out)?;
     let pid = std::process::id();
     let fds_baseline = procfs::fd_count(pid);
+    let heap_baseline = counting_alloc::live().0;
 
     let tls = self_signed::self_signed()?;
     let tally = Arc::new(servers::Tally::default());
@@ -156,7 +164,12 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     )?);
 
     let figures = |links: &dialer::Links| {
-        let mut f = servers::sum(&[plain.stats(), secure.stats()]);
+        let (heap, blocks) = counting_alloc::live();
+        let mut f = vec![
+            ("heap_kib".to_string(), heap.max(0) as u64 / 1024),
+            ("heap_blocks".to_string(), blocks.max(0) as u64),
+        ];
+        f.extend(servers::sum(&[plain.stats(), secure.stats()]));
         let pool = links.pool_stats();
         f.extend(
             [
@@ -229,6 +242,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     secure.shutdown(Duration::from_secs(5))?;
     sampler.finish()?;
     let fds_end = procfs::fd_count(pid);
+    let heap_end = counting_alloc::live().0;
 
     let failures = ctx.failures.lock().unwrap().clone();
     let outcome = verdict::Outcome {
@@ -241,6 +255,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
         panics: PANICS.load(Relaxed),
         fds_baseline,
         fds_end,
+        heap_growth: heap_end - heap_baseline,
         streams_left,
         peer_restarts: peer.restarts.load(Relaxed),
     };

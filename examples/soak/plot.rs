@@ -18,12 +18,18 @@ pub fn draw(path: &Path, title: &str, samples: &[Sample], load_end: f64) -> Resu
     let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
     let panels: Vec<Panel<'_>> = vec![
         (
-            "Resident set size",
+            "Memory of the whole process (servers and clients)",
             "MiB",
-            vec![(
-                "RSS",
-                Box::new(|s: &Sample| s.rss.map(|b| b as f64 / (1 << 20) as f64)),
-            )],
+            vec![
+                (
+                    "RSS",
+                    Box::new(|s: &Sample| s.rss.map(|b| b as f64 / (1 << 20) as f64)),
+                ),
+                (
+                    "live heap (Rust allocations)",
+                    Box::new(|s: &Sample| Some(s.get("heap_kib") as f64 / 1024.0)),
+                ),
+            ],
         ),
         (
             "Open descriptors",
@@ -86,8 +92,9 @@ pub fn draw(path: &Path, title: &str, samples: &[Sample], load_end: f64) -> Resu
                 BLACK.mix(0.3),
             ))
             .map_err(|e| err(&e))?;
-        for ((label, _), pts) in series.iter().zip(points) {
-            let c = colours[i % colours.len()];
+        let many = series.len() > 1;
+        for (j, ((label, _), pts)) in series.iter().zip(points).enumerate() {
+            let c = colours[(i + j * 3) % colours.len()];
             chart
                 .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                 .map_err(|e| err(&e))?
@@ -95,6 +102,15 @@ pub fn draw(path: &Path, title: &str, samples: &[Sample], load_end: f64) -> Resu
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
                 });
+        }
+        if many {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| err(&e))?;
         }
     }
     root.present().map_err(|e| err(&e))

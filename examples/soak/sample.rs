@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::procfs;
@@ -15,16 +16,16 @@ pub struct Sample {
     pub elapsed: f64,
     pub rss: Option<u64>,
     pub fds: Option<usize>,
-    pub figures: Vec<(String, u64)>,
+    /// The figures' names, shared by every sample (kept for ten minutes).
+    names: Arc<[String]>,
+    values: Vec<u64>,
 }
 
 impl Sample {
     /// A figure by name (0 if it has none).
     pub fn get(&self, name: &str) -> u64 {
-        self.figures
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or(0, |(_, v)| *v)
+        let i = self.names.iter().position(|k| k == name);
+        i.map_or(0, |i| self.values[i])
     }
 }
 
@@ -45,21 +46,26 @@ impl Sampler {
     }
 
     /// Take one sample of `figures` and write it (the header first).
+    /// `figures` must name the same figures in the same order each time.
     pub fn take(&mut self, figures: Vec<(String, u64)>) -> std::io::Result<&Sample> {
         let pid = std::process::id();
+        let names = match self.samples.first() {
+            Some(first) => first.names.clone(),
+            None => figures.iter().map(|(k, _)| k.clone()).collect(),
+        };
         let s = Sample {
             elapsed: self.start.elapsed().as_secs_f64(),
             rss: procfs::rss(pid),
             fds: procfs::fd_count(pid),
-            figures,
+            names,
+            values: figures.into_iter().map(|(_, v)| v).collect(),
         };
         if let Some(csv) = self.csv.as_mut() {
             if self.samples.is_empty() {
-                let names: Vec<&str> = s.figures.iter().map(|(k, _)| k.as_str()).collect();
-                writeln!(csv, "elapsed_s,rss_kib,fds,{}", names.join(","))?;
+                writeln!(csv, "elapsed_s,rss_kib,fds,{}", s.names.join(","))?;
             }
             let na = |v: Option<u64>| v.map_or("n/a".to_string(), |v| v.to_string());
-            let values: Vec<String> = s.figures.iter().map(|(_, v)| v.to_string()).collect();
+            let values: Vec<String> = s.values.iter().map(u64::to_string).collect();
             writeln!(
                 csv,
                 "{:.1},{},{},{}",

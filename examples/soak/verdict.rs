@@ -21,6 +21,9 @@ pub struct Outcome<'a> {
     pub panics: u64,
     pub fds_baseline: Option<usize>,
     pub fds_end: Option<usize>,
+    /// Live heap after everything closed, less before the servers started
+    /// (the samples kept for the report are in it).
+    pub heap_growth: isize,
     /// Stream connections still open on the servers once the clients were
     /// gone (waited for, bounded).
     pub streams_left: i64,
@@ -39,11 +42,16 @@ fn rss_windows(load_end: f64) -> ((f64, f64), (f64, f64)) {
     ((warm, warm + window), (load_end - window, load_end))
 }
 
-fn max_rss(samples: &[Sample], (from, to): (f64, f64)) -> Option<u64> {
+/// The peak of `f` over the samples within `(from, to)`.
+fn peak_in(
+    samples: &[Sample],
+    (from, to): (f64, f64),
+    f: impl Fn(&Sample) -> Option<u64>,
+) -> Option<u64> {
     samples
         .iter()
         .filter(|s| s.elapsed >= from && s.elapsed <= to)
-        .filter_map(|s| s.rss)
+        .filter_map(f)
         .max()
 }
 
@@ -180,30 +188,47 @@ pub fn judge(o: &Outcome<'_>) -> (bool, String) {
     }
 
     let (first, end) = rss_windows(o.load_end);
-    match (max_rss(o.samples, first), max_rss(o.samples, end)) {
-        (Some(a), Some(b)) => {
-            let limit = a as f64 * (1.0 + o.args.rss_margin_percent / 100.0);
-            check(
-                &mut out,
-                b as f64 <= limit,
-                format!(
-                    "RSS: last window ({:.0}-{:.0} s) peak {:.1} MiB vs first plateau ({:.0}-{:.0} s) peak {:.1} MiB: \
-                     {:+.1} % (margin {} %)",
-                    end.0,
-                    end.1,
-                    b as f64 / 1048576.0,
-                    first.0,
-                    first.1,
-                    a as f64 / 1048576.0,
-                    (b as f64 / a as f64 - 1.0) * 100.0,
-                    o.args.rss_margin_percent
-                ),
-            );
-        }
-        _ => {
-            let _ = writeln!(out, "  [n/a ] RSS: not available on this system");
+    let memory = [
+        (
+            "RSS",
+            Box::new(|s: &Sample| s.rss) as Box<dyn Fn(&Sample) -> Option<u64>>,
+        ),
+        (
+            "live heap (Rust)",
+            Box::new(|s: &Sample| Some(s.get("heap_kib") * 1024)),
+        ),
+    ];
+    for (what, f) in memory {
+        match (peak_in(o.samples, first, &f), peak_in(o.samples, end, &f)) {
+            (Some(a), Some(b)) if a > 0 => {
+                let limit = a as f64 * (1.0 + o.args.rss_margin_percent / 100.0);
+                check(
+                    &mut out,
+                    b as f64 <= limit,
+                    format!(
+                        "{what}: last window ({:.0}-{:.0} s) peak {:.1} MiB vs first plateau ({:.0}-{:.0} s) \
+                         peak {:.1} MiB: {:+.1} % (margin {} %)",
+                        end.0,
+                        end.1,
+                        b as f64 / 1048576.0,
+                        first.0,
+                        first.1,
+                        a as f64 / 1048576.0,
+                        (b as f64 / a as f64 - 1.0) * 100.0,
+                        o.args.rss_margin_percent
+                    ),
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "  [n/a ] {what}: not available on this system");
+            }
         }
     }
+    let _ = writeln!(
+        out,
+        "  [info] live heap after everything closed: {:+.1} KiB over the start (the samples kept for the report included)",
+        o.heap_growth as f64 / 1024.0
+    );
 
     match (o.fds_baseline, o.fds_end) {
         (Some(a), Some(b)) => check(
