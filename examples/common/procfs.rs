@@ -19,3 +19,18 @@ pub fn rss(pid: u32) -> Option<u64> {
 pub fn fd_count(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
+
+/// Bytes the C allocator (glibc malloc) has handed out and not got back,
+/// over all its arenas (`mallinfo2().uordblks`): Rust's heap and C
+/// libraries' (aws-lc-rs) together. `None` off glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn malloc_in_use() -> Option<u64> {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
+    let info = unsafe { libc::mallinfo2() };
+    Some(info.uordblks as u64)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn malloc_in_use() -> Option<u64> {
+    None
+}

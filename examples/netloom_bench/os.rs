@@ -5,6 +5,7 @@
 use std::io;
 use std::time::Duration;
 
+#[allow(dead_code)] // malloc_in_use is not needed here
 #[path = "../common/procfs.rs"]
 mod procfs;
 pub use procfs::{fd_count, rss};

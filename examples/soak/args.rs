@@ -8,7 +8,7 @@ use std::time::Duration;
 pub const USAGE: &str =
     "usage: soak [--minutes M] [--out DIR] [--loops N] [--echo N] [--honest N] \
     [--churn N] [--churn-rate PER_S] [--slow N] [--idle N] [--high-water BYTES] \
-    [--peer-up SECS] [--peer-down SECS] [--rss-margin PERCENT]";
+    [--peer-up SECS] [--peer-down SECS] [--rss-margin PERCENT] [--rss-slack-mib MIB]";
 
 /// What `--help` and the module docs list, with the defaults.
 #[derive(Debug, Clone)]
@@ -35,8 +35,10 @@ pub struct Args {
     /// The dialed peer's up and down periods.
     pub peer_up: Duration,
     pub peer_down: Duration,
-    /// How far the last window's RSS may rise over the first plateau's.
+    /// How far the last window's RSS (and live heap) may rise over the
+    /// first plateau's: this many percent, or `rss_slack` if that is more.
     pub rss_margin_percent: f64,
+    pub rss_slack: u64,
 }
 
 impl Default for Args {
@@ -55,6 +57,7 @@ impl Default for Args {
             peer_up: Duration::from_secs(20),
             peer_down: Duration::from_secs(3),
             rss_margin_percent: 20.0,
+            rss_slack: 8 << 20,
         }
     }
 }
@@ -100,6 +103,7 @@ impl Args {
                 "--peer-up" => a.peer_up = Duration::from_secs_f64(num()?.clamp(1.0, 600.0)),
                 "--peer-down" => a.peer_down = Duration::from_secs_f64(num()?.clamp(0.1, 60.0)),
                 "--rss-margin" => a.rss_margin_percent = num()?,
+                "--rss-slack-mib" => a.rss_slack = (num()? * 1048576.0) as u64,
                 _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
             }
         }

@@ -168,6 +168,10 @@ fn run(args: &Args) -> Result<bool, BoxError> {
         let mut f = vec![
             ("heap_kib".to_string(), heap.max(0) as u64 / 1024),
             ("heap_blocks".to_string(), blocks.max(0) as u64),
+            (
+                "malloc_kib".to_string(),
+                procfs::malloc_in_use().map_or(0, |b| b / 1024),
+            ),
         ];
         f.extend(servers::sum(&[plain.stats(), secure.stats()]));
         let pool = links.pool_stats();
