@@ -51,11 +51,13 @@ pub fn draw(path: &Path, title: &str, samples: &[Sample], load_end: f64) -> Resu
     let root = root
         .titled(title, ("sans-serif", 20))
         .map_err(|e| err(&e))?;
+    // One colour a panel; a panel's second line in orange.
     let colours = [
         RGBColor(0xd6, 0x27, 0x28),
         RGBColor(0x1f, 0x77, 0xb4),
         RGBColor(0x2c, 0xa0, 0x2c),
     ];
+    let second = RGBColor(0xff, 0x7f, 0x0e);
     for (area, (i, (name, unit, series))) in root
         .split_evenly((3, 1))
         .iter()
@@ -94,7 +96,11 @@ pub fn draw(path: &Path, title: &str, samples: &[Sample], load_end: f64) -> Resu
             .map_err(|e| err(&e))?;
         let many = series.len() > 1;
         for (j, ((label, _), pts)) in series.iter().zip(points).enumerate() {
-            let c = colours[(i + j * 3) % colours.len()];
+            let c = if j == 0 {
+                colours[i % colours.len()]
+            } else {
+                second
+            };
             chart
                 .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                 .map_err(|e| err(&e))?
