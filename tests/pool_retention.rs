@@ -5,34 +5,19 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use netloom::Server;
 
 use common::{echo, serial, start, wait_until, Client};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
-        System.realloc(ptr, layout, new)
-    }
-}
+#[path = "../examples/common/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: counting_alloc::Counting = counting_alloc::Counting;
+
+fn live() -> isize {
+    counting_alloc::live().0
+}
 
 /// An honest peer at full speed: 200 bursts of 8 messages of 16 B to
 /// 256 KiB, each burst's echoes read before the next, then it leaves.
@@ -67,7 +52,7 @@ fn a_loop_does_not_keep_the_buffers_of_frames_it_finished() {
     wait_until("the first connection closed", || {
         hub.stats().connections == 0
     });
-    let before = LIVE.load(Ordering::SeqCst);
+    let before = live();
 
     let mut c = Client::connect(server.local_addr());
     for _ in 0..BURSTS {
@@ -81,7 +66,7 @@ fn a_loop_does_not_keep_the_buffers_of_frames_it_finished() {
     }
     drop(c);
     wait_until("the connection closed", || hub.stats().connections == 0);
-    let kept = LIVE.load(Ordering::SeqCst) - before;
+    let kept = live() - before;
     println!("after {BURSTS} bursts, the loop keeps {} KiB", kept >> 10);
     assert!(
         kept < (4 << 20) as isize,

@@ -1,7 +1,8 @@
 //! A global allocator that counts the live heap: bytes requested and
 //! blocks, of Rust's allocations only (C libraries that call malloc
 //! themselves, such as aws-lc-rs, are not seen; nor is the allocator's own
-//! overhead per block). Shared by `ws_footprint` and `soak`, included with
+//! overhead per block). Shared by `ws_footprint`, `soak` and
+//! `tests/pool_retention.rs`, included with
 //! `#[path = ".../common/counting_alloc.rs"]`; each installs it with
 //! `#[global_allocator] static ALLOC: counting_alloc::Counting = counting_alloc::Counting;`.
 
