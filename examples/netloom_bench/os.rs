@@ -8,7 +8,6 @@ use std::time::Duration;
 #[allow(dead_code)] // malloc_in_use is not needed here
 #[path = "../common/procfs.rs"]
 mod procfs;
-pub use procfs::{fd_count, rss};
 
 /// Pin the calling thread (and the threads it spawns later) to `cpus`.
 /// Empty `cpus`: leave the affinity alone.
@@ -145,6 +144,16 @@ pub fn cpus_time(cpus: &[usize]) -> Option<(Duration, Duration)> {
     }
     let d = |t: u64| Duration::from_nanos(t * 1_000_000_000 / clock_ticks());
     Some((d(user), d(all)))
+}
+
+/// Resident set size of process `pid` in bytes (VmRSS).
+pub fn rss(pid: u32) -> Option<u64> {
+    procfs::rss(pid)
+}
+
+/// Open descriptors of process `pid`.
+pub fn fd_count(pid: u32) -> Option<usize> {
+    procfs::fd_count(pid)
 }
 
 /// Voluntary context switches of process `pid`, summed over its threads
