@@ -246,22 +246,28 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     secure.shutdown(Duration::from_secs(5))?;
     sampler.finish()?;
     let fds_end = procfs::fd_count(pid);
-    let heap_end = counting_alloc::live().0;
-
+    // What the report needs, then everything else dropped (the TLS
+    // configurations and their session caches too) before the heap is
+    // read; the samples kept for the report are taken off.
     let failures = ctx.failures.lock().unwrap().clone();
+    let (closes, counts) = (tally.closes(), ctx.counts.snapshot());
+    let peer_restarts = peer.restarts.load(Relaxed);
+    drop((ctx, tls, tally, peer));
+    let heap_growth = counting_alloc::live().0 - heap_baseline - sampler.footprint() as isize;
+
     let outcome = verdict::Outcome {
         args,
         samples: &sampler.samples,
         load_end,
-        closes: tally.closes(),
-        counts: ctx.counts.snapshot(),
+        closes,
+        counts,
         failures,
         panics: PANICS.load(Relaxed),
         fds_baseline,
         fds_end,
-        heap_growth: heap_end - heap_baseline,
+        heap_growth,
         streams_left,
-        peer_restarts: peer.restarts.load(Relaxed),
+        peer_restarts,
     };
     let (pass, summary) = verdict::judge(&outcome);
     print!("{summary}");

@@ -80,6 +80,19 @@ impl Sampler {
         Ok(self.samples.last().unwrap())
     }
 
+    /// Heap bytes the samples take (what the counting allocator was asked
+    /// for them).
+    pub fn footprint(&self) -> usize {
+        let names: usize = self.samples.first().map_or(0, |s| {
+            s.names
+                .iter()
+                .map(|n| n.capacity() + std::mem::size_of::<String>())
+                .sum()
+        });
+        let values: usize = self.samples.iter().map(|s| s.values.capacity() * 8).sum();
+        names + values + self.samples.capacity() * std::mem::size_of::<Sample>()
+    }
+
     /// Close the CSV file (its descriptor counts in the final check).
     pub fn finish(&mut self) -> std::io::Result<()> {
         if let Some(mut csv) = self.csv.take() {

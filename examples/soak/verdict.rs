@@ -21,8 +21,8 @@ pub struct Outcome<'a> {
     pub panics: u64,
     pub fds_baseline: Option<usize>,
     pub fds_end: Option<usize>,
-    /// Live heap after everything closed, less before the servers started
-    /// (the samples kept for the report are in it).
+    /// Live heap after everything closed and dropped, less before the
+    /// servers started, less what the samples kept for the report take.
     pub heap_growth: isize,
     /// Stream connections still open on the servers once the clients were
     /// gone (waited for, bounded).
@@ -230,7 +230,7 @@ pub fn judge(o: &Outcome<'_>) -> (bool, String) {
     }
     let _ = writeln!(
         out,
-        "  [info] live heap after everything closed: {:+.1} KiB over the start (the samples kept for the report included)",
+        "  [info] live heap after everything closed and dropped: {:+.1} KiB over the start (the samples kept for the report not counted)",
         o.heap_growth as f64 / 1024.0
     );
 
