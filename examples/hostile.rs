@@ -23,6 +23,9 @@
 //!
 //! Loopback only; it talks to the address it is given.
 
+#[allow(dead_code)] // fd_count is not needed here
+#[path = "common/procfs.rs"]
+mod procfs;
 #[path = "common/ws_frame.rs"]
 mod ws_frame;
 
@@ -31,6 +34,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ws_frame::client_frame;
+
+/// The server's resident set size in bytes (0 if unknown).
+fn rss(pid: u32) -> u64 {
+    procfs::rss(pid).unwrap_or(0)
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -182,17 +190,4 @@ fn upgrade(s: &mut TcpStream) -> bool {
 
 fn ping_frame() -> Vec<u8> {
     client_frame(0x89, &[7u8; 125])
-}
-
-/// The server's resident set size in bytes.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }

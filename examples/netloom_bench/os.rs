@@ -5,6 +5,10 @@
 use std::io;
 use std::time::Duration;
 
+#[allow(dead_code)] // malloc_in_use is not needed here
+#[path = "../common/procfs.rs"]
+mod procfs;
+
 /// Pin the calling thread (and the threads it spawns later) to `cpus`.
 /// Empty `cpus`: leave the affinity alone.
 #[cfg(target_os = "linux")]
@@ -144,13 +148,12 @@ pub fn cpus_time(cpus: &[usize]) -> Option<(Duration, Duration)> {
 
 /// Resident set size of process `pid` in bytes (VmRSS).
 pub fn rss(pid: u32) -> Option<u64> {
-    status_kb(pid, "VmRSS:").map(|kb| kb * 1024)
+    procfs::rss(pid)
 }
 
-fn status_kb(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].split_whitespace().next()?.parse().ok()
+/// Open descriptors of process `pid`.
+pub fn fd_count(pid: u32) -> Option<usize> {
+    procfs::fd_count(pid)
 }
 
 /// Voluntary context switches of process `pid`, summed over its threads
@@ -174,11 +177,6 @@ fn switches_in(status: &str) -> Option<u64> {
     let key = "voluntary_ctxt_switches:";
     let line = status.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].trim().parse().ok()
-}
-
-/// Open descriptors of process `pid` (entries of /proc/<pid>/fd).
-pub fn fd_count(pid: u32) -> Option<usize> {
-    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// The soft "Max open files" limit of process `pid`.

@@ -11,6 +11,13 @@ const MAX_POOLED_BYTES: usize = 256 << 10;
 const SMALL: usize = 512;
 /// At most this many buffers of each kind are kept.
 const MAX_POOLED: usize = 1024;
+/// At most this many bytes of read buffers are kept in all. A frame
+/// that grew over several reads gives back each buffer it outgrew, and
+/// only one is taken again per partial frame: without this bound the pool
+/// filled to `MAX_POOLED` buffers of up to `MAX_POOLED_BYTES` (256 MiB a
+/// loop) under honest traffic of mixed sizes, kept after every connection
+/// was gone (found by `examples/soak`; `tests/pool_retention.rs`).
+const MAX_POOLED_READ_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
 // Boxed: connections hold queues as `Option<Box<_>>` (8 bytes while idle),
@@ -18,6 +25,8 @@ const MAX_POOLED: usize = 1024;
 #[allow(clippy::vec_box)]
 pub(crate) struct Pool {
     reads: Vec<BytesMut>,
+    /// The capacity of `reads`, in all.
+    read_bytes: usize,
     writes: Vec<Box<WriteQueue>>,
 }
 
@@ -37,7 +46,10 @@ impl Pool {
             .last()
             .is_some_and(|b| (need..=most).contains(&b.capacity()));
         match self.reads.pop() {
-            Some(buf) if fits => buf,
+            Some(buf) if fits => {
+                self.read_bytes -= buf.capacity();
+                buf
+            }
             Some(buf) => {
                 self.reads.push(buf);
                 BytesMut::with_capacity(need)
@@ -61,7 +73,9 @@ impl Pool {
         if self.reads.len() < MAX_POOLED
             && buf.try_reclaim(buf.capacity() + 1)
             && buf.capacity() <= MAX_POOLED_BYTES
+            && self.read_bytes + buf.capacity() <= MAX_POOLED_READ_BYTES
         {
+            self.read_bytes += buf.capacity();
             self.reads.push(buf);
         }
     }
