@@ -8,3 +8,5 @@ mod stale_partial;
 mod tls_error;
 #[cfg(feature = "ws")]
 mod ws_retained;
+
+mod unresponsive;
