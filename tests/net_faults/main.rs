@@ -140,6 +140,7 @@ mod driver {
         let Some(python) = require(Peer::Python3) else {
             return true;
         };
+        crate::netns::sweep_stale();
         let tag = format!("nlf{}-", std::process::id());
         let probe = match Pair::new(&format!("{tag}p")) {
             Ok(pair) => pair,
@@ -178,15 +179,25 @@ mod driver {
     fn run_one(scenario: &Scenario, name: &str, python: &str) -> Result<(), String> {
         let pair = Pair::new(name)?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new("ip")
+        let mut child = Command::new("ip");
+        child
             .args(["netns", "exec", &pair.a])
             .arg(&exe)
             .env(scenarios::SCENARIO_ENV, scenario.name)
             .env(scenarios::NS_B_ENV, &pair.b)
             .env(scenarios::PY_ENV, python)
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("spawn: {e}"))?;
+            .stdin(Stdio::null());
+        // SAFETY: prctl(2) in the child between fork and exec: no
+        // allocation, no lock. The scenario dies with this driver (a
+        // killed `cargo test`) instead of running on unwatched; the
+        // setting survives the exec of `ip` (not set-uid) and its exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut child, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = child.spawn().map_err(|e| format!("spawn: {e}"))?;
         // `ip netns exec` execs in place: this pid is the scenario's.
         let pid = child.id() as i32;
         let deadline = Instant::now() + DEADLINE;

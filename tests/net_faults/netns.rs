@@ -86,7 +86,7 @@ impl Pair {
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
+        for ns in [&self.a, &self.b].into_iter().filter(|ns| !ns.is_empty()) {
             // Only processes this run started live in its namespaces.
             for pid in Pair::pids(ns) {
                 kill(pid);
@@ -95,6 +95,27 @@ impl Drop for Pair {
                 eprintln!("net_faults: could not delete namespace {ns}: {e}");
             }
         }
+    }
+}
+
+/// Delete the namespaces an earlier run left behind (its driver was
+/// killed before its guards ran): `nlf<pid>-…` whose driver `pid` is gone.
+/// What still runs in them was started by that run (a scenario, its
+/// peers): killed by pid first.
+pub fn sweep_stale() {
+    let listed = call("ip", &["netns", "list"]).unwrap_or_default();
+    for ns in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(pid) = ns.strip_prefix("nlf").and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_err() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("net_faults: deleting {ns}, left by an earlier run (pid {pid}, gone)");
+        drop(Pair {
+            a: ns.to_owned(),
+            b: String::new(),
+        });
     }
 }
 

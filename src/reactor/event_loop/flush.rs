@@ -147,9 +147,10 @@ impl EventLoop {
                 let unsent = !unopened && (conn.queued() > 0 || conn.layer.wants_write());
                 drop(slab);
                 if unsent {
-                    self.count_unflushed(1);
+                    self.finalize_unsent(key);
+                } else {
+                    self.finalize(key);
                 }
-                self.finalize(key);
             } else if !conn.has(flag::LINGER) {
                 conn.set(flag::LINGER);
                 let generation = conn.generation;

@@ -158,8 +158,7 @@ impl EventLoop {
                 "conn {}: close linger expired with data unsent",
                 self.core.table.id(key, t.generation)
             );
-            self.count_unflushed(1);
-            self.finalize(key);
+            self.finalize_unsent(key);
         }
     }
 

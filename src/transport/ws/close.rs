@@ -112,12 +112,15 @@ pub(super) fn close_frame_for(
 /// Whether the server, closing for `reason`, waits (within
 /// `close_linger`) for the peer's close frame: not when the peer is closed
 /// for what it held (`MemoryLimit`), for stalling (`FrameTimeout`) or for
-/// not reading (`SlowPeer`): its memory goes at once.
+/// not reading (`SlowPeer`): its memory goes at once; nor when it was
+/// taken for dead (`Ending::Unresponsive`: heartbeat, health check,
+/// request timeouts), which is not waited for at all: the close frame and
+/// TLS close_notify go out at once, without its answer.
 pub(super) fn waits_for_peer_close(reason: &CloseReason) -> bool {
     !matches!(
         reason,
         CloseReason::MemoryLimit | CloseReason::FrameTimeout | CloseReason::SlowPeer
-    )
+    ) && reason.ending() != crate::error::Ending::Unresponsive
 }
 
 /// An application close frame with a code a peer accepts and a reason that
