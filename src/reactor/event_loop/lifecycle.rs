@@ -95,24 +95,20 @@ impl EventLoop {
     }
 
     /// [`finalize`](Self::finalize) a closing connection that leaves data
-    /// unsent: one close counted in `unflushed_closes`, except for a link
-    /// kept for its reconnect, which counts only if it drops what it
-    /// cannot keep (`keep_for_reconnect`), never twice.
+    /// unsent: one close counted in `unflushed_closes` (before `on_close`
+    /// runs), except for a link kept for its reconnect, which counts only
+    /// if it drops what it cannot keep (`keep_for_reconnect`), never twice.
     pub(super) fn finalize_unsent(&mut self, key: usize) {
-        let table = &self.core.table;
-        let generation = table.conns.borrow().get(key).map(|c| c.generation);
-        self.finalize(key);
-        let slab = self.core.table.conns.borrow();
-        let kept = generation.is_some_and(|g| slab.get(key).is_some_and(|c| c.generation == g));
-        drop(slab);
-        if !kept {
-            self.count_unflushed(1);
-        }
+        self.finalize_counting(key, true);
     }
 
     /// Remove a connection for good: deregister, close the socket, count,
     /// log, run `on_close`.
     pub(super) fn finalize(&mut self, key: usize) {
+        self.finalize_counting(key, false);
+    }
+
+    fn finalize_counting(&mut self, key: usize, unsent: bool) {
         let core = self.core.clone();
         let table = &core.table;
         let watch = (table.dials.borrow())
@@ -139,6 +135,9 @@ impl EventLoop {
             if self.keep_for_reconnect(key, &reason) {
                 return;
             }
+        }
+        if unsent {
+            self.count_unflushed(1);
         }
         let Some(mut conn) = table.remove(key) else {
             return;
