@@ -10,3 +10,4 @@ mod tls_error;
 mod ws_retained;
 
 mod unresponsive;
+mod every_period;
