@@ -9,5 +9,5 @@ mod tls_error;
 #[cfg(feature = "ws")]
 mod ws_retained;
 
-mod unresponsive;
 mod every_period;
+mod unresponsive;

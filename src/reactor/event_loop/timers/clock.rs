@@ -116,11 +116,13 @@ impl Timers {
     /// arithmetic here saturates all the same, so no duration can wrap
     /// into the past (and fire at once) or panic: a tick beyond the wheel's
     /// round stays in its slot until its own round comes.
-    /// `after` from the clock now, not the turn's start (both rounded up):
-    /// a timer armed late in a turn, or for a command sent during it,
-    /// never ends before `after` has passed for whoever asked.
+    /// `after` (rounded up to a millisecond) from the clock now, not the
+    /// turn's start: a timer armed late in a turn, or for a command sent
+    /// during it, never ends before `after` has passed for whoever asked,
+    /// but for the fraction of a millisecond the clock does not count (a
+    /// repeating timer whose interval is the tick stays on its tick).
     pub(super) fn schedule(&mut self, timer: Timer, after: Duration) {
-        let now_ms = millis(self.start.elapsed()).saturating_add(1);
+        let now_ms = millis(self.start.elapsed()).max(self.now_ms);
         let after_ms =
             millis(after).saturating_add(u64::from(after.subsec_nanos() % 1_000_000 != 0));
         self.insert(timer, now_ms.saturating_add(after_ms));
