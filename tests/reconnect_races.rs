@@ -244,7 +244,7 @@ fn links_that_reconnect_under_fire_never_mix_repeat_or_reorder_messages() {
         })
         .route(REQUEST, move |ctx: &mut Context<'_>| {
             let kick = check(&s2, ctx.id(), ctx.body());
-            let _ = ctx.reply(REPLY, ctx.body().to_vec());
+            let _ = ctx.reply(REPLY, ctx.body());
             if kick {
                 bump(&s2.kicks);
                 ctx.close();
