@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::{CloseReason, ConnId, Context, Error, Hub, SeqPacker, Server};
 
+use common::race::{bump, next};
 use common::{init_logs, panics, wait_until, TIMEOUT};
 
 const CLIENT_THREADS: usize = 3;
@@ -62,10 +63,6 @@ struct Counts {
     requests_started: AtomicU64,
     requests_done: AtomicU64,
     replies_ok: AtomicU64,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A sequence-packer frame: length, id, seq (u32 LE each), body.
@@ -181,14 +178,6 @@ fn clients(addr: SocketAddr, counts: &Counts) {
     for mut c in window {
         c.ping(counts);
     }
-}
-
-/// xorshift64: a fixed seed per hammer, so a run's choices repeat.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
 }
 
 /// Pick an id: half the time among the newest (open, closing, or just

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use netloom::{ConnHandle, ConnId, Context, Dial, Error, Hub, Reconnect, SeqPacker, Server};
 
+use common::race::{bump, next};
 use common::{init_logs, panics, wait_until, TIMEOUT};
 
 const LINKS: usize = 8;
@@ -64,10 +65,6 @@ struct Links {
     requests_started: AtomicU64,
     requests_done: AtomicU64,
     replies_ok: AtomicU64,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A body: the link's id (u128 LE), the thread, the counter.
@@ -114,14 +111,6 @@ fn check(seen: &Seen, conn: ConnId, b: &[u8]) -> bool {
         ));
     }
     kick
-}
-
-/// xorshift64: a fixed seed per hammer, so a run's choices repeat.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
 }
 
 fn dial(hub: &Hub, addr: std::net::SocketAddr, links: &Links) -> ConnHandle {

@@ -6,6 +6,7 @@
 
 pub mod panics;
 pub mod peers;
+pub mod race;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
