@@ -155,8 +155,11 @@ impl EventLoop {
                 table.partial_held()
             );
             if closing {
-                self.count_unflushed(usize::from(table.queued(key) > 0));
-                self.finalize(key);
+                if table.queued(key) > 0 {
+                    self.finalize_unsent(key);
+                } else {
+                    self.finalize(key);
+                }
             } else {
                 table.close(key, generation, CloseReason::MemoryLimit);
             }
