@@ -17,6 +17,7 @@ mod edges;
 mod edges2;
 mod lifecycle;
 mod limits;
+mod rooms;
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/udp_peer.py");
 

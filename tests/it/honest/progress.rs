@@ -163,6 +163,43 @@ fn a_connection_paused_mid_frame_is_not_closed_for_its_frame() {
     );
 }
 
+/// A frame that begins late in the window of an earlier frame gets a
+/// window of its own: when the earlier window's timer fires, the new
+/// frame's few bytes so far are not judged (the window restarts). Frame
+/// 1 opens the window and completes at once; frame 2 begins 600 ms into
+/// the 1 s window with its 8-byte header (far under the 500 bytes a
+/// window asks) and completes 900 ms later, after that timer. Had the
+/// timer judged frame 2 by the earlier window, it would have closed the
+/// connection with `FrameTimeout` at 1 s.
+#[test]
+fn a_frame_begun_late_in_an_earlier_frames_window_gets_a_window_of_its_own() {
+    let (server, mut closes) =
+        start_tracked(limits(Server::builder().event_loops(2), 1 << 20).route(1, echo));
+    let mut c = Client::connect(server.local_addr());
+    let body = [5u8; 40];
+    let f = frame(1, &body);
+    // Frame 1 in two reads: its first half opens the window.
+    c.send_raw(&f[..24]);
+    crate::common::wait_until("the first half read", || server.stats().bytes_in == 24);
+    let opened = Instant::now();
+    c.send_raw(&f[24..]);
+    assert_eq!(c.recv(), (1, body.to_vec()));
+    // The pace under test, not a wait for an event: frame 2 starts late
+    // in window 1 and ends after window 1's timer.
+    std::thread::sleep((FRAME_WINDOW * 6 / 10).saturating_sub(opened.elapsed()));
+    c.send_raw(&f[..8]);
+    std::thread::sleep((FRAME_WINDOW * 15 / 10).saturating_sub(opened.elapsed()));
+    c.send_raw(&f[8..]);
+    assert_eq!(c.recv(), (1, body.to_vec()), "frame 2 answered");
+    drop(c);
+    let reason = closes.next().1;
+    assert!(
+        matches!(reason, CloseReason::PeerClosed),
+        "closed: {reason}"
+    );
+    assert_eq!(server.stats().closed_by(&CloseReason::FrameTimeout), 0);
+}
+
 /// A WebSocket client streaming 4000-byte messages in 3000-byte writes:
 /// every read of the server ends in the middle of a frame, and no read
 /// ends on a message boundary for millions of bytes. It holds one frame
