@@ -11,6 +11,7 @@ mod edges;
 mod example;
 mod lifecycle;
 mod logic;
+mod order;
 #[cfg(target_os = "linux")]
 mod workers;
 
