@@ -12,6 +12,7 @@ use crate::codec::{LengthPacker, TlvPacker};
 
 mod held;
 mod large;
+mod recycle;
 
 const PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::LOCALHOST,
