@@ -68,3 +68,62 @@ fn a_peek_that_turns_unsupported_after_a_frame_is_a_protocol_error() {
         );
     }
 }
+
+/// A decode-only packer that, seeing a frame's 4-byte length, makes room
+/// for the whole frame in the buffer before it has arrived.
+struct Reserving;
+
+impl Packer for Reserving {
+    fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, PackError> {
+        let Some(head) = buf.get(..4) else {
+            return Ok(None);
+        };
+        let len = 4 + u32::from_le_bytes(head.try_into().unwrap()) as usize;
+        if buf.len() < len {
+            buf.reserve(len - buf.len());
+            return Ok(None);
+        }
+        let mut frame = buf.split_to(len).freeze();
+        frame.advance(4);
+        Ok(Some(Message::new(0, frame)))
+    }
+
+    fn encode(&self, _: u32, _: u32, body: &[u8], out: &mut BytesMut) -> Result<(), PackError> {
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(body);
+        Ok(())
+    }
+}
+
+/// The room a packer's `decode` made for a large frame is kept with the
+/// partial frame: the connection keeps that buffer (the rest lands in
+/// it), it is not copied into a buffer of the bytes at hand.
+#[test]
+fn room_a_decode_packer_made_for_a_large_frame_is_kept() {
+    // A frame of 100 KB, and one whose room ahead (1.5 KB) is more than
+    // a read but less than a read plus the bytes at hand.
+    for (plain, size) in [
+        (true, 100_000),
+        (false, 100_000),
+        (true, 2_496),
+        (false, 2_496),
+    ] {
+        let mut rig = Rig::new(ServerPacker::Custom(Box::new(Reserving)), 1024);
+        let body = vec![4u8; size];
+        let bytes = wire(rig.packer.as_dyn(), &[Message::new(0, body.clone())]);
+        let mut partial = None;
+        assert!(rig
+            .deliver(&mut partial, &bytes[..1000], plain)
+            .unwrap()
+            .is_empty());
+        let kept = partial.as_ref().expect("a partial frame");
+        assert!(
+            kept.capacity() >= bytes.len(),
+            "plain={plain}: {} kept of the {} the packer made room for",
+            kept.capacity(),
+            bytes.len()
+        );
+        let got = rig.deliver(&mut partial, &bytes[1000..], plain).unwrap();
+        assert_eq!(got, [Message::new(0, body.clone())], "plain={plain}");
+    }
+}
