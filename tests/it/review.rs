@@ -10,4 +10,6 @@ mod tls_error;
 mod ws_retained;
 
 mod every_period;
+#[cfg(all(feature = "tls", feature = "ws"))]
+mod partial_closing;
 mod unresponsive;
