@@ -169,6 +169,13 @@ impl Conn {
         self.has(flag::OUTBOUND) || self.layer.is_udp()
     }
 
+    /// Something is still to be written: bytes queued, or TLS records
+    /// the layer sealed and the socket has not taken yet.
+    #[inline]
+    pub(crate) fn unsent(&self) -> bool {
+        self.queued() > 0 || self.layer.wants_write()
+    }
+
     /// Bytes queued for the socket.
     #[inline]
     pub(crate) fn queued(&self) -> usize {

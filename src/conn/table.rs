@@ -481,11 +481,6 @@ impl ConnTable {
         Some((conn.has(flag::AWAITING), conn.profile))
     }
 
-    /// Bytes queued on the connection at `key` (0 if it is gone).
-    pub(crate) fn queued(&self, key: usize) -> usize {
-        self.conns.borrow().get(key).map_or(0, Conn::queued)
-    }
-
     /// Whether connection `id` is gone or closing.
     pub(crate) fn is_closing(&self, id: ConnId) -> bool {
         self.open_conn(&mut self.conns.borrow_mut(), id).is_none()

@@ -132,8 +132,7 @@ impl EventLoop {
             // the handshake itself was written above, if it could be).
             let unopened =
                 !conn.is_connected() || conn.has(flag::CONNECTING) || conn.layer.is_handshaking();
-            let flushed_all =
-                conn.queued() == 0 && !conn.layer.wants_write() && !conn.layer.awaits_peer_close();
+            let flushed_all = !conn.unsent() && !conn.layer.awaits_peer_close();
             // A peer taken for dead (`Ending::Unresponsive`) is not waited
             // for: what the socket took above went out (goodbyes included
             // if they fit), the rest is dropped as when the linger runs
@@ -144,7 +143,7 @@ impl EventLoop {
                 .as_deref()
                 .is_some_and(|r| r.ending() == Ending::Unresponsive);
             if unopened || flushed_all || given_up {
-                let unsent = !unopened && (conn.queued() > 0 || conn.layer.wants_write());
+                let unsent = !unopened && conn.unsent();
                 drop(slab);
                 if unsent {
                     self.finalize_unsent(key);

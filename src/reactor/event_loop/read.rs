@@ -155,7 +155,8 @@ impl EventLoop {
                 table.partial_held()
             );
             if closing {
-                if table.queued(key) > 0 {
+                let unsent = table.conns.borrow().get(key).is_some_and(Conn::unsent);
+                if unsent {
                     self.finalize_unsent(key);
                 } else {
                     self.finalize(key);
