@@ -12,4 +12,6 @@ mod ws_retained;
 mod every_period;
 #[cfg(all(feature = "tls", feature = "ws"))]
 mod partial_closing;
+#[cfg(all(feature = "tls", feature = "ws"))]
+mod shutdown_idle;
 mod unresponsive;

@@ -132,3 +132,58 @@ fn closing_everything_removes_a_dialed_connection_that_would_reconnect() {
     assert_eq!(runtime.live.load(Ordering::Relaxed), 0);
     assert!(matches!(closed.try_recv(), Ok(CloseReason::PeerClosed)));
 }
+
+/// review32: a wss:// dial whose backend accepted the TCP connection but
+/// never answers the ClientHello (the handshake is still going) when the
+/// poll breaks. Its upgrade request waits behind the handshake
+/// (`owes_request`, in `layer.wants_write()`), but no data was queued:
+/// `flush` calls such a connection unopened and drops it uncounted;
+/// `close_all_now` (`Conn::unsent`) counts it in `unflushed_closes`.
+#[cfg(all(feature = "tls", feature = "ws"))]
+#[test]
+fn closing_everything_does_not_count_a_wss_dial_in_its_handshake_as_unflushed() {
+    let (mut el, _runtime, _closed) = one_loop();
+    let backend = listener();
+    let roots = rustls::RootCertStore::empty();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let url = format!("wss://{}/", backend.local_addr().unwrap());
+    let dial = Dial::wss(&url, Arc::new(config)).unwrap();
+    let id = el.core.reserve_dial(Arc::new(dial)).unwrap();
+    el.start_dials();
+    // Turn the loop by hand until the TCP connect is done and the
+    // ClientHello written (the backend's kernel accepts; nobody answers).
+    let mut events = mio::Events::with_capacity(8);
+    let began = Instant::now();
+    loop {
+        assert!(began.elapsed() < Duration::from_secs(10), "never connected");
+        el.poll
+            .poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+        for event in events.iter() {
+            if let mio::Token(key) = event.token() {
+                if event.token() != WAKER && el.writable_event(key, event.is_writable()) {
+                    el.flush(key);
+                }
+            }
+        }
+        el.flush_dirty();
+        let slab = el.core.table.conns.borrow();
+        let conn = slab.get(id.key()).expect("the dial");
+        if conn.is_connected() && !conn.has(crate::conn::flag::CONNECTING) {
+            assert!(conn.layer.is_handshaking());
+            assert_eq!(conn.queued(), 0);
+            println!("unsent: {}", conn.unsent());
+            break;
+        }
+    }
+    el.close_all_now();
+    let unflushed = el
+        .core
+        .table
+        .counters()
+        .unflushed_closes
+        .load(Ordering::Relaxed);
+    assert_eq!(unflushed, 0, "nothing queued was dropped");
+}
