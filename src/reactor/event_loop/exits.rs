@@ -174,7 +174,6 @@ fn closing_everything_does_not_count_a_wss_dial_in_its_handshake_as_unflushed() 
         if conn.is_connected() && !conn.has(crate::conn::flag::CONNECTING) {
             assert!(conn.layer.is_handshaking());
             assert_eq!(conn.queued(), 0);
-            println!("unsent: {}", conn.unsent());
             break;
         }
     }
