@@ -169,11 +169,27 @@ impl Conn {
         self.has(flag::OUTBOUND) || self.layer.is_udp()
     }
 
-    /// Something is still to be written: bytes queued, or TLS records
-    /// the layer sealed and the socket has not taken yet.
+    /// Something is still to be written: bytes queued, or what the layer
+    /// owes the socket (TLS records sealed and not taken yet, a dial's
+    /// WebSocket upgrade request).
     #[inline]
     pub(crate) fn unsent(&self) -> bool {
         self.queued() > 0 || self.layer.wants_write()
+    }
+
+    /// It never opened: without a connected socket (a dialed connection
+    /// down or still connecting) nothing can be written, and before its
+    /// handshake completes nothing queued may be.
+    #[inline]
+    pub(crate) fn unopened(&self) -> bool {
+        !self.is_connected() || self.has(flag::CONNECTING) || self.layer.is_handshaking()
+    }
+
+    /// Closed now, it drops what it was to write: it opened and something
+    /// is unsent (counted in `Stats::unflushed_closes`).
+    #[inline]
+    pub(crate) fn drops_unsent(&self) -> bool {
+        !self.unopened() && self.unsent()
     }
 
     /// Bytes queued for the socket.

@@ -162,10 +162,9 @@ fn closing_everything_does_not_count_a_wss_dial_in_its_handshake_as_unflushed() 
             .poll(&mut events, Some(Duration::from_millis(100)))
             .unwrap();
         for event in events.iter() {
-            if let mio::Token(key) = event.token() {
-                if event.token() != WAKER && el.writable_event(key, event.is_writable()) {
-                    el.flush(key);
-                }
+            let mio::Token(key) = event.token();
+            if event.token() != WAKER && el.writable_event(key, event.is_writable()) {
+                el.flush(key);
             }
         }
         el.flush_dirty();

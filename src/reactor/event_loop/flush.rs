@@ -125,13 +125,10 @@ impl EventLoop {
             }
         }
         if conn.has(flag::CLOSING) {
-            // A connection that never opened has nothing to linger for:
-            // without a connected socket (a dialed connection down or
-            // still connecting) nothing can be written, and before its
-            // handshake completes nothing queued may be (what it said of
-            // the handshake itself was written above, if it could be).
-            let unopened =
-                !conn.is_connected() || conn.has(flag::CONNECTING) || conn.layer.is_handshaking();
+            // A connection that never opened has nothing to linger for
+            // (what it said of the handshake itself was written above,
+            // if it could be).
+            let unopened = conn.unopened();
             let flushed_all = !conn.unsent() && !conn.layer.awaits_peer_close();
             // A peer taken for dead (`Ending::Unresponsive`) is not waited
             // for: what the socket took above went out (goodbyes included
@@ -143,7 +140,7 @@ impl EventLoop {
                 .as_deref()
                 .is_some_and(|r| r.ending() == Ending::Unresponsive);
             if unopened || flushed_all || given_up {
-                let unsent = !unopened && conn.unsent();
+                let unsent = conn.drops_unsent();
                 drop(slab);
                 if unsent {
                     self.finalize_unsent(key);

@@ -227,7 +227,7 @@ impl EventLoop {
                     if c.close_reason.is_none() {
                         c.close_reason = Some(Box::new(CloseReason::Shutdown));
                     }
-                    (k, c.unsent().then(|| table.id_of(k, c)))
+                    (k, c.drops_unsent().then(|| table.id_of(k, c)))
                 })
                 .collect()
         };

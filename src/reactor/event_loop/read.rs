@@ -155,7 +155,11 @@ impl EventLoop {
                 table.partial_held()
             );
             if closing {
-                let unsent = table.conns.borrow().get(key).is_some_and(Conn::unsent);
+                let unsent = table
+                    .conns
+                    .borrow()
+                    .get(key)
+                    .is_some_and(Conn::drops_unsent);
                 if unsent {
                     self.finalize_unsent(key);
                 } else {
