@@ -19,6 +19,7 @@ mod connections;
 mod fairness;
 mod heartbeat;
 mod shutdown;
+mod unread;
 
 use std::collections::HashMap;
 use std::io;

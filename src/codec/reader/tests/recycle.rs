@@ -1,6 +1,7 @@
-//! What the reader gives back and what it refuses, found by mutation
-//! testing: buffers a read outgrew return to the pool once the batch is
-//! finished, and a `peek` that stops answering mid-read is an error.
+//! What mutation testing found untested in the reader: buffers a read
+//! outgrew return to the pool once the batch is finished, a `peek` that
+//! stops answering mid-read is an error, room a `decode` made is kept,
+//! and two decodes before one dispatch keep the first one's frames.
 
 use super::*;
 
@@ -126,4 +127,54 @@ fn room_a_decode_packer_made_for_a_large_frame_is_kept() {
         let got = rig.deliver(&mut partial, &bytes[1000..], plain).unwrap();
         assert_eq!(got, [Message::new(0, body.clone())], "plain={plain}");
     }
+}
+
+/// Decoded twice before one dispatch (a WebSocket upgrade, then what
+/// came behind it): the first read's frames keep their bodies and come
+/// before the second's, each still telling the allocation it pins.
+#[test]
+fn frames_of_two_decodes_before_one_dispatch_keep_their_bodies_and_order() {
+    let mut rig = Rig::new(length(), 1024);
+    let first = msgs(3, 10);
+    let second = vec![
+        Message::new(7, vec![1u8; 20]),
+        Message::new(8, vec![2u8; 5]),
+    ];
+    let mut partial = None;
+    for sent in [&first, &second] {
+        let bytes = wire(rig.packer.as_dyn(), sent);
+        let Landing::Spare { buf, .. } = rig.reader.landing(&mut partial, true) else {
+            panic!("plain TCP between frames reads into rx");
+        };
+        buf.extend_from_slice(&bytes);
+        rig.reader
+            .decode(
+                &rig.packer,
+                &mut partial,
+                &rig.pool,
+                bytes.len(),
+                true,
+                PEER,
+                |_, _, _| unreachable!("no layer on plain TCP"),
+            )
+            .unwrap();
+    }
+    let batch = rig.reader.take_batch();
+    let got: Vec<_> = batch
+        .iter()
+        .map(|(id, seq, body, _, alloc)| {
+            assert_eq!(seq, 0);
+            (Message::new(id, body.to_vec()), alloc)
+        })
+        .collect();
+    let want: Vec<_> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(got.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>(), want);
+    for (m, alloc) in &got {
+        assert!(
+            *alloc >= 1024,
+            "message {} pins {alloc}, not its read's buffer",
+            m.id
+        );
+    }
+    rig.reader.finish(batch, &rig.pool);
 }
