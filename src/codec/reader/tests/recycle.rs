@@ -178,3 +178,51 @@ fn frames_of_two_decodes_before_one_dispatch_keep_their_bodies_and_order() {
     }
     rig.reader.finish(batch, &rig.pool);
 }
+
+/// Whole frames split off a partial frame's buffer leave a small tail:
+/// it moves to a buffer of its own, not left sitting right behind the
+/// frames, in the allocation their bodies share (which it would pin).
+#[test]
+fn a_small_tail_left_behind_split_frames_moves_out_of_their_buffer() {
+    let mut rig = Rig::new(length(), 1024);
+    let a = wire(rig.packer.as_dyn(), &[Message::new(1, vec![5u8; 292])]);
+    let b = wire(rig.packer.as_dyn(), &[Message::new(2, vec![6u8; 280])]);
+    let mut partial = None;
+    assert!(rig
+        .deliver(&mut partial, &a[..200], false)
+        .unwrap()
+        .is_empty());
+    // The rest of frame 1 and the header and 12 bytes of frame 2 (the
+    // tail: 20 bytes, 268 missing), in one read through the layer.
+    let mut input = a[200..].to_vec();
+    input.extend_from_slice(&b[..20]);
+    let Landing::Scratch(scratch) = rig.reader.landing(&mut partial, false) else {
+        panic!("a layer reads into scratch");
+    };
+    scratch[..input.len()].copy_from_slice(&input);
+    rig.reader
+        .decode(
+            &rig.packer,
+            &mut partial,
+            &rig.pool,
+            input.len(),
+            false,
+            PEER,
+            |bytes, stream, _| {
+                stream.extend_from_slice(bytes);
+                Ok(())
+            },
+        )
+        .unwrap();
+    let batch = rig.reader.take_batch();
+    assert_eq!(batch.frames.len(), 1);
+    let tail = partial.as_ref().expect("frame 2's start");
+    assert_eq!(tail.len(), 20);
+    let frames_end = batch.bytes.as_ptr_range().end;
+    assert_ne!(
+        tail.as_ptr(),
+        frames_end,
+        "the tail sits behind the frames, in their buffer"
+    );
+    rig.reader.finish(batch, &rig.pool);
+}
