@@ -154,6 +154,27 @@ mod tests {
     }
 
     #[test]
+    fn its_limit_is_the_one_it_was_made_with() {
+        assert_eq!(SeqPacker::new(1234).max_body_length(), 1234);
+        assert_eq!(
+            SeqPacker::default().max_body_length(),
+            crate::codec::LengthPacker::DEFAULT_MAX_BODY_LENGTH
+        );
+    }
+
+    #[test]
+    fn encode_around_writes_the_header_encode_writes() {
+        let p = SeqPacker::default();
+        let (mut before, mut after) = (BytesMut::new(), BytesMut::new());
+        assert!(p.encode_around(9, 77, 3, &mut before, &mut after).unwrap());
+        before.extend_from_slice(b"abc");
+        before.extend_from_slice(&after);
+        let mut whole = BytesMut::new();
+        p.encode(9, 77, b"abc", &mut whole).unwrap();
+        assert_eq!(before, whole);
+    }
+
+    #[test]
     fn byte_by_byte() {
         let p = SeqPacker::default();
         let mut wire = BytesMut::new();

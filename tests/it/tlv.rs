@@ -65,6 +65,32 @@ fn decode_empty_data_and_extreme_values() {
 }
 
 #[test]
+fn encode_around_writes_what_encode_writes_around_the_data() {
+    let p = TlvPacker::default();
+    let (mut before, mut after) = (BytesMut::new(), BytesMut::new());
+    assert!(p.encode_around(1, 7, 2, &mut before, &mut after).unwrap());
+    before.extend_from_slice(b"hi");
+    before.extend_from_slice(&after);
+    assert_eq!(&before[..], HI);
+}
+
+#[test]
+fn encoding_reserves_the_frame_not_more() {
+    let mut out = BytesMut::new();
+    TlvPacker::default()
+        .encode(1, 7, &[0; 1000], &mut out)
+        .unwrap();
+    assert_eq!(out.len(), 1000 + 14);
+    // One reservation of the frame's size: neither short of it (a second,
+    // doubling one) nor a multiple of it.
+    assert!(
+        out.capacity() < out.len() + 8,
+        "{} reserved",
+        out.capacity()
+    );
+}
+
+#[test]
 fn encode_literal_bytes() {
     let mut out = BytesMut::from(&b"keep"[..]);
     TlvPacker::default().encode(1, 7, b"hi", &mut out).unwrap();
