@@ -1,7 +1,8 @@
 //! What mutation testing found untested in the reader: buffers a read
 //! outgrew return to the pool once the batch is finished, a `peek` that
-//! stops answering mid-read is an error, room a `decode` made is kept,
-//! and two decodes before one dispatch keep the first one's frames.
+//! stops answering mid-read is an error, as is a `decode` that returns a
+//! message without consuming input, room a `decode` made is kept, and two
+//! decodes before one dispatch keep the first one's frames.
 
 use super::*;
 
@@ -225,4 +226,33 @@ fn a_small_tail_left_behind_split_frames_moves_out_of_their_buffer() {
         "the tail sits behind the frames, in their buffer"
     );
     rig.reader.finish(batch, &rig.pool);
+}
+
+/// A decode-only packer that returns its first message without taking
+/// its bytes from the buffer, then behaves.
+struct Lazy(std::sync::atomic::AtomicBool);
+
+impl Packer for Lazy {
+    fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, PackError> {
+        if !self.0.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(Some(Message::new(1, Bytes::new())));
+        }
+        Lines.decode(buf)
+    }
+
+    fn encode(&self, _: u32, _: u32, _: &[u8], _: &mut BytesMut) -> Result<(), PackError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_decode_that_returns_a_message_without_consuming_input_is_a_protocol_error() {
+    let lazy = Lazy(std::sync::atomic::AtomicBool::new(false));
+    let mut rig = Rig::new(ServerPacker::Custom(Box::new(lazy)), 1024);
+    let mut partial = None;
+    let got = rig.deliver(&mut partial, b"one\ntwo\n", true);
+    assert!(
+        matches!(got, Err(CloseReason::Protocol(PackError::Malformed(_)))),
+        "{got:?}"
+    );
 }
