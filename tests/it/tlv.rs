@@ -75,6 +75,13 @@ fn encode_around_writes_what_encode_writes_around_the_data() {
 }
 
 #[test]
+fn the_tlv_packer_carries_a_sequence_number() {
+    // Requests on it find their replies (on a packer that says no they
+    // fail at once with `Error::NoSeq`).
+    assert!(TlvPacker::default().carries_seq());
+}
+
+#[test]
 fn encoding_reserves_the_frame_not_more() {
     let mut out = BytesMut::new();
     TlvPacker::default()
