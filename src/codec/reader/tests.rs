@@ -62,6 +62,45 @@ impl Rig {
         }
     }
 
+    /// One read of `input` (as much as the landing takes) and its decode,
+    /// the messages left in the reader's batch; `plain` as in
+    /// [`deliver`](Self::deliver). Returns the bytes read and the result.
+    fn read_once(
+        &mut self,
+        partial: &mut Option<BytesMut>,
+        input: &[u8],
+        plain: bool,
+    ) -> (usize, Result<(), CloseReason>) {
+        let (n, direct) = match self.reader.landing(partial, plain) {
+            Landing::Spare { buf, max } => {
+                let n = input.len().min(max).min(buf.capacity() - buf.len());
+                let before = buf.capacity();
+                buf.extend_from_slice(&input[..n]);
+                assert_eq!(buf.capacity(), before, "a read never grows its buffer");
+                (n, true)
+            }
+            Landing::Scratch(s) => {
+                let n = input.len().min(s.len());
+                s[..n].copy_from_slice(&input[..n]);
+                (n, false)
+            }
+        };
+        assert!(n > 0, "a landing with no room");
+        let result = self.reader.decode(
+            &self.packer,
+            partial,
+            &self.pool,
+            n,
+            direct,
+            PEER,
+            |bytes, stream, _| {
+                stream.extend_from_slice(bytes);
+                Ok(())
+            },
+        );
+        (n, result)
+    }
+
     /// Deliver `input` as a peer would, in reads of what each landing asks
     /// for; `plain`: no layer (else an identity layer through scratch).
     /// Returns the messages handled, or the close reason.
@@ -73,34 +112,8 @@ impl Rig {
     ) -> Result<Vec<Message>, CloseReason> {
         let mut got = Vec::new();
         while !input.is_empty() {
-            let (n, direct) = match self.reader.landing(partial, plain) {
-                Landing::Spare { buf, max } => {
-                    let n = input.len().min(max).min(buf.capacity() - buf.len());
-                    let before = buf.capacity();
-                    buf.extend_from_slice(&input[..n]);
-                    assert_eq!(buf.capacity(), before, "a read never grows its buffer");
-                    (n, true)
-                }
-                Landing::Scratch(s) => {
-                    let n = input.len().min(s.len());
-                    s[..n].copy_from_slice(&input[..n]);
-                    (n, false)
-                }
-            };
-            assert!(n > 0, "a landing with no room");
+            let (n, result) = self.read_once(partial, input, plain);
             input = &input[n..];
-            let result = self.reader.decode(
-                &self.packer,
-                partial,
-                &self.pool,
-                n,
-                direct,
-                PEER,
-                |bytes, stream, _| {
-                    stream.extend_from_slice(bytes);
-                    Ok(())
-                },
-            );
             let batch = self.reader.take_batch();
             got.extend(batch.iter().map(|(id, seq, body, _, _)| Message {
                 id,

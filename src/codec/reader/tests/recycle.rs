@@ -144,21 +144,9 @@ fn frames_of_two_decodes_before_one_dispatch_keep_their_bodies_and_order() {
     let mut partial = None;
     for sent in [&first, &second] {
         let bytes = wire(rig.packer.as_dyn(), sent);
-        let Landing::Spare { buf, .. } = rig.reader.landing(&mut partial, true) else {
-            panic!("plain TCP between frames reads into rx");
-        };
-        buf.extend_from_slice(&bytes);
-        rig.reader
-            .decode(
-                &rig.packer,
-                &mut partial,
-                &rig.pool,
-                bytes.len(),
-                true,
-                PEER,
-                |_, _, _| unreachable!("no layer on plain TCP"),
-            )
-            .unwrap();
+        let (n, result) = rig.read_once(&mut partial, &bytes, true);
+        assert_eq!(n, bytes.len(), "one read");
+        result.unwrap();
     }
     let batch = rig.reader.take_batch();
     let got: Vec<_> = batch
@@ -197,24 +185,9 @@ fn a_small_tail_left_behind_split_frames_moves_out_of_their_buffer() {
     // tail: 20 bytes, 268 missing), in one read through the layer.
     let mut input = a[200..].to_vec();
     input.extend_from_slice(&b[..20]);
-    let Landing::Scratch(scratch) = rig.reader.landing(&mut partial, false) else {
-        panic!("a layer reads into scratch");
-    };
-    scratch[..input.len()].copy_from_slice(&input);
-    rig.reader
-        .decode(
-            &rig.packer,
-            &mut partial,
-            &rig.pool,
-            input.len(),
-            false,
-            PEER,
-            |bytes, stream, _| {
-                stream.extend_from_slice(bytes);
-                Ok(())
-            },
-        )
-        .unwrap();
+    let (n, result) = rig.read_once(&mut partial, &input, false);
+    assert_eq!(n, input.len(), "one read");
+    result.unwrap();
     let batch = rig.reader.take_batch();
     assert_eq!(batch.frames.len(), 1);
     let tail = partial.as_ref().expect("frame 2's start");
