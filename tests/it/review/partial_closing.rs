@@ -39,6 +39,17 @@ fn send_partial_record<D>(conn: &mut rustls::ConnectionCommon<D>, tcp: &mut TcpS
     tcp.write_all(&wire[..10 << 10]).unwrap();
 }
 
+/// A TLS client of `server` whose socket takes at most 4 KiB: the server
+/// fills the socket quickly and keeps the rest of its reply in records.
+fn slow_reader(server: &netloom::ServerHandle, cert: &crate::tls_support::TestCert) -> TlsPeer {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect_timeout(&server.local_addr().into(), TIMEOUT)
+        .unwrap();
+    TlsPeer::over(socket.into(), client_config(cert))
+}
+
 /// A wss:// server whose handler replies `reply` bytes and closes
 /// (`Local`: it then waits for the client's close frame), and a client
 /// with a 4 KiB receive buffer (set before connecting) that sends one
@@ -64,12 +75,7 @@ fn closing_wss_over_budget(reply: usize) -> (CloseReason, Duration, netloom::Sta
             }),
     );
     let server = builder.bind_ws("127.0.0.1:0").unwrap().start().unwrap();
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket
-        .connect_timeout(&server.local_addr().into(), TIMEOUT)
-        .unwrap();
-    let mut peer = TlsPeer::over(socket.into(), client_config(&cert));
+    let mut peer = slow_reader(&server, &cert);
     peer.send_raw(upgrade_request("/").as_bytes());
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -264,12 +270,7 @@ fn a_tls_connection_with_records_unwritten_at_the_shutdown_deadline_is_unflushed
         .unwrap()
         .start()
         .unwrap();
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket
-        .connect_timeout(&server.local_addr().into(), TIMEOUT)
-        .unwrap();
-    let mut peer = TlsPeer::over(socket.into(), client_config(&cert));
+    let mut peer = slow_reader(&server, &cert);
     peer.send(1, b"");
     wait_until("the reply queued", || server.stats().messages_out == 1);
     let stats = server.stats();
