@@ -165,8 +165,10 @@ pub struct Stats {
     pub unknown_ids: u64,
     /// Handlers or middleware that returned `Err`.
     pub handler_errors: u64,
-    /// Connections closed with data still queued because the close linger
-    /// or the shutdown deadline ran out, or because their peer was taken
+    /// Connections closed with data still unsent (bytes queued, or TLS
+    /// records sealed and not yet written) because the close linger or
+    /// the shutdown deadline ran out, or the partial-frame budget dropped
+    /// a connection already closing, or because their peer was taken
     /// for dead (heartbeat, health check, request timeouts: no linger
     /// then) (that data was dropped), and
     /// dialed connections that lost a message cut in the middle when
