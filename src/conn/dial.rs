@@ -133,11 +133,8 @@ impl Dial {
     /// [`Hub::dial`](crate::Hub::dial) fail with
     /// [`Error::Config`](crate::Error::Config).
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
-        self.reconnect = Some(Reconnect {
-            initial: saturate(policy.initial),
-            max: saturate(policy.max),
-            ..policy
-        });
+        // `Reconnect::delay` caps its numbers where it computes a delay.
+        self.reconnect = Some(policy);
         self
     }
 
@@ -166,11 +163,9 @@ impl Dial {
     /// [`Error::NoSeq`](crate::Error::NoSeq) otherwise); a zero `interval`
     /// or `timeout` is an [`Error::Config`](crate::Error::Config).
     pub fn health_check(mut self, check: HealthCheck) -> Self {
-        self.health = Some(HealthCheck {
-            interval: saturate(check.interval),
-            timeout: saturate(check.timeout),
-            ..check
-        });
+        // The loop caps both where it uses them: the interval on the
+        // timer wheel, the timeout as a request's.
+        self.health = Some(check);
         self
     }
 

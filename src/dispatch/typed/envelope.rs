@@ -50,9 +50,9 @@ pub(crate) fn dispatcher(
     table: Arc<OnceLock<FxHashMap<String, DataFn>>>,
 ) -> impl Fn(&mut Context<'_>) -> HandlerResult + Send + Sync + 'static {
     move |ctx: &mut Context<'_>| {
-        let msg: Incoming<'_> = ctx.json().map_err(|e| DecodeError {
-            format: "json envelope",
-            ..e
+        let msg: Incoming<'_> = ctx.json().map_err(|mut e| {
+            e.format = "json envelope";
+            e
         })?;
         let data = msg.data.0.map_or("{}", RawValue::get);
         match table.get().and_then(|t| t.get(&*msg.kind)) {

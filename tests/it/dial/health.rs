@@ -212,3 +212,33 @@ fn the_link_policies_need_sequence_numbers_and_sane_numbers() {
     assert!(matches!(client.hub().dial(dial), Err(Error::Config(_))));
     client.shutdown(TIMEOUT).unwrap();
 }
+
+/// `Duration::MAX` means never (the loop caps it where it uses it, and
+/// in a debug build an overflow would panic the loop): a check every
+/// `MAX` never comes (one that did would time out in 1 ms and drop its
+/// link), and checks every 20 ms that wait `MAX` for their reply never
+/// time out.
+#[test]
+fn health_check_durations_of_duration_max_mean_never() {
+    let (addr, accepts) = silent_backend();
+    let (client, downs) = dialer();
+    let never_sent = HealthCheck {
+        id: 9,
+        body: "ping".into(),
+        interval: Duration::MAX,
+        timeout: Duration::from_millis(1),
+    };
+    let never_late = HealthCheck {
+        interval: Duration::from_millis(20),
+        timeout: Duration::MAX,
+        ..never_sent.clone()
+    };
+    for check in [never_sent, never_late] {
+        let dial = Dial::new(addr).reconnect(quick()).health_check(check);
+        client.hub().dial(dial).unwrap();
+        accepts.recv_timeout(TIMEOUT).expect("connected");
+    }
+    let quiet = Duration::from_millis(500);
+    assert!(downs.recv_timeout(quiet).is_err(), "a link was dropped");
+    client.shutdown(TIMEOUT).expect("no loop thread panicked");
+}
