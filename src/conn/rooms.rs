@@ -135,18 +135,25 @@ impl Rooms {
     }
 }
 
-/// Give back a map's memory once it is a quarter full (a spike of rooms
-/// or members gone): memory follows membership, amortised O(1).
+/// The capacity a map or set of `len` entries in `capacity` places gives
+/// its memory back down to, once it is less than a quarter full (a spike
+/// of rooms or members gone): room for as many entries again. Memory
+/// follows membership, amortised O(1).
+fn shrunk(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > 64 && len < capacity / 4).then_some(len * 2)
+}
+
+/// [`shrunk`] for a map.
 fn shrink_map<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(map: &mut HashMap<K, V, S>) {
-    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
-        map.shrink_to(map.len() * 2);
+    if let Some(to) = shrunk(map.len(), map.capacity()) {
+        map.shrink_to(to);
     }
 }
 
-/// [`shrink_map`] for a member set.
+/// [`shrunk`] for a member set.
 fn shrink_set<T: std::hash::Hash + Eq, S: std::hash::BuildHasher>(set: &mut HashSet<T, S>) {
-    if set.capacity() > 64 && set.len() < set.capacity() / 4 {
-        set.shrink_to(set.len() * 2);
+    if let Some(to) = shrunk(set.len(), set.capacity()) {
+        set.shrink_to(to);
     }
 }
 
@@ -276,6 +283,39 @@ mod tests {
         rooms.join(id(2, 1), "r0", &counts).unwrap();
         assert_eq!(rooms.members("r0", Some(id(1, 1))), vec![id(2, 1)]);
         assert!(rooms.members("nowhere", None).is_empty());
+    }
+
+    /// `shrink_map` and `shrink_set` give memory back from a map of more
+    /// than 64 places less than a quarter full, and only then, keeping
+    /// room for as many entries again: a map's capacity before, its
+    /// length and its capacity after, filled to `len(capacity)` entries.
+    #[test]
+    fn maps_shrink_only_when_large_and_under_a_quarter_full() {
+        fn map(reserve: usize, len: fn(usize) -> usize) -> (usize, usize, usize) {
+            let mut map = HashMap::<usize, ()>::with_capacity(reserve);
+            let before = map.capacity();
+            map.extend((0..len(before)).map(|k| (k, ())));
+            shrink_map(&mut map);
+            (before, map.len(), map.capacity())
+        }
+        fn set(reserve: usize, len: fn(usize) -> usize) -> (usize, usize, usize) {
+            let mut set = HashSet::<usize>::with_capacity(reserve);
+            let before = set.capacity();
+            set.extend(0..len(before));
+            shrink_set(&mut set);
+            (before, set.len(), set.capacity())
+        }
+        for sized in [map, set] {
+            let (before, _, after) = sized(100, |cap| cap / 4);
+            assert!(before > 64 && after == before, "a quarter full: kept");
+            let (before, _, after) = sized(50, |_| 1);
+            assert!(before <= 64 && after == before, "small: kept");
+            for quarter in [|cap| cap / 4 - 1, |cap| cap / 10] {
+                let (before, len, after) = sized(200, quarter);
+                assert!(before > 64 && after < before, "under a quarter: shrunk");
+                assert!(after >= 2 * len, "{len} in {after}: no room for as many");
+            }
+        }
     }
 
     #[test]
