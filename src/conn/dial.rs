@@ -353,3 +353,20 @@ impl DialState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dial's `Debug` names its hooks (never calling them).
+    #[test]
+    fn a_dials_debug_names_its_resolver_and_watch() {
+        let mut dial = Dial::new("127.0.0.1:1".parse().unwrap());
+        dial.watch = Some(Watch(Arc::new(|_| {})));
+        let said = format!("{dial:?}");
+        assert!(
+            said.contains("resolver: Resolver") && said.contains("watch: Some(Watch)"),
+            "{said}"
+        );
+    }
+}

@@ -13,6 +13,8 @@ mod awaiting;
 mod dials;
 mod rooms;
 mod sends;
+#[cfg(test)]
+mod testing;
 
 use super::dial::DialState;
 use super::requests::Requests;

@@ -114,6 +114,10 @@ fn a_connection_arms_one_timer_for_many_requests() {
     let next = r.take_deadlines();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].at, t0 + second + TOMBSTONE_MIN);
+    // Two more at one instant with one timeout: still one timer.
+    r.start(2, 1, true, second, sink().0, t0);
+    r.start(2, 1, true, second, sink().0, t0);
+    assert_eq!(r.take_deadlines().len(), 1, "one timer for one deadline");
     // Forgotten at its end: nothing left, no timer.
     assert!(r.expire_due(1, 1, next[0].serial, next[0].at).is_empty());
     assert!(r.take_deadlines().is_empty());
@@ -180,4 +184,43 @@ fn a_forgotten_callback_is_never_called() {
         );
     })));
     assert!(called.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[test]
+fn a_tombstone_lives_until_its_end_and_no_longer() {
+    let mut r = Requests::default();
+    let t0 = Instant::now();
+    let a = r.start(1, 1, true, Duration::from_secs(1), sink().0, t0);
+    let b = r.start(1, 1, true, Duration::from_secs(2), sink().0, t0);
+    // The armed timer fires at `now`: how many requests timed out.
+    fn fire(r: &mut Requests, now: Instant) -> usize {
+        let armed = r.take_deadlines();
+        assert_eq!(armed.len(), 1);
+        r.expire_due(1, 1, armed[0].serial, now).len()
+    }
+    assert_eq!(fire(&mut r, t0 + Duration::from_secs(1)), 1, "a timed out");
+    assert_eq!(fire(&mut r, t0 + Duration::from_secs(2)), 1, "b timed out");
+    // b's timeout left a's tombstone alone: a's reply is late.
+    assert!(matches!(r.matched(1, 1, a), Matched::Late));
+    // Past b's tombstone's end (2 s + TOMBSTONE_MIN), it is gone: b's
+    // reply is an ordinary message.
+    let after = t0 + Duration::from_secs(2) + TOMBSTONE_MIN + Duration::from_secs(1);
+    assert_eq!(fire(&mut r, after), 0);
+    assert!(matches!(r.matched(1, 1, b), Matched::Unmatched));
+}
+
+#[test]
+fn a_slots_leftover_requests_fail_when_its_next_occupant_starts_one() {
+    let mut r = Requests::default();
+    let (s, rx) = sink();
+    r.start(5, 1, true, Duration::from_secs(1), s, Instant::now());
+    // Generation 1's loss is not reported yet when 2 starts a request.
+    r.start(5, 2, true, Duration::from_secs(1), sink().0, Instant::now());
+    let orphans = r.take_orphans();
+    assert_eq!(orphans.len(), 1);
+    for s in orphans {
+        s.deliver(Err(Error::Disconnected));
+    }
+    assert!(matches!(rx.try_recv(), Ok(Err(Error::Disconnected))));
+    assert!(r.take_orphans().is_empty(), "taken once");
 }

@@ -81,26 +81,8 @@ impl ConnTable {
 
 #[cfg(all(test, debug_assertions))]
 mod tests {
-    use std::sync::Arc;
-
+    use super::super::testing::table;
     use super::*;
-    use crate::codec::{SeqPacker, ServerPacker};
-    use crate::config::Config;
-    use crate::transport::Wire;
-
-    fn table() -> ConnTable {
-        let config = Config::default();
-        let packer = ServerPacker::Custom(Box::new(SeqPacker::default()));
-        let wire = Wire::new(packer, Vec::new(), None, None, Vec::new(), &config).unwrap();
-        ConnTable::new(
-            1,
-            0,
-            Arc::new(wire),
-            &config,
-            Arc::default(),
-            Arc::default(),
-        )
-    }
 
     #[test]
     fn a_reply_delivered_with_no_borrow_held_runs() {

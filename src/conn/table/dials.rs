@@ -121,3 +121,28 @@ impl ConnTable {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::table;
+    use super::*;
+
+    /// A dial reserved is work for the loop's next turn (it must not sleep
+    /// first), and only a dialed connection without a socket is one to
+    /// connect.
+    #[test]
+    fn a_reserved_dial_is_work_for_the_next_turn_and_only_a_down_dial_connects() {
+        let table = table();
+        assert!(!table.has_deferred());
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let id = table.reserve_dial(Arc::new(Dial::new(addr)));
+        assert!(table.has_deferred(), "a dial to start, no request timer");
+        assert_eq!(table.take_dials(), vec![id]);
+        assert!(!table.has_deferred());
+        assert!(table.down_dial(id).is_some());
+        // An accepted connection (without a socket here) is never dialed.
+        let generation = table.next_generation();
+        let key = table.insert(Conn::new(None, addr, generation, 0, Layer::default()));
+        assert_eq!(table.down_dial(table.id(key, generation)), None);
+    }
+}
