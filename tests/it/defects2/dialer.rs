@@ -192,3 +192,30 @@ fn a_reconnect_delay_beyond_any_duration_does_not_kill_the_loop() {
     client.shutdown(TIMEOUT).expect("no loop thread panicked");
     backend.shutdown(TIMEOUT).unwrap();
 }
+
+/// `initial: Duration::MAX`: the first delay is `FOREVER`, shown as such
+/// in `on_disconnect`, and the loop survives to serve another dial.
+#[test]
+fn a_reconnect_policy_of_duration_max_waits_forever_and_says_so() {
+    let (backend, got) = backend_on(free_port());
+    let (client, downs) = dialer(1);
+    let policy = Reconnect {
+        initial: Duration::MAX,
+        factor: 2.0,
+        max: Duration::MAX,
+        jitter: 0.0,
+        max_attempts: None,
+    };
+    let conn = client
+        .hub()
+        .dial(Dial::new(free_port()).reconnect(policy))
+        .unwrap();
+    let first = downs.recv_timeout(TIMEOUT).expect("first loss");
+    assert_eq!((first.attempt, first.retry_in), (1, netloom::FOREVER));
+    let other = client.hub().connect(backend.local_addr()).unwrap();
+    other.send(5, b"alive").unwrap();
+    assert_eq!(got.recv_timeout(TIMEOUT).expect("loop alive"), b"alive");
+    conn.close();
+    client.shutdown(TIMEOUT).expect("no loop thread panicked");
+    backend.shutdown(TIMEOUT).unwrap();
+}
