@@ -132,8 +132,11 @@ impl Dial {
     /// numbers make no sense (see [`Reconnect`]) makes
     /// [`Hub::dial`](crate::Hub::dial) fail with
     /// [`Error::Config`](crate::Error::Config).
-    pub fn reconnect(mut self, policy: Reconnect) -> Self {
-        // `Reconnect::delay` caps its numbers where it computes a delay.
+    pub fn reconnect(mut self, mut policy: Reconnect) -> Self {
+        // Capped here, at the API (`Reconnect::delay` saturates all the
+        // same, as every use of a duration does).
+        policy.initial = saturate(policy.initial);
+        policy.max = saturate(policy.max);
         self.reconnect = Some(policy);
         self
     }
@@ -162,9 +165,9 @@ impl Dial {
     /// ([`Hub::dial`](crate::Hub::dial) fails with
     /// [`Error::NoSeq`](crate::Error::NoSeq) otherwise); a zero `interval`
     /// or `timeout` is an [`Error::Config`](crate::Error::Config).
-    pub fn health_check(mut self, check: HealthCheck) -> Self {
-        // The loop caps both where it uses them: the interval on the
-        // timer wheel, the timeout as a request's.
+    pub fn health_check(mut self, mut check: HealthCheck) -> Self {
+        check.interval = saturate(check.interval);
+        check.timeout = saturate(check.timeout);
         self.health = Some(check);
         self
     }

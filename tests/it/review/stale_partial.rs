@@ -1,6 +1,7 @@
 //! A dialed TLS link lost in the middle of a record must stop counting
 //! that record against the loop's partial-frame budget: its TLS session
-//! (and the record buffer) is gone while it waits to reconnect.
+//! (and the record buffer) is gone while it waits to reconnect. Nor does
+//! a connection closed in the middle of a frame count it any longer.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -89,5 +90,35 @@ fn a_lost_tls_link_waiting_to_reconnect_holds_nothing_against_the_budget() {
         "the idle link was dropped again: {again:?}"
     );
     assert_eq!(server.stats().closed_by(&CloseReason::MemoryLimit), 0);
+    server.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+/// A client gone in the middle of a 1 MB frame gives back what its
+/// partial frame held: `Stats::partial_held` (what the loop's budget
+/// counts) returns to 0.
+#[test]
+fn a_connection_closed_mid_frame_holds_nothing_against_the_budget() {
+    init_logs();
+    let server = Server::builder()
+        .event_loops(1)
+        .route(1, echo)
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .start()
+        .unwrap();
+    let mut client = TcpStream::connect(server.local_addr()).unwrap();
+    let wire = frame(1, &vec![b'x'; 1 << 20]);
+    client.write_all(&wire[..200_000]).unwrap();
+    wait_until("the partial frame is held", || {
+        server.stats().partial_held >= 100_000
+    });
+    drop(client);
+    wait_until(
+        "the closed connection's partial frame is given back",
+        || {
+            let stats = server.stats();
+            stats.connections == 0 && stats.partial_held == 0
+        },
+    );
     server.shutdown(Duration::from_secs(5)).unwrap();
 }
