@@ -213,11 +213,10 @@ fn the_link_policies_need_sequence_numbers_and_sane_numbers() {
     client.shutdown(TIMEOUT).unwrap();
 }
 
-/// `Duration::MAX` means never (the loop caps it where it uses it, and
-/// in a debug build an overflow would panic the loop): a check every
-/// `MAX` never comes (one that did would time out in 1 ms and drop its
-/// link), and checks every 20 ms that wait `MAX` for their reply never
-/// time out.
+/// `Duration::MAX` means never (capped at `FOREVER`; an overflow would
+/// panic the loop in a debug build): a check every `MAX` never comes (one
+/// that did would time out in 1 ms and drop its link), and checks every
+/// 20 ms that wait `MAX` for their reply never time out.
 #[test]
 fn health_check_durations_of_duration_max_mean_never() {
     let (addr, accepts) = silent_backend();
