@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 
 use crate::buf::pool::Pool;
-use crate::codec::reader::{Batch, FrameReader, Landing};
+use crate::codec::reader::{Batch, FrameReader};
 use crate::codec::{LengthPacker, Message, Packer, ServerPacker};
 use crate::error::CloseReason;
 use crate::transport::udp;
@@ -122,21 +122,7 @@ impl Reader {
     ) -> Result<(), CloseReason> {
         let partial = &mut self.partials[conn];
         while !input.is_empty() {
-            let (n, direct) = match self.reader.landing(partial, self.plain) {
-                Landing::Spare { buf, max } => {
-                    let n = input.len().min(max).min(buf.capacity() - buf.len());
-                    let before = buf.capacity();
-                    buf.extend_from_slice(&input[..n]);
-                    assert_eq!(buf.capacity(), before, "a read grew its buffer");
-                    (n, true)
-                }
-                Landing::Scratch(s) => {
-                    let n = input.len().min(s.len());
-                    s[..n].copy_from_slice(&input[..n]);
-                    (n, false)
-                }
-            };
-            assert!(n > 0, "a landing with no room");
+            let (n, direct) = self.reader.landing(partial, self.plain).fill(input);
             input = &input[n..];
             let result = self.reader.decode(
                 &self.packer,

@@ -127,6 +127,25 @@ impl Landing<'_> {
     pub(crate) fn is_direct(&self) -> bool {
         matches!(self, Landing::Spare { .. })
     }
+
+    /// Land what of `input` fits, as a read from a socket would (the
+    /// reader's tests and fuzz driver feed it so): how many bytes, and
+    /// whether they landed straight in the stream.
+    #[cfg(any(test, feature = "bench-internals"))]
+    pub(crate) fn fill(self, input: &[u8]) -> (usize, bool) {
+        let direct = self.is_direct();
+        let n = input.len().min(self.asked());
+        match self {
+            Landing::Spare { buf, .. } => {
+                let before = buf.capacity();
+                buf.extend_from_slice(&input[..n]);
+                assert_eq!(buf.capacity(), before, "a read never grows its buffer");
+            }
+            Landing::Scratch(s) => s[..n].copy_from_slice(&input[..n]),
+        }
+        assert!(n > 0, "a landing with no room");
+        (n, direct)
+    }
 }
 
 /// A loop's frame reader; see the [module docs](self).

@@ -71,21 +71,7 @@ impl Rig {
         input: &[u8],
         plain: bool,
     ) -> (usize, Result<(), CloseReason>) {
-        let (n, direct) = match self.reader.landing(partial, plain) {
-            Landing::Spare { buf, max } => {
-                let n = input.len().min(max).min(buf.capacity() - buf.len());
-                let before = buf.capacity();
-                buf.extend_from_slice(&input[..n]);
-                assert_eq!(buf.capacity(), before, "a read never grows its buffer");
-                (n, true)
-            }
-            Landing::Scratch(s) => {
-                let n = input.len().min(s.len());
-                s[..n].copy_from_slice(&input[..n]);
-                (n, false)
-            }
-        };
-        assert!(n > 0, "a landing with no room");
+        let (n, direct) = self.reader.landing(partial, plain).fill(input);
         let result = self.reader.decode(
             &self.packer,
             partial,

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver};
 use netloom::{
-    CloseReason, Context, Dial, Disconnect, Error, Reconnect, SeqPacker, Server, ServerHandle,
+    CloseReason, ConnHandle, Context, Dial, Disconnect, Error, Reconnect, SeqPacker, Server,
+    ServerHandle,
 };
 
 use super::free_port;
@@ -184,13 +185,7 @@ fn a_reconnect_delay_beyond_any_duration_does_not_kill_the_loop() {
         "{:?}",
         second.retry_in
     );
-    // The one loop still works: another dial on it is served.
-    let other = client.hub().connect(backend.local_addr()).unwrap();
-    other.send(5, b"alive").unwrap();
-    assert_eq!(got.recv_timeout(TIMEOUT).expect("loop alive"), b"alive");
-    conn.close();
-    client.shutdown(TIMEOUT).expect("no loop thread panicked");
-    backend.shutdown(TIMEOUT).unwrap();
+    still_serves_then_stop(client, backend, &got, conn);
 }
 
 /// `initial: Duration::MAX`: the first delay is `FOREVER`, shown as such
@@ -212,6 +207,17 @@ fn a_reconnect_policy_of_duration_max_waits_forever_and_says_so() {
         .unwrap();
     let first = downs.recv_timeout(TIMEOUT).expect("first loss");
     assert_eq!((first.attempt, first.retry_in), (1, netloom::FOREVER));
+    still_serves_then_stop(client, backend, &got, conn);
+}
+
+/// The dialer's one loop still works (another dial on it is served);
+/// then `conn` is closed and both servers stop, no loop thread panicked.
+fn still_serves_then_stop(
+    client: ServerHandle,
+    backend: ServerHandle,
+    got: &Receiver<Vec<u8>>,
+    conn: ConnHandle,
+) {
     let other = client.hub().connect(backend.local_addr()).unwrap();
     other.send(5, b"alive").unwrap();
     assert_eq!(got.recv_timeout(TIMEOUT).expect("loop alive"), b"alive");
