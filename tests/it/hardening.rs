@@ -14,7 +14,7 @@ use netloom::{Builder, CloseReason, Server, ServerHandle, SlowPeerPolicy};
 use crate::common::{
     echo, frame, start_tracked, track_closes, wait_until, Client, Closes, TIMEOUT,
 };
-use crate::ws_raw::{flood_pings, RawWs};
+use crate::ws_raw::{flood_pings, ping_frame, RawWs};
 
 /// A server with a WebSocket listener (`local_addrs()[0]`) echoing text
 /// and a TCP one (`local_addrs()[1]`) echoing id 1.
@@ -83,6 +83,39 @@ fn a_ping_flood_that_never_reads_is_paused_at_the_high_water_mark() {
     let mut other = Client::connect(server.local_addrs()[1]);
     other.send(1, b"still here");
     assert_eq!(other.recv(), (1, b"still here".to_vec()));
+    drop(flooder);
+    server.shutdown(TIMEOUT).unwrap();
+}
+
+/// The same flood at a mark below what one read's pings answer: the peer
+/// is paused, never closed (found by mutation testing: closing a peer that
+/// may be paused, once its unread pongs were over the mark, passed). Once
+/// it reads, it gets a pong for every ping, then the echo of its text.
+#[test]
+fn a_ping_flood_over_a_small_mark_is_paused_and_then_answered_in_full() {
+    let server = ws_server(Server::builder().event_loops(1).write_high_water(8 << 10));
+    let (mut flooder, _) = ws_peer(&server);
+    let sent = flood_pings(&mut flooder, 8 << 20, Duration::from_millis(500));
+    assert!(server.stats().slow_peer_events >= 1, "{}", server.stats());
+    // The rest of a ping cut by the stalled write, written while this
+    // thread reads (the server reads as it is read).
+    let rest = ping_frame()[sent % 131..].to_vec();
+    let rest = if rest.len() == 131 { Vec::new() } else { rest };
+    let mut writer = flooder.stream.try_clone().unwrap();
+    writer.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let written = std::thread::spawn(move || writer.write_all(&rest));
+    for i in 0..sent.div_ceil(131) {
+        let got = flooder.recv().map(|(first, _)| first);
+        assert_eq!(
+            got,
+            Some(0x8a),
+            "pong {i}, {sent} bytes of pings; {}",
+            server.stats()
+        );
+    }
+    written.join().unwrap().unwrap();
+    flooder.send_frame(0x81, b"after the pings", true);
+    assert_eq!(flooder.recv(), Some((0x81, b"after the pings".to_vec())));
     drop(flooder);
     server.shutdown(TIMEOUT).unwrap();
 }

@@ -75,14 +75,32 @@ fn a_ping_flood_on_a_connection_with_a_request_in_flight_stays_bounded() {
 /// reads everything and answers, is not closed, and the reply comes.
 #[test]
 fn a_few_pings_over_the_mark_with_a_request_in_flight_are_answered() {
-    const MARK: usize = 64 << 10;
+    // (Found by mutation testing: a request of four times the mark went
+    // into the kernel's buffers whole, and the queue was never over it.)
+    pings_over_the_mark_are_answered(64 << 10, 16 << 20, 16);
+}
+
+/// The bound's edge (found by mutation testing: closing at the mark
+/// rather than over it passed): pongs unread over the mark that come to
+/// exactly the mark (64 of 127 bytes) do not close the peer.
+#[test]
+fn pongs_unread_up_to_the_mark_with_a_request_in_flight_are_answered() {
+    pings_over_the_mark_are_answered(64 * 127, 16 << 20, 64);
+}
+
+/// A server that waits on a request of `body` bytes to a WebSocket client
+/// (mark `mark`) gets `pings` pings from it before it reads anything; the
+/// client then reads the request and every pong, and answers. A `body`
+/// far larger than the kernel takes from a peer that does not read keeps
+/// the queue over the mark while it pings.
+fn pings_over_the_mark_are_answered(mark: usize, body: usize, pings: usize) {
     init_logs();
     let (tx, opened) = unbounded();
     let server = Server::builder()
         .event_loops(2)
-        .packer(SeqPacker::default())
+        .packer(SeqPacker::new(body))
         .ws_mode(WsMode::Packer)
-        .write_high_water(MARK)
+        .write_high_water(mark)
         .ws_on_upgrade(move |s, _| {
             let _ = tx.send(s.handle());
             Ok(())
@@ -93,23 +111,27 @@ fn a_few_pings_over_the_mark_with_a_request_in_flight_are_answered() {
         .unwrap();
     let mut ws = RawWs::connect(server.local_addr(), "/");
     let conn: ConnHandle = opened.recv_timeout(TIMEOUT).unwrap();
-    let body = vec![b'r'; 4 * MARK];
+    let body = vec![b'r'; body];
     let (reply_tx, reply) = unbounded();
     conn.request_with(7, &body, Duration::from_secs(30), move |r| {
         let _ = reply_tx.send(r);
     })
     .unwrap();
+    // The request is on its way (the rest of it queued) before the pings.
+    while ws.buf.is_empty() {
+        assert!(ws.fill() > 0, "closed before the request");
+    }
     let before = server.stats().bytes_in;
-    for _ in 0..16 {
+    for _ in 0..pings {
         ws.write(&ping_frame());
     }
     wait_until("the server to read the pings", || {
-        server.stats().bytes_in >= before + 16 * 131
+        server.stats().bytes_in >= before + pings as u64 * 131
     });
     let (first, request) = ws.recv().expect("the request");
     assert_eq!(first, 0x82);
     assert_eq!(request.len(), 12 + body.len());
-    for _ in 0..16 {
+    for _ in 0..pings {
         assert_eq!(ws.recv().expect("a pong").0, 0x8a);
     }
     // The answer: the request's header (its sequence number) and "ok".
