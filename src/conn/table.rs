@@ -15,6 +15,8 @@ mod rooms;
 mod sends;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 
 use super::dial::DialState;
 use super::requests::Requests;
