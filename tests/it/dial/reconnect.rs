@@ -217,6 +217,10 @@ fn while_down_refuse_refuses_sends_and_requests() {
         b"again",
         "a refused send went out"
     );
+    // A message to many goes to it while it is up (found by mutation
+    // testing: refusing every send to a connected link passed).
+    d.server.hub().send_to([conn.id()], 5, b"to many").unwrap();
+    assert_eq!(got.recv_timeout(TIMEOUT).unwrap(), b"to many");
     d.server.shutdown(TIMEOUT).unwrap();
     backend.shutdown(TIMEOUT).unwrap();
 }
