@@ -128,6 +128,13 @@ fn pings_over_the_mark_are_answered(mark: usize, body: usize, pings: usize) {
     wait_until("the server to read the pings", || {
         server.stats().bytes_in >= before + pings as u64 * 131
     });
+    // What went out leaves more than the mark of the request queued: its
+    // pongs were answered with the queue over the mark.
+    let stats = server.stats();
+    assert!(
+        stats.bytes_out as usize + mark < body.len(),
+        "the request was not held over the mark: {stats}"
+    );
     let (first, request) = ws.recv().expect("the request");
     assert_eq!(first, 0x82);
     assert_eq!(request.len(), 12 + body.len());

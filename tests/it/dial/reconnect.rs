@@ -162,12 +162,18 @@ fn sends_while_down_are_queued_and_arrive_once_in_order_after_the_reconnect() {
     for i in 0..200u32 {
         conn.send(5, i.to_le_bytes()).expect("queued while down");
     }
+    // A message to many is queued too (found by review: refusing it to a
+    // down link that queues passed).
+    d.server
+        .hub()
+        .send_to([conn.id()], 5, 200u32.to_le_bytes())
+        .unwrap();
     // A request made while down fails at the next loss, or is answered
     // after the reconnect; it never hangs.
     let (backend, got2, opened) = backend_on(addr);
     drop(got);
     opened.recv_timeout(TIMEOUT).unwrap();
-    for i in 0..200u32 {
+    for i in 0..=200u32 {
         assert_eq!(got2.recv_timeout(TIMEOUT).unwrap(), i.to_le_bytes());
     }
     // Nothing twice: a round trip after them finds nothing else queued.
@@ -197,6 +203,11 @@ fn while_down_refuse_refuses_sends_and_requests() {
     crate::common::wait_until("the refused send to be counted", || {
         d.server.stats().send_errors == errors + 1
     });
+    // So is a message to many (not queued for after the reconnect).
+    d.server.hub().send_to([conn.id()], 5, b"down").unwrap();
+    crate::common::wait_until("the refused message to many to be counted", || {
+        d.server.stats().send_errors == errors + 2
+    });
     let refused = conn.request(1, b"down", TIMEOUT).and_then(|p| p.wait());
     assert!(matches!(refused, Err(Error::Disconnected)), "{refused:?}");
     let (backend, got, opened) = backend_on(addr);
@@ -218,7 +229,7 @@ fn while_down_refuse_refuses_sends_and_requests() {
         "a refused send went out"
     );
     // A message to many goes to it while it is up (found by mutation
-    // testing: refusing every send to a connected link passed).
+    // testing: refusing a message to many to a connected link passed).
     d.server.hub().send_to([conn.id()], 5, b"to many").unwrap();
     assert_eq!(got.recv_timeout(TIMEOUT).unwrap(), b"to many");
     d.server.shutdown(TIMEOUT).unwrap();

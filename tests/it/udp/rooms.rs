@@ -65,5 +65,8 @@ fn a_publication_too_large_for_a_datagram_skips_the_udp_session_counted() {
         1,
         "{stats}"
     );
+    // Skipped before it was queued: a failed send, not a queued frame the
+    // socket then drops.
+    assert_eq!(stats.send_errors, 1, "{stats}");
     server.shutdown(TIMEOUT).unwrap();
 }
