@@ -211,3 +211,31 @@ impl Envelopes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by mutation testing: the bound could grow or shrink, and the
+    /// cut step forward past a character, with every test passing.
+    #[cfg(any(feature = "json", feature = "msgpack", feature = "protobuf"))]
+    #[test]
+    fn a_decode_errors_words_are_cut_at_the_bound_on_a_character_boundary() {
+        let words = |s: String| DecodeError::new("json", 1, s).message;
+        let fits = "a".repeat(MESSAGE_MAX - 3);
+        assert_eq!(words(fits.clone()), fits, "what fits is kept whole");
+        let cut = words("a".repeat(MESSAGE_MAX + 10));
+        assert_eq!(cut.len(), MESSAGE_MAX);
+        assert_eq!(cut, format!("{}…", "a".repeat(MESSAGE_MAX - 3)));
+        // The bound falls inside the 2-byte "é": cut before it.
+        let mid = format!("{}é{}", "a".repeat(MESSAGE_MAX - 4), "b".repeat(10));
+        assert_eq!(words(mid), format!("{}…", "a".repeat(MESSAGE_MAX - 4)));
+    }
+
+    #[test]
+    fn a_bad_body_policy_reads_as_what_it_does() {
+        assert_eq!(BadBody::Drop.to_string(), "drop");
+        assert_eq!(BadBody::Reply(7).to_string(), "reply with id 7");
+        assert_eq!(BadBody::Close.to_string(), "close");
+    }
+}
