@@ -1,8 +1,8 @@
-//! hotpot's JSON envelope over WebSocket (issue 22): the echo exchange,
-//! bad input answered by the policy while other connections go on, and
-//! `Keepalived(check, timeout)` (Ping after `check` of silence, a Pong is
-//! life, closed after `timeout`), against Python's `websockets` and
-//! headless Chromium.
+//! hotpot's JSON envelope over WebSocket (issue 22): the echo exchange
+//! (and a client's Ping answered with a Pong), bad input answered by the
+//! policy while other connections go on, and `Keepalived(check,
+//! timeout)` (Ping after `check` of silence, a Pong is life, closed after
+//! `timeout`), against Python's `websockets` and headless Chromium.
 
 use std::process::Command;
 use std::time::Duration;

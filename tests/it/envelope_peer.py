@@ -1,7 +1,8 @@
 """A hotpot client in Python's `websockets` (a peer nobody on the team
 wrote) against netloom's JSON envelope routes.
 
-  envelope_peer.py URL echo       send hotpot's Echo, check the answer
+  envelope_peer.py URL echo       send hotpot's Echo, check the answer;
+                                  a Ping of the client's gets a Pong
   envelope_peer.py URL bad        garbage, then an unknown type, then Echo
   envelope_peer.py URL keepalive  answer two Pings with Pongs, then fall
                                   silent until closed; print the timings
@@ -28,6 +29,9 @@ def echo(ws):
 with connect(url, open_timeout=10) as ws:
     if mode == "echo":
         echo(ws)
+        ws.send(json.dumps({"type": "Ping", "data": {}}))
+        got = json.loads(ws.recv(timeout=10))
+        assert got == {"type": "Pong", "data": {}}, got
         print("ok echo")
     elif mode == "bad":
         ws.send("this is not json")
