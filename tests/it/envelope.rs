@@ -97,6 +97,29 @@ fn python_echo_and_bad_input() {
     server.shutdown(TIMEOUT).unwrap();
 }
 
+/// A push outside any handler: `on_open` sends the envelope, and
+/// Python's `websockets` reads it first (found by mutation testing:
+/// `Session::send_envelope` sending nothing passed).
+#[test]
+fn an_envelope_pushed_on_open_reaches_python() {
+    let Some(python) = require(Peer::PyWebsockets) else {
+        return;
+    };
+    crate::common::init_logs();
+    let server = Server::builder()
+        .on_open(|s| {
+            s.send_envelope("Welcome", &serde_json::json!({"n": 1}))
+                .is_ok()
+        })
+        .route_envelope("Echo", |_ctx, e: Echo| Ok::<_, netloom::BoxError>(e))
+        .bind_ws("127.0.0.1:0")
+        .expect("bind")
+        .start()
+        .expect("start");
+    peer(&python, &server, "welcome");
+    server.shutdown(TIMEOUT).unwrap();
+}
+
 /// `Keepalived(300 ms, 900 ms)`: Pings after 300 ms of silence (give or
 /// take a tick), answered Pongs keep the client, silence closes it.
 #[test]

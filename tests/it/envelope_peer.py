@@ -4,6 +4,7 @@ wrote) against netloom's JSON envelope routes.
   envelope_peer.py URL echo       send hotpot's Echo, check the answer;
                                   a Ping of the client's gets a Pong
   envelope_peer.py URL bad        garbage, then an unknown type, then Echo
+  envelope_peer.py URL welcome    the server's first message: its Welcome
   envelope_peer.py URL keepalive  answer two Pings with Pongs, then fall
                                   silent until closed; print the timings
 
@@ -40,6 +41,10 @@ with connect(url, open_timeout=10) as ws:
         second = ws.recv(timeout=10)
         echo(ws)
         print("ok bad", json.dumps([first, second], ensure_ascii=False))
+    elif mode == "welcome":
+        got = json.loads(ws.recv(timeout=10))
+        assert got == {"type": "Welcome", "data": {"n": 1}}, got
+        print("ok welcome")
     elif mode == "keepalive":
         start = time.monotonic()
         pings = []

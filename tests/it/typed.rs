@@ -109,6 +109,33 @@ fn each_format_round_trips() {
     server.shutdown(TIMEOUT).unwrap();
 }
 
+/// A push outside any handler in each format: `on_open` sends them
+/// (found by mutation testing: `Session::send_msgpack` sending nothing
+/// passed).
+#[test]
+fn a_session_pushes_each_format() {
+    let server = start(Server::builder().on_open(|s| {
+        let sum = Sum {
+            sum: 7,
+            name: "hi".into(),
+        };
+        s.send_json(20, &sum).is_ok()
+            && s.send_msgpack(21, &sum).is_ok()
+            && s.send_protobuf(22, &PbSum { sum: 7 }).is_ok()
+    }));
+    let mut c = Client::connect(server.local_addr());
+    let (id, body) = c.recv();
+    let json: Sum = serde_json::from_slice(&body).unwrap();
+    assert_eq!((id, json.sum, json.name.as_str()), (20, 7, "hi"));
+    let (id, body) = c.recv();
+    let msgpack: Sum = rmp_serde::from_slice(&body).unwrap();
+    assert_eq!((id, msgpack.sum, msgpack.name.as_str()), (21, 7, "hi"));
+    let (id, body) = c.recv();
+    let protobuf: PbSum = prost::Message::decode(&body[..]).unwrap();
+    assert_eq!((id, protobuf.sum), (22, 7));
+    server.shutdown(TIMEOUT).unwrap();
+}
+
 /// Garbage for each format, under each policy: dropped (the connection
 /// goes on), answered with the error, or the connection closed; other
 /// connections never notice.

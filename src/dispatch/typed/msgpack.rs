@@ -151,4 +151,73 @@ mod tests {
         assert!(nesting_within(&[0xdd, 0xff, 0xff, 0xff, 0xff], 1));
         assert!(nesting_within(&[], 1));
     }
+
+    /// Found by mutation testing: the sized containers and strings, and
+    /// a container's later values, went unchecked.
+    #[test]
+    fn every_marker_is_walked_by_its_size() {
+        let deep = |n: usize| [vec![0x91; n], vec![0xc0]].concat();
+        // Siblings: [[1], [1]] is two levels, not three.
+        assert!(nesting_within(&[0x92, 0x91, 0x01, 0x91, 0x01], 2));
+        // Each sized container holding 256 values (or 128 pairs) whose
+        // last nests 128 more: too deep only if all its values are read.
+        for head in [
+            &[0xdc, 0x01, 0x00][..],
+            &[0xdd, 0x00, 0x00, 0x01, 0x00],
+            &[0xde, 0x00, 0x80],
+            &[0xdf, 0x00, 0x00, 0x00, 0x80],
+        ] {
+            let body = [head, &[0xc0; 255], &deep(128)].concat();
+            assert!(!nesting_within(&body, 128), "{head:x?}");
+            assert!(nesting_within(&body, 129), "{head:x?}");
+        }
+        // Strings, binaries and extensions of 300 bytes that look like
+        // arrays are skipped whole (the sizes are big-endian).
+        for head in [
+            &[0xd9, 0xff][..],
+            &[0xc4, 0xff],
+            &[0xda, 0x01, 0x2c],
+            &[0xc5, 0x01, 0x2c],
+            &[0xdb, 0x00, 0x00, 0x01, 0x2c],
+            &[0xc6, 0x00, 0x00, 0x01, 0x2c],
+            &[0xc7, 0xff, 0x01],
+            &[0xc8, 0x01, 0x2c, 0x01],
+            &[0xc9, 0x00, 0x00, 0x01, 0x2c, 0x01],
+        ] {
+            let size = if head[0] == 0xd9 || head[0] == 0xc4 || head[0] == 0xc7 {
+                0xff
+            } else {
+                300
+            };
+            let body = [head, &vec![0x91; size][..]].concat();
+            assert!(nesting_within(&body, 1), "{head:x?}");
+            // And what follows them is read: a root array of two.
+            let two = [&[0x92][..], &body, &deep(2)].concat();
+            assert!(!nesting_within(&two, 2), "{head:x?}");
+        }
+        // Scalars and fixed extensions of each size: their bytes (nils
+        // here) are skipped, and the deep array after them is read.
+        for (marker, size) in [
+            (0xa3, 3),
+            (0xcc, 1),
+            (0xd0, 1),
+            (0xcd, 2),
+            (0xd1, 2),
+            (0xce, 4),
+            (0xd2, 4),
+            (0xca, 4),
+            (0xcf, 8),
+            (0xd3, 8),
+            (0xcb, 8),
+            (0xd4, 2),
+            (0xd5, 3),
+            (0xd6, 5),
+            (0xd7, 9),
+            (0xd8, 17),
+        ] {
+            let two = [&[0x92, marker][..], &vec![0xc0; size], &deep(2)].concat();
+            assert!(!nesting_within(&two, 2), "{marker:x}");
+            assert!(nesting_within(&two, 3), "{marker:x}");
+        }
+    }
 }
