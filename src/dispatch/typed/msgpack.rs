@@ -194,6 +194,7 @@ mod tests {
             // And what follows them is read: a root array of two.
             let two = [&[0x92][..], &body, &deep(2)].concat();
             assert!(!nesting_within(&two, 2), "{head:x?}");
+            assert!(nesting_within(&two, 3), "{head:x?}");
         }
         // Scalars and fixed extensions of each size: their bytes (nils
         // here) are skipped, and the deep array after them is read.

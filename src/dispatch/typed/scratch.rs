@@ -41,3 +41,35 @@ const SCRATCH_KEEP: usize = 1 << 20;
 fn encode_error(message: String) -> crate::Error {
     crate::Error::Encode(message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept() -> usize {
+        SCRATCH.with(|cell| cell.borrow().capacity())
+    }
+
+    /// The buffer keeps up to `SCRATCH_KEEP` between replies, and not
+    /// more (found by mutation testing: the bound could go, or keep
+    /// nothing, with every test passing).
+    #[test]
+    fn the_scratch_buffer_keeps_up_to_its_bound() {
+        let reply = |len: usize| {
+            with_scratch(
+                |buf| {
+                    buf.reserve_exact(len);
+                    buf.resize(len, 0);
+                    Ok(())
+                },
+                |bytes| Ok(bytes.len()),
+            )
+        };
+        assert_eq!(reply(100).unwrap(), 100);
+        assert!(kept() >= 100, "a small reply's buffer is kept");
+        assert_eq!(reply(SCRATCH_KEEP).unwrap(), SCRATCH_KEEP);
+        assert_eq!(kept(), SCRATCH_KEEP, "as large as the bound: kept");
+        assert_eq!(reply(SCRATCH_KEEP + 1).unwrap(), SCRATCH_KEEP + 1);
+        assert_eq!(kept(), 0, "over the bound: given back");
+    }
+}
