@@ -135,6 +135,43 @@ fn a_closed_connections_timers_never_fire() {
     server.shutdown(TIMEOUT).unwrap();
 }
 
+/// A connection closed with its reply unsent lingers (`close_linger`)
+/// before it goes: its timers stop at the close and do not run while it
+/// lingers (the wheel parks them; written for a mutant of
+/// `exec::submit`'s closing guard, which the wheel makes unreachable for
+/// timers: see docs/RELIABILITY.md).
+#[test]
+fn a_closing_connections_timers_stop_at_the_close() {
+    init_logs();
+    let (fired_tx, fired) = unbounded::<()>();
+    let server = start(
+        Server::builder()
+            .close_linger(Duration::from_secs(3))
+            .max_body_length(32 << 20)
+            .write_high_water(64 << 20)
+            .route(1, move |ctx: &mut Context<'_>| {
+                let tx = fired_tx.clone();
+                ctx.every(Duration::from_millis(20), move |_| {
+                    let _ = tx.send(());
+                });
+                // More than the kernel takes from a peer that does not read.
+                ctx.reply(1, vec![0u8; 16 << 20])?;
+                ctx.close();
+                Ok::<_, netloom::Error>(())
+            }),
+    );
+    let mut client = Client::connect(server.local_addr());
+    client.send(1, b"");
+    wait_until("the reply begun", || server.stats().bytes_out > 0);
+    assert!(
+        fired.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a closing connection's timer fired"
+    );
+    assert_eq!(server.connection_count(), 1, "it lingers meanwhile");
+    drop(client);
+    server.shutdown(TIMEOUT).unwrap();
+}
+
 #[test]
 fn builder_every_ticks_on_one_thread_at_its_interval() {
     init_logs();
