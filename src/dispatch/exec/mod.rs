@@ -135,3 +135,33 @@ impl Executors {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool's size is checked at both ends, and the plan reads as
+    /// what it holds (found by mutation testing).
+    #[test]
+    fn a_pool_takes_1_to_1024_workers_the_largest_asked_for() {
+        let workers = |used: Vec<Exec>| Executors::plan(used).map(|(_, rx)| rx.pool.map(|p| p.1));
+        assert_eq!(
+            workers(vec![Exec::Pool(1024), Exec::Pool(3)]).unwrap(),
+            Some(1024)
+        );
+        assert!(matches!(
+            workers(vec![Exec::Pool(1025)]),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            workers(vec![Exec::Pool(0)]),
+            Err(Error::Config(_))
+        ));
+        assert_eq!(workers(vec![Exec::Inline]).unwrap(), None);
+        let (exec, _rx) = Executors::plan([Exec::Single]).unwrap();
+        assert_eq!(
+            format!("{exec:?}"),
+            "Executors { pool: false, single: true }"
+        );
+    }
+}
