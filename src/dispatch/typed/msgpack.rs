@@ -171,8 +171,8 @@ mod tests {
             assert!(!nesting_within(&body, 128), "{head:x?}");
             assert!(nesting_within(&body, 129), "{head:x?}");
         }
-        // Strings, binaries and extensions of 300 bytes that look like
-        // arrays are skipped whole (the sizes are big-endian).
+        // Strings, binaries and extensions of 255 bytes (the 8-bit sizes)
+        // or 300 (big-endian) that look like arrays are skipped whole.
         for head in [
             &[0xd9, 0xff][..],
             &[0xc4, 0xff],
