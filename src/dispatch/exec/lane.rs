@@ -19,7 +19,7 @@ use crate::error::{panic_message, CloseReason};
 use crate::ext::Extensions;
 use crate::id::ConnId;
 use crate::runtime::exec::{
-    Item, Lane, Outcome, Outgoing, Place, Queued, Target, Task, WorkFn, ITEM_COST,
+    Item, Lane, Lanes, Outcome, Outgoing, Place, Queued, Target, Task, WorkFn, ITEM_COST,
 };
 use crate::runtime::LoopCore;
 use crate::stats::Counters;
@@ -158,7 +158,8 @@ impl App {
                 }
                 Standing::Ready => {}
             }
-            match next(core, me) {
+            let next = next(&mut core.lanes.borrow_mut(), me);
+            match next {
                 Next::Empty => break,
                 Next::Here(item) => self.run_here(core, me, item),
                 Next::Off(target, items, held) => {
@@ -398,8 +399,7 @@ impl App {
 }
 
 /// Take the next item, or the next run of items for one executor.
-fn next(core: &LoopCore, me: ConnId) -> Next {
-    let mut lanes = core.lanes.borrow_mut();
+fn next(lanes: &mut Lanes, me: ConnId) -> Next {
     let Some(lane) = lanes.get(me) else {
         return Next::Empty;
     };
@@ -489,3 +489,6 @@ pub(crate) fn holds_reads(core: &LoopCore, me: ConnId) -> bool {
         .get(me)
         .is_some_and(|l| l.held > core.runtime.config.exec_backlog / 2)
 }
+
+#[cfg(test)]
+mod tests;
