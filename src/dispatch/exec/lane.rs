@@ -158,8 +158,8 @@ impl App {
                 }
                 Standing::Ready => {}
             }
-            let next = next(&mut core.lanes.borrow_mut(), me);
-            match next {
+            let step = next(&mut core.lanes.borrow_mut(), me);
+            match step {
                 Next::Empty => break,
                 Next::Here(item) => self.run_here(core, me, item),
                 Next::Off(target, items, held) => {
