@@ -147,15 +147,16 @@ fn a_closing_connections_timers_stop_at_the_close() {
     let server = start(
         Server::builder()
             .close_linger(Duration::from_secs(3))
-            .max_body_length(32 << 20)
-            .write_high_water(64 << 20)
+            .max_body_length(64 << 20)
+            .write_high_water(128 << 20)
             .route(1, move |ctx: &mut Context<'_>| {
                 let tx = fired_tx.clone();
                 ctx.every(Duration::from_millis(20), move |_| {
                     let _ = tx.send(());
                 });
-                // More than the kernel takes from a peer that does not read.
-                ctx.reply(1, vec![0u8; 16 << 20])?;
+                // Far more than the kernel takes from a peer that does not
+                // read (here 4 MiB of send buffer, the receiver's at most 32).
+                ctx.reply(1, vec![0u8; 48 << 20])?;
                 ctx.close();
                 Ok::<_, netloom::Error>(())
             }),
